@@ -1,0 +1,495 @@
+//! Per-partition queues of record batches: linger, batch size and the memory bound.
+//!
+//! Owns the batches from the moment a record is appended until the sender takes them, and again
+//! when the sender puts a batch back for a retry. Appending copies the record once into the open
+//! batch of its partition; a batch closes when it reaches `batch.size`, and becomes sendable when
+//! closed, when `linger.ms` passed, or while someone flushes. `buffer.memory` is a byte
+//! semaphore: a record holds its bytes until its batch is done. It must not talk to brokers and
+//! must not decide retries; it only keeps order (batches leave and come back in sequence order).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::batch::{record_size_upper_bound, BatchBuilder, ClosedBatch, BATCH_HEADER_LEN};
+use crate::config::Compression;
+use crate::delivery::{callback_result, BatchAck, BatchOutcome, Callback, DeliveryReport};
+use crate::error::ProduceError;
+use crate::owner::OwnerState;
+use crate::partitioner::StickyPartition;
+use crate::record::Record;
+
+/// One owner's share of a batch.
+struct OwnerShare {
+    owner: Arc<OwnerState>,
+    bytes: usize,
+}
+
+/// Everything needed to finish a batch's records once its result is known.
+pub(crate) struct Completion {
+    pub(crate) outcome: Arc<BatchOutcome>,
+    owners: Vec<OwnerShare>,
+    /// `(owner index, offset delta, record id)` for owners that want reports.
+    reports: Vec<(u32, i32, u64)>,
+    callbacks: Vec<(i32, Callback)>,
+    permits: usize,
+}
+
+impl Completion {
+    fn new(topic: Arc<str>, partition: i32) -> Self {
+        Completion {
+            outcome: BatchOutcome::new(topic, partition),
+            owners: Vec::new(),
+            reports: Vec::new(),
+            callbacks: Vec::new(),
+            permits: 0,
+        }
+    }
+
+    fn add(
+        &mut self,
+        owner: &Arc<OwnerState>,
+        bytes: usize,
+        offset_delta: i32,
+        id: u64,
+        callback: Option<Callback>,
+    ) {
+        let idx = match self.owners.iter().rposition(|s| Arc::ptr_eq(&s.owner, owner)) {
+            Some(i) => i,
+            None => {
+                owner.track(&self.outcome);
+                self.owners.push(OwnerShare {
+                    owner: owner.clone(),
+                    bytes: 0,
+                });
+                self.owners.len() - 1
+            }
+        };
+        self.owners[idx].bytes += bytes;
+        self.permits += bytes;
+        if owner.reports_enabled {
+            self.reports.push((idx as u32, offset_delta, id));
+        }
+        if let Some(cb) = callback {
+            self.callbacks.push((offset_delta, cb));
+        }
+    }
+
+    /// Publishes the result to futures, callbacks, reports and owners, and frees the memory.
+    pub(crate) fn complete(self, result: Result<BatchAck, ProduceError>, memory: &Semaphore) {
+        let Completion {
+            outcome,
+            owners,
+            reports,
+            callbacks,
+            permits,
+        } = self;
+        if let Err(e) = &result {
+            for s in &owners {
+                s.owner.record_failure(e);
+            }
+        }
+        outcome.set(result);
+        for s in &owners {
+            s.owner.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
+        }
+        memory.add_permits(permits);
+        if !reports.is_empty() {
+            let mut by_owner: Vec<Vec<DeliveryReport>> = owners.iter().map(|_| Vec::new()).collect();
+            for (idx, delta, id) in reports {
+                let result = match outcome.record(delta).expect("result set") {
+                    Ok(m) => Ok(m.offset),
+                    Err(e) => Err(e),
+                };
+                by_owner[idx as usize].push(DeliveryReport {
+                    id,
+                    topic: outcome.topic(),
+                    partition: outcome.partition(),
+                    result,
+                });
+            }
+            for (s, reports) in owners.iter().zip(by_owner) {
+                if !reports.is_empty() {
+                    s.owner.push_reports(reports.into_iter());
+                }
+            }
+        }
+        for (delta, cb) in callbacks {
+            cb(callback_result(&outcome, delta));
+        }
+    }
+}
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    created: Instant,
+    completion: Completion,
+}
+
+/// A closed batch on its way to the broker (or back for a retry).
+pub(crate) struct ProducerBatch {
+    pub(crate) records: ClosedBatch,
+    pub(crate) created: Instant,
+    pub(crate) attempts: u32,
+    pub(crate) retry_at: Option<Instant>,
+    pub(crate) sequence: Option<i32>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) completion: Completion,
+}
+
+impl ProducerBatch {
+    pub(crate) fn fail(self, e: ProduceError, memory: &Semaphore) {
+        self.completion.complete(Err(e), memory);
+    }
+}
+
+/// Queue state of one partition.
+#[derive(Default)]
+pub(crate) struct PartitionState {
+    open: Option<OpenBatch>,
+    /// Closed batches not in flight, in sequence order (retries first).
+    pub(crate) queued: VecDeque<ProducerBatch>,
+    /// Batches of this partition in flight.
+    pub(crate) in_flight: u32,
+    /// The idempotent producer's next sequence number for this partition.
+    pub(crate) next_sequence: i32,
+    /// Lowest sequence that failed and waits for its retry: later batches answered with
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER are then retried too.
+    pub(crate) retry_floor: Option<i32>,
+}
+
+/// One partition's queue.
+pub(crate) struct PartitionQueue {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) state: Mutex<PartitionState>,
+}
+
+/// One topic's queues, one per partition, and its sticky partition.
+pub(crate) struct TopicQueues {
+    pub(crate) partitions: Vec<Arc<PartitionQueue>>,
+    pub(crate) sticky: StickyPartition,
+}
+
+/// Settings the accumulator needs.
+#[derive(Debug, Clone)]
+pub(crate) struct AccumulatorConfig {
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub compression: Compression,
+    pub compression_level: Option<i32>,
+    pub delivery_timeout: Duration,
+    pub buffer_memory: usize,
+}
+
+/// What the sender takes from one partition.
+pub(crate) enum Drained {
+    /// A batch to send.
+    Batch(ProducerBatch),
+    /// Nothing now; look again at this time (or when woken).
+    Later(Option<Instant>),
+}
+
+/// All partitions' queues.
+pub(crate) struct Accumulator {
+    pub(crate) config: AccumulatorConfig,
+    topics: RwLock<HashMap<Arc<str>, Arc<TopicQueues>>>,
+    pub(crate) memory: Semaphore,
+    /// Flushes (or a close) in progress: lingering batches are sendable at once.
+    flushing: AtomicUsize,
+    /// Senders waiting for memory: lingering batches are sendable at once to free it.
+    pub(crate) blocked: AtomicUsize,
+    /// Wakes the sender: a batch became sendable or a new one started lingering.
+    pub(crate) wake: Notify,
+}
+
+impl Accumulator {
+    pub(crate) fn new(config: AccumulatorConfig) -> Self {
+        Accumulator {
+            memory: Semaphore::new(config.buffer_memory),
+            config,
+            topics: RwLock::new(HashMap::new()),
+            flushing: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The queues of `topic` if it has exactly `partitions` partitions already.
+    pub(crate) fn topic(&self, topic: &str) -> Option<Arc<TopicQueues>> {
+        self.topics.read().expect("topics lock").get(topic).cloned()
+    }
+
+    /// The queues of `topic`, created or grown to `partitions`.
+    pub(crate) fn topic_with(&self, topic: &str, partitions: i32) -> Arc<TopicQueues> {
+        let mut topics = self.topics.write().expect("topics lock");
+        let name: Arc<str> = match topics.get_key_value(topic) {
+            Some((_, t)) if t.partitions.len() as i32 >= partitions => return t.clone(),
+            Some((k, _)) => k.clone(),
+            None => Arc::from(topic),
+        };
+        let mut queues: Vec<Arc<PartitionQueue>> = topics
+            .get(topic)
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        for p in queues.len() as i32..partitions {
+            queues.push(Arc::new(PartitionQueue {
+                topic: name.clone(),
+                partition: p,
+                state: Mutex::new(PartitionState::default()),
+            }));
+        }
+        let t = Arc::new(TopicQueues {
+            partitions: queues,
+            sticky: StickyPartition::default(),
+        });
+        topics.insert(name, t.clone());
+        t
+    }
+
+    /// Every partition queue, for the sender's scan.
+    pub(crate) fn all_partitions(&self) -> Vec<Arc<PartitionQueue>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
+    }
+
+    /// Appends `record` to `queue`'s open batch. `bytes` were already taken from the memory
+    /// semaphore (and forgotten) by the caller; they are given back when the batch is done.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn append(
+        &self,
+        queue: &PartitionQueue,
+        record: &Record<'_>,
+        timestamp: i64,
+        bytes: usize,
+        owner: &Arc<OwnerState>,
+        id: u64,
+        callback: Option<Callback>,
+    ) -> (Arc<BatchOutcome>, i32) {
+        let batch_size = self.config.batch_size;
+        let size = record_size_upper_bound(record);
+        let mut wake = false;
+        let mut st = queue.state.lock().expect("partition lock");
+        let full = match &st.open {
+            Some(o) => !o.builder.is_empty() && o.builder.len() + size > batch_size,
+            None => true,
+        };
+        if full {
+            if let Some(o) = st.open.take() {
+                self.close_into(&mut st, o);
+            }
+            st.open = Some(OpenBatch {
+                builder: BatchBuilder::new(batch_size.max(BATCH_HEADER_LEN + size)),
+                created: Instant::now(),
+                completion: Completion::new(queue.topic.clone(), queue.partition),
+            });
+            // A new batch starts to linger: the sender must know when it is due.
+            wake = true;
+        }
+        let open = st.open.as_mut().expect("open batch");
+        let delta = open.builder.append(record, timestamp);
+        open.completion.add(owner, bytes, delta, id, callback);
+        let outcome = open.completion.outcome.clone();
+        if open.builder.len() >= batch_size {
+            let o = st.open.take().expect("open batch");
+            self.close_into(&mut st, o);
+            wake = true;
+        }
+        drop(st);
+        if wake {
+            self.wake.notify_one();
+        }
+        (outcome, delta)
+    }
+
+    fn close_into(&self, st: &mut PartitionState, o: OpenBatch) {
+        let OpenBatch {
+            builder,
+            created,
+            completion,
+        } = o;
+        match builder.close(self.config.compression, self.config.compression_level) {
+            Ok(records) => st.queued.push_back(ProducerBatch {
+                records,
+                created,
+                attempts: 0,
+                retry_at: None,
+                sequence: None,
+                last_error: None,
+                completion,
+            }),
+            Err(e) => completion.complete(
+                Err(ProduceError::Fatal(format!(
+                    "{} compression failed: {e}",
+                    self.config.compression.name()
+                ))),
+                &self.memory,
+            ),
+        }
+    }
+
+    /// Marks the start of a flush: lingering batches become sendable.
+    pub(crate) fn begin_flush(&self) {
+        self.flushing.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// Marks the end of a flush.
+    pub(crate) fn end_flush(&self) {
+        self.flushing.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Takes the next batch of `queue` to send, if one is due and the partition's ordering rules
+    /// allow it. `max_in_flight` caps batches of this partition in flight. Expired batches are
+    /// failed on the way.
+    pub(crate) fn drain(
+        &self,
+        queue: &PartitionQueue,
+        now: Instant,
+        max_in_flight: u32,
+        idempotent: bool,
+    ) -> Drained {
+        let mut st = queue.state.lock().expect("partition lock");
+        let taken = self.take(&mut st, now, max_in_flight);
+        match taken {
+            Drained::Batch(mut b) => {
+                st.in_flight += 1;
+                if idempotent && b.sequence.is_none() {
+                    b.sequence = Some(st.next_sequence);
+                    st.next_sequence = st.next_sequence.wrapping_add(b.records.count()) & i32::MAX;
+                }
+                Drained::Batch(b)
+            }
+            later => later,
+        }
+    }
+
+    /// Fails what expired in `queue`; returns whether it still holds records.
+    pub(crate) fn expire_only(&self, queue: &PartitionQueue, now: Instant) -> bool {
+        let mut st = queue.state.lock().expect("partition lock");
+        self.expire(&mut st, now);
+        st.open.is_some() || !st.queued.is_empty()
+    }
+
+    fn take(&self, st: &mut PartitionState, now: Instant, max_in_flight: u32) -> Drained {
+        self.expire(st, now);
+        if st.in_flight >= max_in_flight {
+            return Drained::Later(None);
+        }
+        if let Some(head) = st.queued.front() {
+            // A retry goes alone, after everything before it came back, to keep order.
+            if head.attempts > 0 && st.in_flight > 0 {
+                return Drained::Later(None);
+            }
+            if let Some(at) = head.retry_at {
+                if at > now {
+                    return Drained::Later(Some(at));
+                }
+            }
+            return Drained::Batch(st.queued.pop_front().expect("head"));
+        }
+        let Some(open) = &st.open else {
+            return Drained::Later(None);
+        };
+        let due = open.created + self.config.linger;
+        let hurry = self.flushing.load(Ordering::Acquire) > 0 || self.blocked.load(Ordering::Acquire) > 0;
+        if due <= now || hurry {
+            let o = st.open.take().expect("open batch");
+            self.close_into(st, o);
+            match st.queued.pop_front() {
+                Some(b) => Drained::Batch(b),
+                None => Drained::Later(None),
+            }
+        } else {
+            Drained::Later(Some(due))
+        }
+    }
+
+    fn expire(&self, st: &mut PartitionState, now: Instant) {
+        let timeout = self.config.delivery_timeout;
+        let expired = |created: Instant| created + timeout <= now;
+        if st.open.as_ref().is_some_and(|o| expired(o.created)) {
+            let o = st.open.take().expect("open batch");
+            o.completion.complete(
+                Err(ProduceError::DeliveryTimeout {
+                    timeout,
+                    cause: "no broker took the batch (is the partition's leader reachable?)".into(),
+                }),
+                &self.memory,
+            );
+        }
+        while st.queued.front().is_some_and(|b| expired(b.created)) {
+            let b = st.queued.pop_front().expect("head");
+            let cause = b
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "no broker took the batch (is the partition's leader reachable?)".into());
+            b.fail(ProduceError::DeliveryTimeout { timeout, cause }, &self.memory);
+        }
+    }
+
+    /// Puts a batch back for a retry, in sequence order.
+    pub(crate) fn requeue(&self, queue: &PartitionQueue, batch: ProducerBatch) {
+        let mut st = queue.state.lock().expect("partition lock");
+        st.in_flight = st.in_flight.saturating_sub(1);
+        if let Some(seq) = batch.sequence {
+            st.retry_floor = Some(st.retry_floor.map_or(seq, |f| f.min(seq)));
+        }
+        let pos = st
+            .queued
+            .iter()
+            .position(|b| match (b.sequence, batch.sequence) {
+                (Some(s), Some(mine)) => s > mine,
+                (None, _) => true,
+                (Some(_), None) => false,
+            })
+            .unwrap_or(st.queued.len());
+        st.queued.insert(pos, batch);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Records that a batch of `queue` came back done (acknowledged or failed).
+    pub(crate) fn done(&self, queue: &PartitionQueue, sequence: Option<i32>) {
+        let mut st = queue.state.lock().expect("partition lock");
+        st.in_flight = st.in_flight.saturating_sub(1);
+        if let (Some(f), Some(s)) = (st.retry_floor, sequence) {
+            if s >= f && !st.queued.iter().any(|b| b.attempts > 0) {
+                st.retry_floor = None;
+            }
+        }
+    }
+
+    /// Fails every batch not in flight (the producer is closing for good).
+    pub(crate) fn abort_all(&self, e: &ProduceError) {
+        for q in self.all_partitions() {
+            let mut st = q.state.lock().expect("partition lock");
+            if let Some(o) = st.open.take() {
+                o.completion.complete(Err(e.clone()), &self.memory);
+            }
+            for b in st.queued.drain(..) {
+                b.fail(e.clone(), &self.memory);
+            }
+        }
+    }
+
+    /// Forgets every assigned sequence number (after a new producer id): queued batches get
+    /// new ones when they are next drained.
+    pub(crate) fn reset_sequences(&self) {
+        for q in self.all_partitions() {
+            let mut st = q.state.lock().expect("partition lock");
+            st.next_sequence = 0;
+            st.retry_floor = None;
+            for b in st.queued.iter_mut() {
+                b.sequence = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Kafka record batches (magic v2), written straight into `BytesMut` as records arrive.
+//!
+//! Owns the byte layout: varints, record framing, headers, the 61-byte batch header, CRC-32C
+//! and compression. A record's key, value and headers are copied once, from the caller's slice
+//! into the batch buffer. Producer id, epoch and base sequence are only known when the sender
+//! drains the batch, so [`ClosedBatch::seal`] fills them and the CRC last. It must not know
+//! about partitions, owners or the network.
+
+use std::io::Write;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::config::Compression;
+use crate::record::Record;
+
+/// Size of the v2 batch header: baseOffset .. recordCount.
+pub const BATCH_HEADER_LEN: usize = 61;
+/// Offset of the CRC field in the batch header.
+const CRC_OFFSET: usize = 17;
+/// Offset of the attributes field (the first byte the CRC covers).
+const ATTRIBUTES_OFFSET: usize = 21;
+
+/// Bytes a zigzag varint of `v` takes.
+pub fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    ((64 - (z | 1).leading_zeros() as usize) + 6) / 7
+}
+
+fn put_varint(buf: &mut BytesMut, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        buf.put_u8((z as u8) | 0x80);
+        z >>= 7;
+    }
+    buf.put_u8(z as u8);
+}
+
+fn bytes_field_len(b: Option<&[u8]>) -> usize {
+    match b {
+        Some(b) => varint_len(b.len() as i64) + b.len(),
+        None => 1,
+    }
+}
+
+/// Size of a record's fields after `length`, except the two deltas.
+fn body_without_deltas(r: &Record<'_>) -> usize {
+    let mut n = 1 // attributes
+        + bytes_field_len(r.key)
+        + bytes_field_len(r.value)
+        + varint_len(r.headers.len() as i64);
+    for h in r.headers {
+        n += varint_len(h.key.len() as i64) + h.key.len() + bytes_field_len(h.value);
+    }
+    n
+}
+
+/// An upper bound of the bytes `r` takes inside a batch (with the largest possible deltas).
+pub fn record_size_upper_bound(r: &Record<'_>) -> usize {
+    let body = body_without_deltas(r) + 10 + 5;
+    varint_len(body as i64) + body
+}
+
+/// An upper bound of a batch holding only `r`: what `max.request.size` is checked against.
+pub fn single_record_batch_upper_bound(r: &Record<'_>) -> usize {
+    BATCH_HEADER_LEN + record_size_upper_bound(r)
+}
+
+/// A batch that is still taking records.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: BytesMut,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl BatchBuilder {
+    /// An empty batch with room for `capacity` bytes before it reallocates.
+    pub fn new(capacity: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_LEN));
+        buf.put_bytes(0, BATCH_HEADER_LEN);
+        BatchBuilder {
+            buf,
+            count: 0,
+            base_timestamp: 0,
+            max_timestamp: i64::MIN,
+        }
+    }
+
+    /// Records in the batch.
+    pub fn count(&self) -> i32 {
+        self.count
+    }
+
+    /// Bytes written so far, header included.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no record was appended yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends `r` with create time `timestamp` and returns its offset delta.
+    pub fn append(&mut self, r: &Record<'_>, timestamp: i64) -> i32 {
+        if self.count == 0 {
+            self.base_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let offset_delta = self.count;
+        let ts_delta = timestamp - self.base_timestamp;
+        let body =
+            body_without_deltas(r) + varint_len(ts_delta) + varint_len(offset_delta as i64);
+        let buf = &mut self.buf;
+        buf.reserve(varint_len(body as i64) + body);
+        put_varint(buf, body as i64);
+        buf.put_u8(0); // record attributes: unused in v2
+        put_varint(buf, ts_delta);
+        put_varint(buf, offset_delta as i64);
+        put_bytes_field(buf, r.key);
+        put_bytes_field(buf, r.value);
+        put_varint(buf, r.headers.len() as i64);
+        for h in r.headers {
+            put_varint(buf, h.key.len() as i64);
+            buf.put_slice(h.key.as_bytes());
+            put_bytes_field(buf, h.value);
+        }
+        self.count += 1;
+        offset_delta
+    }
+
+    /// Ends the batch: compresses the records section when asked and fills every header field
+    /// that does not depend on the producer id.
+    pub fn close(self, compression: Compression, level: Option<i32>) -> std::io::Result<ClosedBatch> {
+        let BatchBuilder {
+            mut buf,
+            count,
+            base_timestamp,
+            max_timestamp,
+        } = self;
+        if compression != Compression::None {
+            let records = buf.split_off(BATCH_HEADER_LEN);
+            compress_into(&mut buf, &records, compression, level)?;
+        }
+        let batch_len = (buf.len() - 12) as i32;
+        let last_offset_delta = count - 1;
+        let attributes = compression.attribute();
+        let h = &mut buf[..BATCH_HEADER_LEN];
+        h[0..8].copy_from_slice(&0i64.to_be_bytes()); // baseOffset: the broker assigns it
+        h[8..12].copy_from_slice(&batch_len.to_be_bytes());
+        h[12..16].copy_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+        h[16] = 2; // magic
+        h[21..23].copy_from_slice(&attributes.to_be_bytes());
+        h[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+        h[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
+        h[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+        h[57..61].copy_from_slice(&count.to_be_bytes());
+        Ok(ClosedBatch {
+            buf,
+            count,
+            sealed: None,
+        })
+    }
+}
+
+fn put_bytes_field(buf: &mut BytesMut, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            put_varint(buf, b.len() as i64);
+            buf.put_slice(b);
+        }
+        None => put_varint(buf, -1),
+    }
+}
+
+/// Xerial's snappy framing, which the Java producer writes and every client reads.
+const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+const XERIAL_BLOCK: usize = 32 * 1024;
+
+fn compress_into(
+    out: &mut BytesMut,
+    records: &[u8],
+    compression: Compression,
+    level: Option<i32>,
+) -> std::io::Result<()> {
+    match compression {
+        Compression::None => out.put_slice(records),
+        Compression::Gzip => {
+            let level = level.map_or(flate2::Compression::default(), |l| {
+                flate2::Compression::new(l.clamp(1, 9) as u32)
+            });
+            let mut e = flate2::write::GzEncoder::new(out.writer(), level);
+            e.write_all(records)?;
+            e.finish()?;
+        }
+        Compression::Snappy => {
+            out.put_slice(XERIAL_HEADER);
+            let mut enc = snap::raw::Encoder::new();
+            for block in records.chunks(XERIAL_BLOCK) {
+                let start = out.len();
+                out.put_u32(0);
+                out.resize(start + 4 + snap::raw::max_compress_len(block.len()), 0);
+                let n = enc
+                    .compress(block, &mut out[start + 4..])
+                    .map_err(std::io::Error::other)?;
+                out.truncate(start + 4 + n);
+                out[start..start + 4].copy_from_slice(&(n as u32).to_be_bytes());
+            }
+        }
+        Compression::Lz4 => {
+            let mut e = lz4::EncoderBuilder::new()
+                .level(level.unwrap_or(9).clamp(1, 17) as u32)
+                .block_mode(lz4::BlockMode::Independent)
+                .build(out.writer())?;
+            e.write_all(records)?;
+            let (_, r) = e.finish();
+            r?;
+        }
+        Compression::Zstd => {
+            let mut e = zstd::stream::write::Encoder::new(out.writer(), level.unwrap_or(3))?;
+            e.write_all(records)?;
+            e.finish()?;
+        }
+    }
+    Ok(())
+}
+
+/// A finished batch waiting for its producer id and sequence.
+#[derive(Debug)]
+pub struct ClosedBatch {
+    buf: BytesMut,
+    count: i32,
+    sealed: Option<Bytes>,
+}
+
+impl ClosedBatch {
+    /// Records in the batch.
+    pub fn count(&self) -> i32 {
+        self.count
+    }
+
+    /// Encoded size on the wire.
+    pub fn len(&self) -> usize {
+        self.sealed.as_ref().map_or(self.buf.len(), Bytes::len)
+    }
+
+    /// Always false: a closed batch holds at least one record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The bytes last returned by [`ClosedBatch::seal`] (empty before the first seal).
+    pub fn sealed(&self) -> Bytes {
+        self.sealed.clone().unwrap_or_default()
+    }
+
+    /// The batch bytes for a Produce request, stamped with the idempotent producer's id, epoch
+    /// and base sequence (`-1, -1, -1` without idempotence). Stamping again with other values
+    /// (after an epoch bump) rewrites the header; the same values reuse the bytes.
+    pub fn seal(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+        if let Some(b) = &self.sealed {
+            let same = b[43..51] == producer_id.to_be_bytes()
+                && b[51..53] == epoch.to_be_bytes()
+                && b[53..57] == base_sequence.to_be_bytes();
+            if same {
+                return b.clone();
+            }
+            let b = self.sealed.take().expect("checked");
+            self.buf = b.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
+        }
+        let buf = &mut self.buf;
+        buf[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        buf[51..53].copy_from_slice(&epoch.to_be_bytes());
+        buf[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..]);
+        buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        let bytes = std::mem::take(buf).freeze();
+        self.sealed = Some(bytes.clone());
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Header;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn varint_lengths() {
+        for (v, n) in [(0, 1), (-1, 1), (63, 1), (64, 2), (-64, 1), (-65, 2), (8191, 2), (8192, 3)] {
+            assert_eq!(varint_len(v), n, "{v}");
+            let mut b = BytesMut::new();
+            put_varint(&mut b, v);
+            assert_eq!(b.len(), n, "{v}");
+        }
+        assert_eq!(varint_len(i64::MIN), 10);
+    }
+
+    fn build(compression: Compression) -> Bytes {
+        let h = [Header::new("trace", b"abc"), Header { key: "nil", value: None }];
+        let mut b = BatchBuilder::new(1024);
+        b.append(&Record::new("t", b"v0").key(b"k0").headers(&h), 1_700_000_000_000);
+        b.append(&Record { value: None, ..Record::new("t", b"") }, 1_700_000_000_005);
+        let big = vec![7u8; 5000];
+        b.append(&Record::new("t", &big).key(b""), 1_699_999_999_000);
+        let mut closed = b.close(compression, None).unwrap();
+        closed.seal(42, 3, 7)
+    }
+
+    #[test]
+    fn batches_decode_with_kafka_protocol_for_every_codec() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut bytes = build(c);
+            let set = RecordBatchDecoder::decode(&mut bytes).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+            let r = &set.records;
+            assert_eq!(r.len(), 3, "{c:?}");
+            assert_eq!(r[0].key.as_deref(), Some(&b"k0"[..]));
+            assert_eq!(r[0].value.as_deref(), Some(&b"v0"[..]));
+            assert_eq!(r[0].headers.len(), 2);
+            assert_eq!(r[0].headers.get(&kafka_protocol::protocol::StrBytes::from_static_str("trace")).unwrap().as_deref(), Some(&b"abc"[..]));
+            assert_eq!(r[0].headers.get(&kafka_protocol::protocol::StrBytes::from_static_str("nil")).unwrap(), &None);
+            assert_eq!(r[1].key, None);
+            assert_eq!(r[1].value, None);
+            assert_eq!(r[1].offset, 1);
+            assert_eq!(r[2].value.as_deref().map(<[u8]>::len), Some(5000));
+            assert_eq!(r[2].key.as_deref(), Some(&b""[..]));
+            assert_eq!(r[2].timestamp, 1_699_999_999_000, "negative timestamp delta");
+            assert_eq!(r[0].producer_id, 42);
+            assert_eq!(r[0].producer_epoch, 3);
+            assert_eq!(r[0].sequence, 7);
+            assert_eq!(r[2].sequence, 9);
+        }
+    }
+
+    #[test]
+    fn upper_bound_covers_actual_size() {
+        let h = [Header::new("a", b"b")];
+        let r = Record::new("t", &[1u8; 300]).key(b"key").headers(&h);
+        let mut b = BatchBuilder::new(0);
+        b.append(&r, 0);
+        assert!(b.len() <= single_record_batch_upper_bound(&r));
+        assert!(single_record_batch_upper_bound(&r) - b.len() < 20);
+    }
+
+    #[test]
+    fn resealing_with_a_new_epoch_rewrites_the_crc() {
+        let mut b = BatchBuilder::new(128);
+        b.append(&Record::new("t", b"x"), 1);
+        let mut closed = b.close(Compression::None, None).unwrap();
+        let first = closed.seal(1, 0, 0);
+        assert_eq!(closed.seal(1, 0, 0), first);
+        drop(first);
+        let mut second = closed.seal(1, 1, 0);
+        let set = RecordBatchDecoder::decode(&mut second).unwrap();
+        assert_eq!(set.records[0].producer_epoch, 1);
+    }
+}

@@ -1,0 +1,452 @@
+//! Producer configuration with the Java client's property names and Kafka 4 defaults.
+//!
+//! Owns parsing `key=value` properties into a typed [`ProducerConfig`] and the rules that tie
+//! properties together (idempotence vs. `acks`, `delivery.timeout.ms` vs. linger + request
+//! timeout). It must not act on the settings; the modules that use them read the typed fields.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// How many replicas must acknowledge a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks=0`: the broker sends no answer; records complete when written to the socket.
+    None,
+    /// `acks=1`: the partition leader acknowledges.
+    Leader,
+    /// `acks=all` (or `-1`): all in-sync replicas acknowledge.
+    All,
+}
+
+impl Acks {
+    /// The value of the `acks` field of a Produce request.
+    pub fn wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Codec applied to each record batch (`compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `none`
+    None,
+    /// `gzip`
+    Gzip,
+    /// `snappy`
+    Snappy,
+    /// `lz4`
+    Lz4,
+    /// `zstd`
+    Zstd,
+}
+
+impl Compression {
+    /// Parses a `compression.type` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "none" => Compression::None,
+            "gzip" => Compression::Gzip,
+            "snappy" => Compression::Snappy,
+            "lz4" => Compression::Lz4,
+            "zstd" => Compression::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// The codec id in the low three bits of a record batch's attributes.
+    pub fn attribute(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// The property value naming this codec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Typed producer settings. Build with [`ProducerConfig::from_properties`] or start from
+/// [`ProducerConfig::new`] and use [`ProducerConfig::set`].
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// `bootstrap.servers`: `host:port` pairs to learn the cluster from.
+    pub bootstrap_servers: Vec<String>,
+    /// `client.id` sent with every request.
+    pub client_id: String,
+    /// `acks` (default `all`).
+    pub acks: Acks,
+    /// `linger.ms` (default 5 ms).
+    pub linger: Duration,
+    /// `batch.size` in bytes (default 16384).
+    pub batch_size: usize,
+    /// `buffer.memory` in bytes (default 32 MiB).
+    pub buffer_memory: usize,
+    /// `max.block.ms`: how long `send` may wait for metadata or memory (default 60 s).
+    pub max_block: Duration,
+    /// `max.request.size` in bytes (default 1 MiB).
+    pub max_request_size: usize,
+    /// `enable.idempotence` as in effect after the conflict rules (default true).
+    pub enable_idempotence: bool,
+    /// `max.in.flight.requests.per.connection` (default 5).
+    pub max_in_flight: usize,
+    /// `retries` (default `i32::MAX`).
+    pub retries: u32,
+    /// `retry.backoff.ms` (default 100 ms).
+    pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms` (default 1 s).
+    pub retry_backoff_max: Duration,
+    /// `delivery.timeout.ms` (default 120 s).
+    pub delivery_timeout: Duration,
+    /// `request.timeout.ms` (default 30 s).
+    pub request_timeout: Duration,
+    /// `compression.type` (default `none`).
+    pub compression: Compression,
+    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`, when set.
+    pub compression_level: Option<i32>,
+    /// `metadata.max.age.ms` (default 5 min).
+    pub metadata_max_age: Duration,
+    /// `partitioner.ignore.keys` (default false).
+    pub partitioner_ignore_keys: bool,
+    /// `socket.connection.setup.timeout.ms` (default 10 s).
+    pub connection_setup_timeout: Duration,
+    /// `reconnect.backoff.ms` (default 50 ms).
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms` (default 1 s).
+    pub reconnect_backoff_max: Duration,
+    explicit: BTreeMap<String, String>,
+}
+
+/// Properties of the Java producer that wafka refuses, with the reason.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("key.serializer", "records are bytes; serialize before sending"),
+    ("value.serializer", "records are bytes; serialize before sending"),
+    ("transactional.id", "transactions are not implemented"),
+    ("transaction.timeout.ms", "transactions are not implemented"),
+    ("partitioner.class", "the partitioner is built in (murmur2 for keys, sticky otherwise)"),
+    ("partitioner.adaptive.partitioning.enable", "the sticky partitioner is uniform"),
+    ("partitioner.availability.timeout.ms", "the sticky partitioner is uniform"),
+    ("interceptor.classes", "there are no interceptors"),
+    ("sasl.mechanism", "only PLAINTEXT is implemented"),
+    ("sasl.jaas.config", "only PLAINTEXT is implemented"),
+    ("ssl.truststore.location", "only PLAINTEXT is implemented"),
+    ("ssl.keystore.location", "only PLAINTEXT is implemented"),
+    ("send.buffer.bytes", "socket buffers are left to the OS"),
+    ("receive.buffer.bytes", "socket buffers are left to the OS"),
+    ("metrics.sample.window.ms", "metrics are exposed by the host instead"),
+    ("metric.reporters", "metrics are exposed by the host instead"),
+];
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProducerConfig {
+    /// Kafka 4 defaults, with `bootstrap.servers` empty.
+    pub fn new() -> Self {
+        ProducerConfig {
+            bootstrap_servers: Vec::new(),
+            client_id: "wafka".to_string(),
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 16384,
+            buffer_memory: 33_554_432,
+            max_block: Duration::from_millis(60_000),
+            max_request_size: 1_048_576,
+            enable_idempotence: true,
+            max_in_flight: 5,
+            retries: i32::MAX as u32,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1000),
+            delivery_timeout: Duration::from_millis(120_000),
+            request_timeout: Duration::from_millis(30_000),
+            compression: Compression::None,
+            compression_level: None,
+            metadata_max_age: Duration::from_millis(300_000),
+            partitioner_ignore_keys: false,
+            connection_setup_timeout: Duration::from_millis(10_000),
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_millis(1000),
+            explicit: BTreeMap::new(),
+        }
+    }
+
+    /// Builds a config from `(name, value)` pairs and checks it.
+    pub fn from_properties<I, K, V>(props: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = Self::new();
+        for (k, v) in props {
+            config.set(k.as_ref(), v.as_ref())?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses one `key=value` string (as given to `-X`) and applies it.
+    pub fn set_pair(&mut self, pair: &str) -> Result<(), ConfigError> {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| ConfigError::Malformed(pair.to_string()))?;
+        self.set(k.trim(), v.trim())
+    }
+
+    /// Sets one property. Call [`ProducerConfig::validate`] after the last one.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: name.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let ms = || -> Result<Duration, ConfigError> {
+            value
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| invalid("expected milliseconds as a non-negative integer"))
+        };
+        let bytes = |min: usize| -> Result<usize, ConfigError> {
+            match value.parse::<usize>() {
+                Ok(n) if n >= min => Ok(n),
+                _ => Err(invalid(&format!("expected an integer >= {min}"))),
+            }
+        };
+        let boolean = || -> Result<bool, ConfigError> {
+            match value {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(invalid("expected true or false")),
+            }
+        };
+        match name {
+            "bootstrap.servers" => {
+                let servers: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if servers.is_empty() || servers.iter().any(|s| parse_host_port(s).is_none()) {
+                    return Err(invalid("expected host:port[,host:port...]"));
+                }
+                self.bootstrap_servers = servers;
+            }
+            "client.id" => self.client_id = value.to_string(),
+            "acks" => {
+                self.acks = match value {
+                    "0" => Acks::None,
+                    "1" => Acks::Leader,
+                    "all" | "-1" => Acks::All,
+                    _ => return Err(invalid("expected 0, 1, all or -1")),
+                }
+            }
+            "linger.ms" => self.linger = ms()?,
+            "batch.size" => self.batch_size = bytes(0)?.max(1),
+            "buffer.memory" => self.buffer_memory = bytes(1)?,
+            "max.block.ms" => self.max_block = ms()?,
+            "max.request.size" => self.max_request_size = bytes(1)?,
+            "enable.idempotence" => self.enable_idempotence = boolean()?,
+            "max.in.flight.requests.per.connection" => self.max_in_flight = bytes(1)?,
+            "retries" => {
+                self.retries = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n <= i32::MAX as u32)
+                    .ok_or_else(|| invalid("expected an integer between 0 and 2147483647"))?
+            }
+            "retry.backoff.ms" => self.retry_backoff = ms()?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = ms()?,
+            "delivery.timeout.ms" => self.delivery_timeout = ms()?,
+            "request.timeout.ms" => self.request_timeout = ms()?,
+            "compression.type" => {
+                self.compression = Compression::parse(value)
+                    .ok_or_else(|| invalid("expected none, gzip, snappy, lz4 or zstd"))?
+            }
+            "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
+                self.compression_level = Some(
+                    value
+                        .parse::<i32>()
+                        .map_err(|_| invalid("expected an integer level"))?,
+                )
+            }
+            "metadata.max.age.ms" => self.metadata_max_age = ms()?,
+            "partitioner.ignore.keys" => self.partitioner_ignore_keys = boolean()?,
+            "socket.connection.setup.timeout.ms" => self.connection_setup_timeout = ms()?,
+            "reconnect.backoff.ms" => self.reconnect_backoff = ms()?,
+            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = ms()?,
+            "security.protocol" => {
+                if !value.eq_ignore_ascii_case("PLAINTEXT") {
+                    return Err(ConfigError::Unsupported {
+                        name: name.to_string(),
+                        reason: "only PLAINTEXT is implemented",
+                    });
+                }
+            }
+            _ => {
+                if let Some((_, reason)) = UNSUPPORTED.iter().find(|(n, _)| *n == name) {
+                    return Err(ConfigError::Unsupported {
+                        name: name.to_string(),
+                        reason,
+                    });
+                }
+                return Err(ConfigError::Unknown(name.to_string()));
+            }
+        }
+        self.explicit.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Whether the user set `name` (as opposed to relying on its default).
+    pub fn is_explicit(&self, name: &str) -> bool {
+        self.explicit.contains_key(name)
+    }
+
+    /// The properties the user set, as given.
+    pub fn explicit_properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.explicit.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Applies the rules between properties, as the Java client does:
+    /// - `bootstrap.servers` is required;
+    /// - `delivery.timeout.ms` must be at least `linger.ms + request.timeout.ms`;
+    /// - idempotence needs `acks=all`, `retries > 0` and at most 5 requests in flight. When the
+    ///   user asked for idempotence explicitly a conflict is an error; when it is only the
+    ///   default, idempotence is switched off instead.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.bootstrap_servers.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "bootstrap.servers".into(),
+                value: String::new(),
+                reason: "required: host:port[,host:port...]".into(),
+            });
+        }
+        if self.delivery_timeout < self.linger + self.request_timeout {
+            return Err(ConfigError::Invalid {
+                name: "delivery.timeout.ms".into(),
+                value: self.delivery_timeout.as_millis().to_string(),
+                reason: format!(
+                    "must be at least linger.ms + request.timeout.ms = {} ms",
+                    (self.linger + self.request_timeout).as_millis()
+                ),
+            });
+        }
+        if self.retry_backoff_max < self.retry_backoff {
+            self.retry_backoff_max = self.retry_backoff;
+        }
+        if self.enable_idempotence {
+            let conflict = if self.acks != Acks::All {
+                Some(("acks", "idempotence requires acks=all"))
+            } else if self.retries == 0 {
+                Some(("retries", "idempotence requires retries > 0"))
+            } else if self.max_in_flight > 5 {
+                Some((
+                    "max.in.flight.requests.per.connection",
+                    "idempotence allows at most 5 requests in flight",
+                ))
+            } else {
+                None
+            };
+            if let Some((name, reason)) = conflict {
+                if self.is_explicit("enable.idempotence") {
+                    return Err(ConfigError::Invalid {
+                        name: name.into(),
+                        value: self.explicit.get(name).cloned().unwrap_or_default(),
+                        reason: format!("{reason} (enable.idempotence=true was set)"),
+                    });
+                }
+                self.enable_idempotence = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `host:port`, accepting `[v6]:port`.
+pub(crate) fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<ProducerConfig, ConfigError> {
+        let mut all = vec![("bootstrap.servers", "127.0.0.1:9092")];
+        all.extend_from_slice(pairs);
+        ProducerConfig::from_properties(all)
+    }
+
+    #[test]
+    fn kafka_4_defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.acks, Acks::All);
+        assert_eq!(c.linger, Duration::from_millis(5));
+        assert_eq!(c.batch_size, 16384);
+        assert_eq!(c.buffer_memory, 33554432);
+        assert!(c.enable_idempotence);
+        assert_eq!(c.max_in_flight, 5);
+        assert_eq!(c.delivery_timeout, Duration::from_secs(120));
+        assert_eq!(c.compression, Compression::None);
+    }
+
+    #[test]
+    fn unknown_and_malformed_properties_are_errors() {
+        assert_eq!(
+            cfg(&[("lingr.ms", "5")]).unwrap_err(),
+            ConfigError::Unknown("lingr.ms".into())
+        );
+        let e = cfg(&[("acks", "2")]).unwrap_err().to_string();
+        assert!(e.contains("`acks`") && e.contains("expected 0, 1, all"), "{e}");
+        assert!(matches!(
+            cfg(&[("transactional.id", "x")]),
+            Err(ConfigError::Unsupported { .. })
+        ));
+        let mut c = ProducerConfig::new();
+        assert_eq!(
+            c.set_pair("linger.ms"),
+            Err(ConfigError::Malformed("linger.ms".into()))
+        );
+        assert!(ProducerConfig::from_properties(Vec::<(&str, &str)>::new()).is_err());
+    }
+
+    #[test]
+    fn idempotence_conflicts_follow_java() {
+        // Default idempotence gives way to acks=1 ...
+        let c = cfg(&[("acks", "1")]).unwrap();
+        assert!(!c.enable_idempotence);
+        // ... but an explicit request for it is an error.
+        assert!(cfg(&[("acks", "1"), ("enable.idempotence", "true")]).is_err());
+        assert!(cfg(&[("max.in.flight.requests.per.connection", "6")])
+            .map(|c| !c.enable_idempotence)
+            .unwrap());
+    }
+
+    #[test]
+    fn delivery_timeout_must_cover_linger_and_request_timeout() {
+        assert!(cfg(&[("delivery.timeout.ms", "1000")]).is_err());
+        assert!(cfg(&[("delivery.timeout.ms", "1000"), ("request.timeout.ms", "500")]).is_ok());
+    }
+}
