@@ -1,1 +1,52 @@
-fn main() {}
+//! The `wafka` command line.
+//!
+//! `wafka produce` sends stdin lines to a topic with wafka's own producer, like `kcat -P`.
+//! Without `-b`, it starts a local broker through the project's `scripts/broker`.
+
+mod local_broker;
+mod produce;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wafka", version, about = "Let untrusted WebAssembly code publish to Apache Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send stdin lines (or the lines of FILEs) to a topic, one record per line.
+    Produce(produce::ProduceArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WAFKA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wafka: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Produce(args) => produce::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wafka: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::batch::{record_size_upper_bound, BatchBuilder, ClosedBatch, BATCH_HEADER_LEN};
 use crate::config::Compression;
-use crate::delivery::{callback_result, BatchAck, BatchOutcome, Callback, DeliveryReport};
+use crate::delivery::{BatchAck, BatchOutcome, Callback, DeliveryReport};
 use crate::error::ProduceError;
 use crate::owner::OwnerState;
 use crate::partitioner::StickyPartition;
@@ -78,7 +78,8 @@ impl Completion {
         }
     }
 
-    /// Publishes the result to futures, callbacks, reports and owners, and frees the memory.
+    /// Publishes the result to callbacks, reports, owners and futures, and frees the memory.
+    /// Callbacks and reports come first, so that whoever waits on the batch (a flush) sees them.
     pub(crate) fn complete(self, result: Result<BatchAck, ProduceError>, memory: &Semaphore) {
         let Completion {
             outcome,
@@ -92,23 +93,14 @@ impl Completion {
                 s.owner.record_failure(e);
             }
         }
-        outcome.set(result);
-        for s in &owners {
-            s.owner.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
-        }
-        memory.add_permits(permits);
         if !reports.is_empty() {
             let mut by_owner: Vec<Vec<DeliveryReport>> = owners.iter().map(|_| Vec::new()).collect();
             for (idx, delta, id) in reports {
-                let result = match outcome.record(delta).expect("result set") {
-                    Ok(m) => Ok(m.offset),
-                    Err(e) => Err(e),
-                };
                 by_owner[idx as usize].push(DeliveryReport {
                     id,
                     topic: outcome.topic(),
                     partition: outcome.partition(),
-                    result,
+                    result: outcome.metadata(&result, delta).map(|m| m.offset),
                 });
             }
             for (s, reports) in owners.iter().zip(by_owner) {
@@ -118,8 +110,13 @@ impl Completion {
             }
         }
         for (delta, cb) in callbacks {
-            cb(callback_result(&outcome, delta));
+            cb(outcome.metadata(&result, delta));
         }
+        for s in &owners {
+            s.owner.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
+        }
+        memory.add_permits(permits);
+        outcome.set(result);
     }
 }
 

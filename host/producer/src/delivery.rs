@@ -81,7 +81,7 @@ impl BatchOutcome {
         self.result.get().map(|r| self.metadata(r, offset_delta))
     }
 
-    fn metadata(
+    pub(crate) fn metadata(
         &self,
         r: &Result<BatchAck, ProduceError>,
         offset_delta: i32,
@@ -171,12 +171,3 @@ pub struct DeliveryReport {
 
 /// A function called once with the record's result, on the producer's I/O task: keep it short.
 pub type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send + 'static>;
-
-pub(crate) fn callback_result(
-    outcome: &BatchOutcome,
-    offset_delta: i32,
-) -> Result<RecordMetadata, ProduceError> {
-    outcome
-        .record(offset_delta)
-        .unwrap_or(Err(ProduceError::Closed))
-}

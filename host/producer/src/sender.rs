@@ -29,6 +29,14 @@ use crate::producer::Shared;
 /// Highest Produce version we send: v13 names topics by id instead of by name.
 const PRODUCE_MAX_VERSION: i16 = 12;
 
+/// Batches of one partition in flight at once. Requests to a broker are still pipelined up to
+/// `max.in.flight.requests.per.connection` (they carry other partitions), but a partition waits
+/// for its batch to come back before sending the next. With one batch in flight, a retry can
+/// never overtake nor be overtaken, whatever the broker checks; idempotence then only has to
+/// make the retry itself safe (no duplicate when the first attempt was in fact stored).
+/// One batch per partition per round trip is also all a Produce request may carry.
+const MAX_IN_FLIGHT_PER_PARTITION: u32 = 1;
+
 struct InFlight {
     queue: Arc<PartitionQueue>,
     batch: ProducerBatch,
@@ -74,7 +82,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     next_wake = Some(now);
                     continue;
                 }
-                match shared.accumulator.drain(q, now, max_in_flight as u32, idempotent) {
+                match shared.accumulator.drain(q, now, MAX_IN_FLIGHT_PER_PARTITION, idempotent) {
                     Drained::Batch(mut batch) => {
                         let seq = batch.sequence.unwrap_or(-1);
                         let bytes = if idempotent {
