@@ -16,7 +16,10 @@ fn script() -> PathBuf {
 /// Starts a broker that lives as long as this process and returns its `host:port`.
 pub fn start() -> Result<String> {
     let script = script();
-    eprintln!("wafka: no -b given, starting a local broker ({})", script.display());
+    eprintln!(
+        "wafka: no -b given, starting a local broker ({})",
+        script.display()
+    );
     let out = Command::new(&script)
         .args(["start", "--owner-pid", &std::process::id().to_string()])
         .stderr(Stdio::inherit())

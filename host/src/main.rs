@@ -9,7 +9,11 @@ mod produce;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wafka", version, about = "Let untrusted WebAssembly code publish to Apache Kafka")]
+#[command(
+    name = "wafka",
+    version,
+    about = "Let untrusted WebAssembly code publish to Apache Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

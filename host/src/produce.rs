@@ -65,8 +65,12 @@ pub async fn run(args: ProduceArgs) -> Result<ExitCode> {
         None => {
             let addr = tokio::task::spawn_blocking(crate::local_broker::start).await??;
             let (a, t, n) = (addr.clone(), args.topic.clone(), args.partitions);
-            tokio::task::spawn_blocking(move || crate::local_broker::create_topic(&a, &t, n)).await??;
-            eprintln!("wafka: local broker at {addr}, topic `{}` with {n} partitions", args.topic);
+            tokio::task::spawn_blocking(move || crate::local_broker::create_topic(&a, &t, n))
+                .await??;
+            eprintln!(
+                "wafka: local broker at {addr}, topic `{}` with {n} partitions",
+                args.topic
+            );
             addr
         }
     };
@@ -94,7 +98,8 @@ pub async fn run(args: ProduceArgs) -> Result<ExitCode> {
         args.files
             .iter()
             .map(|f| -> Result<Box<dyn BufRead>> {
-                let file = std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?;
+                let file = std::fs::File::open(f)
+                    .with_context(|| format!("cannot open {}", f.display()))?;
                 Ok(Box::new(std::io::BufReader::new(file)))
             })
             .collect::<Result<_>>()?

@@ -1,6 +1,1017 @@
-//! Producer benchmarks (placeholder: the `[[bench]]` target in Cargo.toml
-//! needs this file; the real benchmark is written with the producer core).
+//! Producer benchmark: wafka's producer core (`wafka-producer`) and librdkafka
+//! (through the `rdkafka` crate) side by side, on the same broker, topic and
+//! settings, in one run.
+//!
+//! # Running
+//!
+//! ```text
+//! cargo bench -p wafka-tests --bench producer
+//! ```
+//!
+//! The broker comes from `wafka_tests::brokers()`: `$WAFKA_TEST_BROKERS` if set,
+//! otherwise a local nisshi started through `scripts/broker` (stopped when the
+//! benchmark exits). One fresh 6-partition topic is created per run and shared
+//! by every phase. The markdown table goes to stdout, progress to stderr.
+//!
+//! Both clients use: `acks=all`, `linger.ms=5`, `batch.size=16384`,
+//! idempotence on, `compression.type=none`, 32 MiB of buffer
+//! (`buffer.memory` / `queue.buffering.max.kbytes`), 5 requests in flight per
+//! connection, 120 s delivery timeout, the murmur2 partitioner for keys and
+//! sticky partitioning for null keys (wafka switches partition after
+//! `batch.size` bytes, librdkafka after `sticky.partitioning.linger.ms`, 10 ms).
+//!
+//! Environment (all optional):
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `WAFKA_BENCH_RECORDS` | 300000 | records per fire-and-forget 100 B phase |
+//! | `WAFKA_BENCH_RECORDS_1K` | `RECORDS / 3` | records per fire-and-forget 1 KiB phase |
+//! | `WAFKA_BENCH_ACK_RECORDS` | 1000 | records per wait-for-ack phase |
+//! | `WAFKA_BENCH_WARMUP` | 20000 | fire-and-forget warm-up records per client (plus 50 waited for) |
+//! | `WAFKA_BENCH_ROUNDS` | 1 | repeat every phase; the table shows each phase's median round by records/s |
+//! | `WAFKA_BENCH_CLIENTS` | `wafka,librdkafka` | which clients to run (e.g. only `wafka` under `perf`) |
+//! | `WAFKA_BENCH_CASES` | all | comma-separated substrings of case names to run, e.g. `ack,keyed` |
+//! | `WAFKA_BENCH_KEYED` | 1 | `0` drops the keyed fire-and-forget case |
+//! | `WAFKA_BENCH_BROKER_PID` | found | pid of the broker, for the broker CPU column |
+//! | `RUST_LOG` | `warn` | tracing filter (wafka's logs) |
+//!
+//! # Cases
+//!
+//! - **fire-and-forget**: send N records as fast as the client takes them, then
+//!   flush (wafka: `send_with_callback` then `flush`; librdkafka:
+//!   `ThreadedProducer` with a delivery callback, retrying on `QueueFull`, then
+//!   waiting until every delivery callback ran). Latency is per record, from
+//!   just before the send call to its delivery callback, so it includes the
+//!   time spent queued in the client's buffer: it mostly shows how far the
+//!   client runs ahead of the broker, not a round trip.
+//! - **wait-for-ack**: one record at a time: send, await its ack, next (wafka:
+//!   `send(..).await?.await`; librdkafka: `FutureProducer::send(..).await`).
+//!   With `linger.ms=5` every record waits for its linger first.
+//! - value sizes 100 B and 1 KiB, null keys; "keyed" uses an 8-byte key
+//!   (the record index), which spreads records over all partitions.
+//!
+//! Each client does one warm-up phase first. Phases run one after the other
+//! (alternating which client goes first), so each CPU delta belongs to one
+//! client. After every phase the benchmark asserts that every record got
+//! exactly one successful delivery result, and that the partitions' high
+//! watermarks grew by exactly the number of records sent.
+//!
+//! # Columns
+//!
+//! - **records**: records sent (and acknowledged) in the phase.
+//! - **s**: wall time from the first send to the last acknowledgement.
+//! - **records/s**: records / s.
+//! - **MB/s**: record value bytes (10^6) per second (keys and overhead not counted).
+//! - **CPU s/M**: CPU seconds (user + system, `getrusage(RUSAGE_SELF)`, all
+//!   threads of this process) per million records, delta over the phase.
+//! - **broker CPU s/M**: the same for the broker process (`/proc/<pid>/stat`,
+//!   10 ms ticks), when its pid is known: on a small machine the broker
+//!   competes with the client for cores.
+//! - **p50 / p99 / max µs**: ack latency percentiles in microseconds.
+//! - rows **wafka / librdkafka**: the peer ratio, for records/s (higher is
+//!   better for wafka) and CPU per record (lower is better for wafka).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer as _, ProducerContext,
+    ThreadedProducer,
+};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use wafka_producer::{Producer, ProducerStats, Record};
+
+/// Partitions of the benchmark topic.
+const PARTITIONS: i32 = 6;
+/// A phase that takes longer than this is reported as a hang.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Latency slot of a record that has no delivery result yet.
+const PENDING: u64 = u64::MAX;
+/// Records waited for one by one in each client's warm-up.
+const WARMUP_ACKED: usize = 50;
+
+// ---------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------
+
+/// Settings both clients get, as (wafka property, librdkafka property, value).
+const SHARED_SETTINGS: &[(&str, &str, &str)] = &[
+    ("acks", "acks", "all"),
+    ("linger.ms", "linger.ms", "5"),
+    ("batch.size", "batch.size", "16384"),
+    ("enable.idempotence", "enable.idempotence", "true"),
+    ("compression.type", "compression.type", "none"),
+    ("buffer.memory", "queue.buffering.max.kbytes", "32MiB"),
+    (
+        "max.in.flight.requests.per.connection",
+        "max.in.flight.requests.per.connection",
+        "5",
+    ),
+    ("delivery.timeout.ms", "message.timeout.ms", "120000"),
+    ("request.timeout.ms", "request.timeout.ms", "30000"),
+];
+
+fn wafka_producer(brokers: &str) -> Producer {
+    let mut props = vec![("bootstrap.servers".to_owned(), brokers.to_owned())];
+    for (name, _, value) in SHARED_SETTINGS {
+        let value = match *value {
+            "32MiB" => (32usize << 20).to_string(),
+            v => v.to_owned(),
+        };
+        props.push(((*name).to_owned(), value));
+    }
+    Producer::from_properties(props).expect("wafka producer config")
+}
+
+fn rdkafka_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (_, name, value) in SHARED_SETTINGS {
+        let value = match *value {
+            "32MiB" => (32usize << 10).to_string(),
+            v => v.to_owned(),
+        };
+        config.set(*name, value);
+    }
+    // wafka has no record-count limit on its buffer: only bytes count.
+    config.set("queue.buffering.max.messages", "10000000");
+    // The Java client's partitioner for keys, as wafka's.
+    config.set("partitioner", "murmur2_random");
+    config
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        _ => default,
+    }
+}
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+}
+
+// ---------------------------------------------------------------------------
+// Cases and clients
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    FireAndForget,
+    WaitForAck,
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    name: String,
+    mode: Mode,
+    value_size: usize,
+    keyed: bool,
+    records: usize,
+}
+
+impl Case {
+    fn new(mode: Mode, value_size: usize, keyed: bool, records: usize) -> Case {
+        let mode_name = match mode {
+            Mode::FireAndForget => "fire-and-forget",
+            Mode::WaitForAck => "wait-for-ack",
+        };
+        let size = if value_size % 1024 == 0 {
+            format!("{} KiB", value_size / 1024)
+        } else {
+            format!("{value_size} B")
+        };
+        let keyed_name = if keyed { " keyed" } else { "" };
+        Case {
+            name: format!("{mode_name} {size}{keyed_name}"),
+            mode,
+            value_size,
+            keyed,
+            records,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Client {
+    Wafka,
+    Librdkafka,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Wafka => "wafka",
+            Client::Librdkafka => "librdkafka",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Per-record bookkeeping
+// ---------------------------------------------------------------------------
+
+/// Send times and delivery results of one phase's records, shared with the
+/// delivery callbacks. Allocated once per client, reset before every phase.
+struct Recorder {
+    base: Instant,
+    sent_ns: Box<[AtomicU64]>,
+    latency_ns: Box<[AtomicU64]>,
+    target: AtomicU64,
+    done: AtomicU64,
+    acked: AtomicU64,
+    failed: AtomicU64,
+    duplicates: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    all_done: (Mutex<()>, Condvar),
+}
+
+impl Recorder {
+    fn new(capacity: usize) -> Recorder {
+        Recorder {
+            base: Instant::now(),
+            sent_ns: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            latency_ns: (0..capacity).map(|_| AtomicU64::new(PENDING)).collect(),
+            target: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            all_done: (Mutex::new(()), Condvar::new()),
+        }
+    }
+
+    /// A `'static` recorder, so that delivery callbacks can borrow it.
+    fn leaked(capacity: usize) -> &'static Recorder {
+        Box::leak(Box::new(Recorder::new(capacity)))
+    }
+
+    fn reset(&self, records: usize) {
+        assert!(
+            records <= self.sent_ns.len(),
+            "recorder holds {} records, phase wants {records}",
+            self.sent_ns.len()
+        );
+        for slot in &self.latency_ns[..records] {
+            slot.store(PENDING, Ordering::Relaxed);
+        }
+        self.done.store(0, Ordering::Relaxed);
+        self.acked.store(0, Ordering::Relaxed);
+        self.failed.store(0, Ordering::Relaxed);
+        self.duplicates.store(0, Ordering::Relaxed);
+        *self.first_error.lock().unwrap() = None;
+        self.target.store(records as u64, Ordering::Release);
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// Notes that record `i` is about to be sent.
+    #[inline]
+    fn sent(&self, i: usize) {
+        self.sent_ns[i].store(self.now_ns(), Ordering::Relaxed);
+    }
+
+    /// Notes record `i`'s delivery result (from a callback or an awaited ack).
+    #[inline]
+    fn complete(&self, i: usize, result: Result<(), String>) {
+        let latency = self
+            .now_ns()
+            .saturating_sub(self.sent_ns[i].load(Ordering::Relaxed));
+        if self.latency_ns[i].swap(latency, Ordering::Relaxed) != PENDING {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        match result {
+            Ok(()) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.first_error
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| format!("record {i}: {e}"));
+            }
+        }
+        let done = self.done.fetch_add(1, Ordering::AcqRel) + 1;
+        if done == self.target.load(Ordering::Acquire) {
+            let _guard = self.all_done.0.lock().unwrap();
+            self.all_done.1.notify_all();
+        }
+    }
+
+    fn done(&self) -> u64 {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Waits until every record of the phase has its result; false on timeout.
+    fn wait_all(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let target = self.target.load(Ordering::Acquire);
+        let mut guard = self.all_done.0.lock().unwrap();
+        while self.done() < target {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = self
+                .all_done
+                .1
+                .wait_timeout(guard, deadline - now)
+                .unwrap()
+                .0;
+        }
+        true
+    }
+
+    /// Asserts that each of the phase's `records` got exactly one successful
+    /// result and returns their latencies in nanoseconds, sorted.
+    fn check(&self, what: &str, records: usize) -> Vec<u64> {
+        let acked = self.acked.load(Ordering::Acquire);
+        let failed = self.failed.load(Ordering::Acquire);
+        let duplicates = self.duplicates.load(Ordering::Acquire);
+        let first_error = self.first_error.lock().unwrap().clone();
+        assert_eq!(
+            failed,
+            0,
+            "{what}: {failed} of {records} records failed; first: {}",
+            first_error.unwrap_or_default()
+        );
+        assert_eq!(
+            duplicates, 0,
+            "{what}: {duplicates} records got more than one delivery result"
+        );
+        assert_eq!(
+            acked, records as u64,
+            "{what}: {acked} of {records} records acknowledged"
+        );
+        let mut latencies: Vec<u64> = self.latency_ns[..records]
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .collect();
+        let missing = latencies.iter().filter(|&&l| l == PENDING).count();
+        assert_eq!(
+            missing, 0,
+            "{what}: {missing} records have no delivery result"
+        );
+        latencies.sort_unstable();
+        latencies
+    }
+}
+
+/// librdkafka delivery callback context: feeds the recorder; the delivery
+/// opaque is the record's index (no allocation per record).
+struct Deliveries {
+    recorder: &'static Recorder,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        let result = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(e.to_string()),
+        };
+        self.recorder.complete(index, result);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CPU time and broker bookkeeping
+// ---------------------------------------------------------------------------
+
+/// User + system CPU time of this process (all threads).
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The broker process, to report its CPU time next to the client's.
+struct BrokerProcess {
+    pid: Option<u32>,
+    ticks_per_second: u64,
+}
+
+impl BrokerProcess {
+    /// `$WAFKA_BENCH_BROKER_PID`, or the nisshi that `scripts/broker` started
+    /// for `brokers` (its state dir under the temp dir records address and pid).
+    fn find(brokers: &str) -> BrokerProcess {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let ticks_per_second = if ticks > 0 { ticks as u64 } else { 100 };
+        let pid = std::env::var("WAFKA_BENCH_BROKER_PID")
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .or_else(|| Self::from_state_dirs(brokers));
+        BrokerProcess {
+            pid,
+            ticks_per_second,
+        }
+    }
+
+    fn from_state_dirs(brokers: &str) -> Option<u32> {
+        let first = brokers.split(',').next()?.trim();
+        for entry in std::fs::read_dir(std::env::temp_dir()).ok()?.flatten() {
+            let dir = entry.path();
+            let is_state_dir = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("wafka-broker."));
+            if !is_state_dir {
+                continue;
+            }
+            let addr = std::fs::read_to_string(dir.join("nisshi.addr")).unwrap_or_default();
+            if addr.trim() != first {
+                continue;
+            }
+            let pid: u32 = std::fs::read_to_string(dir.join("nisshi.pid"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("nisshi") {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    fn cpu(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        // Fields after the command name (which may contain spaces), starting at field 3.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some(Duration::from_secs_f64(
+            (utime + stime) as f64 / self.ticks_per_second as f64,
+        ))
+    }
+}
+
+/// Reads the topic's high watermarks, to check what the broker stored.
+struct Watermarks {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl Watermarks {
+    fn new(brokers: &str, topic: &str) -> Watermarks {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .expect("watermark client");
+        Watermarks {
+            consumer,
+            topic: topic.to_owned(),
+        }
+    }
+
+    /// Sum of the high watermarks of all partitions.
+    fn total(&self) -> i64 {
+        (0..PARTITIONS)
+            .map(|p| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("watermarks of {}-{p}: {e}", self.topic))
+                    .1
+            })
+            .sum()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Phases
+// ---------------------------------------------------------------------------
+
+/// What one phase measured.
+#[derive(Clone, Debug)]
+struct PhaseResult {
+    records: usize,
+    value_size: usize,
+    wall: Duration,
+    cpu: Duration,
+    broker_cpu: Option<Duration>,
+    p50_ns: u64,
+    p99_ns: u64,
+    max_ns: u64,
+}
+
+impl PhaseResult {
+    fn records_per_s(&self) -> f64 {
+        self.records as f64 / self.wall.as_secs_f64()
+    }
+
+    fn mb_per_s(&self) -> f64 {
+        (self.records * self.value_size) as f64 / 1e6 / self.wall.as_secs_f64()
+    }
+
+    fn cpu_per_million(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.records as f64
+    }
+
+    fn broker_cpu_per_million(&self) -> Option<f64> {
+        self.broker_cpu
+            .map(|c| c.as_secs_f64() * 1e6 / self.records as f64)
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Everything the phases share.
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    topic: String,
+    broker: BrokerProcess,
+    watermarks: Watermarks,
+    wafka: Option<WafkaClient>,
+    librdkafka: Option<RdkafkaClient>,
+}
+
+struct WafkaClient {
+    producer: Producer,
+    recorder: &'static Recorder,
+}
+
+struct RdkafkaClient {
+    threaded: ThreadedProducer<Deliveries>,
+    future: FutureProducer,
+    recorder: &'static Recorder,
+    queue_full: u64,
+}
+
+impl Bench {
+    /// Runs one phase of `case` with `client`, checks it and measures it.
+    fn phase(&mut self, client: Client, case: &Case, label: &str) -> PhaseResult {
+        let what = format!("{label} {} {}", client.name(), case.name);
+        let value = vec![b'v'; case.value_size];
+        let recorder = match client {
+            Client::Wafka => self.wafka.as_ref().expect("wafka client").recorder,
+            Client::Librdkafka => {
+                self.librdkafka
+                    .as_ref()
+                    .expect("librdkafka client")
+                    .recorder
+            }
+        };
+        recorder.reset(case.records);
+        let stats_before = self.wafka.as_ref().map(|w| w.producer.stats());
+        let queue_full_before = self.librdkafka.as_ref().map_or(0, |r| r.queue_full);
+        let stored_before = self.watermarks.total();
+
+        let broker_before = self.broker.cpu();
+        let cpu_before = process_cpu();
+        let start = Instant::now();
+        match client {
+            Client::Wafka => self.run_wafka(case, &value, &what),
+            Client::Librdkafka => self.run_librdkafka(case, &value, &what),
+        }
+        let wall = start.elapsed();
+        let cpu = process_cpu().saturating_sub(cpu_before);
+        let broker_cpu = match (broker_before, self.broker.cpu()) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
+
+        let latencies = recorder.check(&what, case.records);
+        let stored = self.watermarks.total() - stored_before;
+        assert_eq!(
+            stored, case.records as i64,
+            "{what}: the broker stored {stored} records, {} were acknowledged",
+            case.records
+        );
+        let mut extra = String::new();
+        match client {
+            Client::Wafka => {
+                let w = self.wafka.as_ref().expect("wafka client");
+                let d = stats_delta(stats_before.unwrap_or_default(), w.producer.stats());
+                assert_eq!(
+                    (d.records_acked, d.records_failed),
+                    (case.records as u64, 0),
+                    "{what}: producer stats disagree with the delivery results: {d:?}"
+                );
+                let _ = write!(
+                    extra,
+                    ", {} requests, {} batches ({:.1} records/batch), {} retries",
+                    d.produce_requests,
+                    d.batches_acked,
+                    d.records_acked as f64 / d.batches_acked.max(1) as f64,
+                    d.retries
+                );
+            }
+            Client::Librdkafka => {
+                let r = self.librdkafka.as_ref().expect("librdkafka client");
+                let _ = write!(extra, ", {} QueueFull", r.queue_full - queue_full_before);
+            }
+        }
+        let result = PhaseResult {
+            records: case.records,
+            value_size: case.value_size,
+            wall,
+            cpu,
+            broker_cpu,
+            p50_ns: percentile(&latencies, 50.0),
+            p99_ns: percentile(&latencies, 99.0),
+            max_ns: latencies.last().copied().unwrap_or(0),
+        };
+        eprintln!(
+            "bench: {what}: {} records in {:.3} s, {:.0} records/s, CPU {:.3} s, p50 {} µs, p99 {} µs, max {} µs{extra}",
+            result.records,
+            result.wall.as_secs_f64(),
+            result.records_per_s(),
+            result.cpu.as_secs_f64(),
+            result.p50_ns / 1000,
+            result.p99_ns / 1000,
+            result.max_ns / 1000,
+        );
+        result
+    }
+
+    fn run_wafka(&self, case: &Case, value: &[u8], what: &str) {
+        let w = self.wafka.as_ref().expect("wafka client");
+        let (producer, recorder, topic) = (&w.producer, w.recorder, self.topic.as_str());
+        let work = async {
+            match case.mode {
+                Mode::FireAndForget => {
+                    for i in 0..case.records {
+                        let key = (i as u64).to_be_bytes();
+                        let mut record = Record::new(topic, value);
+                        if case.keyed {
+                            record = record.key(&key);
+                        }
+                        recorder.sent(i);
+                        let sent = producer
+                            .send_with_callback(
+                                &record,
+                                Box::new(move |r| {
+                                    recorder.complete(i, r.map(drop).map_err(|e| e.to_string()))
+                                }),
+                            )
+                            .await;
+                        if let Err(e) = sent {
+                            panic!("{what}: send {i} failed: {e}");
+                        }
+                    }
+                    producer.flush().await;
+                }
+                Mode::WaitForAck => {
+                    for i in 0..case.records {
+                        let key = (i as u64).to_be_bytes();
+                        let mut record = Record::new(topic, value);
+                        if case.keyed {
+                            record = record.key(&key);
+                        }
+                        recorder.sent(i);
+                        let result = match producer.send(&record).await {
+                            Ok(delivery) => delivery.await.map(drop),
+                            Err(e) => Err(e),
+                        };
+                        recorder.complete(i, result.map_err(|e| e.to_string()));
+                    }
+                }
+            }
+        };
+        self.runtime.block_on(async {
+            if tokio::time::timeout(PHASE_TIMEOUT, work).await.is_err() {
+                panic!(
+                    "{what}: hang: {} of {} records have a result after {PHASE_TIMEOUT:?}; stats {:?}",
+                    recorder.done(),
+                    case.records,
+                    producer.stats()
+                );
+            }
+        });
+    }
+
+    fn run_librdkafka(&mut self, case: &Case, value: &[u8], what: &str) {
+        let topic = self.topic.as_str();
+        let r = self.librdkafka.as_mut().expect("librdkafka client");
+        let recorder = r.recorder;
+        match case.mode {
+            Mode::FireAndForget => {
+                for i in 0..case.records {
+                    let key = (i as u64).to_be_bytes();
+                    let mut record =
+                        BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, i).payload(value);
+                    if case.keyed {
+                        record = record.key(&key[..]);
+                    }
+                    recorder.sent(i);
+                    loop {
+                        match r.threaded.send(record) {
+                            Ok(()) => break,
+                            Err((
+                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                back,
+                            )) => {
+                                record = back;
+                                r.queue_full += 1;
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                            Err((e, _)) => panic!("{what}: send {i} failed: {e}"),
+                        }
+                    }
+                }
+                // Not `flush`: it polls in steps of up to 100 ms. Every record
+                // leaves within linger.ms anyway; wait for its callback.
+                assert!(
+                    recorder.wait_all(PHASE_TIMEOUT),
+                    "{what}: hang: {} of {} records have a result after {PHASE_TIMEOUT:?}, {} in librdkafka's queue",
+                    recorder.done(),
+                    case.records,
+                    r.threaded.in_flight_count()
+                );
+                assert_eq!(
+                    r.threaded.in_flight_count(),
+                    0,
+                    "{what}: records left in queue"
+                );
+            }
+            Mode::WaitForAck => {
+                let future = &r.future;
+                self.runtime.block_on(async {
+                    for i in 0..case.records {
+                        let key = (i as u64).to_be_bytes();
+                        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(value);
+                        if case.keyed {
+                            record = record.key(&key[..]);
+                        }
+                        recorder.sent(i);
+                        let result = tokio::time::timeout(
+                            PHASE_TIMEOUT,
+                            future.send(record, Timeout::Never),
+                        )
+                        .await
+                        .unwrap_or_else(|_| panic!("{what}: hang: no ack for record {i}"));
+                        recorder.complete(i, result.map(drop).map_err(|(e, _)| e.to_string()));
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn stats_delta(before: ProducerStats, after: ProducerStats) -> ProducerStats {
+    ProducerStats {
+        produce_requests: after.produce_requests - before.produce_requests,
+        batches_acked: after.batches_acked - before.batches_acked,
+        records_acked: after.records_acked - before.records_acked,
+        records_failed: after.records_failed - before.records_failed,
+        retries: after.retries - before.retries,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------
+
+fn median_by_throughput(mut rounds: Vec<PhaseResult>) -> PhaseResult {
+    rounds.sort_by(|a, b| a.records_per_s().total_cmp(&b.records_per_s()));
+    rounds.swap_remove(rounds.len() / 2)
+}
+
+fn micros(ns: u64) -> String {
+    format!("{:.0}", ns as f64 / 1000.0)
+}
+
+fn table(
+    cases: &[Case],
+    clients: &[Client],
+    results: &HashMap<(usize, Client), PhaseResult>,
+) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| case | client | records | s | records/s | MB/s | CPU s/M | broker CPU s/M | p50 µs | p99 µs | max µs |\n",
+    );
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for (c, case) in cases.iter().enumerate() {
+        for &client in clients {
+            let Some(r) = results.get(&(c, client)) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.2} | {} | {} | {} | {} |",
+                case.name,
+                client.name(),
+                r.records,
+                r.wall.as_secs_f64(),
+                r.records_per_s(),
+                r.mb_per_s(),
+                r.cpu_per_million(),
+                r.broker_cpu_per_million()
+                    .map_or_else(|| "n/a".to_owned(), |b| format!("{b:.2}")),
+                micros(r.p50_ns),
+                micros(r.p99_ns),
+                micros(r.max_ns),
+            );
+        }
+        if let (Some(w), Some(l)) = (
+            results.get(&(c, Client::Wafka)),
+            results.get(&(c, Client::Librdkafka)),
+        ) {
+            let _ = writeln!(
+                out,
+                "| {} | **wafka / librdkafka** | | | **{:.2}×** | {:.2}× | **{:.2}×** | {} | {:.2}× | {:.2}× | |",
+                case.name,
+                w.records_per_s() / l.records_per_s(),
+                w.mb_per_s() / l.mb_per_s(),
+                w.cpu_per_million() / l.cpu_per_million(),
+                match (w.broker_cpu_per_million(), l.broker_cpu_per_million()) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+                    _ => String::new(),
+                },
+                w.p50_ns as f64 / l.p50_ns.max(1) as f64,
+                w.p99_ns as f64 / l.p99_ns.max(1) as f64,
+            );
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
 
 fn main() {
-    eprintln!("producer benchmark: not implemented yet");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let records = env_usize("WAFKA_BENCH_RECORDS", 300_000);
+    let records_1k = env_usize("WAFKA_BENCH_RECORDS_1K", records / 3);
+    let ack_records = env_usize("WAFKA_BENCH_ACK_RECORDS", 1000);
+    let warmup = env_usize("WAFKA_BENCH_WARMUP", 20_000);
+    let rounds = env_usize("WAFKA_BENCH_ROUNDS", 1).max(1);
+    let keyed = env_usize("WAFKA_BENCH_KEYED", 1) != 0;
+
+    let clients: Vec<Client> = match env_list("WAFKA_BENCH_CLIENTS") {
+        None => vec![Client::Wafka, Client::Librdkafka],
+        Some(names) => names
+            .iter()
+            .map(|n| match n.as_str() {
+                "wafka" => Client::Wafka,
+                "librdkafka" | "rdkafka" => Client::Librdkafka,
+                other => panic!("WAFKA_BENCH_CLIENTS: unknown client {other:?}"),
+            })
+            .collect(),
+    };
+    let mut cases = vec![
+        Case::new(Mode::FireAndForget, 100, false, records),
+        Case::new(Mode::FireAndForget, 1024, false, records_1k),
+    ];
+    if keyed {
+        cases.push(Case::new(Mode::FireAndForget, 100, true, records));
+    }
+    cases.push(Case::new(Mode::WaitForAck, 100, false, ack_records));
+    cases.push(Case::new(Mode::WaitForAck, 1024, false, ack_records));
+    if let Some(filters) = env_list("WAFKA_BENCH_CASES") {
+        cases.retain(|c| filters.iter().any(|f| c.name.contains(f.as_str())));
+    }
+    cases.retain(|c| c.records > 0);
+    assert!(!cases.is_empty(), "no case selected");
+    let capacity = cases
+        .iter()
+        .map(|c| c.records)
+        .chain([warmup, WARMUP_ACKED])
+        .max()
+        .unwrap_or(0);
+
+    let brokers = wafka_tests::brokers();
+    let topic = wafka_tests::create_topic("bench-producer", PARTITIONS);
+    let broker = BrokerProcess::find(&brokers);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let wafka = clients.contains(&Client::Wafka).then(|| {
+        let _enter = runtime.enter();
+        WafkaClient {
+            producer: wafka_producer(&brokers),
+            recorder: Recorder::leaked(capacity),
+        }
+    });
+    let librdkafka = clients.contains(&Client::Librdkafka).then(|| {
+        let recorder = Recorder::leaked(capacity);
+        let _enter = runtime.enter();
+        RdkafkaClient {
+            threaded: rdkafka_config(&brokers)
+                .create_with_context(Deliveries { recorder })
+                .expect("librdkafka ThreadedProducer"),
+            future: rdkafka_config(&brokers)
+                .create()
+                .expect("librdkafka FutureProducer"),
+            recorder,
+            queue_full: 0,
+        }
+    });
+    let mut bench = Bench {
+        watermarks: Watermarks::new(&brokers, &topic),
+        runtime,
+        topic,
+        broker,
+        wafka,
+        librdkafka,
+    };
+
+    let (_, rdkafka_version) = rdkafka::util::get_rdkafka_version();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!(
+        "bench: broker {brokers} (pid {}), topic {} ({PARTITIONS} partitions), librdkafka {rdkafka_version}, {} CPUs, load {}",
+        bench
+            .broker
+            .pid
+            .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+        bench.topic,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    );
+
+    // Warm-up: connections, producer ids, metadata, allocator, page cache.
+    for &client in &clients {
+        let fire = Case::new(Mode::FireAndForget, 100, false, warmup);
+        let ack = Case::new(Mode::WaitForAck, 100, false, WARMUP_ACKED);
+        for case in [fire, ack] {
+            if case.records > 0 {
+                bench.phase(client, &case, "warm-up");
+            }
+        }
+    }
+
+    let mut all: HashMap<(usize, Client), Vec<PhaseResult>> = HashMap::new();
+    let started = Instant::now();
+    for round in 0..rounds {
+        for (c, case) in cases.iter().enumerate() {
+            // Alternate who goes first, so slow drift (other builds on the
+            // machine, the broker's growing log) does not favour one client.
+            let mut order = clients.clone();
+            if (c + round) % 2 == 1 {
+                order.reverse();
+            }
+            for client in order {
+                let label = format!("round {}/{rounds}", round + 1);
+                let result = bench.phase(client, case, &label);
+                all.entry((c, client)).or_default().push(result);
+            }
+        }
+    }
+    let measured = started.elapsed();
+
+    if let Some(w) = &bench.wafka {
+        bench.runtime.block_on(w.producer.close());
+    }
+    let results: HashMap<(usize, Client), PhaseResult> = all
+        .into_iter()
+        .map(|(k, v)| (k, median_by_throughput(v)))
+        .collect();
+
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!();
+    println!(
+        "Producer benchmark: wafka vs librdkafka {rdkafka_version}, topic with {PARTITIONS} partitions, \
+         acks=all, linger.ms=5, batch.size=16384, idempotence on, no compression; \
+         {rounds} round(s){}, measured phases {:.0} s, load {}",
+        if rounds > 1 { " (median by records/s)" } else { "" },
+        measured.as_secs_f64(),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    );
+    println!();
+    print!("{}", table(&cases, &clients, &results));
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wafka_producer::{Delivery, Producer, Record};
-use wafka_tests::{consume_exactly, mock_cluster, Consumed, MockKafka, RDKafkaApiKey, RDKafkaRespErr};
+use wafka_tests::{
+    consume_exactly, mock_cluster, Consumed, MockKafka, RDKafkaApiKey, RDKafkaRespErr,
+};
 
 const PARTITIONS: i32 = 4;
 
@@ -38,7 +40,11 @@ fn cluster(topic: &str) -> (Arc<MockKafka>, String) {
 
 /// Values are `key:seq`; per key, seq must rise with the offset and appear once.
 fn assert_exactly_once_in_order(records: &[Consumed], keys: usize, per_key: usize) {
-    assert_eq!(records.len(), keys * per_key, "record count (duplicates or losses)");
+    assert_eq!(
+        records.len(),
+        keys * per_key,
+        "record count (duplicates or losses)"
+    );
     let mut next: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut by_partition: HashMap<i32, Vec<&Consumed>> = HashMap::new();
     for r in records {
@@ -53,7 +59,11 @@ fn assert_exactly_once_in_order(records: &[Consumed], keys: usize, per_key: usiz
             assert_eq!(k.as_bytes(), &key[..]);
             let seq: usize = seq.parse().unwrap();
             let want = next.entry(key.clone()).or_default();
-            assert_eq!(seq, *want, "key {k}: got seq {seq}, expected {want} (partition {})", r.partition);
+            assert_eq!(
+                seq, *want,
+                "key {k}: got seq {seq}, expected {want} (partition {})",
+                r.partition
+            );
             *want += 1;
         }
     }
@@ -61,7 +71,13 @@ fn assert_exactly_once_in_order(records: &[Consumed], keys: usize, per_key: usiz
     assert!(next.values().all(|&n| n == per_key));
 }
 
-async fn send_all(p: &Producer, topic: &str, keys: usize, per_key: usize, pause_every: usize) -> Vec<Delivery> {
+async fn send_all(
+    p: &Producer,
+    topic: &str,
+    keys: usize,
+    per_key: usize,
+    pause_every: usize,
+) -> Vec<Delivery> {
     let mut out = Vec::new();
     for i in 0..per_key {
         for k in 0..keys {
@@ -88,9 +104,11 @@ async fn all_delivered(deliveries: Vec<Delivery>) {
 }
 
 async fn read_back(bootstrap: String, topic: String, n: usize) -> Vec<Consumed> {
-    tokio::task::spawn_blocking(move || consume_exactly(&bootstrap, &topic, n, Duration::from_secs(30)))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        consume_exactly(&bootstrap, &topic, n, Duration::from_secs(30))
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +117,11 @@ async fn injected_retriable_produce_errors_leave_each_record_once_in_order() {
     let (mock, bootstrap) = cluster(topic);
     let p = producer(&bootstrap, &[]);
     // Warm up so that metadata and the producer id exist before errors are injected.
-    p.send(&Record::new(topic, b"warm:0").key(b"warm")).await.unwrap().await.unwrap();
+    p.send(&Record::new(topic, b"warm:0").key(b"warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     mock.request_errors(
         RDKafkaApiKey::Produce,
         &[
@@ -113,7 +135,11 @@ async fn injected_retriable_produce_errors_leave_each_record_once_in_order() {
     );
     let deliveries = send_all(&p, topic, 8, 200, 20).await;
     all_delivered(deliveries).await;
-    assert!(p.stats().retries > 0, "the injected errors were retried: {:?}", p.stats());
+    assert!(
+        p.stats().retries > 0,
+        "the injected errors were retried: {:?}",
+        p.stats()
+    );
     let mut records = read_back(bootstrap, topic.into(), 8 * 200 + 1).await;
     records.retain(|r| r.key.as_deref() != Some(b"warm"));
     assert_exactly_once_in_order(&records, 8, 200);
@@ -140,7 +166,11 @@ async fn leader_moves_during_a_run() {
     let deliveries = send_all(&p, topic, 6, 300, 10).await;
     all_delivered(deliveries).await;
     mover.await.unwrap();
-    assert!(p.stats().retries > 0, "leader moves caused retries: {:?}", p.stats());
+    assert!(
+        p.stats().retries > 0,
+        "leader moves caused retries: {:?}",
+        p.stats()
+    );
     let records = read_back(bootstrap, topic.into(), 6 * 300).await;
     assert_exactly_once_in_order(&records, 6, 300);
 }
@@ -153,7 +183,11 @@ async fn broker_down_and_up() {
         mock.partition_leader(topic, part, Some(2)).unwrap();
     }
     let p = producer(&bootstrap, &[]);
-    p.send(&Record::new(topic, b"warm:0").key(b"warm")).await.unwrap().await.unwrap();
+    p.send(&Record::new(topic, b"warm:0").key(b"warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     mock.broker_down(2).unwrap();
     let restorer = {
         let mock = mock.clone();
@@ -165,7 +199,11 @@ async fn broker_down_and_up() {
     let deliveries = send_all(&p, topic, 4, 100, 10).await;
     all_delivered(deliveries).await;
     restorer.await.unwrap();
-    assert!(p.stats().retries > 0, "the down broker caused retries: {:?}", p.stats());
+    assert!(
+        p.stats().retries > 0,
+        "the down broker caused retries: {:?}",
+        p.stats()
+    );
     let mut records = read_back(bootstrap, topic.into(), 4 * 100 + 1).await;
     records.retain(|r| r.key.as_deref() != Some(b"warm"));
     assert_exactly_once_in_order(&records, 4, 100);

@@ -57,7 +57,11 @@ impl Completion {
         id: u64,
         callback: Option<Callback>,
     ) {
-        let idx = match self.owners.iter().rposition(|s| Arc::ptr_eq(&s.owner, owner)) {
+        let idx = match self
+            .owners
+            .iter()
+            .rposition(|s| Arc::ptr_eq(&s.owner, owner))
+        {
             Some(i) => i,
             None => {
                 owner.track(&self.outcome);
@@ -94,7 +98,8 @@ impl Completion {
             }
         }
         if !reports.is_empty() {
-            let mut by_owner: Vec<Vec<DeliveryReport>> = owners.iter().map(|_| Vec::new()).collect();
+            let mut by_owner: Vec<Vec<DeliveryReport>> =
+                owners.iter().map(|_| Vec::new()).collect();
             for (idx, delta, id) in reports {
                 by_owner[idx as usize].push(DeliveryReport {
                     id,
@@ -185,7 +190,7 @@ pub(crate) struct AccumulatorConfig {
 /// What the sender takes from one partition.
 pub(crate) enum Drained {
     /// A batch to send.
-    Batch(ProducerBatch),
+    Batch(Box<ProducerBatch>),
     /// Nothing now; look again at this time (or when woken).
     Later(Option<Instant>),
 }
@@ -390,18 +395,19 @@ impl Accumulator {
                     return Drained::Later(Some(at));
                 }
             }
-            return Drained::Batch(st.queued.pop_front().expect("head"));
+            return Drained::Batch(Box::new(st.queued.pop_front().expect("head")));
         }
         let Some(open) = &st.open else {
             return Drained::Later(None);
         };
         let due = open.created + self.config.linger;
-        let hurry = self.flushing.load(Ordering::Acquire) > 0 || self.blocked.load(Ordering::Acquire) > 0;
+        let hurry =
+            self.flushing.load(Ordering::Acquire) > 0 || self.blocked.load(Ordering::Acquire) > 0;
         if due <= now || hurry {
             let o = st.open.take().expect("open batch");
             self.close_into(st, o);
             match st.queued.pop_front() {
-                Some(b) => Drained::Batch(b),
+                Some(b) => Drained::Batch(Box::new(b)),
                 None => Drained::Later(None),
             }
         } else {
@@ -424,11 +430,13 @@ impl Accumulator {
         }
         while st.queued.front().is_some_and(|b| expired(b.created)) {
             let b = st.queued.pop_front().expect("head");
-            let cause = b
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "no broker took the batch (is the partition's leader reachable?)".into());
-            b.fail(ProduceError::DeliveryTimeout { timeout, cause }, &self.memory);
+            let cause = b.last_error.clone().unwrap_or_else(|| {
+                "no broker took the batch (is the partition's leader reachable?)".into()
+            });
+            b.fail(
+                ProduceError::DeliveryTimeout { timeout, cause },
+                &self.memory,
+            );
         }
     }
 

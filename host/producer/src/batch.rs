@@ -23,7 +23,7 @@ const ATTRIBUTES_OFFSET: usize = 21;
 /// Bytes a zigzag varint of `v` takes.
 pub fn varint_len(v: i64) -> usize {
     let z = ((v << 1) ^ (v >> 63)) as u64;
-    ((64 - (z | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_varint(buf: &mut BytesMut, v: i64) {
@@ -110,8 +110,7 @@ impl BatchBuilder {
         self.max_timestamp = self.max_timestamp.max(timestamp);
         let offset_delta = self.count;
         let ts_delta = timestamp - self.base_timestamp;
-        let body =
-            body_without_deltas(r) + varint_len(ts_delta) + varint_len(offset_delta as i64);
+        let body = body_without_deltas(r) + varint_len(ts_delta) + varint_len(offset_delta as i64);
         let buf = &mut self.buf;
         buf.reserve(varint_len(body as i64) + body);
         put_varint(buf, body as i64);
@@ -132,7 +131,11 @@ impl BatchBuilder {
 
     /// Ends the batch: compresses the records section when asked and fills every header field
     /// that does not depend on the producer id.
-    pub fn close(self, compression: Compression, level: Option<i32>) -> std::io::Result<ClosedBatch> {
+    pub fn close(
+        self,
+        compression: Compression,
+        level: Option<i32>,
+    ) -> std::io::Result<ClosedBatch> {
         let BatchBuilder {
             mut buf,
             count,
@@ -289,7 +292,16 @@ mod tests {
 
     #[test]
     fn varint_lengths() {
-        for (v, n) in [(0, 1), (-1, 1), (63, 1), (64, 2), (-64, 1), (-65, 2), (8191, 2), (8192, 3)] {
+        for (v, n) in [
+            (0, 1),
+            (-1, 1),
+            (63, 1),
+            (64, 2),
+            (-64, 1),
+            (-65, 2),
+            (8191, 2),
+            (8192, 3),
+        ] {
             assert_eq!(varint_len(v), n, "{v}");
             let mut b = BytesMut::new();
             put_varint(&mut b, v);
@@ -299,10 +311,25 @@ mod tests {
     }
 
     fn build(compression: Compression) -> Bytes {
-        let h = [Header::new("trace", b"abc"), Header { key: "nil", value: None }];
+        let h = [
+            Header::new("trace", b"abc"),
+            Header {
+                key: "nil",
+                value: None,
+            },
+        ];
         let mut b = BatchBuilder::new(1024);
-        b.append(&Record::new("t", b"v0").key(b"k0").headers(&h), 1_700_000_000_000);
-        b.append(&Record { value: None, ..Record::new("t", b"") }, 1_700_000_000_005);
+        b.append(
+            &Record::new("t", b"v0").key(b"k0").headers(&h),
+            1_700_000_000_000,
+        );
+        b.append(
+            &Record {
+                value: None,
+                ..Record::new("t", b"")
+            },
+            1_700_000_000_005,
+        );
         let big = vec![7u8; 5000];
         b.append(&Record::new("t", &big).key(b""), 1_699_999_999_000);
         let mut closed = b.close(compression, None).unwrap();
@@ -319,20 +346,37 @@ mod tests {
             Compression::Zstd,
         ] {
             let mut bytes = build(c);
-            let set = RecordBatchDecoder::decode(&mut bytes).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+            let set =
+                RecordBatchDecoder::decode(&mut bytes).unwrap_or_else(|e| panic!("{c:?}: {e}"));
             let r = &set.records;
             assert_eq!(r.len(), 3, "{c:?}");
             assert_eq!(r[0].key.as_deref(), Some(&b"k0"[..]));
             assert_eq!(r[0].value.as_deref(), Some(&b"v0"[..]));
             assert_eq!(r[0].headers.len(), 2);
-            assert_eq!(r[0].headers.get(&kafka_protocol::protocol::StrBytes::from_static_str("trace")).unwrap().as_deref(), Some(&b"abc"[..]));
-            assert_eq!(r[0].headers.get(&kafka_protocol::protocol::StrBytes::from_static_str("nil")).unwrap(), &None);
+            assert_eq!(
+                r[0].headers
+                    .get(&kafka_protocol::protocol::StrBytes::from_static_str(
+                        "trace"
+                    ))
+                    .unwrap()
+                    .as_deref(),
+                Some(&b"abc"[..])
+            );
+            assert_eq!(
+                r[0].headers
+                    .get(&kafka_protocol::protocol::StrBytes::from_static_str("nil"))
+                    .unwrap(),
+                &None
+            );
             assert_eq!(r[1].key, None);
             assert_eq!(r[1].value, None);
             assert_eq!(r[1].offset, 1);
             assert_eq!(r[2].value.as_deref().map(<[u8]>::len), Some(5000));
             assert_eq!(r[2].key.as_deref(), Some(&b""[..]));
-            assert_eq!(r[2].timestamp, 1_699_999_999_000, "negative timestamp delta");
+            assert_eq!(
+                r[2].timestamp, 1_699_999_999_000,
+                "negative timestamp delta"
+            );
             assert_eq!(r[0].producer_id, 42);
             assert_eq!(r[0].producer_epoch, 3);
             assert_eq!(r[0].sequence, 7);

@@ -112,7 +112,11 @@ impl Brokers {
             .enumerate()
             .map(|(i, a)| (-1 - i as i32, a.clone()));
         let mut last = None;
-        for (node, addr) in open.into_iter().chain(known.iter().cloned()).chain(bootstrap) {
+        for (node, addr) in open
+            .into_iter()
+            .chain(known.iter().cloned())
+            .chain(bootstrap)
+        {
             match self.get(node, &addr).await {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),

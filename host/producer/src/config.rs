@@ -135,13 +135,28 @@ pub struct ProducerConfig {
 
 /// Properties of the Java producer that wafka refuses, with the reason.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("key.serializer", "records are bytes; serialize before sending"),
-    ("value.serializer", "records are bytes; serialize before sending"),
+    (
+        "key.serializer",
+        "records are bytes; serialize before sending",
+    ),
+    (
+        "value.serializer",
+        "records are bytes; serialize before sending",
+    ),
     ("transactional.id", "transactions are not implemented"),
     ("transaction.timeout.ms", "transactions are not implemented"),
-    ("partitioner.class", "the partitioner is built in (murmur2 for keys, sticky otherwise)"),
-    ("partitioner.adaptive.partitioning.enable", "the sticky partitioner is uniform"),
-    ("partitioner.availability.timeout.ms", "the sticky partitioner is uniform"),
+    (
+        "partitioner.class",
+        "the partitioner is built in (murmur2 for keys, sticky otherwise)",
+    ),
+    (
+        "partitioner.adaptive.partitioning.enable",
+        "the sticky partitioner is uniform",
+    ),
+    (
+        "partitioner.availability.timeout.ms",
+        "the sticky partitioner is uniform",
+    ),
     ("interceptor.classes", "there are no interceptors"),
     ("sasl.mechanism", "only PLAINTEXT is implemented"),
     ("sasl.jaas.config", "only PLAINTEXT is implemented"),
@@ -149,8 +164,14 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ssl.keystore.location", "only PLAINTEXT is implemented"),
     ("send.buffer.bytes", "socket buffers are left to the OS"),
     ("receive.buffer.bytes", "socket buffers are left to the OS"),
-    ("metrics.sample.window.ms", "metrics are exposed by the host instead"),
-    ("metric.reporters", "metrics are exposed by the host instead"),
+    (
+        "metrics.sample.window.ms",
+        "metrics are exposed by the host instead",
+    ),
+    (
+        "metric.reporters",
+        "metrics are exposed by the host instead",
+    ),
 ];
 
 impl Default for ProducerConfig {
@@ -419,7 +440,10 @@ mod tests {
             ConfigError::Unknown("lingr.ms".into())
         );
         let e = cfg(&[("acks", "2")]).unwrap_err().to_string();
-        assert!(e.contains("`acks`") && e.contains("expected 0, 1, all"), "{e}");
+        assert!(
+            e.contains("`acks`") && e.contains("expected 0, 1, all"),
+            "{e}"
+        );
         assert!(matches!(
             cfg(&[("transactional.id", "x")]),
             Err(ConfigError::Unsupported { .. })
@@ -447,6 +471,10 @@ mod tests {
     #[test]
     fn delivery_timeout_must_cover_linger_and_request_timeout() {
         assert!(cfg(&[("delivery.timeout.ms", "1000")]).is_err());
-        assert!(cfg(&[("delivery.timeout.ms", "1000"), ("request.timeout.ms", "500")]).is_ok());
+        assert!(cfg(&[
+            ("delivery.timeout.ms", "1000"),
+            ("request.timeout.ms", "500")
+        ])
+        .is_ok());
     }
 }

@@ -76,7 +76,9 @@ pub struct Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("addr", &self.addr).finish()
+        f.debug_struct("Connection")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -133,10 +135,10 @@ impl Connection {
     /// The highest version of `R` both sides speak, capped at `our_max`.
     pub fn version<R: Request>(&self, our_max: i16) -> Result<i16, NetError> {
         let ours = R::VERSIONS;
-        let (min, max) = self.versions.get(&R::KEY).copied().ok_or_else(|| self.protocol(format!(
-            "broker does not support API key {}",
-            R::KEY
-        )))?;
+        let (min, max) =
+            self.versions.get(&R::KEY).copied().ok_or_else(|| {
+                self.protocol(format!("broker does not support API key {}", R::KEY))
+            })?;
         let v = max.min(ours.max).min(our_max);
         if v < min.max(ours.min) {
             return Err(self.protocol(format!(
@@ -178,7 +180,12 @@ impl Connection {
             .collect())
     }
 
-    fn frame<R: Request>(&self, req: &R, version: i16, correlation_id: i32) -> Result<Bytes, NetError> {
+    fn frame<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Bytes, NetError> {
         let mut header = RequestHeader::default();
         header.request_api_key = R::KEY;
         header.request_api_version = version;
@@ -221,13 +228,21 @@ impl Connection {
     }
 
     /// Sends `req` at `version` and waits for the broker's answer.
-    pub async fn request<R: Request>(&self, req: &R, version: i16) -> Result<R::Response, NetError> {
+    pub async fn request<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, NetError> {
         self.start(req, version).await?.wait(self).await
     }
 
     /// Writes `req` and returns at once; the answer is awaited with [`PendingResponse::wait`].
     /// Requests started one after the other reach the broker in that order.
-    pub async fn start<R: Request>(&self, req: &R, version: i16) -> Result<PendingResponse<R>, NetError> {
+    pub async fn start<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<PendingResponse<R>, NetError> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = self.frame(req, version, correlation_id)?;
         let (tx, rx) = oneshot::channel();

@@ -42,10 +42,9 @@ impl Cluster {
     /// The leader node of a partition, if known.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
         match self.topics.get(topic)? {
-            TopicMetadata::Ok { leaders } => leaders
-                .get(partition as usize)
-                .copied()
-                .filter(|&l| l >= 0),
+            TopicMetadata::Ok { leaders } => {
+                leaders.get(partition as usize).copied().filter(|&l| l >= 0)
+            }
             TopicMetadata::Err(_) => None,
         }
     }
@@ -154,7 +153,9 @@ impl Metadata {
                     tracing::debug!(error = %e, "metadata refresh failed");
                     *self.last_error.lock().expect("metadata lock") = Some(e.to_string());
                     self.attempts.send_modify(|n| *n += 1);
-                    let wait = backoff.saturating_mul(1 << failures.min(10)).min(backoff_max);
+                    let wait = backoff
+                        .saturating_mul(1 << failures.min(10))
+                        .min(backoff_max);
                     failures += 1;
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -169,7 +170,13 @@ impl Metadata {
         let old = self.snapshot();
         let conn = brokers.any(&old.broker_list()).await?;
         let version = conn.version::<MetadataRequest>(12)?;
-        let wanted: Vec<Arc<str>> = self.wanted.lock().expect("metadata lock").iter().cloned().collect();
+        let wanted: Vec<Arc<str>> = self
+            .wanted
+            .lock()
+            .expect("metadata lock")
+            .iter()
+            .cloned()
+            .collect();
         let mut req = MetadataRequest::default();
         req.allow_auto_topic_creation = false;
         req.topics = Some(

@@ -94,7 +94,9 @@ pub struct Owner {
 
 impl std::fmt::Debug for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Owner").field("name", &self.state.name).finish()
+        f.debug_struct("Owner")
+            .field("name", &self.state.name)
+            .finish()
     }
 }
 

@@ -64,7 +64,10 @@ impl Idempotence {
         if !self.enabled.load(Ordering::Acquire) {
             return (-1, -1);
         }
-        (self.pid.load(Ordering::Acquire), self.epoch.load(Ordering::Acquire))
+        (
+            self.pid.load(Ordering::Acquire),
+            self.epoch.load(Ordering::Acquire),
+        )
     }
 
     pub(crate) fn set(&self, pid: i64, epoch: i16) {
@@ -85,6 +88,7 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     owners: Mutex<Vec<Weak<OwnerState>>>,
     fatal: Mutex<Option<ProduceError>>,
+    has_fatal: AtomicBool,
 }
 
 /// Stops the background tasks when the last handle goes away.
@@ -161,6 +165,7 @@ impl Producer {
             closed: AtomicBool::new(false),
             owners: Mutex::new(Vec::new()),
             fatal: Mutex::new(None),
+            has_fatal: AtomicBool::new(false),
             config,
         });
         tokio::spawn(shared.metadata.clone().run(
@@ -303,10 +308,15 @@ impl Shared {
     /// Fails every queued record and every later send (the producer cannot go on).
     pub(crate) fn fail_everything(&self, e: ProduceError) {
         *self.fatal.lock().expect("fatal lock") = Some(e.clone());
+        self.has_fatal.store(true, Ordering::Release);
         self.accumulator.abort_all(&e);
     }
 
-    async fn topic_queues(&self, topic: &str, deadline: Instant) -> Result<Arc<TopicQueues>, ProduceError> {
+    async fn topic_queues(
+        &self,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<Arc<TopicQueues>, ProduceError> {
         match self.metadata.topic(topic, deadline).await {
             None => Err(ProduceError::MetadataTimeout {
                 topic: topic.to_string(),
@@ -347,8 +357,10 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) || owner.closed.load(Ordering::Relaxed) {
             return Err(ProduceError::Closed);
         }
-        if let Some(e) = self.fatal.lock().expect("fatal lock").clone() {
-            return Err(e);
+        if self.has_fatal.load(Ordering::Acquire) {
+            if let Some(e) = self.fatal.lock().expect("fatal lock").clone() {
+                return Err(e);
+            }
         }
         check_topic(record.topic)?;
         let c = &self.config;

@@ -55,7 +55,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         let total_in_flight: usize = in_flight.values().sum();
         let mut next_wake: Option<Instant> = None;
-        if shared.idempotence.enabled.load(Ordering::Acquire) && !ensure_producer_id(&shared, total_in_flight).await {
+        if shared.idempotence.enabled.load(Ordering::Acquire)
+            && !ensure_producer_id(&shared, total_in_flight).await
+        {
             next_wake = Some(Instant::now() + shared.config.retry_backoff);
         } else {
             let now = Instant::now();
@@ -82,7 +84,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     next_wake = Some(now);
                     continue;
                 }
-                match shared.accumulator.drain(q, now, MAX_IN_FLIGHT_PER_PARTITION, idempotent) {
+                match shared
+                    .accumulator
+                    .drain(q, now, MAX_IN_FLIGHT_PER_PARTITION, idempotent)
+                {
                     Drained::Batch(mut batch) => {
                         let seq = batch.sequence.unwrap_or(-1);
                         let bytes = if idempotent {
@@ -93,7 +98,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         entry.1 += bytes.len();
                         entry.0.push(InFlight {
                             queue: q.clone(),
-                            batch,
+                            batch: *batch,
                         });
                     }
                     Drained::Later(at) => {
@@ -245,13 +250,23 @@ async fn send(
     };
     let acks = shared.config.acks;
     let req = build_request(shared, &batches);
-    shared.stats.produce_requests.fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .produce_requests
+        .fetch_add(1, Ordering::Relaxed);
     if acks == Acks::None {
         let r = conn.send_only(&req, version).await;
         match r {
             Ok(()) => {
                 for f in batches {
-                    complete(shared, f, BatchAck { base_offset: -1, log_append_time: None });
+                    complete(
+                        shared,
+                        f,
+                        BatchAck {
+                            base_offset: -1,
+                            log_append_time: None,
+                        },
+                    );
                 }
             }
             Err(e) => fail_request(shared, node, batches, &e),
@@ -295,18 +310,33 @@ fn build_request(shared: &Shared, batches: &[InFlight]) -> ProduceRequest {
     }
     ProduceRequest::default()
         .with_acks(shared.config.acks.wire())
-        .with_timeout_ms(shared.config.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+        .with_timeout_ms(
+            shared
+                .config
+                .request_timeout
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+        )
         .with_topic_data(topics)
 }
 
-fn handle_response(shared: &Shared, conn: &Connection, batches: Vec<InFlight>, resp: ProduceResponse) {
+fn handle_response(
+    shared: &Shared,
+    conn: &Connection,
+    batches: Vec<InFlight>,
+    resp: ProduceResponse,
+) {
     let mut refresh = false;
     for f in batches {
         let part = resp
             .responses
             .iter()
             .find(|t| t.name.0.as_str() == &*f.queue.topic)
-            .and_then(|t| t.partition_responses.iter().find(|p| p.index == f.queue.partition));
+            .and_then(|t| {
+                t.partition_responses
+                    .iter()
+                    .find(|p| p.index == f.queue.partition)
+            });
         let Some(p) = part else {
             retry_or_fail(
                 shared,
@@ -327,12 +357,22 @@ fn handle_response(shared: &Shared, conn: &Connection, batches: Vec<InFlight>, r
                 },
             ),
             // DUPLICATE_SEQUENCE_NUMBER: the broker already has this batch.
-            46 => complete(shared, f, BatchAck { base_offset: -1, log_append_time: None }),
+            46 => complete(
+                shared,
+                f,
+                BatchAck {
+                    base_offset: -1,
+                    log_append_time: None,
+                },
+            ),
             // OUT_OF_ORDER_SEQUENCE_NUMBER after an earlier batch failed: retry in order.
             45 if is_after_retry(&f) => retry_or_fail(shared, f, kafka_error_name(code), false),
             // The broker lost or refuses our producer state: get a new id, resend in order.
             45 | 59 => {
-                shared.idempotence.needs_reset.store(true, Ordering::Release);
+                shared
+                    .idempotence
+                    .needs_reset
+                    .store(true, Ordering::Release);
                 retry_or_fail(shared, f, kafka_error_name(code), false);
             }
             _ => {
@@ -380,9 +420,14 @@ fn fail_request(shared: &Shared, node: i32, batches: Vec<InFlight>, e: &NetError
 fn complete(shared: &Shared, f: InFlight, ack: BatchAck) {
     let count = f.batch.records.count() as u64;
     shared.accumulator.done(&f.queue, f.batch.sequence);
-    shared.stats.records_acked.fetch_add(count, Ordering::Relaxed);
+    shared
+        .stats
+        .records_acked
+        .fetch_add(count, Ordering::Relaxed);
     shared.stats.batches_acked.fetch_add(1, Ordering::Relaxed);
-    f.batch.completion.complete(Ok(ack), &shared.accumulator.memory);
+    f.batch
+        .completion
+        .complete(Ok(ack), &shared.accumulator.memory);
 }
 
 fn fail(shared: &Shared, f: InFlight, err: ProduceError) {
