@@ -191,7 +191,7 @@ impl Case {
             Mode::FireAndForget => "fire-and-forget",
             Mode::WaitForAck => "wait-for-ack",
         };
-        let size = if value_size % 1024 == 0 {
+        let size = if value_size.is_multiple_of(1024) {
             format!("{} KiB", value_size / 1024)
         } else {
             format!("{value_size} B")
@@ -769,12 +769,10 @@ impl Bench {
                             record = record.key(&key[..]);
                         }
                         recorder.sent(i);
-                        let result = tokio::time::timeout(
-                            PHASE_TIMEOUT,
-                            future.send(record, Timeout::Never),
-                        )
-                        .await
-                        .unwrap_or_else(|_| panic!("{what}: hang: no ack for record {i}"));
+                        let sent = future.send(record, Timeout::Never);
+                        let Ok(result) = tokio::time::timeout(PHASE_TIMEOUT, sent).await else {
+                            panic!("{what}: hang: no ack for record {i}");
+                        };
                         recorder.complete(i, result.map(drop).map_err(|(e, _)| e.to_string()));
                     }
                 });
