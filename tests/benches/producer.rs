@@ -28,11 +28,13 @@
 //! | `WAFKA_BENCH_RECORDS_1K` | `RECORDS / 3` | records per fire-and-forget 1 KiB phase |
 //! | `WAFKA_BENCH_ACK_RECORDS` | 1000 | records per wait-for-ack phase |
 //! | `WAFKA_BENCH_WARMUP` | 20000 | fire-and-forget warm-up records per client (plus 50 waited for) |
-//! | `WAFKA_BENCH_ROUNDS` | 1 | repeat every phase; the table shows each phase's median round by records/s |
+//! | `WAFKA_BENCH_ROUNDS` | 3 | rounds of all phases; the table shows each phase's median round by records/s |
 //! | `WAFKA_BENCH_CLIENTS` | `wafka,librdkafka` | which clients to run (e.g. only `wafka` under `perf`) |
 //! | `WAFKA_BENCH_CASES` | all | comma-separated substrings of case names to run, e.g. `ack,keyed` |
 //! | `WAFKA_BENCH_KEYED` | 1 | `0` drops the keyed fire-and-forget case |
+//! | `WAFKA_BENCH_SET` | none | `name=value,...` applied to both clients (same property names), e.g. `linger.ms=0` |
 //! | `WAFKA_BENCH_BROKER_PID` | found | pid of the broker, for the broker CPU column |
+//! | `WAFKA_BROKER_LOG` | `warn` | log level of the broker the benchmark starts (nisshi's `info` level costs it ~170 µs of CPU per record) |
 //! | `RUST_LOG` | `warn` | tracing filter (wafka's logs) |
 //!
 //! # Cases
@@ -58,9 +60,13 @@
 //!
 //! # Columns
 //!
+//! Every column but the min–max one is from the phase's median round (by
+//! records/s) when `WAFKA_BENCH_ROUNDS` > 1.
+//!
 //! - **records**: records sent (and acknowledged) in the phase.
 //! - **s**: wall time from the first send to the last acknowledgement.
 //! - **records/s**: records / s.
+//! - **records/s min–max**: the slowest and fastest round: the noise.
 //! - **MB/s**: record value bytes (10^6) per second (keys and overhead not counted).
 //! - **CPU s/M**: CPU seconds (user + system, `getrusage(RUSAGE_SELF)`, all
 //!   threads of this process) per million records, delta over the phase.
@@ -68,8 +74,9 @@
 //!   10 ms ticks), when its pid is known: on a small machine the broker
 //!   competes with the client for cores.
 //! - **p50 / p99 / max µs**: ack latency percentiles in microseconds.
-//! - rows **wafka / librdkafka**: the peer ratio, for records/s (higher is
-//!   better for wafka) and CPU per record (lower is better for wafka).
+//! - rows **wafka / librdkafka**: the peer ratio (wafka's value divided by
+//!   librdkafka's) of records/s and MB/s (higher is better for wafka), CPU and
+//!   broker CPU per record and p50 / p99 latency (lower is better for wafka).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -128,7 +135,44 @@ fn wafka_producer(brokers: &str) -> Producer {
         };
         props.push(((*name).to_owned(), value));
     }
+    props.extend(overrides());
     Producer::from_properties(props).expect("wafka producer config")
+}
+
+/// `$WAFKA_BENCH_SET`: `name=value` pairs applied to both clients, after the
+/// shared settings (for properties both spell the same, e.g. `linger.ms`,
+/// `batch.size`, `compression.type`).
+fn overrides() -> Vec<(String, String)> {
+    env_list("WAFKA_BENCH_SET")
+        .unwrap_or_default()
+        .iter()
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .unwrap_or_else(|| panic!("WAFKA_BENCH_SET: {pair:?} is not name=value"));
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect()
+}
+
+/// The settings in effect, for the report's title.
+fn settings_summary() -> String {
+    let mut settings: Vec<(String, String)> = SHARED_SETTINGS
+        .iter()
+        .map(|(name, _, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    for (k, v) in overrides() {
+        match settings.iter_mut().find(|(name, _)| *name == k) {
+            Some(entry) => entry.1 = v,
+            None => settings.push((k, v)),
+        }
+    }
+    settings
+        .iter()
+        .filter(|(k, _)| !k.ends_with("timeout.ms") && !k.starts_with("max.in.flight"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn rdkafka_config(brokers: &str) -> ClientConfig {
@@ -145,6 +189,9 @@ fn rdkafka_config(brokers: &str) -> ClientConfig {
     config.set("queue.buffering.max.messages", "10000000");
     // The Java client's partitioner for keys, as wafka's.
     config.set("partitioner", "murmur2_random");
+    for (k, v) in overrides() {
+        config.set(k, v);
+    }
     config
 }
 
@@ -606,6 +653,16 @@ impl Bench {
         };
 
         let latencies = recorder.check(&what, case.records);
+        if let Some(r) = &self.librdkafka {
+            // librdkafka frees a delivery report's messages after its
+            // callbacks returned: wait for that, then nothing may be left.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let left = || r.threaded.in_flight_count() + r.future.in_flight_count();
+            while left() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(left(), 0, "{what}: records left in librdkafka's queues");
+        }
         let stored = self.watermarks.total() - stored_before;
         assert_eq!(
             stored, case.records as i64,
@@ -753,11 +810,6 @@ impl Bench {
                     case.records,
                     r.threaded.in_flight_count()
                 );
-                assert_eq!(
-                    r.threaded.in_flight_count(),
-                    0,
-                    "{what}: records left in queue"
-                );
             }
             Mode::WaitForAck => {
                 let future = &r.future;
@@ -795,9 +847,20 @@ fn stats_delta(before: ProducerStats, after: ProducerStats) -> ProducerStats {
 // Report
 // ---------------------------------------------------------------------------
 
-fn median_by_throughput(mut rounds: Vec<PhaseResult>) -> PhaseResult {
+/// One phase over all rounds: the median round by records/s, and the spread.
+struct Summary {
+    median: PhaseResult,
+    min_records_per_s: f64,
+    max_records_per_s: f64,
+}
+
+fn summarize(mut rounds: Vec<PhaseResult>) -> Summary {
     rounds.sort_by(|a, b| a.records_per_s().total_cmp(&b.records_per_s()));
-    rounds.swap_remove(rounds.len() / 2)
+    Summary {
+        min_records_per_s: rounds[0].records_per_s(),
+        max_records_per_s: rounds[rounds.len() - 1].records_per_s(),
+        median: rounds.swap_remove(rounds.len() / 2),
+    }
 }
 
 fn micros(ns: u64) -> String {
@@ -807,26 +870,29 @@ fn micros(ns: u64) -> String {
 fn table(
     cases: &[Case],
     clients: &[Client],
-    results: &HashMap<(usize, Client), PhaseResult>,
+    results: &HashMap<(usize, Client), Summary>,
 ) -> String {
     let mut out = String::new();
     out.push_str(
-        "| case | client | records | s | records/s | MB/s | CPU s/M | broker CPU s/M | p50 µs | p99 µs | max µs |\n",
+        "| case | client | records | s | records/s | records/s min–max | MB/s | CPU s/M | broker CPU s/M | p50 µs | p99 µs | max µs |\n",
     );
-    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for (c, case) in cases.iter().enumerate() {
         for &client in clients {
-            let Some(r) = results.get(&(c, client)) else {
+            let Some(summary) = results.get(&(c, client)) else {
                 continue;
             };
+            let r = &summary.median;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.2} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.2} | {:.0} | {:.0}–{:.0} | {:.1} | {:.2} | {} | {} | {} | {} |",
                 case.name,
                 client.name(),
                 r.records,
                 r.wall.as_secs_f64(),
                 r.records_per_s(),
+                summary.min_records_per_s,
+                summary.max_records_per_s,
                 r.mb_per_s(),
                 r.cpu_per_million(),
                 r.broker_cpu_per_million()
@@ -840,9 +906,10 @@ fn table(
             results.get(&(c, Client::Wafka)),
             results.get(&(c, Client::Librdkafka)),
         ) {
+            let (w, l) = (&w.median, &l.median);
             let _ = writeln!(
                 out,
-                "| {} | **wafka / librdkafka** | | | **{:.2}×** | {:.2}× | **{:.2}×** | {} | {:.2}× | {:.2}× | |",
+                "| {} | **wafka / librdkafka** | | | **{:.2}×** | | {:.2}× | **{:.2}×** | {} | {:.2}× | {:.2}× | |",
                 case.name,
                 w.records_per_s() / l.records_per_s(),
                 w.mb_per_s() / l.mb_per_s(),
@@ -876,7 +943,7 @@ fn main() {
     let records_1k = env_usize("WAFKA_BENCH_RECORDS_1K", records / 3);
     let ack_records = env_usize("WAFKA_BENCH_ACK_RECORDS", 1000);
     let warmup = env_usize("WAFKA_BENCH_WARMUP", 20_000);
-    let rounds = env_usize("WAFKA_BENCH_ROUNDS", 1).max(1);
+    let rounds = env_usize("WAFKA_BENCH_ROUNDS", 3).max(1);
     let keyed = env_usize("WAFKA_BENCH_KEYED", 1) != 0;
 
     let clients: Vec<Client> = match env_list("WAFKA_BENCH_CLIENTS") {
@@ -911,6 +978,11 @@ fn main() {
         .max()
         .unwrap_or(0);
 
+    // At nisshi's default `info` level, its span logging costs the broker
+    // ~170 µs of CPU per record, so the broker would be all we measure.
+    if std::env::var_os("WAFKA_BROKER_LOG").is_none() {
+        std::env::set_var("WAFKA_BROKER_LOG", "warn");
+    }
     let brokers = wafka_tests::brokers();
     let topic = wafka_tests::create_topic("bench-producer", PARTITIONS);
     let broker = BrokerProcess::find(&brokers);
@@ -995,17 +1067,15 @@ fn main() {
     if let Some(w) = &bench.wafka {
         bench.runtime.block_on(w.producer.close());
     }
-    let results: HashMap<(usize, Client), PhaseResult> = all
-        .into_iter()
-        .map(|(k, v)| (k, median_by_throughput(v)))
-        .collect();
+    let results: HashMap<(usize, Client), Summary> =
+        all.into_iter().map(|(k, v)| (k, summarize(v))).collect();
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
     println!(
         "Producer benchmark: wafka vs librdkafka {rdkafka_version}, topic with {PARTITIONS} partitions, \
-         acks=all, linger.ms=5, batch.size=16384, idempotence on, no compression; \
-         {rounds} round(s){}, measured phases {:.0} s, load {}",
+         {}; {rounds} round(s){}, measured phases {:.0} s, load {}",
+        settings_summary(),
         if rounds > 1 { " (median by records/s)" } else { "" },
         measured.as_secs_f64(),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),

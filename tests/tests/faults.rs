@@ -27,6 +27,11 @@ fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Producer {
         ("request.timeout.ms", "3000"),
         ("delivery.timeout.ms", "30000"),
         ("metadata.max.age.ms", "500"),
+        // librdkafka's mock broker checks idempotent sequence numbers only for transactional
+        // producers, so it would accept a batch that overtook a failed one. Real brokers (and
+        // nisshi) reject it with OUT_OF_ORDER_SEQUENCE_NUMBER and the producer retries in
+        // order; here the client alone must keep order, so one request at a time per broker.
+        ("max.in.flight.requests.per.connection", "1"),
     ];
     props.extend_from_slice(extra);
     Producer::from_properties(props).expect("config")

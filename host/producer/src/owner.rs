@@ -39,7 +39,11 @@ pub(crate) struct OwnerState {
     pub(crate) reports: Mutex<VecDeque<DeliveryReport>>,
     pub(crate) first_error: Mutex<Option<ProduceError>>,
     pub(crate) closed: AtomicBool,
+    pub(crate) reports_dropped: AtomicU64,
 }
+
+/// Most delivery reports an owner keeps undrained; older ones are dropped (and counted).
+pub const MAX_REPORTS: usize = 65_536;
 
 impl OwnerState {
     pub(crate) fn new(options: OwnerOptions) -> Arc<Self> {
@@ -53,6 +57,7 @@ impl OwnerState {
             reports: Mutex::new(VecDeque::new()),
             first_error: Mutex::new(None),
             closed: AtomicBool::new(false),
+            reports_dropped: AtomicU64::new(0),
         })
     }
 
@@ -72,8 +77,15 @@ impl OwnerState {
         }
     }
 
+    /// Queues reports, keeping the newest [`MAX_REPORTS`] when the owner does not drain them.
     pub(crate) fn push_reports(&self, reports: impl Iterator<Item = DeliveryReport>) {
-        self.reports.lock().expect("owner lock").extend(reports);
+        let mut q = self.reports.lock().expect("owner lock");
+        q.extend(reports);
+        if q.len() > MAX_REPORTS {
+            let excess = q.len() - MAX_REPORTS;
+            q.drain(..excess);
+            self.reports_dropped.fetch_add(excess as u64, Ordering::Relaxed);
+        }
     }
 
     /// Batches holding this owner's records that are not done yet.
@@ -133,11 +145,23 @@ impl Owner {
         }
     }
 
+    /// Sends at once whatever lingers and waits until every record this owner queued before
+    /// the call is acknowledged or failed, without taking the failure [`Owner::flush`] reports.
+    pub async fn settle(&self) {
+        let pending = self.state.pending();
+        self.shared.flush_batches(pending).await;
+    }
+
     /// Delivery reports queued since the last call (only with `delivery_reports` enabled).
     pub fn take_reports(&self, max: usize) -> Vec<DeliveryReport> {
         let mut q = self.state.reports.lock().expect("owner lock");
         let n = q.len().min(max);
         q.drain(..n).collect()
+    }
+
+    /// Reports dropped because more than [`MAX_REPORTS`] were waiting.
+    pub fn reports_dropped(&self) -> u64 {
+        self.state.reports_dropped.load(Ordering::Relaxed)
     }
 
     /// Bytes of this owner's records in buffers now (queued or in flight).

@@ -2,7 +2,9 @@
 //!
 //! Owns what happens between a batch leaving its queue and its result: one request per broker
 //! at a time per turn, holding at most one batch per partition and at most `max.request.size`
-//! bytes; at most `max.in.flight.requests.per.connection` requests in flight per broker;
+//! bytes; at most `max.in.flight.requests.per.connection` requests in flight per broker (and so
+//! at most that many batches of one partition), except that a partition with a batch waiting
+//! for its retry sends that batch alone;
 //! retries with exponential backoff inside `delivery.timeout.ms`; the idempotent producer's id
 //! and sequence numbers, so that a retry is never stored twice nor out of order. Requests to a
 //! broker are written by this one task in order; their answers are handled by small tasks.
@@ -17,7 +19,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::accumulator::{Drained, PartitionQueue, ProducerBatch};
 use crate::config::Acks;
@@ -29,13 +31,7 @@ use crate::producer::Shared;
 /// Highest Produce version we send: v13 names topics by id instead of by name.
 const PRODUCE_MAX_VERSION: i16 = 12;
 
-/// Batches of one partition in flight at once. Requests to a broker are still pipelined up to
-/// `max.in.flight.requests.per.connection` (they carry other partitions), but a partition waits
-/// for its batch to come back before sending the next. With one batch in flight, a retry can
-/// never overtake nor be overtaken, whatever the broker checks; idempotence then only has to
-/// make the retry itself safe (no duplicate when the first attempt was in fact stored).
-/// One batch per partition per round trip is also all a Produce request may carry.
-const MAX_IN_FLIGHT_PER_PARTITION: u32 = 1;
+
 
 struct InFlight {
     queue: Arc<PartitionQueue>,
@@ -47,6 +43,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i32>();
     let mut in_flight: HashMap<i32, usize> = HashMap::new();
+    // Completion of the last request to each broker: answers are handled in request order.
+    let mut last_handled: HashMap<i32, oneshot::Receiver<()>> = HashMap::new();
     let mut rotate = 0usize;
     let max_in_flight = shared.config.max_in_flight;
     loop {
@@ -86,7 +84,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
                 match shared
                     .accumulator
-                    .drain(q, now, MAX_IN_FLIGHT_PER_PARTITION, idempotent)
+                    .drain(q, now, max_in_flight as u32, idempotent)
                 {
                     Drained::Batch(mut batch) => {
                         let seq = batch.sequence.unwrap_or(-1);
@@ -125,7 +123,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     continue;
                 };
                 *in_flight.entry(node).or_default() += 1;
-                send(&shared, node, &addr, batches, done_tx.clone()).await;
+                let prev = last_handled.remove(&node);
+                if let Some(handled) = send(&shared, node, &addr, batches, done_tx.clone(), prev).await {
+                    last_handled.insert(node, handled);
+                }
             }
         }
         // With a long linger and nothing else happening, still look at expiry now and then.
@@ -220,20 +221,24 @@ async fn init_producer_id(shared: &Shared) -> Result<(i64, i16), InitError> {
     }
 }
 
-/// Writes one Produce request to `node` and leaves a task to handle its answer.
+/// Writes one Produce request to `node` and leaves a task to handle its answer, after the
+/// answer to the previous request to that broker (`prev`) was handled: a retry of an earlier
+/// batch is then always queued before a later batch's OUT_OF_ORDER_SEQUENCE_NUMBER is judged.
+/// Returns what the next request waits for.
 async fn send(
     shared: &Arc<Shared>,
     node: i32,
     addr: &str,
     batches: Vec<InFlight>,
     done: mpsc::UnboundedSender<i32>,
-) {
+    prev: Option<oneshot::Receiver<()>>,
+) -> Option<oneshot::Receiver<()>> {
     let conn = match shared.brokers.get(node, addr).await {
         Ok(c) => c,
         Err(e) => {
             fail_request(shared, node, batches, &e);
             let _ = done.send(node);
-            return;
+            return None;
         }
     };
     let version = match conn.version::<ProduceRequest>(PRODUCE_MAX_VERSION) {
@@ -245,7 +250,7 @@ async fn send(
                 f.batch.fail(err.clone(), &shared.accumulator.memory);
             }
             let _ = done.send(node);
-            return;
+            return None;
         }
     };
     let acks = shared.config.acks;
@@ -272,24 +277,31 @@ async fn send(
             Err(e) => fail_request(shared, node, batches, &e),
         }
         let _ = done.send(node);
-        return;
+        return None;
     }
     let pending = match conn.start(&req, version).await {
         Ok(p) => p,
         Err(e) => {
             fail_request(shared, node, batches, &e);
             let _ = done.send(node);
-            return;
+            return None;
         }
     };
     let shared = shared.clone();
+    let (handled_tx, handled_rx) = oneshot::channel();
     tokio::spawn(async move {
-        match pending.wait(&conn).await {
+        let answer = pending.wait(&conn).await;
+        if let Some(prev) = prev {
+            let _ = prev.await;
+        }
+        match answer {
             Ok(resp) => handle_response(&shared, &conn, batches, resp),
             Err(e) => fail_request(&shared, node, batches, &e),
         }
+        let _ = handled_tx.send(());
         let _ = done.send(node);
     });
+    Some(handled_rx)
 }
 
 fn build_request(shared: &Shared, batches: &[InFlight]) -> ProduceRequest {
