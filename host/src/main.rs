@@ -1,10 +1,12 @@
 //! The `wafka` command line.
 //!
 //! `wafka produce` sends stdin lines to a topic with wafka's own producer, like `kcat -P`.
-//! Without `-b`, it starts a local broker through the project's `scripts/broker`.
+//! `wafka run` runs a plugin over input lines. Without `-b`, both start a local broker through
+//! the project's `scripts/broker`.
 
 mod local_broker;
 mod produce;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +25,8 @@ struct Cli {
 enum Command {
     /// Send stdin lines (or the lines of FILEs) to a topic, one record per line.
     Produce(produce::ProduceArgs),
+    /// Run a plugin: each input line is an event for its `handle`; it publishes through wafka.
+    Run(run::RunArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +48,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Produce(args) => produce::run(args).await,
+            Command::Run(args) => run::run(args).await,
         }
     });
     match result {

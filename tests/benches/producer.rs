@@ -11,7 +11,9 @@
 //! The broker comes from `wafka_tests::brokers()`: `$WAFKA_TEST_BROKERS` if set,
 //! otherwise a local nisshi started through `scripts/broker` (stopped when the
 //! benchmark exits). One fresh 6-partition topic is created per run and shared
-//! by every phase. The markdown table goes to stdout, progress to stderr.
+//! by every phase. The markdown table goes to stdout, progress to stderr. A
+//! default run takes about 2–2.5 minutes, most of it in the wait-for-ack
+//! phases; for a quick look: `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`.
 //!
 //! Both clients use: `acks=all`, `linger.ms=5`, `batch.size=16384`,
 //! idempotence on, `compression.type=none`, 32 MiB of buffer
@@ -19,6 +21,9 @@
 //! connection, 120 s delivery timeout, the murmur2 partitioner for keys and
 //! sticky partitioning for null keys (wafka switches partition after
 //! `batch.size` bytes, librdkafka after `sticky.partitioning.linger.ms`, 10 ms).
+//! librdkafka's record-count limit on its queue is lifted (wafka has none).
+//! Not a setting but a design difference: wafka keeps at most one batch per
+//! partition in flight, librdkafka up to 5.
 //!
 //! Environment (all optional):
 //!

@@ -35,7 +35,8 @@ pub(crate) struct OwnerState {
     pub(crate) reports_enabled: bool,
     pub(crate) buffered: AtomicUsize,
     pub(crate) next_id: AtomicU64,
-    pub(crate) incomplete: Mutex<Vec<Arc<BatchOutcome>>>,
+    /// Batches holding this owner's records, and the length at which to prune done ones.
+    pub(crate) incomplete: Mutex<(Vec<Arc<BatchOutcome>>, usize)>,
     pub(crate) reports: Mutex<VecDeque<DeliveryReport>>,
     pub(crate) first_error: Mutex<Option<ProduceError>>,
     pub(crate) closed: AtomicBool,
@@ -53,7 +54,7 @@ impl OwnerState {
             reports_enabled: options.delivery_reports,
             buffered: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
-            incomplete: Mutex::new(Vec::new()),
+            incomplete: Mutex::new((Vec::new(), 64)),
             reports: Mutex::new(VecDeque::new()),
             first_error: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -63,9 +64,13 @@ impl OwnerState {
 
     /// Remembers a batch that now holds one of this owner's records.
     pub(crate) fn track(&self, outcome: &Arc<BatchOutcome>) {
-        let mut v = self.incomplete.lock().expect("owner lock");
-        if v.len() >= 64 {
+        let mut guard = self.incomplete.lock().expect("owner lock");
+        let (v, prune_at) = &mut *guard;
+        // Prune done batches only when the list doubled since the last prune: amortized O(1)
+        // even with thousands of batches in flight.
+        if v.len() >= *prune_at {
             v.retain(|b| !b.is_done());
+            *prune_at = (v.len() * 2).max(64);
         }
         v.push(outcome.clone());
     }
@@ -84,14 +89,17 @@ impl OwnerState {
         if q.len() > MAX_REPORTS {
             let excess = q.len() - MAX_REPORTS;
             q.drain(..excess);
-            self.reports_dropped.fetch_add(excess as u64, Ordering::Relaxed);
+            self.reports_dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
         }
     }
 
     /// Batches holding this owner's records that are not done yet.
     pub(crate) fn pending(&self) -> Vec<Arc<BatchOutcome>> {
-        let mut v = self.incomplete.lock().expect("owner lock");
+        let mut guard = self.incomplete.lock().expect("owner lock");
+        let (v, prune_at) = &mut *guard;
         v.retain(|b| !b.is_done());
+        *prune_at = (v.len() * 2).max(64);
         v.clone()
     }
 }

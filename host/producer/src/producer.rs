@@ -362,7 +362,6 @@ impl Shared {
                 return Err(e);
             }
         }
-        check_topic(record.topic)?;
         let c = &self.config;
         let whole = single_record_batch_upper_bound(record);
         if whole > c.max_request_size {
@@ -388,10 +387,13 @@ impl Shared {
                 });
             }
         }
-        let deadline = Instant::now() + c.max_block;
         let topic = match self.accumulator.topic(record.topic) {
             Some(t) => t,
-            None => self.topic_queues(record.topic, deadline).await?,
+            None => {
+                check_topic(record.topic)?;
+                self.topic_queues(record.topic, Instant::now() + c.max_block)
+                    .await?
+            }
         };
         let count = topic.partitions.len() as i32;
         let partition = match (record.partition, record.key) {
@@ -406,7 +408,7 @@ impl Shared {
             (None, Some(key)) if !c.partitioner_ignore_keys => partition_for_key(key, count),
             (None, _) => topic.sticky.next(bytes, c.batch_size, count),
         };
-        self.reserve(bytes, deadline).await?;
+        self.reserve(bytes).await?;
         owner.buffered.fetch_add(bytes, Ordering::Relaxed);
         let id = owner.next_id.fetch_add(1, Ordering::Relaxed);
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
@@ -426,8 +428,8 @@ impl Shared {
         })
     }
 
-    /// Takes `bytes` of `buffer.memory`, waiting until `deadline` if it is used up.
-    async fn reserve(&self, bytes: usize, deadline: Instant) -> Result<(), ProduceError> {
+    /// Takes `bytes` of `buffer.memory`, waiting up to `max.block.ms` if it is used up.
+    async fn reserve(&self, bytes: usize) -> Result<(), ProduceError> {
         let memory = &self.accumulator.memory;
         let n = bytes as u32;
         match memory.try_acquire_many(n) {
@@ -438,6 +440,7 @@ impl Shared {
             Err(tokio::sync::TryAcquireError::Closed) => return Err(ProduceError::Closed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {}
         }
+        let deadline = Instant::now() + self.config.max_block;
         let acc = &self.accumulator;
         acc.blocked.fetch_add(1, Ordering::AcqRel);
         acc.wake.notify_one();

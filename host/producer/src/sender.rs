@@ -31,8 +31,6 @@ use crate::producer::Shared;
 /// Highest Produce version we send: v13 names topics by id instead of by name.
 const PRODUCE_MAX_VERSION: i16 = 12;
 
-
-
 struct InFlight {
     queue: Arc<PartitionQueue>,
     batch: ProducerBatch,
@@ -124,7 +122,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 };
                 *in_flight.entry(node).or_default() += 1;
                 let prev = last_handled.remove(&node);
-                if let Some(handled) = send(&shared, node, &addr, batches, done_tx.clone(), prev).await {
+                if let Some(handled) =
+                    send(&shared, node, &addr, batches, done_tx.clone(), prev).await
+                {
                     last_handled.insert(node, handled);
                 }
             }

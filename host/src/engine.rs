@@ -1,0 +1,124 @@
+//! The wasmtime engine: configuration, compiling plugins, and the epoch clock.
+//!
+//! Owns the `wasmtime::Engine` (component model, async, epoch interruption), one linker per
+//! autoflush policy, and the checks that turn a bad plugin file into a one-line [`LoadError`].
+//! It must not run plugins (see `plugin`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::{Component, Linker};
+
+use crate::bindings;
+use crate::limits::EPOCH_TICK;
+use crate::linker::plugin_linker;
+use crate::plugin::{Autoflush, Plugin, PluginOptions, PluginState};
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read plugin `{path}`: {reason}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// Not WebAssembly at all.
+    #[error("`{0}` is not a WebAssembly file (it does not start with `\\0asm`)")]
+    NotWasm(String),
+    /// A core module instead of a component.
+    #[error("`{0}` is a core WebAssembly module, not a component: build it for wasm32-wasip2 or wrap it with `wasm-tools component new`")]
+    CoreModule(String),
+    /// The component is malformed or uses features wafka does not enable.
+    #[error("`{plugin}` is not a valid component: {reason}")]
+    Invalid {
+        /// Plugin name.
+        plugin: String,
+        /// The validator's message.
+        reason: String,
+    },
+    /// The component does not target wafka's `plugin` world.
+    #[error("`{plugin}` does not fit wafka's plugin world (wafka:producer@0.1.0): {reason}")]
+    WrongWorld {
+        /// Plugin name.
+        plugin: String,
+        /// What is missing or different.
+        reason: String,
+    },
+}
+
+/// Compiles and links plugins. One per host; cheap to share by reference.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linkers: HashMap<Autoflush, Linker<PluginState>>,
+}
+
+impl Engine {
+    /// An engine for component plugins, with its epoch clock running.
+    pub fn new() -> wasmtime::Result<Engine> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wafka-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => break,
+                }
+            })?;
+        let mut linkers = HashMap::new();
+        for policy in [Autoflush::On, Autoflush::Off, Autoflush::Guest] {
+            linkers.insert(policy, plugin_linker(&engine, policy)?);
+        }
+        Ok(Engine { engine, linkers })
+    }
+
+    /// Reads and loads the plugin at `path`.
+    pub fn load_file(&self, path: &Path, options: PluginOptions) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.load(&bytes, options)
+    }
+
+    /// Compiles `bytes` once and links it under the options' autoflush policy.
+    pub fn load(&self, bytes: &[u8], options: PluginOptions) -> Result<Plugin, LoadError> {
+        let name = options.name.clone();
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(LoadError::NotWasm(name));
+        }
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(LoadError::CoreModule(name));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
+            plugin: name.clone(),
+            reason: first_line(&e),
+        })?;
+        let linker = &self.linkers[&options.autoflush];
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            plugin: name.clone(),
+            reason: first_line(&e),
+        };
+        let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = bindings::PluginPre::new(pre).map_err(wrong_world)?;
+        Ok(Plugin {
+            acl: Arc::new(options.acl.clone()),
+            options,
+            engine: self.engine.clone(),
+            pre,
+        })
+    }
+}
+
+fn first_line(e: &wasmtime::Error) -> String {
+    // `{:#}` joins the context chain on one line.
+    let s = format!("{e:#}");
+    s.lines().next().unwrap_or_default().to_string()
+}

@@ -1,0 +1,320 @@
+//! A compiled plugin and its instances: one wasmtime store each.
+//!
+//! Owns an instance's state (its WASI context with no capabilities, its limits, its producer
+//! owner, its ACL and its current publish function) and the calls into the plugin (`init`,
+//! `handle`), with traps turned into one-line errors. A trap kills the instance; records it
+//! published before stay queued and are delivered. It must not link functions (see `linker`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wafka_producer::{Owner, OwnerOptions, ProduceError, Producer};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::acl::TopicAcl;
+use crate::bindings;
+use crate::limits::Limits;
+use crate::linker::{self, PublishFn};
+use crate::output::{PluginLog, Stream};
+
+/// Who decides whether `publish` waits for the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Autoflush {
+    /// Always: `publish` returns after the broker acknowledged the record.
+    On,
+    /// Never: `publish` returns once the record is queued.
+    Off,
+    /// The plugin, with `set-autoflush`; it starts off.
+    Guest,
+}
+
+impl std::str::FromStr for Autoflush {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(Autoflush::On),
+            "off" => Ok(Autoflush::Off),
+            "guest" => Ok(Autoflush::Guest),
+            _ => Err(format!("`{s}`: expected on, off or guest")),
+        }
+    }
+}
+
+/// What an operator fixes for a plugin.
+#[derive(Debug, Clone)]
+pub struct PluginOptions {
+    /// Name used in logs and errors.
+    pub name: String,
+    /// Autoflush policy, applied when the plugin is linked.
+    pub autoflush: Autoflush,
+    /// Memory and CPU limits of each instance.
+    pub limits: Limits,
+    /// Topics the plugin may publish to.
+    pub acl: TopicAcl,
+    /// Most bytes an instance may have buffered in the producer; over it `publish` fails with
+    /// `quota-exceeded`.
+    pub buffer_quota: Option<usize>,
+}
+
+impl PluginOptions {
+    /// Defaults for a plugin called `name`: autoflush off, default limits, every topic.
+    pub fn new(name: impl Into<String>) -> Self {
+        PluginOptions {
+            name: name.into(),
+            autoflush: Autoflush::Off,
+            limits: Limits::default(),
+            acl: TopicAcl::allow_all(),
+            buffer_quota: None,
+        }
+    }
+}
+
+/// Counters of one instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Events handled (successfully or not).
+    pub events: u64,
+    /// Events the plugin returned an error for.
+    pub failed_events: u64,
+    /// Records queued.
+    pub records: u64,
+    /// Key, value and header bytes of the records queued.
+    pub bytes: u64,
+    /// Records refused by the producer (the plugin got an error back).
+    pub refused: u64,
+}
+
+/// Why a call into a plugin did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The plugin returned an error for this call; it can go on with the next one.
+    #[error("plugin `{plugin}` failed: {message}")]
+    Failed {
+        /// Plugin name.
+        plugin: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin trapped (panicked, looped past its CPU limit, ran out of memory...). The
+    /// instance is gone.
+    #[error("plugin `{plugin}` trapped: {reason}")]
+    Trapped {
+        /// Plugin name.
+        plugin: String,
+        /// What happened, in one line.
+        reason: String,
+    },
+    /// The plugin could not be instantiated.
+    #[error("plugin `{plugin}` cannot start: {reason}")]
+    Instantiate {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// The instance trapped earlier and takes no more calls.
+    #[error("plugin `{0}` was stopped by an earlier trap")]
+    Stopped(String),
+}
+
+/// The state of one instance, held by its store.
+pub struct PluginState {
+    pub(crate) name: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    store_limits: StoreLimits,
+    pub(crate) limits: Limits,
+    pub(crate) owner: Owner,
+    pub(crate) acl: Arc<TopicAcl>,
+    /// The publish path in use under `Autoflush::Guest` (ignored under fixed policies).
+    pub(crate) publish: PublishFn,
+    pub(crate) call_deadline: Instant,
+    pub(crate) stats: PluginStats,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A compiled, pre-linked plugin. Instantiate it as often as needed.
+pub struct Plugin {
+    pub(crate) options: PluginOptions,
+    pub(crate) acl: Arc<TopicAcl>,
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) pre: bindings::PluginPre<PluginState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// The plugin's options.
+    pub fn options(&self) -> &PluginOptions {
+        &self.options
+    }
+
+    /// A new instance publishing through `producer`, with its own store and producer owner.
+    pub async fn instantiate(&self, producer: &Producer) -> Result<PluginInstance, PluginError> {
+        let name: Arc<str> = Arc::from(self.options.name.as_str());
+        // No preopened directories, no environment, no arguments, no network: only the
+        // clocks, random numbers, and stdout/stderr into the host's log.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(PluginLog::new(name.clone(), Stream::Stdout))
+            .stderr(PluginLog::new(name.clone(), Stream::Stderr))
+            .allow_ip_name_lookup(false)
+            .build();
+        let owner = producer.owner(OwnerOptions {
+            name: self.options.name.clone(),
+            memory_limit: self.options.buffer_quota,
+            delivery_reports: true,
+        });
+        let limits = self.options.limits;
+        let state = PluginState {
+            name: name.clone(),
+            wasi,
+            table: ResourceTable::new(),
+            store_limits: limits.store_limits(),
+            limits,
+            owner,
+            acl: self.acl.clone(),
+            publish: linker::buffered,
+            call_deadline: Instant::now() + limits.call_time,
+            stats: PluginStats::default(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.store_limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(limits.cpu_ticks());
+        let bindings =
+            self.pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| PluginError::Instantiate {
+                    plugin: name.to_string(),
+                    reason: describe(&e, &limits),
+                })?;
+        Ok(PluginInstance {
+            store,
+            bindings,
+            stopped: false,
+        })
+    }
+}
+
+/// One running instance of a plugin.
+pub struct PluginInstance {
+    store: Store<PluginState>,
+    bindings: bindings::Plugin,
+    stopped: bool,
+}
+
+impl PluginInstance {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.store.data().name
+    }
+
+    /// The producer owner of this instance's records.
+    pub fn owner(&self) -> &Owner {
+        &self.store.data().owner
+    }
+
+    /// This instance's counters.
+    pub fn stats(&self) -> PluginStats {
+        self.store.data().stats
+    }
+
+    fn arm(&mut self) -> Result<(), PluginError> {
+        if self.stopped {
+            return Err(PluginError::Stopped(self.name().to_string()));
+        }
+        let limits = self.store.data().limits;
+        self.store.data_mut().call_deadline = Instant::now() + limits.call_time;
+        self.store.set_epoch_deadline(limits.cpu_ticks());
+        Ok(())
+    }
+
+    fn settle(&mut self, r: wasmtime::Result<Result<(), String>>) -> Result<(), PluginError> {
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(PluginError::Failed {
+                plugin: self.name().to_string(),
+                message,
+            }),
+            Err(e) => {
+                self.stopped = true;
+                let limits = self.store.data().limits;
+                Err(PluginError::Trapped {
+                    plugin: self.name().to_string(),
+                    reason: describe(&e, &limits),
+                })
+            }
+        }
+    }
+
+    /// Calls the plugin's `init` with its configuration.
+    pub async fn init(&mut self, config: &[(String, String)]) -> Result<(), PluginError> {
+        self.arm()?;
+        let r = self.bindings.call_init(&mut self.store, config).await;
+        self.settle(r)
+    }
+
+    /// Calls the plugin's `handle` with one event.
+    pub async fn handle(&mut self, event: &[u8]) -> Result<(), PluginError> {
+        self.arm()?;
+        let r = self.bindings.call_handle(&mut self.store, event).await;
+        let stats = &mut self.store.data_mut().stats;
+        stats.events += 1;
+        if !matches!(r, Ok(Ok(()))) {
+            stats.failed_events += 1;
+        }
+        self.settle(r)
+    }
+
+    /// Waits until every record of this instance is acknowledged or failed; the first failure
+    /// since the last flush.
+    pub async fn flush(&self) -> Result<(), ProduceError> {
+        self.store.data().owner.flush().await
+    }
+}
+
+/// One line saying why a call into a plugin failed.
+fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => format!(
+                "it ran longer than its CPU time limit of {} ms without returning to the host",
+                limits.cpu_time.as_millis()
+            ),
+            Trap::UnreachableCodeReached => {
+                "it panicked or aborted (wasm `unreachable` executed); see its stderr above".into()
+            }
+            Trap::StackOverflow => "stack overflow".into(),
+            other => other.to_string(),
+        };
+    }
+    let full = format!("{e:?}");
+    if full.contains("forcing a memory growth failure") {
+        return format!(
+            "it tried to grow its memory beyond its limit of {} MiB",
+            limits.memory_bytes >> 20
+        );
+    }
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or("unknown error")
+        .to_string()
+}

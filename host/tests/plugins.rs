@@ -1,0 +1,346 @@
+//! The wasm host end to end: example plugins run in the host and publish to nisshi; records are
+//! read back with librdkafka. Autoflush policies, limits, ACLs and bad plugins.
+
+use std::time::{Duration, Instant};
+
+use wafka::{
+    Autoflush, Engine, LoadError, Plugin, PluginError, PluginInstance, PluginOptions, TopicAcl,
+};
+use wafka_producer::Producer;
+use wafka_tests::{brokers, consume, consume_exactly, create_topic, guest, librdkafka_partition};
+
+fn producer(extra: &[(&str, &str)]) -> Producer {
+    let b = brokers();
+    let mut props = vec![("bootstrap.servers", b.as_str())];
+    props.extend_from_slice(extra);
+    Producer::from_properties(props).unwrap()
+}
+
+fn load(engine: &Engine, name: &str, f: impl FnOnce(&mut PluginOptions)) -> Plugin {
+    let mut options = PluginOptions::new(name);
+    f(&mut options);
+    engine.load_file(&guest(name), options).unwrap()
+}
+
+async fn start(plugin: &Plugin, producer: &Producer, config: &[(&str, &str)]) -> PluginInstance {
+    let mut i = plugin.instantiate(producer).await.unwrap();
+    let config: Vec<(String, String)> = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    i.init(&config).await.unwrap();
+    i
+}
+
+async fn read(topic: &str, n: usize) -> Vec<wafka_tests::Consumed> {
+    let (b, t) = (brokers(), topic.to_string());
+    tokio::task::spawn_blocking(move || consume_exactly(&b, &t, n, Duration::from_secs(30)))
+        .await
+        .unwrap()
+}
+
+fn failed(r: Result<(), PluginError>) -> String {
+    match r {
+        Err(PluginError::Failed { message, .. }) => message,
+        other => panic!("expected the plugin to fail the event, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_publishes_keys_values_and_headers() {
+    let topic = create_topic("hello", 4);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "hello", |_| {});
+    let p = producer(&[]);
+    let mut i = start(&plugin, &p, &[("topic", &topic), ("key-delimiter", ":")]).await;
+    for n in 0..200 {
+        i.handle(format!("user{}:event {n}", n % 9).as_bytes())
+            .await
+            .unwrap();
+    }
+    i.flush().await.unwrap();
+    assert_eq!(i.stats().records, 200);
+    let got = read(&topic, 200).await;
+    assert_eq!(got.len(), 200);
+    for c in &got {
+        let key = c.key.clone().unwrap();
+        let value = String::from_utf8(c.value.clone().unwrap()).unwrap();
+        let n: usize = value.strip_prefix("event ").unwrap().parse().unwrap();
+        assert_eq!(key, format!("user{}", n % 9).into_bytes());
+        assert_eq!(c.partition, librdkafka_partition(&key, 4));
+        assert_eq!(
+            c.headers,
+            vec![("source".to_string(), Some(b"hello".to_vec()))]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_routes_json_by_field_and_reports_bad_lines() {
+    let clicks = create_topic("ev", 2);
+    let prefix = format!("{}.", clicks.rsplit_once('-').unwrap().0);
+    // Topics are `<prefix><type>`: create the two the events name.
+    let suffix = clicks.rsplit_once('-').unwrap().1.to_string();
+    let (click_topic, view_topic) = (
+        format!("{prefix}click{suffix}"),
+        format!("{prefix}view{suffix}"),
+    );
+    wafka_tests::create_topic_named(&brokers(), &click_topic, 2);
+    wafka_tests::create_topic_named(&brokers(), &view_topic, 2);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "router", |_| {});
+    let p = producer(&[]);
+    let mut i = start(&plugin, &p, &[("field", "kind"), ("prefix", &prefix)]).await;
+    let events = [
+        format!(r#"{{"kind":"click{suffix}","id":"u1","n":1}}"#),
+        format!(r#"{{"kind":"view{suffix}","id":"u2","n":2}}"#),
+        format!(r#"{{"kind":"click{suffix}","n":3}}"#),
+    ];
+    for e in &events {
+        i.handle(e.as_bytes()).await.unwrap();
+    }
+    assert!(!failed(i.handle(b"not json").await).is_empty());
+    assert!(failed(i.handle(br#"{"other":1}"#).await).contains("kind"));
+    i.flush().await.unwrap();
+    let s = i.stats();
+    assert_eq!((s.events, s.failed_events, s.records), (5, 2, 3));
+    let clicks = read(&click_topic, 2).await;
+    assert_eq!(clicks.len(), 2);
+    let mut values: Vec<Vec<u8>> = clicks.iter().map(|c| c.value.clone().unwrap()).collect();
+    values.sort();
+    let mut want = vec![
+        events[0].clone().into_bytes(),
+        events[2].clone().into_bytes(),
+    ];
+    want.sort();
+    assert_eq!(values, want, "values unchanged");
+    assert!(clicks.iter().any(|c| c.key.as_deref() == Some(b"u1")));
+    assert!(clicks.iter().any(|c| c.key.is_none()));
+    let views = read(&view_topic, 1).await;
+    assert_eq!(views[0].key.as_deref(), Some(&b"u2"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoflush_on_makes_a_record_readable_when_publish_returns() {
+    let topic = create_topic("af-on", 3);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "probe", |o| o.autoflush = Autoflush::On);
+    // Without autoflush, nothing would leave for a minute.
+    let p = producer(&[("linger.ms", "60000"), ("batch.size", "1000000")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    for n in 0..5 {
+        // `receipt` fails unless publish returned an acknowledged offset.
+        i.handle(format!("receipt {topic} k{n} v{n}").as_bytes())
+            .await
+            .unwrap();
+        let (b, t) = (brokers(), topic.clone());
+        let got =
+            tokio::task::spawn_blocking(move || consume(&b, &t, n + 1, Duration::from_secs(3)))
+                .await
+                .unwrap();
+        assert_eq!(got.len(), n + 1, "record {n} readable before any flush");
+    }
+    let refused = failed(i.handle(b"autoflush off").await);
+    assert!(refused.contains("fixed autoflush to on"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoflush_off_batches_records_and_flush_delivers_them() {
+    let topic = create_topic("af-off", 3);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "probe", |o| o.autoflush = Autoflush::Off);
+    let p = producer(&[("linger.ms", "20")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    i.handle(format!("publish-n {topic} 2000").as_bytes())
+        .await
+        .unwrap();
+    let msg = failed(i.handle(format!("receipt {topic} k v").as_bytes()).await);
+    assert!(
+        msg.contains("offset=-1"),
+        "a buffered publish returns before the ack: {msg}"
+    );
+    i.handle(b"flush").await.unwrap();
+    i.handle(b"reports 2001").await.unwrap();
+    let requests = p.stats().produce_requests;
+    assert!(
+        requests > 0 && requests < 200,
+        "2001 records in {requests} produce requests"
+    );
+    let got = read(&topic, 2001).await;
+    assert_eq!(got.len(), 2001);
+    let refused = failed(i.handle(b"autoflush on").await);
+    assert!(refused.contains("fixed autoflush to off"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_policy_lets_the_plugin_switch() {
+    let topic = create_topic("af-guest", 1);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "probe", |o| o.autoflush = Autoflush::Guest);
+    let p = producer(&[("linger.ms", "60000"), ("batch.size", "1000000")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    // Starts off: a receipt has no offset.
+    assert!(
+        failed(i.handle(format!("receipt {topic} a 1").as_bytes()).await).contains("offset=-1")
+    );
+    i.handle(b"autoflush on").await.unwrap();
+    i.handle(format!("receipt {topic} b 2").as_bytes())
+        .await
+        .unwrap();
+    i.handle(b"autoflush off").await.unwrap();
+    assert!(
+        failed(i.handle(format!("receipt {topic} c 3").as_bytes()).await).contains("offset=-1")
+    );
+    i.flush().await.unwrap();
+    let got = read(&topic, 3).await;
+    let keys: Vec<_> = got.iter().map(|c| c.key.clone().unwrap()).collect();
+    assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_flush_does_not_wait_for_another() {
+    // librdkafka's mock cluster: B's topic is led by a broker that is down.
+    let (mock, bootstrap) = wafka_tests::mock_cluster(2);
+    mock.create_topic("fast", 1, 1).unwrap();
+    mock.create_topic("stuck", 1, 1).unwrap();
+    mock.partition_leader("fast", 0, Some(1)).unwrap();
+    mock.partition_leader("stuck", 0, Some(2)).unwrap();
+    let p = Producer::from_properties([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("linger.ms", "5"),
+    ])
+    .unwrap();
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "probe", |_| {});
+    let mut a = start(&plugin, &p, &[]).await;
+    let mut b = start(&plugin, &p, &[]).await;
+    // Metadata and producer id first, then take broker 2 down.
+    b.handle(b"publish stuck - warm").await.unwrap();
+    b.handle(b"flush").await.unwrap();
+    mock.broker_down(2).unwrap();
+    b.handle(b"publish-n stuck 10").await.unwrap();
+    a.handle(b"publish-n fast 10").await.unwrap();
+    let t = Instant::now();
+    a.handle(b"flush").await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "a's flush took {:?}",
+        t.elapsed()
+    );
+    a.handle(b"reports 10").await.unwrap();
+    assert!(
+        b.owner().buffered_bytes() > 0,
+        "b's records are still waiting"
+    );
+    mock.broker_up(2).unwrap();
+    b.handle(b"flush").await.unwrap();
+    assert_eq!(b.owner().buffered_bytes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_is_one_line_stops_the_instance_and_loses_nothing() {
+    let topic = create_topic("trap", 1);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "probe", |_| {});
+    let p = producer(&[("linger.ms", "50")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    i.handle(format!("publish-n {topic} 100").as_bytes())
+        .await
+        .unwrap();
+    let e = i.handle(b"trap").await.unwrap_err();
+    assert!(matches!(e, PluginError::Trapped { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("probe") && msg.contains("panicked") && !msg.contains('\n'),
+        "{msg}"
+    );
+    assert!(matches!(
+        i.handle(b"flush").await,
+        Err(PluginError::Stopped(_))
+    ));
+    // Records published before the trap are delivered.
+    i.flush().await.unwrap();
+    assert_eq!(read(&topic, 100).await.len(), 100);
+    // Another instance of the same plugin is unaffected.
+    let mut j = start(&plugin, &p, &[]).await;
+    j.handle(format!("publish {topic} k after").as_bytes())
+        .await
+        .unwrap();
+    j.handle(b"flush").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_and_a_memory_hog_are_stopped_by_their_limits() {
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "probe", |o| {
+        o.limits.cpu_time = Duration::from_millis(300);
+        o.limits.memory_bytes = 16 << 20;
+    });
+    let p = producer(&[]);
+    let mut i = start(&plugin, &p, &[]).await;
+    i.handle(b"grow 4").await.unwrap();
+    let t = Instant::now();
+    let e = i.handle(b"loop").await.unwrap_err().to_string();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        t.elapsed()
+    );
+    assert!(e.contains("CPU time limit of 300 ms"), "{e}");
+    let mut j = start(&plugin, &p, &[]).await;
+    let e = j.handle(b"grow 64").await.unwrap_err().to_string();
+    assert!(e.contains("memory") && e.contains("16 MiB"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_wasi_and_errors_a_plugin_can_act_on() {
+    let allowed = create_topic("acl-ok", 1);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "probe", |o| o.acl = TopicAcl::new(["acl-ok-*"]));
+    let p = producer(&[("max.request.size", "5000")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    i.handle(format!("publish {allowed} k v").as_bytes())
+        .await
+        .unwrap();
+    let e = failed(i.handle(b"publish secret k v").await);
+    assert!(e.contains("may not publish to topic `secret`"), "{e}");
+    let e = failed(
+        i.handle(format!("publish-size {allowed} 10000").as_bytes())
+            .await,
+    );
+    assert!(e.contains("too large"), "{e}");
+    let e = failed(i.handle(b"publish acl-ok-missing k v").await);
+    assert!(e.contains("does not exist"), "{e}");
+    // No environment, no files.
+    i.handle(b"env").await.unwrap();
+    i.flush().await.unwrap();
+    assert_eq!(read(&allowed, 1).await.len(), 1);
+    assert_eq!(i.stats().refused, 2);
+}
+
+#[test]
+fn bad_plugin_files_are_one_line_errors() {
+    let engine = Engine::new().unwrap();
+    let e = engine
+        .load(b"hello, not wasm", PluginOptions::new("text"))
+        .unwrap_err();
+    assert_eq!(e, LoadError::NotWasm("text".into()));
+    let e = engine
+        .load(b"\0asm\x01\0\0\0", PluginOptions::new("core"))
+        .unwrap_err();
+    assert_eq!(e, LoadError::CoreModule("core".into()));
+    assert!(e.to_string().contains("not a component"));
+    // An empty component: valid, but it exports neither init nor handle.
+    let e = engine
+        .load(b"\0asm\x0d\0\x01\0", PluginOptions::new("empty"))
+        .unwrap_err();
+    assert!(matches!(e, LoadError::WrongWorld { .. }), "{e:?}");
+    assert!(e.to_string().contains("no export"), "{e}");
+    let e = engine
+        .load(b"\0asm\x0d\0\x01\0\xff\xff", PluginOptions::new("broken"))
+        .unwrap_err();
+    assert!(matches!(e, LoadError::Invalid { .. }), "{e:?}");
+    for e in [e] {
+        assert!(!e.to_string().contains('\n'));
+    }
+}
