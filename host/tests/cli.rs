@@ -124,3 +124,126 @@ fn produce_fails_clearly_and_non_zero() {
         vec![b"a".to_vec(), b"b".to_vec()]
     );
 }
+
+fn run(args: &[&str], input: &str, log: &str) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wafka"))
+        .arg("run")
+        .args(args)
+        .env("WAFKA_LOG", log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wafka");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_feeds_lines_to_a_plugin_and_publishes_its_records() {
+    let b = brokers();
+    let topic = create_topic("run", 2);
+    let hello = wafka_tests::guest("hello");
+    let dir = std::env::temp_dir().join(format!("wafka-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("events.txt");
+    std::fs::write(
+        &input,
+        (0..300)
+            .map(|i| format!("k{}=v{i}\n", i % 5))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let (ok, err) = run(
+        &[
+            hello.to_str().unwrap(),
+            "-b",
+            &b,
+            "--config",
+            &format!("topic={topic}"),
+            "--config",
+            "key-delimiter==",
+            "--input",
+            input.to_str().unwrap(),
+            "-X",
+            "linger.ms=2",
+        ],
+        "",
+        "warn",
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("300 events (0 failed), 300 records"), "{err}");
+    assert!(err.contains("300 delivered, 0 failed"), "{err}");
+    let got = consume_exactly(&b, &topic, 300, Duration::from_secs(30));
+    assert_eq!(got.len(), 300);
+    assert!(got
+        .iter()
+        .all(|c| c.key.as_ref().is_some_and(|k| k.starts_with(b"k"))));
+}
+
+#[test]
+fn run_logs_plugin_output_and_reports_a_trap_in_one_line() {
+    let b = brokers();
+    let topic = create_topic("run-trap", 1);
+    let probe = wafka_tests::guest("probe");
+    let input = format!(
+        "publish {topic} k before\nprint hello from the probe\ntrap\npublish {topic} k after\n"
+    );
+    let (ok, err) = run(&[probe.to_str().unwrap(), "-b", &b], &input, "info");
+    assert!(!ok, "a trap exits non-zero");
+    let trap_lines: Vec<&str> = err.lines().filter(|l| l.contains("trapped")).collect();
+    assert_eq!(trap_lines.len(), 1, "{err}");
+    assert!(
+        trap_lines[0].contains("event 3") && trap_lines[0].contains("panicked"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("probe") && l.contains("hello from the probe")),
+        "plugin stdout in the host's log, tagged: {err}"
+    );
+    // The record published before the trap is delivered; nothing after it was handled.
+    let got = consume_exactly(&b, &topic, 1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value.as_deref(), Some(&b"before"[..]));
+}
+
+#[test]
+fn run_refuses_bad_plugins_in_one_line() {
+    let b = brokers();
+    let dir = std::env::temp_dir().join(format!("wafka-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("notes.wasm", b"just text", "is not a WebAssembly file"),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0",
+            "is a core WebAssembly module, not a component",
+        ),
+        (
+            "empty.wasm",
+            b"\0asm\x0d\0\x01\0",
+            "does not fit wafka's plugin world",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (ok, err) = run(&[path.to_str().unwrap(), "-b", &b], "", "warn");
+        assert!(!ok, "{name}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{name}: one line: {err}");
+        assert!(lines[0].contains(want), "{name}: {err}");
+    }
+    let (ok, err) = run(&["/no/such/plugin.wasm", "-b", &b], "", "warn");
+    assert!(!ok && err.contains("cannot read plugin"), "{err}");
+}

@@ -22,6 +22,9 @@ use crate::owner::OwnerState;
 use crate::partitioner::StickyPartition;
 use crate::record::Record;
 
+/// How early a lingering batch may leave (see [`Accumulator::drain`]).
+const LINGER_SLACK: Duration = Duration::from_millis(1);
+
 /// One owner's share of a batch.
 struct OwnerShare {
     owner: Arc<OwnerState>,
@@ -403,7 +406,9 @@ impl Accumulator {
         let due = open.created + self.config.linger;
         let hurry =
             self.flushing.load(Ordering::Acquire) > 0 || self.blocked.load(Ordering::Acquire) > 0;
-        if due <= now || hurry {
+        // tokio's timer wakes on whole milliseconds, rounding up: a batch within LINGER_SLACK
+        // of its due time goes now rather than a tick late.
+        if due <= now + LINGER_SLACK || hurry {
             let o = st.open.take().expect("open batch");
             self.close_into(st, o);
             match st.queued.pop_front() {
@@ -411,7 +416,7 @@ impl Accumulator {
                 None => Drained::Later(None),
             }
         } else {
-            Drained::Later(Some(due))
+            Drained::Later(Some(due - LINGER_SLACK))
         }
     }
 
