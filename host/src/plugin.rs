@@ -305,16 +305,21 @@ fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
             other => other.to_string(),
         };
     }
+    // The error's own text is a wasm backtrace; what happened is its innermost cause, which
+    // the debug form lists under "Caused by:".
     let full = format!("{e:?}");
-    if full.contains("forcing a memory growth failure") {
+    let cause = full
+        .split("Caused by:")
+        .last()
+        .and_then(|c| c.lines().map(str::trim).rfind(|l| !l.is_empty()))
+        .unwrap_or("unknown error");
+    if cause.contains("growing memory") || cause.contains("memory growth") {
         return format!(
             "it tried to grow its memory beyond its limit of {} MiB",
             limits.memory_bytes >> 20
         );
     }
-    e.to_string()
-        .lines()
-        .next()
-        .unwrap_or("unknown error")
+    cause
+        .trim_start_matches(|c: char| c.is_ascii_digit() || c == ':' || c == ' ')
         .to_string()
 }

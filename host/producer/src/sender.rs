@@ -59,14 +59,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let now = Instant::now();
             let cluster = shared.metadata.snapshot();
             let queues = shared.accumulator.all_partitions();
-            let mut requests: HashMap<i32, (Vec<InFlight>, usize)> = HashMap::new();
+            let mut requests: HashMap<i32, (Vec<InFlight>, usize, String)> = HashMap::new();
             let (pid, epoch) = shared.idempotence.current();
             let idempotent = pid >= 0;
             let n = queues.len();
             let mut missing_leader = false;
             for i in 0..n {
                 let q = &queues[(i + rotate) % n];
-                let Some(node) = cluster.leader(&q.topic, q.partition) else {
+                // A leader whose address the cluster did not list (e.g. a broker that is down)
+                // counts as no leader: wait for metadata that has it.
+                let leader = cluster
+                    .leader(&q.topic, q.partition)
+                    .and_then(|n| cluster.brokers.get(&n).map(|addr| (n, addr)));
+                let Some((node, addr)) = leader else {
                     if shared.accumulator.expire_only(q, now) {
                         missing_leader = true;
                     }
@@ -75,7 +80,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 if in_flight.get(&node).copied().unwrap_or(0) >= max_in_flight {
                     continue;
                 }
-                let entry = requests.entry(node).or_default();
+                let entry = requests
+                    .entry(node)
+                    .or_insert_with(|| (Vec::new(), 0, addr.clone()));
                 if entry.1 >= shared.config.max_request_size {
                     next_wake = Some(now);
                     continue;
@@ -110,16 +117,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 let at = now + shared.config.retry_backoff;
                 next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
             }
-            for (node, (batches, _)) in requests {
+            for (node, (batches, _, addr)) in requests {
                 if batches.is_empty() {
                     continue;
                 }
-                let Some(addr) = cluster.brokers.get(&node).cloned() else {
-                    for f in batches {
-                        retry_or_fail(&shared, f, "broker address unknown".into(), true);
-                    }
-                    continue;
-                };
                 *in_flight.entry(node).or_default() += 1;
                 let prev = last_handled.remove(&node);
                 if let Some(handled) =

@@ -1,0 +1,75 @@
+//! `hello`: publishes every event as one record.
+//!
+//! Configuration:
+//!
+//! * `topic` — the destination topic (default `hello`);
+//! * `key-delimiter` — optional, non-empty: each event is split at the first occurrence of the
+//!   delimiter into key (before) and value (after). An event without the delimiter is published
+//!   whole as the value, with a null key. Without this setting, every record has a null key.
+//!
+//! Every record carries the header `source=hello`.
+
+use wafka_guest::{Config, Plugin, Record};
+
+/// The plugin's settings.
+struct Hello {
+    topic: String,
+    key_delimiter: Option<Vec<u8>>,
+}
+
+impl Plugin for Hello {
+    fn init(config: Config) -> Result<Self, String> {
+        let key_delimiter = match config.get("key-delimiter") {
+            None => None,
+            Some("") => return Err("config `key-delimiter` must not be empty".to_string()),
+            Some(d) => Some(d.as_bytes().to_vec()),
+        };
+        Ok(Hello {
+            topic: config.get_or("topic", "hello").to_string(),
+            key_delimiter,
+        })
+    }
+
+    fn handle(&mut self, event: &[u8]) -> Result<(), String> {
+        let (key, value) = match &self.key_delimiter {
+            Some(delimiter) => split_once(event, delimiter),
+            None => (None, event),
+        };
+        Record::new(self.topic.as_str(), value)
+            .maybe_key(key)
+            .header("source", "hello")
+            .publish()?;
+        Ok(())
+    }
+}
+
+/// Splits `event` at the first `delimiter` into `(Some(key), value)`, or `(None, event)` when
+/// the delimiter does not occur.
+fn split_once<'a>(event: &'a [u8], delimiter: &[u8]) -> (Option<&'a [u8]>, &'a [u8]) {
+    match event
+        .windows(delimiter.len())
+        .position(|window| window == delimiter)
+    {
+        Some(at) => (Some(&event[..at]), &event[at + delimiter.len()..]),
+        None => (None, event),
+    }
+}
+
+wafka_guest::export_plugin!(Hello);
+
+#[cfg(test)]
+mod tests {
+    use super::split_once;
+
+    #[test]
+    fn splits_at_the_first_delimiter() {
+        assert_eq!(
+            split_once(b"k::v::w", b"::"),
+            (Some(&b"k"[..]), &b"v::w"[..])
+        );
+        assert_eq!(split_once(b"::v", b"::"), (Some(&b""[..]), &b"v"[..]));
+        assert_eq!(split_once(b"k::", b"::"), (Some(&b"k"[..]), &b""[..]));
+        assert_eq!(split_once(b"kv", b"::"), (None, &b"kv"[..]));
+        assert_eq!(split_once(b":", b"::"), (None, &b":"[..]));
+    }
+}

@@ -1,0 +1,5 @@
+//! Rebuild the bindings whenever the contract in `wit/` changes (the `generate!` macro reads it
+//! at compile time, but cargo does not know that on its own).
+fn main() {
+    println!("cargo:rerun-if-changed=../../wit");
+}

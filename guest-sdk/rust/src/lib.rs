@@ -1,0 +1,117 @@
+//! Write wafka plugins in Rust.
+//!
+//! A wafka plugin is a WebAssembly component targeting the `plugin` world of the WIT package
+//! `wafka:producer@0.1.0`: the host calls `init` once with the plugin's configuration, then
+//! `handle` once per input event, and the plugin publishes Kafka records through the host's
+//! `producer` interface. This crate hides the generated bindings behind a small API:
+//!
+//! * implement [`Plugin`] for your state and register it with [`export_plugin!`];
+//! * read settings from [`Config`];
+//! * build records with [`Record`] and send them with [`Record::publish`] (or [`publish`]);
+//! * control delivery with [`flush`], [`set_autoflush`] and [`take_reports`];
+//! * act on failures through [`Error`], which converts into the `String` errors that `init` and
+//!   `handle` return, so `?` works in both.
+//!
+//! ```no_run
+//! use wafka_guest::{Config, Plugin, Record};
+//!
+//! struct Echo {
+//!     topic: String,
+//! }
+//!
+//! impl Plugin for Echo {
+//!     fn init(config: Config) -> Result<Self, String> {
+//!         Ok(Echo { topic: config.get_or("topic", "echo").to_string() })
+//!     }
+//!
+//!     fn handle(&mut self, event: &[u8]) -> Result<(), String> {
+//!         Record::new(self.topic.as_str(), event).publish()?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! wafka_guest::export_plugin!(Echo);
+//! ```
+//!
+//! Build the plugin crate as a `cdylib` for the `wasm32-wasip2` target; cargo then produces a
+//! component directly (`target/wasm32-wasip2/release/<name>.wasm`).
+//!
+//! On targets other than `wasm32`, the crate compiles (so plugin crates can unit-test their own
+//! logic natively), but calling into the host panics.
+
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod plugin;
+mod record;
+
+pub use config::Config;
+pub use error::{BrokerError, Error};
+pub use plugin::Plugin;
+pub use record::{flush, publish, set_autoflush, take_reports, DeliveryReport, Receipt, Record};
+
+/// The raw bindings generated from the WIT package. Not part of the API: use the types and
+/// functions at the crate root instead.
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_world",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+/// Support for [`export_plugin!`]; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::Guest;
+    pub use crate::plugin::{handle, init};
+}
+
+/// Makes a [`Plugin`] the implementation of the component's `init` and `handle` exports.
+///
+/// Invoke it exactly once, at module level, in the plugin's `cdylib` crate:
+///
+/// ```no_run
+/// # use wafka_guest::{Config, Plugin};
+/// # struct MyPlugin;
+/// # impl Plugin for MyPlugin {
+/// #     fn init(_: Config) -> Result<Self, String> { Ok(MyPlugin) }
+/// #     fn handle(&mut self, _: &[u8]) -> Result<(), String> { Ok(()) }
+/// # }
+/// wafka_guest::export_plugin!(MyPlugin);
+/// ```
+///
+/// The SDK keeps the value returned by [`Plugin::init`] for the lifetime of the instance and
+/// hands it to [`Plugin::handle`] for every event. `handle` before a successful `init` returns
+/// an error without calling the plugin; a second `init` replaces the state.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __WafkaPluginExports;
+
+            impl $crate::__private::Guest for __WafkaPluginExports {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::init::<$plugin>(config)
+                }
+
+                fn handle(
+                    event: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::handle(&event)
+                }
+            }
+
+            $crate::bindings::__export_plugin_world!(
+                __WafkaPluginExports with_types_in $crate::bindings
+            );
+        };
+    };
+}
