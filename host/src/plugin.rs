@@ -308,10 +308,18 @@ fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
     // The error's own text is a wasm backtrace; what happened is its innermost cause, which
     // the debug form lists under "Caused by:".
     let full = format!("{e:?}");
+    // One line per cause until a blank line (a Rust backtrace may follow); the last is the root.
     let cause = full
         .split("Caused by:")
-        .last()
-        .and_then(|c| c.lines().map(str::trim).rfind(|l| !l.is_empty()))
+        .nth(1)
+        .and_then(|c| {
+            c.lines()
+                .map(str::trim)
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| !l.is_empty())
+                .last()
+        })
+        .or_else(|| full.lines().next())
         .unwrap_or("unknown error");
     if cause.contains("growing memory") || cause.contains("memory growth") {
         return format!(

@@ -76,6 +76,7 @@ impl Completion {
             }
         };
         self.owners[idx].bytes += bytes;
+        owner.buffered.fetch_add(bytes, Ordering::Relaxed);
         self.permits += bytes;
         if owner.reports_enabled {
             self.reports.push((idx as u32, offset_delta, id));
@@ -501,5 +502,141 @@ impl Accumulator {
                 b.sequence = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::owner::OwnerOptions;
+
+    fn acc(linger_ms: u64, batch_size: usize) -> Accumulator {
+        Accumulator::new(AccumulatorConfig {
+            batch_size,
+            linger: Duration::from_millis(linger_ms),
+            compression: Compression::None,
+            compression_level: None,
+            delivery_timeout: Duration::from_secs(120),
+            buffer_memory: 1 << 20,
+        })
+    }
+
+    fn append(
+        a: &Accumulator,
+        q: &PartitionQueue,
+        owner: &Arc<OwnerState>,
+        value: &[u8],
+    ) -> Arc<BatchOutcome> {
+        let r = Record::new("t", value);
+        let bytes = record_size_upper_bound(&r);
+        a.memory.try_acquire_many(bytes as u32).unwrap().forget();
+        a.append(q, &r, 0, bytes, owner, 0, None).0
+    }
+
+    fn take(a: &Accumulator, q: &PartitionQueue, now: Instant) -> Option<ProducerBatch> {
+        match a.drain(q, now, 5, true) {
+            Drained::Batch(b) => Some(*b),
+            Drained::Later(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_batch_closes_at_batch_size_and_lingers_otherwise() {
+        let a = acc(100, 200);
+        let t = a.topic_with("t", 1);
+        let q = &t.partitions[0];
+        let owner = OwnerState::new(OwnerOptions::default());
+        let first = append(&a, q, &owner, &[1; 90]);
+        // Lingering: not due yet, and the sender is told when it will be.
+        match a.drain(q, Instant::now(), 5, true) {
+            Drained::Later(Some(due)) => assert!(due > Instant::now() + Duration::from_millis(50)),
+            _ => panic!("a fresh batch lingers"),
+        }
+        // The second record does not fit in 200 bytes: the first batch closes and is due now.
+        let second = append(&a, q, &owner, &[2; 90]);
+        assert!(!Arc::ptr_eq(&first, &second));
+        let b = take(&a, q, Instant::now()).expect("closed batch is due at once");
+        assert_eq!(b.records.count(), 1);
+        assert_eq!(
+            b.sequence,
+            Some(0),
+            "sequences are assigned when a batch leaves"
+        );
+        // The open one is due after linger.ms.
+        assert!(take(&a, q, Instant::now()).is_none());
+        let b2 =
+            take(&a, q, Instant::now() + Duration::from_millis(100)).expect("due after linger");
+        assert_eq!(b2.sequence, Some(1));
+    }
+
+    #[test]
+    fn flush_makes_lingering_batches_due_and_completion_frees_memory() {
+        let a = acc(60_000, 16384);
+        let t = a.topic_with("t", 1);
+        let q = &t.partitions[0];
+        let owner = OwnerState::new(OwnerOptions::default());
+        let outcome = append(&a, q, &owner, b"x");
+        assert!(a.memory.available_permits() < 1 << 20);
+        assert!(take(&a, q, Instant::now()).is_none());
+        a.begin_flush();
+        let b = take(&a, q, Instant::now()).expect("flush hurries the batch");
+        a.end_flush();
+        a.done(q, b.sequence);
+        b.completion.complete(
+            Ok(BatchAck {
+                base_offset: 7,
+                log_append_time: None,
+            }),
+            &a.memory,
+        );
+        assert_eq!(a.memory.available_permits(), 1 << 20, "memory given back");
+        assert_eq!(owner.buffered.load(Ordering::Relaxed), 0);
+        assert_eq!(outcome.record(0).unwrap().unwrap().offset, 7);
+    }
+
+    #[test]
+    fn retries_go_back_in_sequence_order_and_alone() {
+        let a = acc(0, 100);
+        let t = a.topic_with("t", 1);
+        let q = &t.partitions[0];
+        let owner = OwnerState::new(OwnerOptions::default());
+        for i in 0..3 {
+            append(&a, q, &owner, &[i; 60]);
+        }
+        let now = Instant::now();
+        let b0 = take(&a, q, now).unwrap();
+        let b1 = take(&a, q, now).unwrap();
+        assert_eq!((b0.sequence, b1.sequence), (Some(0), Some(1)));
+        // Both fail; they come back in the opposite order but are queued by sequence.
+        let mut r1 = b1;
+        r1.attempts = 1;
+        a.requeue(q, r1);
+        let mut r0 = b0;
+        r0.attempts = 1;
+        a.requeue(q, r0);
+        let next = take(&a, q, now).unwrap();
+        assert_eq!(next.sequence, Some(0), "the oldest failed batch goes first");
+        // While it is in flight, the next retry waits.
+        assert!(take(&a, q, now).is_none(), "a retry goes alone");
+        a.done(q, next.sequence);
+        assert_eq!(take(&a, q, now).unwrap().sequence, Some(1));
+    }
+
+    #[test]
+    fn batches_expire_after_delivery_timeout() {
+        let mut c = acc(0, 16384).config.clone();
+        c.delivery_timeout = Duration::from_millis(10);
+        let a = Accumulator::new(c);
+        let t = a.topic_with("t", 1);
+        let q = &t.partitions[0];
+        let owner = OwnerState::new(OwnerOptions::default());
+        let outcome = append(&a, q, &owner, b"late");
+        assert!(a.expire_only(q, Instant::now()));
+        assert!(!a.expire_only(q, Instant::now() + Duration::from_millis(20)));
+        match outcome.record(0) {
+            Some(Err(ProduceError::DeliveryTimeout { .. })) => {}
+            other => panic!("expected a delivery timeout, got {other:?}"),
+        }
+        assert!(owner.first_error.lock().unwrap().is_some());
     }
 }

@@ -409,7 +409,6 @@ impl Shared {
             (None, _) => topic.sticky.next(bytes, c.batch_size, count),
         };
         self.reserve(bytes).await?;
-        owner.buffered.fetch_add(bytes, Ordering::Relaxed);
         let id = owner.next_id.fetch_add(1, Ordering::Relaxed);
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (outcome, offset_delta) = self.accumulator.append(

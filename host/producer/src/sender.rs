@@ -360,8 +360,10 @@ fn handle_response(
             continue;
         };
         let code = p.error_code;
-        match code {
-            0 => complete(
+        let verdict = verdict(code, is_after_retry(&f));
+        refresh |= needs_metadata(code);
+        match verdict {
+            Verdict::Stored => complete(
                 shared,
                 f,
                 BatchAck {
@@ -369,8 +371,7 @@ fn handle_response(
                     log_append_time: (p.log_append_time_ms >= 0).then_some(p.log_append_time_ms),
                 },
             ),
-            // DUPLICATE_SEQUENCE_NUMBER: the broker already has this batch.
-            46 => complete(
+            Verdict::AlreadyStored => complete(
                 shared,
                 f,
                 BatchAck {
@@ -378,41 +379,69 @@ fn handle_response(
                     log_append_time: None,
                 },
             ),
-            // OUT_OF_ORDER_SEQUENCE_NUMBER after an earlier batch failed: retry in order.
-            45 if is_after_retry(&f) => retry_or_fail(shared, f, kafka_error_name(code), false),
-            // The broker lost or refuses our producer state: get a new id, resend in order.
-            45 | 59 => {
+            Verdict::Retry => retry_or_fail(shared, f, kafka_error_name(code), false),
+            Verdict::ResetAndRetry => {
                 shared
                     .idempotence
                     .needs_reset
                     .store(true, Ordering::Release);
                 retry_or_fail(shared, f, kafka_error_name(code), false);
             }
-            _ => {
-                let retriable = kafka_protocol::error::ParseResponseErrorCode::err(code)
-                    .is_some_and(|e| e.is_retriable())
-                    || matches!(code, 7 | 13 | 19 | 20);
-                if matches!(code, 3 | 5 | 6 | 13 | 56 | 74 | 75) {
-                    refresh = true;
-                }
-                if retriable {
-                    retry_or_fail(shared, f, kafka_error_name(code), false);
-                } else {
-                    let err = ProduceError::Broker {
-                        name: kafka_error_name(code),
-                        code,
-                        topic: f.queue.topic.to_string(),
-                        partition: f.queue.partition,
-                        message: p.error_message.as_ref().map(|m| m.as_str().to_string()),
-                    };
-                    fail(shared, f, err);
-                }
+            Verdict::Fail => {
+                let err = ProduceError::Broker {
+                    name: kafka_error_name(code),
+                    code,
+                    topic: f.queue.topic.to_string(),
+                    partition: f.queue.partition,
+                    message: p.error_message.as_ref().map(|m| m.as_str().to_string()),
+                };
+                fail(shared, f, err);
             }
         }
     }
     if refresh {
         shared.metadata.request_refresh();
     }
+}
+
+/// What to do with a batch given its partition's error code in a Produce answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Stored: complete with the broker's offset.
+    Stored,
+    /// DUPLICATE_SEQUENCE_NUMBER: an earlier attempt was stored; complete without an offset.
+    AlreadyStored,
+    /// A retriable error: back into the queue, in sequence order, after a backoff.
+    Retry,
+    /// The broker lost (or refuses) the producer's state: new producer id, then retry.
+    ResetAndRetry,
+    /// A final error for this batch's records.
+    Fail,
+}
+
+/// The decision for `code`. `after_retry`: an earlier batch of the partition failed and waits
+/// for its retry, which explains an OUT_OF_ORDER_SEQUENCE_NUMBER.
+fn verdict(code: i16, after_retry: bool) -> Verdict {
+    match code {
+        0 => Verdict::Stored,
+        46 => Verdict::AlreadyStored,
+        45 if after_retry => Verdict::Retry,
+        45 | 59 => Verdict::ResetAndRetry,
+        // REQUEST_TIMED_OUT, NETWORK_EXCEPTION, NOT_ENOUGH_REPLICAS(_AFTER_APPEND) are
+        // retriable whatever the table says.
+        7 | 13 | 19 | 20 => Verdict::Retry,
+        _ if kafka_protocol::error::ParseResponseErrorCode::err(code)
+            .is_some_and(|e| e.is_retriable()) =>
+        {
+            Verdict::Retry
+        }
+        _ => Verdict::Fail,
+    }
+}
+
+/// Errors that mean our view of leaders is stale.
+fn needs_metadata(code: i16) -> bool {
+    matches!(code, 3 | 5 | 6 | 13 | 56 | 74 | 75)
 }
 
 fn is_after_retry(f: &InFlight) -> bool {
@@ -489,5 +518,29 @@ fn retry_or_fail(shared: &Shared, mut f: InFlight, cause: String, network: bool)
         f.batch.retry_at = Some(now + backoff);
         f.batch.last_error = Some(cause);
         shared.accumulator.requeue(&f.queue, f.batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_java_client() {
+        assert_eq!(verdict(0, false), Verdict::Stored);
+        // NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION: retry.
+        for code in [6, 5, 3, 7, 13, 19, 20, 56] {
+            assert_eq!(verdict(code, false), Verdict::Retry, "{code}");
+        }
+        assert!(needs_metadata(6) && needs_metadata(5) && !needs_metadata(19));
+        // Sequence errors: in order after a retry, otherwise a new producer id.
+        assert_eq!(verdict(45, true), Verdict::Retry);
+        assert_eq!(verdict(45, false), Verdict::ResetAndRetry);
+        assert_eq!(verdict(59, false), Verdict::ResetAndRetry);
+        assert_eq!(verdict(46, false), Verdict::AlreadyStored);
+        // MESSAGE_TOO_LARGE, TOPIC_AUTHORIZATION_FAILED, INVALID_RECORD: final.
+        for code in [10, 29, 87] {
+            assert_eq!(verdict(code, false), Verdict::Fail, "{code}");
+        }
     }
 }
