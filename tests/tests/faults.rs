@@ -213,3 +213,104 @@ async fn broker_down_and_up() {
     records.retain(|r| r.key.as_deref() != Some(b"warm"));
     assert_exactly_once_in_order(&records, 4, 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_buffer_blocks_up_to_max_block_ms_then_fails_clearly_and_loses_nothing() {
+    let topic = "faults-buffer";
+    let (mock, bootstrap) = cluster(topic);
+    for part in 0..PARTITIONS {
+        mock.partition_leader(topic, part, Some(3)).unwrap();
+    }
+    let p = producer(
+        &bootstrap,
+        &[
+            ("buffer.memory", "20000"),
+            ("max.block.ms", "700"),
+            ("batch.size", "4000"),
+        ],
+    );
+    p.send(&Record::new(topic, b"warm:0").key(b"warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    mock.broker_down(3).unwrap();
+    let mut queued = Vec::new();
+    let value = vec![b'v'; 500];
+    let err = loop {
+        match p
+            .send(&Record::new(topic, &value).key(b"k").partition(0))
+            .await
+        {
+            Ok(d) => queued.push(d),
+            Err(e) => break e,
+        }
+        assert!(queued.len() < 100, "buffer.memory=20000 must fill up");
+    };
+    let text = err.to_string();
+    assert!(
+        matches!(err, wafka_producer::ProduceError::BufferExhausted { .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("buffer.memory") && text.contains("max.block.ms=700"),
+        "{text}"
+    );
+    // Bounded: the refused send waited max.block.ms, not longer.
+    let t = std::time::Instant::now();
+    let again = p.send(&Record::new(topic, &value).partition(0)).await;
+    assert!(again.is_err());
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(650) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // What was queued before is delivered once the broker is back.
+    mock.broker_up(3).unwrap();
+    let n = queued.len();
+    for d in queued {
+        d.await.expect("queued record delivered");
+    }
+    let got = read_back(bootstrap, topic.into(), n + 1).await;
+    assert_eq!(got.len(), n + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_for_a_dead_leader_expire_after_delivery_timeout() {
+    let topic = "faults-expire";
+    let (mock, bootstrap) = cluster(topic);
+    for part in 0..PARTITIONS {
+        mock.partition_leader(topic, part, Some(2)).unwrap();
+    }
+    let p = producer(
+        &bootstrap,
+        &[
+            ("delivery.timeout.ms", "1500"),
+            ("request.timeout.ms", "1000"),
+            ("linger.ms", "0"),
+        ],
+    );
+    p.send(&Record::new(topic, b"warm:0"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    mock.broker_down(2).unwrap();
+    let t = std::time::Instant::now();
+    let d = p.send(&Record::new(topic, b"doomed")).await.unwrap();
+    let err = d.await.unwrap_err();
+    let took = t.elapsed();
+    assert!(
+        matches!(err, wafka_producer::ProduceError::DeliveryTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("delivery.timeout.ms=1500"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(p.stats().records_failed, 1);
+}

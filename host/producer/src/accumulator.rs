@@ -8,7 +8,7 @@
 //! must not decide retries; it only keeps order (batches leave and come back in sequence order).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,16 @@ use crate::error::ProduceError;
 use crate::owner::OwnerState;
 use crate::partitioner::StickyPartition;
 use crate::record::Record;
+
+/// Where done batches settle up: the memory they give back and the counts of what happened.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    /// `buffer.memory`, as a semaphore of bytes.
+    pub(crate) memory: Semaphore,
+    pub(crate) batches_acked: AtomicU64,
+    pub(crate) records_acked: AtomicU64,
+    pub(crate) records_failed: AtomicU64,
+}
 
 /// How early a lingering batch may leave (see [`Accumulator::drain`]).
 const LINGER_SLACK: Duration = Duration::from_millis(1);
@@ -39,6 +49,7 @@ pub(crate) struct Completion {
     reports: Vec<(u32, i32, u64)>,
     callbacks: Vec<(i32, Callback)>,
     permits: usize,
+    records: u64,
 }
 
 impl Completion {
@@ -49,6 +60,7 @@ impl Completion {
             reports: Vec::new(),
             callbacks: Vec::new(),
             permits: 0,
+            records: 0,
         }
     }
 
@@ -78,6 +90,7 @@ impl Completion {
         self.owners[idx].bytes += bytes;
         owner.buffered.fetch_add(bytes, Ordering::Relaxed);
         self.permits += bytes;
+        self.records += 1;
         if owner.reports_enabled {
             self.reports.push((idx as u32, offset_delta, id));
         }
@@ -88,14 +101,24 @@ impl Completion {
 
     /// Publishes the result to callbacks, reports, owners and futures, and frees the memory.
     /// Callbacks and reports come first, so that whoever waits on the batch (a flush) sees them.
-    pub(crate) fn complete(self, result: Result<BatchAck, ProduceError>, memory: &Semaphore) {
+    pub(crate) fn complete(self, result: Result<BatchAck, ProduceError>, ledger: &Ledger) {
         let Completion {
             outcome,
             owners,
             reports,
             callbacks,
             permits,
+            records,
         } = self;
+        match &result {
+            Ok(_) => {
+                ledger.batches_acked.fetch_add(1, Ordering::Relaxed);
+                ledger.records_acked.fetch_add(records, Ordering::Relaxed);
+            }
+            Err(_) => {
+                ledger.records_failed.fetch_add(records, Ordering::Relaxed);
+            }
+        }
         if let Err(e) = &result {
             for s in &owners {
                 s.owner.record_failure(e);
@@ -124,7 +147,7 @@ impl Completion {
         for s in &owners {
             s.owner.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
         }
-        memory.add_permits(permits);
+        ledger.memory.add_permits(permits);
         outcome.set(result);
     }
 }
@@ -147,8 +170,8 @@ pub(crate) struct ProducerBatch {
 }
 
 impl ProducerBatch {
-    pub(crate) fn fail(self, e: ProduceError, memory: &Semaphore) {
-        self.completion.complete(Err(e), memory);
+    pub(crate) fn fail(self, e: ProduceError, ledger: &Ledger) {
+        self.completion.complete(Err(e), ledger);
     }
 }
 
@@ -203,7 +226,7 @@ pub(crate) enum Drained {
 pub(crate) struct Accumulator {
     pub(crate) config: AccumulatorConfig,
     topics: RwLock<HashMap<Arc<str>, Arc<TopicQueues>>>,
-    pub(crate) memory: Semaphore,
+    pub(crate) ledger: Ledger,
     /// Flushes (or a close) in progress: lingering batches are sendable at once.
     flushing: AtomicUsize,
     /// Senders waiting for memory: lingering batches are sendable at once to free it.
@@ -215,7 +238,12 @@ pub(crate) struct Accumulator {
 impl Accumulator {
     pub(crate) fn new(config: AccumulatorConfig) -> Self {
         Accumulator {
-            memory: Semaphore::new(config.buffer_memory),
+            ledger: Ledger {
+                memory: Semaphore::new(config.buffer_memory),
+                batches_acked: AtomicU64::new(0),
+                records_acked: AtomicU64::new(0),
+                records_failed: AtomicU64::new(0),
+            },
             config,
             topics: RwLock::new(HashMap::new()),
             flushing: AtomicUsize::new(0),
@@ -336,7 +364,7 @@ impl Accumulator {
                     "{} compression failed: {e}",
                     self.config.compression.name()
                 ))),
-                &self.memory,
+                &self.ledger,
             ),
         }
     }
@@ -431,7 +459,7 @@ impl Accumulator {
                     timeout,
                     cause: "no broker took the batch (is the partition's leader reachable?)".into(),
                 }),
-                &self.memory,
+                &self.ledger,
             );
         }
         while st.queued.front().is_some_and(|b| expired(b.created)) {
@@ -441,7 +469,7 @@ impl Accumulator {
             });
             b.fail(
                 ProduceError::DeliveryTimeout { timeout, cause },
-                &self.memory,
+                &self.ledger,
             );
         }
     }
@@ -483,10 +511,10 @@ impl Accumulator {
         for q in self.all_partitions() {
             let mut st = q.state.lock().expect("partition lock");
             if let Some(o) = st.open.take() {
-                o.completion.complete(Err(e.clone()), &self.memory);
+                o.completion.complete(Err(e.clone()), &self.ledger);
             }
             for b in st.queued.drain(..) {
-                b.fail(e.clone(), &self.memory);
+                b.fail(e.clone(), &self.ledger);
             }
         }
     }
@@ -529,7 +557,11 @@ mod tests {
     ) -> Arc<BatchOutcome> {
         let r = Record::new("t", value);
         let bytes = record_size_upper_bound(&r);
-        a.memory.try_acquire_many(bytes as u32).unwrap().forget();
+        a.ledger
+            .memory
+            .try_acquire_many(bytes as u32)
+            .unwrap()
+            .forget();
         a.append(q, &r, 0, bytes, owner, 0, None).0
     }
 
@@ -576,7 +608,7 @@ mod tests {
         let q = &t.partitions[0];
         let owner = OwnerState::new(OwnerOptions::default());
         let outcome = append(&a, q, &owner, b"x");
-        assert!(a.memory.available_permits() < 1 << 20);
+        assert!(a.ledger.memory.available_permits() < 1 << 20);
         assert!(take(&a, q, Instant::now()).is_none());
         a.begin_flush();
         let b = take(&a, q, Instant::now()).expect("flush hurries the batch");
@@ -587,9 +619,13 @@ mod tests {
                 base_offset: 7,
                 log_append_time: None,
             }),
-            &a.memory,
+            &a.ledger,
         );
-        assert_eq!(a.memory.available_permits(), 1 << 20, "memory given back");
+        assert_eq!(
+            a.ledger.memory.available_permits(),
+            1 << 20,
+            "memory given back"
+        );
         assert_eq!(owner.buffered.load(Ordering::Relaxed), 0);
         assert_eq!(outcome.record(0).unwrap().unwrap().offset, 7);
     }

@@ -27,9 +27,6 @@ use crate::record::Record;
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) produce_requests: AtomicU64,
-    pub(crate) batches_acked: AtomicU64,
-    pub(crate) records_acked: AtomicU64,
-    pub(crate) records_failed: AtomicU64,
     pub(crate) retries: AtomicU64,
 }
 
@@ -236,11 +233,12 @@ impl Producer {
     /// What the producer did so far.
     pub fn stats(&self) -> ProducerStats {
         let s = &self.shared.stats;
+        let l = &self.shared.accumulator.ledger;
         ProducerStats {
             produce_requests: s.produce_requests.load(Ordering::Relaxed),
-            batches_acked: s.batches_acked.load(Ordering::Relaxed),
-            records_acked: s.records_acked.load(Ordering::Relaxed),
-            records_failed: s.records_failed.load(Ordering::Relaxed),
+            batches_acked: l.batches_acked.load(Ordering::Relaxed),
+            records_acked: l.records_acked.load(Ordering::Relaxed),
+            records_failed: l.records_failed.load(Ordering::Relaxed),
             retries: s.retries.load(Ordering::Relaxed),
         }
     }
@@ -429,7 +427,7 @@ impl Shared {
 
     /// Takes `bytes` of `buffer.memory`, waiting up to `max.block.ms` if it is used up.
     async fn reserve(&self, bytes: usize) -> Result<(), ProduceError> {
-        let memory = &self.accumulator.memory;
+        let memory = &self.accumulator.ledger.memory;
         let n = bytes as u32;
         match memory.try_acquire_many(n) {
             Ok(p) => {

@@ -248,7 +248,7 @@ async fn send(
             let err = ProduceError::Fatal(e.to_string());
             for f in batches {
                 shared.accumulator.done(&f.queue, f.batch.sequence);
-                f.batch.fail(err.clone(), &shared.accumulator.memory);
+                f.batch.fail(err.clone(), &shared.accumulator.ledger);
             }
             let _ = done.send(node);
             return None;
@@ -460,25 +460,15 @@ fn fail_request(shared: &Shared, node: i32, batches: Vec<InFlight>, e: &NetError
 }
 
 fn complete(shared: &Shared, f: InFlight, ack: BatchAck) {
-    let count = f.batch.records.count() as u64;
     shared.accumulator.done(&f.queue, f.batch.sequence);
-    shared
-        .stats
-        .records_acked
-        .fetch_add(count, Ordering::Relaxed);
-    shared.stats.batches_acked.fetch_add(1, Ordering::Relaxed);
     f.batch
         .completion
-        .complete(Ok(ack), &shared.accumulator.memory);
+        .complete(Ok(ack), &shared.accumulator.ledger);
 }
 
 fn fail(shared: &Shared, f: InFlight, err: ProduceError) {
     shared.accumulator.done(&f.queue, f.batch.sequence);
-    shared
-        .stats
-        .records_failed
-        .fetch_add(f.batch.records.count() as u64, Ordering::Relaxed);
-    f.batch.fail(err, &shared.accumulator.memory);
+    f.batch.fail(err, &shared.accumulator.ledger);
 }
 
 /// Puts a batch back with backoff, or fails it when retries or `delivery.timeout.ms` ran out.
