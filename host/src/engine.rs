@@ -11,8 +11,9 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 
 use crate::bindings;
+use crate::cache::ComponentCache;
 use crate::limits::EPOCH_TICK;
-use crate::linker::plugin_linker;
+use crate::linker::{plugin_linker, Target};
 use crate::plugin::{Autoflush, Plugin, PluginOptions, PluginState};
 
 /// Why a plugin could not be loaded.
@@ -50,10 +51,22 @@ pub enum LoadError {
     },
 }
 
+/// How a plugin was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadInfo {
+    /// Compiling (or reading from the cache) and linking.
+    pub time: std::time::Duration,
+    /// Whether the compiled code came from the disk cache.
+    pub from_cache: bool,
+    /// Size of the component in bytes.
+    pub size: usize,
+}
+
 /// Compiles and links plugins. One per host; cheap to share by reference.
 pub struct Engine {
     engine: wasmtime::Engine,
-    linkers: HashMap<Autoflush, Linker<PluginState>>,
+    linkers: HashMap<(Autoflush, Target), Linker<PluginState>>,
+    cache: Option<ComponentCache>,
 }
 
 impl Engine {
@@ -74,9 +87,22 @@ impl Engine {
             })?;
         let mut linkers = HashMap::new();
         for policy in [Autoflush::On, Autoflush::Off, Autoflush::Guest] {
-            linkers.insert(policy, plugin_linker(&engine, policy)?);
+            for target in [Target::Kafka, Target::Capture] {
+                linkers.insert((policy, target), plugin_linker(&engine, policy, target)?);
+            }
         }
-        Ok(Engine { engine, linkers })
+        Ok(Engine {
+            engine,
+            linkers,
+            cache: None,
+        })
+    }
+
+    /// Keeps compiled plugins in `cache`, so that loading the same component again skips
+    /// compilation (seconds for large components such as Python or JavaScript ones).
+    pub fn with_cache(mut self, cache: ComponentCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Reads and loads the plugin at `path`.
@@ -90,6 +116,21 @@ impl Engine {
 
     /// Compiles `bytes` once and links it under the options' autoflush policy.
     pub fn load(&self, bytes: &[u8], options: PluginOptions) -> Result<Plugin, LoadError> {
+        self.load_for(bytes, options, Target::Kafka)
+    }
+
+    /// Like [`Engine::load`], linked so that instances keep records in memory instead of
+    /// sending them (`Plugin::instantiate_capture`): for testing plugins without a broker.
+    pub fn load_for_test(&self, bytes: &[u8], options: PluginOptions) -> Result<Plugin, LoadError> {
+        self.load_for(bytes, options, Target::Capture)
+    }
+
+    fn load_for(
+        &self,
+        bytes: &[u8],
+        options: PluginOptions,
+        target: Target,
+    ) -> Result<Plugin, LoadError> {
         let name = options.name.clone();
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LoadError::NotWasm(name));
@@ -97,11 +138,23 @@ impl Engine {
         if bytes[4..8] == [1, 0, 0, 0] {
             return Err(LoadError::CoreModule(name));
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
-            plugin: name.clone(),
-            reason: first_line(&e),
-        })?;
-        let linker = &self.linkers[&options.autoflush];
+        let started = std::time::Instant::now();
+        let cached = self.cache.as_ref().and_then(|c| c.get(&self.engine, bytes));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
+                    plugin: name.clone(),
+                    reason: first_line(&e),
+                })?;
+                if let Some(cache) = &self.cache {
+                    cache.put(&self.engine, bytes, &c);
+                }
+                c
+            }
+        };
+        let linker = &self.linkers[&(options.autoflush, target)];
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             plugin: name.clone(),
             reason: first_line(&e),
@@ -113,6 +166,12 @@ impl Engine {
             options,
             engine: self.engine.clone(),
             pre,
+            load: LoadInfo {
+                time: started.elapsed(),
+                from_cache,
+                size: bytes.len(),
+            },
+            target,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! wafka's host: runs WebAssembly component plugins that publish through wafka's producer.
 //!
-//! - [`engine`] compiles plugins (wasmtime, component model, WASI 0.2, async) and keeps the
+//! - [`engine`] compiles plugins (once per machine, with the [`cache`] on disk) (wasmtime, component model, WASI 0.2, async) and keeps the
 //!   epoch clock that bounds a plugin's CPU time;
 //! - `linker` binds the `wafka:producer/producer` interface into a plugin. **Autoflush is chosen
 //!   there, at link time**: `publish` is bound to the buffered function or to the autoflush
@@ -15,6 +15,8 @@
 
 pub mod acl;
 pub mod bindings;
+pub mod cache;
+pub mod capture;
 pub mod engine;
 pub mod limits;
 mod linker;
@@ -23,6 +25,8 @@ pub mod plugin;
 mod publish;
 
 pub use acl::TopicAcl;
-pub use engine::{Engine, LoadError};
+pub use cache::ComponentCache;
+pub use capture::CapturedRecord;
+pub use engine::{Engine, LoadError, LoadInfo};
 pub use limits::Limits;
 pub use plugin::{Autoflush, Plugin, PluginError, PluginInstance, PluginOptions, PluginStats};

@@ -42,29 +42,52 @@ pub(crate) fn autoflush(
     Box::pin(publish::publish_autoflush(store, msg))
 }
 
-/// A linker for plugins under `policy`.
+/// Where a linker's `publish` sends records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    /// The producer core (Kafka).
+    Kafka,
+    /// Memory, for `wafka test`.
+    Capture,
+}
+
+/// A linker for plugins under `policy`, publishing to `target`.
 pub(crate) fn plugin_linker(
     engine: &wasmtime::Engine,
     policy: Autoflush,
+    target: Target,
 ) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     let mut producer = linker.instance(PRODUCER)?;
-    match policy {
-        Autoflush::Off => producer
+    match (target, policy) {
+        (Target::Capture, _) => {
+            producer.func_wrap("publish", |store, (msg,): (GuestMessage,)| {
+                crate::capture::publish(store, msg)
+            })?;
+            producer.func_wrap("take-reports", |mut store, (max,): (u32,)| {
+                Ok((crate::capture::take_reports(store.data_mut(), max)?,))
+            })?;
+        }
+        (Target::Kafka, Autoflush::Off) => producer
             .func_wrap_async("publish", |store, (msg,): (GuestMessage,)| {
                 Box::new(publish::publish_buffered(store, msg))
             })?,
-        Autoflush::On => producer
+        (Target::Kafka, Autoflush::On) => producer
             .func_wrap_async("publish", |store, (msg,): (GuestMessage,)| {
                 Box::new(publish::publish_autoflush(store, msg))
             })?,
-        Autoflush::Guest => {
+        (Target::Kafka, Autoflush::Guest) => {
             producer.func_wrap_async("publish", |store, (msg,): (GuestMessage,)| {
                 let current: PublishFn = store.data().publish;
                 Box::new(current(store, msg))
             })?
         }
+    }
+    if target == Target::Kafka {
+        producer.func_wrap("take-reports", |store, (max,): (u32,)| {
+            Ok((publish::take_reports(store.data(), max)?,))
+        })?;
     }
     match policy {
         Autoflush::Guest => {
@@ -81,8 +104,5 @@ pub(crate) fn plugin_linker(
         })?,
     }
     producer.func_wrap_async("flush", |store, (): ()| Box::new(publish::flush(store)))?;
-    producer.func_wrap("take-reports", |store, (max,): (u32,)| {
-        Ok((publish::take_reports(store.data(), max),))
-    })?;
     Ok(linker)
 }

@@ -7,6 +7,7 @@
 mod local_broker;
 mod produce;
 mod run;
+mod try_plugin;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Run a plugin: each input line is an event for its `handle`; it publishes through wafka.
     Run(run::RunArgs),
+    /// Run a plugin without a broker and print the records it would publish (JSON lines).
+    Test(try_plugin::TestArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Produce(args) => produce::run(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Test(args) => try_plugin::run(args).await,
         }
     });
     match result {

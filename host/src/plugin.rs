@@ -15,7 +15,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::acl::TopicAcl;
 use crate::bindings;
+use crate::capture::{Capture, CapturedRecord};
 use crate::limits::Limits;
+use crate::linker::Target;
 use crate::linker::{self, PublishFn};
 use crate::output::{PluginLog, Stream};
 
@@ -126,12 +128,31 @@ pub struct PluginState {
     table: ResourceTable,
     store_limits: StoreLimits,
     pub(crate) limits: Limits,
-    pub(crate) owner: Owner,
+    pub(crate) sink: Sink,
     pub(crate) acl: Arc<TopicAcl>,
     /// The publish path in use under `Autoflush::Guest` (ignored under fixed policies).
     pub(crate) publish: PublishFn,
     pub(crate) call_deadline: Instant,
     pub(crate) stats: PluginStats,
+}
+
+/// Where an instance's records go; fixed when it is instantiated, matching how its plugin was
+/// linked (see `linker::Target`).
+pub(crate) enum Sink {
+    /// The producer core, through this instance's owner.
+    Producer(Owner),
+    /// Memory (`wafka test`).
+    Capture(Capture),
+}
+
+impl PluginState {
+    /// The instance's producer owner (not there in test mode).
+    pub(crate) fn owner(&self) -> wasmtime::Result<&Owner> {
+        match &self.sink {
+            Sink::Producer(o) => Ok(o),
+            Sink::Capture(_) => Err(wasmtime::format_err!("no producer in test mode")),
+        }
+    }
 }
 
 impl WasiView for PluginState {
@@ -149,6 +170,8 @@ pub struct Plugin {
     pub(crate) acl: Arc<TopicAcl>,
     pub(crate) engine: wasmtime::Engine,
     pub(crate) pre: bindings::PluginPre<PluginState>,
+    pub(crate) load: crate::engine::LoadInfo,
+    pub(crate) target: Target,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -165,9 +188,45 @@ impl Plugin {
         &self.options
     }
 
+    /// How long loading took and whether the compiled code came from the cache.
+    pub fn load_info(&self) -> crate::engine::LoadInfo {
+        self.load
+    }
+
     /// A new instance publishing through `producer`, with its own store and producer owner.
     pub async fn instantiate(&self, producer: &Producer) -> Result<PluginInstance, PluginError> {
+        let owner = producer.owner(OwnerOptions {
+            name: self.options.name.clone(),
+            memory_limit: self.options.buffer_quota,
+            delivery_reports: true,
+        });
+        self.instantiate_with(Target::Kafka, Sink::Producer(owner))
+            .await
+    }
+
+    /// A new instance whose records are kept in memory (the plugin must have been loaded with
+    /// [`crate::Engine::load_for_test`]). Keyed records get the partition murmur2 gives among
+    /// `partitions`; null keys partition 0.
+    pub async fn instantiate_capture(
+        &self,
+        partitions: i32,
+    ) -> Result<PluginInstance, PluginError> {
+        self.instantiate_with(Target::Capture, Sink::Capture(Capture::new(partitions)))
+            .await
+    }
+
+    async fn instantiate_with(
+        &self,
+        target: Target,
+        sink: Sink,
+    ) -> Result<PluginInstance, PluginError> {
         let name: Arc<str> = Arc::from(self.options.name.as_str());
+        if target != self.target {
+            return Err(PluginError::Instantiate {
+                plugin: name.to_string(),
+                reason: "loaded for the other sink (Kafka vs. test capture)".into(),
+            });
+        }
         // No preopened directories, no environment, no arguments, no network: only the
         // clocks, random numbers, and stdout/stderr into the host's log.
         let wasi = WasiCtxBuilder::new()
@@ -175,11 +234,6 @@ impl Plugin {
             .stderr(PluginLog::new(name.clone(), Stream::Stderr))
             .allow_ip_name_lookup(false)
             .build();
-        let owner = producer.owner(OwnerOptions {
-            name: self.options.name.clone(),
-            memory_limit: self.options.buffer_quota,
-            delivery_reports: true,
-        });
         let limits = self.options.limits;
         let state = PluginState {
             name: name.clone(),
@@ -187,7 +241,7 @@ impl Plugin {
             table: ResourceTable::new(),
             store_limits: limits.store_limits(),
             limits,
-            owner,
+            sink,
             acl: self.acl.clone(),
             publish: linker::buffered,
             call_deadline: Instant::now() + limits.call_time,
@@ -226,9 +280,17 @@ impl PluginInstance {
         &self.store.data().name
     }
 
-    /// The producer owner of this instance's records.
-    pub fn owner(&self) -> &Owner {
-        &self.store.data().owner
+    /// The producer owner of this instance's records (`None` in test mode).
+    pub fn owner(&self) -> Option<&Owner> {
+        self.store.data().owner().ok()
+    }
+
+    /// Records captured since the last call (test mode; empty otherwise).
+    pub fn take_captured(&mut self) -> Vec<CapturedRecord> {
+        match &mut self.store.data_mut().sink {
+            Sink::Capture(c) => c.take(),
+            Sink::Producer(_) => Vec::new(),
+        }
     }
 
     /// This instance's counters.
@@ -286,7 +348,10 @@ impl PluginInstance {
     /// Waits until every record of this instance is acknowledged or failed; the first failure
     /// since the last flush.
     pub async fn flush(&self) -> Result<(), ProduceError> {
-        self.store.data().owner.flush().await
+        match &self.store.data().sink {
+            Sink::Producer(owner) => owner.flush().await,
+            Sink::Capture(_) => Ok(()),
+        }
     }
 }
 

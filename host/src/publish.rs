@@ -14,7 +14,7 @@ use wasmtime::component::{ComponentType, Lift, WasmList, WasmStr};
 use wasmtime::StoreContextMut;
 
 use crate::bindings::{BrokerError, DeliveryReport, ProduceError as GuestError, Receipt};
-use crate::plugin::PluginState;
+use crate::plugin::{PluginState, Sink};
 
 /// `wafka:producer/types.header`, lifted without copying out of guest memory.
 #[derive(ComponentType, Lift)]
@@ -33,6 +33,41 @@ pub(crate) struct GuestMessage {
     value: WasmList<u8>,
     headers: WasmList<GuestHeader>,
     partition: Option<i32>,
+}
+
+impl GuestMessage {
+    /// Copies the message out of guest memory (test mode only; the Kafka path reads in place).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn to_owned(
+        &self,
+        store: &mut StoreContextMut<'_, PluginState>,
+    ) -> wasmtime::Result<(
+        String,
+        Option<Vec<u8>>,
+        Vec<u8>,
+        Vec<(String, Option<Vec<u8>>)>,
+        Option<i32>,
+    )> {
+        let headers: Vec<GuestHeader> = self
+            .headers
+            .iter(&mut *store)?
+            .collect::<wasmtime::Result<_>>()?;
+        let s = &*store;
+        let mut owned = Vec::with_capacity(headers.len());
+        for h in headers {
+            owned.push((
+                h.key.to_str(s)?.into_owned(),
+                h.value.map(|v| v.as_le_slice(s).to_vec()),
+            ));
+        }
+        Ok((
+            self.topic.to_str(s)?.into_owned(),
+            self.key.as_ref().map(|k| k.as_le_slice(s).to_vec()),
+            self.value.as_le_slice(s).to_vec(),
+            owned,
+            self.partition,
+        ))
+    }
 }
 
 /// What every host function returns: the WIT result, or a trap.
@@ -64,7 +99,7 @@ async fn queue(
         .collect::<wasmtime::Result<_>>()?;
     // Borrow every slice out of guest memory in a block: the store itself (not `Sync`) must
     // not be held across the send's await, only the slices (which are).
-    let owner = store.data().owner.clone();
+    let owner = store.data().owner()?.clone();
     let (topic, key, value, header_keys, header_values) = {
         let s = &*store;
         let topic: Cow<'_, str> = msg.topic.to_str(s)?;
@@ -144,7 +179,7 @@ pub(crate) async fn publish_autoflush(
     let queued = queue(&mut store, &msg).await?;
     let result = match queued {
         Ok(d) => {
-            store.data().owner.settle().await;
+            store.data().owner()?.settle().await;
             let id = d.id();
             match d.try_result() {
                 Some(Ok(m)) => Ok(Receipt {
@@ -168,16 +203,18 @@ pub(crate) async fn flush(
     mut store: StoreContextMut<'_, PluginState>,
 ) -> wasmtime::Result<(Result<(), GuestError>,)> {
     check_call_time(store.data())?;
-    let owner = store.data().owner.clone();
-    let r = owner.flush().await.map_err(guest_error);
+    let r = match &store.data().sink {
+        Sink::Producer(owner) => owner.clone().flush().await.map_err(guest_error),
+        Sink::Capture(_) => Ok(()),
+    };
     rearm(&mut store);
     Ok((r,))
 }
 
 /// `take-reports`.
-pub(crate) fn take_reports(store: &PluginState, max: u32) -> Vec<DeliveryReport> {
-    store
-        .owner
+pub(crate) fn take_reports(store: &PluginState, max: u32) -> wasmtime::Result<Vec<DeliveryReport>> {
+    Ok(store
+        .owner()?
         .take_reports(max as usize)
         .into_iter()
         .map(|r| DeliveryReport {
@@ -186,7 +223,7 @@ pub(crate) fn take_reports(store: &PluginState, max: u32) -> Vec<DeliveryReport>
             partition: r.partition,
             outcome: r.result.map_err(guest_error),
         })
-        .collect()
+        .collect())
 }
 
 /// The contract's error for a producer error.

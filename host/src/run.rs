@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wafka::{Autoflush, Engine, Limits, PluginError, PluginOptions, TopicAcl};
+use wafka::{Autoflush, ComponentCache, Engine, Limits, PluginError, PluginOptions, TopicAcl};
 use wafka_producer::{Producer, ProducerConfig};
 
 #[derive(Args, Debug)]
@@ -42,6 +42,9 @@ pub struct RunArgs {
     /// CPU time the plugin may run without returning to the host, in ms.
     #[arg(long, default_value_t = 5000)]
     max_cpu_ms: u64,
+    /// Do not use (or fill) the compile cache in ${WAFKA_CACHE:-~/.cache/wafka}/components.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -99,14 +102,26 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ..Limits::default()
     };
     options.acl = TopicAcl::new(&args.allow_topics);
-    let engine = Engine::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
+    let mut engine = Engine::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
+    if !args.no_cache {
+        engine = engine.with_cache(ComponentCache::new(ComponentCache::default_dir()));
+    }
     let started = Instant::now();
     let plugin = engine.load_file(&args.plugin, options)?;
-    let load_time = started.elapsed();
+    let load = plugin.load_info();
+    eprintln!(
+        "wafka: loaded `{name}` ({} KiB) in {} ms{}",
+        load.size / 1024,
+        load.time.as_millis(),
+        if load.from_cache {
+            " from the compile cache"
+        } else {
+            ", compiled"
+        }
+    );
     let producer = Producer::new(config);
     let mut instance = plugin.instantiate(&producer).await?;
     instance.init(&plugin_config).await?;
-    tracing::debug!(?load_time, "plugin loaded");
 
     let input: Box<dyn BufRead> = match &args.input {
         Some(f) => Box::new(std::io::BufReader::new(

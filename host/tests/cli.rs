@@ -247,3 +247,45 @@ fn run_refuses_bad_plugins_in_one_line() {
     let (ok, err) = run(&["/no/such/plugin.wasm", "-b", &b], "", "warn");
     assert!(!ok && err.contains("cannot read plugin"), "{err}");
 }
+
+#[test]
+fn test_prints_the_records_a_plugin_would_publish_without_a_broker() {
+    let hello = wafka_tests::guest("hello");
+    let out = {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wafka"))
+            .args([
+                "test",
+                hello.to_str().unwrap(),
+                "--config",
+                "topic=t",
+                "--config",
+                "key-delimiter=:",
+                "--partitions",
+                "3",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"k1:hello\nplain\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let p = librdkafka_partition(b"k1", 3);
+    assert_eq!(
+        lines,
+        vec![
+            format!(r#"{{"topic":"t","partition":{p},"offset":0,"key":"k1","value":"hello","headers":[["source","hello"]]}}"#).as_str(),
+            r#"{"topic":"t","partition":0,"offset":0,"key":null,"value":"plain","headers":[["source","hello"]]}"#,
+        ]
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 records captured (nothing was sent)"));
+}

@@ -1,6 +1,7 @@
 //! Producer benchmark: wafka's producer core (`wafka-producer`) and librdkafka
 //! (through the `rdkafka` crate) side by side, on the same broker, topic and
-//! settings, in one run.
+//! settings, in one run; then the wasm path: a plugin (`examples/rust/probe`)
+//! publishing through the host (`wafka`) against the same calls made natively.
 //!
 //! # Running
 //!
@@ -11,9 +12,11 @@
 //! The broker comes from `wafka_tests::brokers()`: `$WAFKA_TEST_BROKERS` if set,
 //! otherwise a local nisshi started through `scripts/broker` (stopped when the
 //! benchmark exits). One fresh 6-partition topic is created per run and shared
-//! by every phase. The markdown table goes to stdout, progress to stderr. A
-//! default run takes about 2–2.5 minutes, most of it in the wait-for-ack
-//! phases; for a quick look: `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`.
+//! by every phase. The markdown tables go to stdout, progress to stderr. A
+//! default run takes about 3 minutes, most of it in the wait-for-ack
+//! phases; for a quick look: `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`;
+//! for the plugin tables alone: `WAFKA_BENCH_WASM=only`. The plugins are built
+//! first with `scripts/build-guests` (through `wafka_tests::guest`).
 //!
 //! Both clients use: `acks=all`, `linger.ms=5`, `batch.size=16384`,
 //! idempotence on, `compression.type=none`, 32 MiB of buffer
@@ -38,6 +41,9 @@
 //! | `WAFKA_BENCH_CASES` | all | comma-separated substrings of case names to run, e.g. `ack,keyed` |
 //! | `WAFKA_BENCH_KEYED` | 1 | `0` drops the keyed fire-and-forget case |
 //! | `WAFKA_BENCH_SET` | none | `name=value,...` applied to both clients (same property names), e.g. `linger.ms=0` |
+//! | `WAFKA_BENCH_WASM` | 1 | `0` skips the plugin tables, `only` runs nothing else |
+//! | `WAFKA_BENCH_WASM_RECORDS` | 100000 | records per plugin-vs-native fire-and-forget phase (the warm-up uses `WAFKA_BENCH_WARMUP`, the rounds `WAFKA_BENCH_ROUNDS`) |
+//! | `WAFKA_BENCH_LATENCY_CALLS` | 2000 | timed calls per latency row (after 50 untimed ones) |
 //! | `WAFKA_BENCH_BROKER_PID` | found | pid of the broker, for the broker CPU column |
 //! | `WAFKA_BROKER_LOG` | `warn` | log level of the broker the benchmark starts (nisshi's `info` level costs it ~170 µs of CPU per record) |
 //! | `RUST_LOG` | `warn` | tracing filter (wafka's logs) |
@@ -82,9 +88,41 @@
 //! - rows **wafka / librdkafka**: the peer ratio (wafka's value divided by
 //!   librdkafka's) of records/s and MB/s (higher is better for wafka), CPU and
 //!   broker CPU per record and p50 / p99 latency (lower is better for wafka).
+//!
+//! # Plugin tables
+//!
+//! The probe plugin is loaded once per autoflush policy into one
+//! `wafka::Engine` and publishes through a wafka producer of its own (same
+//! settings as above); the native rows call the same producer through an
+//! `Owner` set up as a plugin instance's (delivery reports on), so the
+//! difference is the wasm path: the `handle` call, the guest's `publish` call
+//! into the host, lifting the message out of guest memory, the ACL check and
+//! the instance's counters. Every phase checks the instance's counters
+//! (events, records, none refused or failed), the producer's acknowledged
+//! records and the partitions' high watermarks.
+//!
+//! - **plugin vs native publish**: fire-and-forget, 100 B records with null
+//!   keys, autoflush off, one flush at the end; the native path is
+//!   `owner.send` in a loop; the plugin gets one event `bench TOPIC N 100`
+//!   (its loop only calls `publish`), or N events `bench TOPIC 1 100`.
+//!   **publish ns/record** is the wall time of the publishing loop (before the
+//!   flush) per record, **CPU ns/record** the process CPU of the whole phase
+//!   per record; **overhead** is the row's value minus the native row's. A
+//!   warm-up phase per path, then `WAFKA_BENCH_ROUNDS` rounds; the median
+//!   round by publish ns/record.
+//! - **latency**: one record per call, each call timed on the host: the
+//!   plugin's `handle` (one `publish`) with `Autoflush::On` (on the bench
+//!   settings and on a producer with only `bootstrap.servers`) and
+//!   `Autoflush::Off`; natively `owner.send` + `owner.flush()` (what autoflush
+//!   does), `owner.send` + await the delivery (waits for linger.ms; also with
+//!   `linger.ms=0`), and `owner.send` alone. Fresh instance or owner per row.
+//! - **load**: `Engine::new`, the first `Engine::load_file` of the probe in
+//!   the process (cold: Cranelift compiles it), three more loads, and
+//!   `instantiate` + `init`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -99,7 +137,8 @@ use rdkafka::producer::{
 };
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
-use wafka_producer::{Producer, ProducerStats, Record};
+use wafka::{Autoflush, PluginInstance, PluginOptions, PluginStats};
+use wafka_producer::{Owner, OwnerOptions, Producer, ProducerStats, Record};
 
 /// Partitions of the benchmark topic.
 const PARTITIONS: i32 = 6;
@@ -132,6 +171,11 @@ const SHARED_SETTINGS: &[(&str, &str, &str)] = &[
 ];
 
 fn wafka_producer(brokers: &str) -> Producer {
+    wafka_producer_with(brokers, &[])
+}
+
+/// A wafka producer with the shared settings and `$WAFKA_BENCH_SET`, then `last`.
+fn wafka_producer_with(brokers: &str, last: &[(&str, &str)]) -> Producer {
     let mut props = vec![("bootstrap.servers".to_owned(), brokers.to_owned())];
     for (name, _, value) in SHARED_SETTINGS {
         let value = match *value {
@@ -141,6 +185,7 @@ fn wafka_producer(brokers: &str) -> Producer {
         props.push(((*name).to_owned(), value));
     }
     props.extend(overrides());
+    props.extend(last.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     Producer::from_properties(props).expect("wafka producer config")
 }
 
@@ -849,6 +894,667 @@ fn stats_delta(before: ProducerStats, after: ProducerStats) -> ProducerStats {
 }
 
 // ---------------------------------------------------------------------------
+// The wasm path: a plugin publishing through the host
+// ---------------------------------------------------------------------------
+
+/// Value size of the plugin tables' records.
+const WASM_VALUE_SIZE: usize = 100;
+/// Timed loads of the probe after its cold (first) load.
+const RELOADS: usize = 3;
+/// Timed `instantiate` + `init` of the probe.
+const INSTANTIATIONS: usize = 5;
+/// Calls before each latency phase, checked but not timed.
+const LATENCY_WARMUP: usize = 50;
+
+/// `$WAFKA_BENCH_WASM`: whether the plugin tables run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WasmMode {
+    Skip,
+    Also,
+    Only,
+}
+
+fn wasm_mode() -> WasmMode {
+    match std::env::var("WAFKA_BENCH_WASM").unwrap_or_default().trim() {
+        "" | "1" => WasmMode::Also,
+        "0" => WasmMode::Skip,
+        "only" => WasmMode::Only,
+        other => panic!("WAFKA_BENCH_WASM={other:?}: expected 0, 1 or only"),
+    }
+}
+
+/// Owner options of the native paths: those a plugin instance gets (`Plugin::instantiate`),
+/// delivery reports included, so both paths do the same bookkeeping per record.
+fn native_owner(producer: &Producer) -> Owner {
+    producer.owner(OwnerOptions {
+        name: "native".to_owned(),
+        memory_limit: None,
+        delivery_reports: true,
+    })
+}
+
+/// How long loading and starting the probe plugin took, as (wall, CPU).
+struct LoadTimes {
+    wasm_bytes: u64,
+    engine_new: (Duration, Duration),
+    /// The first `Engine::load_file` of the process.
+    cold: (Duration, Duration),
+    /// The loads after it (same engine; nothing is cached between them).
+    reloads: Vec<(Duration, Duration)>,
+    /// `Plugin::instantiate` + `PluginInstance::init`.
+    instantiations: Vec<(Duration, Duration)>,
+}
+
+/// Runs `f` and returns its output with its wall and process CPU time.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, (Duration, Duration)) {
+    let cpu_before = process_cpu();
+    let start = Instant::now();
+    let out = f();
+    let wall = start.elapsed();
+    (out, (wall, process_cpu().saturating_sub(cpu_before)))
+}
+
+/// How the records of a fire-and-forget comparison phase get into the producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum PublishPath {
+    /// `Owner::send` in a loop in the host, no plugin.
+    Native,
+    /// One `handle` call; the plugin publishes every record (`bench TOPIC N 100`).
+    WasmOneEvent,
+    /// One `handle` call per record (`bench TOPIC 1 100`).
+    WasmEventPerRecord,
+}
+
+impl PublishPath {
+    const ALL: [PublishPath; 3] = [
+        PublishPath::Native,
+        PublishPath::WasmOneEvent,
+        PublishPath::WasmEventPerRecord,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            PublishPath::Native => "native: N × `owner.send`",
+            PublishPath::WasmOneEvent => "plugin: 1 `handle`, N × `publish`",
+            PublishPath::WasmEventPerRecord => "plugin: N × `handle`, 1 `publish` each",
+        }
+    }
+}
+
+/// What one fire-and-forget phase of the plugin comparison measured.
+#[derive(Clone, Debug)]
+struct PublishResult {
+    records: usize,
+    /// First publish to the return of the last one (the flush not included).
+    publish_wall: Duration,
+    /// First publish to the end of the flush.
+    wall: Duration,
+    cpu: Duration,
+    broker_cpu: Option<Duration>,
+}
+
+impl PublishResult {
+    fn publish_ns(&self) -> f64 {
+        self.publish_wall.as_nanos() as f64 / self.records as f64
+    }
+
+    fn cpu_ns(&self) -> f64 {
+        self.cpu.as_nanos() as f64 / self.records as f64
+    }
+
+    fn records_per_s(&self) -> f64 {
+        self.records as f64 / self.wall.as_secs_f64()
+    }
+
+    fn broker_cpu_per_million(&self) -> Option<f64> {
+        self.broker_cpu
+            .map(|c| c.as_secs_f64() * 1e6 / self.records as f64)
+    }
+}
+
+/// One kind of call timed in the latency table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallPath {
+    /// `handle` (one `publish`), plugin linked with `Autoflush::On`.
+    WasmAutoflushOn,
+    /// The same on a producer with nothing but `bootstrap.servers` set.
+    WasmAutoflushOnDefaults,
+    /// `handle` (one `publish`), `Autoflush::Off`; one flush after the timed calls.
+    WasmAutoflushOff,
+    /// `owner.send` then `owner.flush()`: what autoflush does, without the plugin.
+    NativeSendFlush,
+    /// `owner.send` then await the record's delivery (it waits for linger.ms).
+    NativeSendAwait,
+    /// The same with `linger.ms=0`.
+    NativeSendAwaitLinger0,
+    /// `owner.send` only; one flush after the timed calls.
+    NativeSendOnly,
+}
+
+impl CallPath {
+    const ALL: [CallPath; 7] = [
+        CallPath::WasmAutoflushOn,
+        CallPath::NativeSendFlush,
+        CallPath::WasmAutoflushOnDefaults,
+        CallPath::NativeSendAwait,
+        CallPath::NativeSendAwaitLinger0,
+        CallPath::WasmAutoflushOff,
+        CallPath::NativeSendOnly,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            CallPath::WasmAutoflushOn | CallPath::WasmAutoflushOnDefaults => {
+                "plugin `handle` (1 `publish`), autoflush on"
+            }
+            CallPath::WasmAutoflushOff => "plugin `handle` (1 `publish`), autoflush off",
+            CallPath::NativeSendFlush => "native `owner.send` + `owner.flush()`",
+            CallPath::NativeSendAwait | CallPath::NativeSendAwaitLinger0 => {
+                "native `owner.send` + await the delivery"
+            }
+            CallPath::NativeSendOnly => "native `owner.send`",
+        }
+    }
+
+    fn settings(self) -> &'static str {
+        match self {
+            CallPath::WasmAutoflushOnDefaults => "producer defaults",
+            CallPath::NativeSendAwaitLinger0 => "bench, linger.ms=0",
+            _ => "bench",
+        }
+    }
+
+    fn is_wasm(self) -> bool {
+        matches!(
+            self,
+            CallPath::WasmAutoflushOn
+                | CallPath::WasmAutoflushOnDefaults
+                | CallPath::WasmAutoflushOff
+        )
+    }
+
+    /// The native call doing the same producer work, for the overhead column.
+    fn native_peer(self) -> Option<CallPath> {
+        match self {
+            CallPath::WasmAutoflushOn => Some(CallPath::NativeSendFlush),
+            CallPath::WasmAutoflushOff => Some(CallPath::NativeSendOnly),
+            _ => None,
+        }
+    }
+}
+
+/// What one latency phase measured.
+#[derive(Clone, Debug)]
+struct LatencyResult {
+    calls: usize,
+    wall: Duration,
+    cpu: Duration,
+    p50_ns: u64,
+    p99_ns: u64,
+    max_ns: u64,
+    mean_ns: u64,
+}
+
+/// The producers, plugins and results of the plugin tables.
+struct WasmBench {
+    /// The shared settings (as the wafka client's).
+    producer: Producer,
+    /// Nothing but `bootstrap.servers`.
+    defaults: Producer,
+    /// The shared settings with `linger.ms=0`.
+    linger0: Producer,
+    /// The probe linked with `Autoflush::Off` and with `Autoflush::On`.
+    off: wafka::Plugin,
+    on: wafka::Plugin,
+    loads: LoadTimes,
+}
+
+impl WasmBench {
+    /// Loads the probe (timing it) and creates the producers.
+    fn new(bench: &Bench, brokers: &str, probe: &Path) -> WasmBench {
+        let wasm_bytes = std::fs::metadata(probe)
+            .unwrap_or_else(|e| panic!("{}: {e}", probe.display()))
+            .len();
+        let (engine, engine_new) = timed(|| wafka::Engine::new().expect("wasmtime engine"));
+        let load = |autoflush| {
+            let mut options = PluginOptions::new("probe");
+            options.autoflush = autoflush;
+            timed(|| {
+                engine
+                    .load_file(probe, options)
+                    .unwrap_or_else(|e| panic!("loading {}: {e}", probe.display()))
+            })
+        };
+        let (off, cold) = load(Autoflush::Off);
+        let reloads = (0..RELOADS).map(|_| load(Autoflush::Off).1).collect();
+        let (on, _) = load(Autoflush::On);
+
+        let _enter = bench.runtime.enter();
+        let producer = wafka_producer(brokers);
+        let defaults = Producer::from_properties([("bootstrap.servers", brokers)])
+            .expect("wafka producer with defaults");
+        let linger0 = wafka_producer_with(brokers, &[("linger.ms", "0")]);
+        let instantiations = (0..INSTANTIATIONS)
+            .map(|_| {
+                timed(|| {
+                    bench.runtime.block_on(async {
+                        let mut instance = off.instantiate(&producer).await.expect("instantiate");
+                        instance.init(&[]).await.expect("init");
+                    })
+                })
+                .1
+            })
+            .collect();
+        WasmBench {
+            producer,
+            defaults,
+            linger0,
+            off,
+            on,
+            loads: LoadTimes {
+                wasm_bytes,
+                engine_new,
+                cold,
+                reloads,
+                instantiations,
+            },
+        }
+    }
+
+    fn instance(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        plugin: &wafka::Plugin,
+        producer: &Producer,
+    ) -> PluginInstance {
+        runtime.block_on(async {
+            let mut instance = plugin
+                .instantiate(producer)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            instance.init(&[]).await.unwrap_or_else(|e| panic!("{e}"));
+            instance
+        })
+    }
+
+    fn close(&self, runtime: &tokio::runtime::Runtime) {
+        runtime.block_on(async {
+            for p in [&self.producer, &self.defaults, &self.linger0] {
+                p.close().await;
+            }
+        });
+    }
+}
+
+/// Calls `handle` with `event`; panics with the plugin's error.
+async fn handle(instance: &mut PluginInstance, event: &[u8], what: &str) {
+    if let Err(e) = instance.handle(event).await {
+        panic!("{what}: {e}");
+    }
+}
+
+/// Flushes `instance`; panics with the first failure.
+async fn flush_instance(instance: &PluginInstance, what: &str) {
+    if let Err(e) = instance.flush().await {
+        panic!("{what}: flush: {e}");
+    }
+}
+
+/// Checks an instance's counters over a phase: `events` events, none failed, `records` records
+/// queued, none refused.
+fn check_instance(
+    what: &str,
+    before: PluginStats,
+    after: PluginStats,
+    events: usize,
+    records: usize,
+) {
+    let got = (
+        after.events - before.events,
+        after.failed_events - before.failed_events,
+        after.records - before.records,
+        after.refused - before.refused,
+    );
+    assert_eq!(
+        got,
+        (events as u64, 0, records as u64, 0),
+        "{what}: plugin stats (events, failed events, records, refused) disagree: {after:?}"
+    );
+}
+
+/// `owner.send`; panics with the error.
+async fn send(
+    owner: &Owner,
+    record: &Record<'_>,
+    what: &str,
+    i: usize,
+) -> wafka_producer::Delivery {
+    owner
+        .send(record)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: send {i} failed: {e}"))
+}
+
+/// `n` calls of one latency phase, each timed (ns).
+async fn timed_calls(
+    path: CallPath,
+    mut instance: Option<&mut PluginInstance>,
+    owner: &Owner,
+    topic: &str,
+    n: usize,
+    what: &str,
+) -> Vec<u64> {
+    let event = format!("bench {topic} 1 {WASM_VALUE_SIZE}");
+    let value = vec![b'v'; WASM_VALUE_SIZE];
+    let record = Record::new(topic, &value);
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        match path {
+            CallPath::WasmAutoflushOn
+            | CallPath::WasmAutoflushOnDefaults
+            | CallPath::WasmAutoflushOff => {
+                let instance = instance.as_deref_mut().expect("plugin instance");
+                handle(instance, event.as_bytes(), what).await;
+            }
+            CallPath::NativeSendFlush => {
+                send(owner, &record, what, i).await;
+                if let Err(e) = owner.flush().await {
+                    panic!("{what}: flush after record {i}: {e}");
+                }
+            }
+            CallPath::NativeSendAwait | CallPath::NativeSendAwaitLinger0 => {
+                if let Err(e) = send(owner, &record, what, i).await.wait().await {
+                    panic!("{what}: record {i} failed: {e}");
+                }
+            }
+            CallPath::NativeSendOnly => {
+                send(owner, &record, what, i).await;
+            }
+        }
+        latencies.push(start.elapsed().as_nanos() as u64);
+    }
+    // Queued, not yet acknowledged: flush outside the timed calls.
+    match path {
+        CallPath::WasmAutoflushOff => {
+            flush_instance(instance.expect("plugin instance"), what).await;
+        }
+        CallPath::NativeSendOnly => {
+            if let Err(e) = owner.flush().await {
+                panic!("{what}: flush: {e}");
+            }
+        }
+        _ => {}
+    }
+    latencies
+}
+
+impl Bench {
+    /// Runs `work` and checks that afterwards exactly `records` more records are acknowledged
+    /// by `producer` (none failed) and stored by the broker. Returns `work`'s output and the
+    /// wall, CPU and broker CPU time it took.
+    fn measured<T>(
+        &self,
+        what: &str,
+        producer: &Producer,
+        records: usize,
+        work: impl std::future::Future<Output = T>,
+    ) -> (T, Duration, Duration, Option<Duration>) {
+        let stats_before = producer.stats();
+        let stored_before = self.watermarks.total();
+        let broker_before = self.broker.cpu();
+        let cpu_before = process_cpu();
+        let start = Instant::now();
+        let out = self.runtime.block_on(async {
+            match tokio::time::timeout(PHASE_TIMEOUT, work).await {
+                Ok(out) => out,
+                Err(_) => panic!(
+                    "{what}: hang: not done after {PHASE_TIMEOUT:?}; producer stats {:?}",
+                    producer.stats()
+                ),
+            }
+        });
+        let wall = start.elapsed();
+        let cpu = process_cpu().saturating_sub(cpu_before);
+        let broker_cpu = match (broker_before, self.broker.cpu()) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
+        let d = stats_delta(stats_before, producer.stats());
+        assert_eq!(
+            (d.records_acked, d.records_failed),
+            (records as u64, 0),
+            "{what}: producer stats disagree with the records sent: {d:?}"
+        );
+        let stored = self.watermarks.total() - stored_before;
+        assert_eq!(
+            stored, records as i64,
+            "{what}: the broker stored {stored} records, {records} were acknowledged"
+        );
+        (out, wall, cpu, broker_cpu)
+    }
+
+    /// One fire-and-forget phase of the plugin comparison: `records` records of 100 B, then
+    /// one flush.
+    fn publish_phase(
+        &self,
+        w: &WasmBench,
+        path: PublishPath,
+        owner: &Owner,
+        instance: &mut PluginInstance,
+        records: usize,
+        label: &str,
+    ) -> PublishResult {
+        let what = format!("{label} {}", path.name());
+        let topic = self.topic.as_str();
+        let value = vec![b'v'; WASM_VALUE_SIZE];
+        let stats_before = instance.stats();
+        let sent_before = owner.records_sent();
+        let work = async {
+            match path {
+                PublishPath::Native => {
+                    let record = Record::new(topic, &value);
+                    let start = Instant::now();
+                    for i in 0..records {
+                        send(owner, &record, &what, i).await;
+                    }
+                    let publish_wall = start.elapsed();
+                    if let Err(e) = owner.flush().await {
+                        panic!("{what}: flush: {e}");
+                    }
+                    publish_wall
+                }
+                PublishPath::WasmOneEvent => {
+                    let event = format!("bench {topic} {records} {WASM_VALUE_SIZE}");
+                    let start = Instant::now();
+                    handle(instance, event.as_bytes(), &what).await;
+                    let publish_wall = start.elapsed();
+                    flush_instance(instance, &what).await;
+                    publish_wall
+                }
+                PublishPath::WasmEventPerRecord => {
+                    let event = format!("bench {topic} 1 {WASM_VALUE_SIZE}");
+                    let start = Instant::now();
+                    for _ in 0..records {
+                        handle(instance, event.as_bytes(), &what).await;
+                    }
+                    let publish_wall = start.elapsed();
+                    flush_instance(instance, &what).await;
+                    publish_wall
+                }
+            }
+        };
+        let (publish_wall, wall, cpu, broker_cpu) =
+            self.measured(&what, &w.producer, records, work);
+        let (events, by_plugin, by_owner) = match path {
+            PublishPath::Native => (0, 0, records),
+            PublishPath::WasmOneEvent => (1, records, 0),
+            PublishPath::WasmEventPerRecord => (records, records, 0),
+        };
+        check_instance(&what, stats_before, instance.stats(), events, by_plugin);
+        assert_eq!(
+            owner.records_sent() - sent_before,
+            by_owner as u64,
+            "{what}: records sent through the native owner"
+        );
+        let result = PublishResult {
+            records,
+            publish_wall,
+            wall,
+            cpu,
+            broker_cpu,
+        };
+        eprintln!(
+            "bench: {what}: {records} records, publish loop {:.3} s ({:.0} ns/record), total {:.3} s, {:.0} records/s, CPU {:.3} s ({:.0} ns/record)",
+            publish_wall.as_secs_f64(),
+            result.publish_ns(),
+            wall.as_secs_f64(),
+            result.records_per_s(),
+            cpu.as_secs_f64(),
+            result.cpu_ns(),
+        );
+        result
+    }
+
+    /// One latency phase: `calls` calls of one record each, after [`LATENCY_WARMUP`] untimed
+    /// ones, on a fresh plugin instance or owner.
+    fn latency_phase(&self, w: &WasmBench, path: CallPath, calls: usize) -> LatencyResult {
+        let what = format!("latency {} ({})", path.name(), path.settings());
+        let producer = match path {
+            CallPath::WasmAutoflushOnDefaults => &w.defaults,
+            CallPath::NativeSendAwaitLinger0 => &w.linger0,
+            _ => &w.producer,
+        };
+        let mut instance = match path {
+            CallPath::WasmAutoflushOn | CallPath::WasmAutoflushOnDefaults => {
+                Some(w.instance(&self.runtime, &w.on, producer))
+            }
+            CallPath::WasmAutoflushOff => Some(w.instance(&self.runtime, &w.off, producer)),
+            _ => None,
+        };
+        let owner = native_owner(producer);
+        let topic = self.topic.as_str();
+        let mut result = None;
+        for (label, n) in [("warm-up", LATENCY_WARMUP), ("measured", calls)] {
+            let what = format!("{what} {label}");
+            let stats_before = instance.as_ref().map(PluginInstance::stats);
+            let sent_before = owner.records_sent();
+            let work = timed_calls(path, instance.as_mut(), &owner, topic, n, &what);
+            let (mut latencies, wall, cpu, _) = self.measured(&what, producer, n, work);
+            match (stats_before, &instance) {
+                (Some(before), Some(instance)) => {
+                    check_instance(&what, before, instance.stats(), n, n);
+                }
+                _ => assert_eq!(
+                    owner.records_sent() - sent_before,
+                    n as u64,
+                    "{what}: records sent through the native owner"
+                ),
+            }
+            latencies.sort_unstable();
+            result = Some(LatencyResult {
+                calls: n,
+                wall,
+                cpu,
+                p50_ns: percentile(&latencies, 50.0),
+                p99_ns: percentile(&latencies, 99.0),
+                max_ns: latencies.last().copied().unwrap_or(0),
+                mean_ns: latencies.iter().sum::<u64>() / latencies.len().max(1) as u64,
+            });
+        }
+        let result = result.expect("a measured phase");
+        eprintln!(
+            "bench: {what}: {} calls in {:.3} s, CPU {:.3} s, p50 {} µs, p99 {} µs, max {} µs, mean {} µs",
+            result.calls,
+            result.wall.as_secs_f64(),
+            result.cpu.as_secs_f64(),
+            micros(result.p50_ns),
+            micros(result.p99_ns),
+            micros(result.max_ns),
+            micros(result.mean_ns),
+        );
+        result
+    }
+}
+
+/// What the plugin tables show.
+struct WasmReport {
+    loads: LoadTimes,
+    publish: HashMap<PublishPath, Vec<PublishResult>>,
+    latency: Vec<(CallPath, LatencyResult)>,
+    rounds: usize,
+    records: usize,
+    measured: Duration,
+}
+
+/// The plugin phases: load times, the fire-and-forget comparison (a warm-up round, then
+/// `rounds` rounds), the latency phases.
+fn run_wasm(
+    bench: &Bench,
+    brokers: &str,
+    probe: &Path,
+    rounds: usize,
+    warmup: usize,
+    records: usize,
+    calls: usize,
+) -> WasmReport {
+    let started = Instant::now();
+    let w = WasmBench::new(bench, brokers, probe);
+    let loads = &w.loads;
+    eprintln!(
+        "bench: probe ({} bytes): engine {:.1} ms, cold load {:.1} ms (CPU {:.1} ms), reloads {:?} ms",
+        loads.wasm_bytes,
+        loads.engine_new.0.as_secs_f64() * 1e3,
+        loads.cold.0.as_secs_f64() * 1e3,
+        loads.cold.1.as_secs_f64() * 1e3,
+        loads
+            .reloads
+            .iter()
+            .map(|r| (r.0.as_secs_f64() * 1e3).round())
+            .collect::<Vec<_>>(),
+    );
+
+    let owner = native_owner(&w.producer);
+    let mut instance = w.instance(&bench.runtime, &w.off, &w.producer);
+    let mut publish: HashMap<PublishPath, Vec<PublishResult>> = HashMap::new();
+    if records > 0 {
+        for path in PublishPath::ALL {
+            if warmup > 0 {
+                bench.publish_phase(&w, path, &owner, &mut instance, warmup, "warm-up");
+            }
+        }
+        for round in 0..rounds {
+            let mut order = PublishPath::ALL.to_vec();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for path in order {
+                let label = format!("round {}/{rounds}", round + 1);
+                let result = bench.publish_phase(&w, path, &owner, &mut instance, records, &label);
+                publish.entry(path).or_default().push(result);
+            }
+        }
+    }
+    let latency = if calls > 0 {
+        CallPath::ALL
+            .iter()
+            .map(|&path| (path, bench.latency_phase(&w, path, calls)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    w.close(&bench.runtime);
+    WasmReport {
+        loads: w.loads,
+        publish,
+        latency,
+        rounds,
+        records,
+        measured: started.elapsed(),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------
 
@@ -931,6 +1637,171 @@ fn table(
     out
 }
 
+/// The median of `values` by `key`, with the smallest and largest key.
+fn median_by<T: Clone>(values: &[T], key: impl Fn(&T) -> f64) -> (T, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let (min, max) = (key(&sorted[0]), key(&sorted[sorted.len() - 1]));
+    (sorted.swap_remove(sorted.len() / 2), min, max)
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e3)
+}
+
+/// The plugin tables, each after a line saying what it measures.
+fn wasm_tables(report: &WasmReport) -> String {
+    let mut out = String::new();
+    if !report.publish.is_empty() {
+        let _ = writeln!(
+            out,
+            "Plugin vs native publish, fire-and-forget: {} records of {WASM_VALUE_SIZE} B (null key) per phase, \
+             autoflush off, one flush at the end; {}; {} round(s){}. \
+             **publish ns/record**: wall time from the first publish to the return of the last one (the flush not included) per record; \
+             **CPU ns/record**: process CPU (all threads, flush and sending included) per record; \
+             **overhead**: the row's value minus the native row's, i.e. the host overhead per publish.",
+            report.records,
+            settings_summary(),
+            report.rounds,
+            if report.rounds > 1 { " (median by publish ns/record)" } else { "" },
+        );
+        out.push('\n');
+        out.push_str(
+            "| path | records | publish ns/record | min–max | overhead ns/publish (wall) | CPU ns/record | overhead ns/publish (CPU) | s | records/s | broker CPU s/M |\n",
+        );
+        out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        let medians: HashMap<PublishPath, (PublishResult, f64, f64)> = report
+            .publish
+            .iter()
+            .map(|(&path, rounds)| (path, median_by(rounds, PublishResult::publish_ns)))
+            .collect();
+        let native = medians.get(&PublishPath::Native).map(|m| &m.0);
+        for path in PublishPath::ALL {
+            let Some((r, min, max)) = medians.get(&path) else {
+                continue;
+            };
+            let overhead = |f: fn(&PublishResult) -> f64| match native {
+                Some(n) if path != PublishPath::Native => format!("**{:+.0}**", f(r) - f(n)),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.0}–{:.0} | {} | {:.0} | {} | {:.2} | {:.0} | {} |",
+                path.name(),
+                r.records,
+                r.publish_ns(),
+                min,
+                max,
+                overhead(PublishResult::publish_ns),
+                r.cpu_ns(),
+                overhead(PublishResult::cpu_ns),
+                r.wall.as_secs_f64(),
+                r.records_per_s(),
+                r.broker_cpu_per_million()
+                    .map_or_else(|| "n/a".to_owned(), |b| format!("{b:.2}")),
+            );
+        }
+        out.push('\n');
+    }
+
+    if !report.latency.is_empty() {
+        let calls = report.latency[0].1.calls;
+        let _ = writeln!(
+            out,
+            "Latency of one publish call, measured on the host: each call handles one {WASM_VALUE_SIZE} B record \
+             (plugin: one `handle` event whose `publish` runs once; native: the owner calls named), \
+             {calls} calls per row after {LATENCY_WARMUP} untimed ones; settings \"bench\" = {}, \
+             \"producer defaults\" = only bootstrap.servers (Kafka 4 defaults, linger.ms=5). \
+             Autoflush off and plain `send` return once the record is queued (one flush after the timed calls). \
+             **overhead**: p50 minus the p50 of the native call doing the same producer work.",
+            settings_summary(),
+        );
+        out.push('\n');
+        out.push_str(
+            "| call | settings | calls | p50 µs | p99 µs | max µs | mean µs | calls/s | CPU µs/call | overhead µs (p50) |\n",
+        );
+        out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        let find = |path: CallPath| {
+            report
+                .latency
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, r)| r)
+        };
+        let us = |ns: u64| format!("{:.1}", ns as f64 / 1000.0);
+        for (path, r) in &report.latency {
+            let overhead = match path.native_peer().and_then(find) {
+                Some(n) => format!("**{:+.1}**", (r.p50_ns as f64 - n.p50_ns as f64) / 1000.0),
+                None => String::new(),
+            };
+            let name = if path.is_wasm() {
+                format!("**{}**", path.name())
+            } else {
+                path.name().to_owned()
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {} | {} | {:.0} | {:.1} | {overhead} |",
+                path.settings(),
+                r.calls,
+                us(r.p50_ns),
+                us(r.p99_ns),
+                us(r.max_ns),
+                us(r.mean_ns),
+                r.calls as f64 / r.wall.as_secs_f64(),
+                r.cpu.as_secs_f64() * 1e6 / r.calls as f64,
+            );
+        }
+        out.push('\n');
+    }
+
+    let l = &report.loads;
+    let _ = writeln!(
+        out,
+        "Plugin load (compile) time: probe.wasm ({:.0} KiB), wasmtime with Cranelift, {} CPUs (parallel compilation: CPU can exceed wall); \
+         wall and process CPU in ms; plugin tables measured in {:.0} s.",
+        l.wasm_bytes as f64 / 1024.0,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        report.measured.as_secs_f64(),
+    );
+    out.push('\n');
+    out.push_str("| step | wall ms | CPU ms |\n|---|--:|--:|\n");
+    let _ = writeln!(
+        out,
+        "| `Engine::new` | {} | {} |",
+        millis(l.engine_new.0),
+        millis(l.engine_new.1)
+    );
+    let _ = writeln!(
+        out,
+        "| **`Engine::load_file`, cold** (first load in the process) | **{}** | {} |",
+        millis(l.cold.0),
+        millis(l.cold.1)
+    );
+    for (what, times) in [
+        (
+            "`Engine::load_file` again (same engine, no cache)",
+            &l.reloads,
+        ),
+        ("`instantiate` + `init`", &l.instantiations),
+    ] {
+        if times.is_empty() {
+            continue;
+        }
+        let (median, min, max) = median_by(times, |t| t.0.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "| {what}, median of {} (wall min–max {:.1}–{:.1}) | {} | {} |",
+            times.len(),
+            min * 1e3,
+            max * 1e3,
+            millis(median.0),
+            millis(median.1)
+        );
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------
 // Main
 // ---------------------------------------------------------------------------
@@ -950,8 +1821,12 @@ fn main() {
     let warmup = env_usize("WAFKA_BENCH_WARMUP", 20_000);
     let rounds = env_usize("WAFKA_BENCH_ROUNDS", 3).max(1);
     let keyed = env_usize("WAFKA_BENCH_KEYED", 1) != 0;
+    let wasm = wasm_mode();
+    let wasm_records = env_usize("WAFKA_BENCH_WASM_RECORDS", 100_000);
+    let latency_calls = env_usize("WAFKA_BENCH_LATENCY_CALLS", 2000);
 
     let clients: Vec<Client> = match env_list("WAFKA_BENCH_CLIENTS") {
+        _ if wasm == WasmMode::Only => Vec::new(),
         None => vec![Client::Wafka, Client::Librdkafka],
         Some(names) => names
             .iter()
@@ -975,7 +1850,11 @@ fn main() {
         cases.retain(|c| filters.iter().any(|f| c.name.contains(f.as_str())));
     }
     cases.retain(|c| c.records > 0);
-    assert!(!cases.is_empty(), "no case selected");
+    if wasm == WasmMode::Only {
+        cases.clear();
+    } else {
+        assert!(!cases.is_empty(), "no case selected");
+    }
     let capacity = cases
         .iter()
         .map(|c| c.records)
@@ -988,6 +1867,9 @@ fn main() {
     if std::env::var_os("WAFKA_BROKER_LOG").is_none() {
         std::env::set_var("WAFKA_BROKER_LOG", "warn");
     }
+    // Build the plugins first: a failed build shows at once, and the build does not run
+    // during a measurement.
+    let probe = (wasm != WasmMode::Skip).then(|| wafka_tests::guest("probe"));
     let brokers = wafka_tests::brokers();
     let topic = wafka_tests::create_topic("bench-producer", PARTITIONS);
     let broker = BrokerProcess::find(&brokers);
@@ -1074,17 +1956,34 @@ fn main() {
     }
     let results: HashMap<(usize, Client), Summary> =
         all.into_iter().map(|(k, v)| (k, summarize(v))).collect();
+    let wasm_report = probe.map(|probe| {
+        run_wasm(
+            &bench,
+            &brokers,
+            &probe,
+            rounds,
+            warmup,
+            wasm_records,
+            latency_calls,
+        )
+    });
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!();
-    println!(
-        "Producer benchmark: wafka vs librdkafka {rdkafka_version}, topic with {PARTITIONS} partitions, \
-         {}; {rounds} round(s){}, measured phases {:.0} s, load {}",
-        settings_summary(),
-        if rounds > 1 { " (median by records/s)" } else { "" },
-        measured.as_secs_f64(),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    );
-    println!();
-    print!("{}", table(&cases, &clients, &results));
+    if !cases.is_empty() {
+        println!();
+        println!(
+            "Producer benchmark: wafka vs librdkafka {rdkafka_version}, topic with {PARTITIONS} partitions, \
+             {}; {rounds} round(s){}, measured phases {:.0} s, load {}",
+            settings_summary(),
+            if rounds > 1 { " (median by records/s)" } else { "" },
+            measured.as_secs_f64(),
+            load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        );
+        println!();
+        print!("{}", table(&cases, &clients, &results));
+    }
+    if let Some(report) = &wasm_report {
+        println!();
+        print!("{}", wasm_tables(report));
+    }
 }

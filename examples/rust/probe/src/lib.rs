@@ -9,6 +9,7 @@
 //! | `publish TOPIC KEY VALUE [PARTITION]` | publishes one record; KEY `-` is Kafka's null key; without PARTITION the partitioner chooses. Fails with the producer error's message (e.g. `not authorized: …`). |
 //! | `publish-n TOPIC N` | publishes N records with null keys and the values `0`, `1`, … `N-1` (decimal text). Fails at the first error with `record I: <error>`. |
 //! | `publish-size TOPIC BYTES` | publishes one record, null key, whose value is BYTES bytes of `x` (for size limits and quotas). Fails with the error's message. |
+//! | `bench TOPIC N SIZE` | publishes N records with null keys whose values are SIZE bytes of `v`, for the host's benchmark: the record is built once before the loop, so each iteration is only the `publish` call. Fails at the first error with `record I: <error>`. |
 //! | `flush` | flushes; fails with the error's message. |
 //! | `autoflush on\|off` | switches autoflush; fails with the error's message if the host refuses (`not allowed: …`). |
 //! | `receipt TOPIC KEY VALUE` | publishes like `publish` and fails unless the receipt has an offset ≥ 0, i.e. the broker acknowledged the record before `publish` returned (only with autoflush on); the message then shows the receipt: `receipt not acknowledged: id=0 partition=1 offset=-1`. |
@@ -51,6 +52,7 @@ impl Plugin for Probe {
                 Record::new(*topic, vec![b'x'; number(bytes)?]).publish()?;
                 Ok(())
             }
+            ("bench", [topic, n, size]) => bench(topic, number(n)?, number(size)?),
             ("flush", []) => Ok(wafka_guest::flush()?),
             ("autoflush", ["on"]) => Ok(wafka_guest::set_autoflush(true)?),
             ("autoflush", ["off"]) => Ok(wafka_guest::set_autoflush(false)?),
@@ -95,6 +97,15 @@ fn publish_n(topic: &str, n: u64) -> Result<(), String> {
         Record::new(topic, i.to_string())
             .publish()
             .map_err(|e| format!("record {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// One record, built once, published `n` times: the loop does nothing but `publish`.
+fn bench(topic: &str, n: u64, size: usize) -> Result<(), String> {
+    let record = Record::new(topic, vec![b'v'; size]);
+    for i in 0..n {
+        record.publish().map_err(|e| format!("record {i}: {e}"))?;
     }
     Ok(())
 }

@@ -1,0 +1,3 @@
+module wafka/guest
+
+go 1.24

@@ -1,0 +1,80 @@
+package wafka
+
+import (
+	"strings"
+)
+
+// Plugin is what a plugin implements: Init is called once with the configuration, Handle once
+// per event. An error from either is that call's error (its Error() is the message the host
+// reports; an event whose Handle fails is counted and the host goes on); a panic traps the
+// instance.
+type Plugin interface {
+	Init(config Config) error
+	Handle(event []byte) error
+}
+
+// Funcs adapts two functions to a Plugin; Init may be nil.
+type Funcs struct {
+	InitFunc   func(config Config) error
+	HandleFunc func(event []byte) error
+}
+
+// Init calls InitFunc, if any.
+func (f Funcs) Init(config Config) error {
+	if f.InitFunc == nil {
+		return nil
+	}
+	return f.InitFunc(config)
+}
+
+// Handle calls HandleFunc.
+func (f Funcs) Handle(event []byte) error { return f.HandleFunc(event) }
+
+// NotInitialized is the error of an event handled before a successful Init.
+const NotInitialized = "plugin is not initialized (init was not called or failed)"
+
+var (
+	registered Plugin
+	ready      bool
+)
+
+// Register makes p the component's plugin. Call it once, from a package init function:
+//
+//	func init() { wafka.Register(&myPlugin{}) }
+//	func main() {}
+func Register(p Plugin) {
+	if registered != nil {
+		panic("wafka.Register called twice")
+	}
+	registered = p
+}
+
+// callInit is the `init` export.
+func callInit(config Config) (errText string, failed bool) {
+	// A failing init leaves no plugin behind.
+	ready = false
+	if registered == nil {
+		return "no plugin registered (call wafka.Register from an init function)", true
+	}
+	if err := registered.Init(config); err != nil {
+		return errorText(err), true
+	}
+	ready = true
+	return "", false
+}
+
+// callHandle is the `handle` export.
+func callHandle(event []byte) (errText string, failed bool) {
+	if !ready {
+		return NotInitialized, true
+	}
+	if err := registered.Handle(event); err != nil {
+		return errorText(err), true
+	}
+	return "", false
+}
+
+// errorText is err's message, made valid UTF-8 (the component model's strings must be).
+func errorText(err error) string {
+	return strings.ToValidUTF8(err.Error(), "\uFFFD")
+}

@@ -1,0 +1,208 @@
+// Native tests of the SDK and the examples against a fake host:
+//
+//     cd guest-sdk/js && npm test   (node --import ./test/register.mjs --test test/sdk.test.mjs)
+
+import assert from "node:assert/strict";
+import { beforeEach, describe, it, mock } from "node:test";
+
+import { state } from "./fake-host.mjs";
+import * as wafka from "../index.js";
+import { NOT_INITIALIZED, exportsFor } from "../world.js";
+import { renameExport } from "../tools/rename-init.mjs";
+import { Utf8Decoder, Utf8Encoder } from "../utf8.js";
+import * as hello from "../../../examples/js/hello/hello.js";
+import * as reporter from "../../../examples/js/reporter/reporter.js";
+
+const bytes = (s) => new TextEncoder().encode(s);
+const text = (b) => (b === null ? null : new TextDecoder().decode(b));
+
+/** What an export threw (the component model's error string). */
+function thrown(f) {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  assert.fail("expected a throw");
+}
+
+beforeEach(() => state.reset());
+
+describe("errors", () => {
+  it("match the Rust SDK's messages", () => {
+    const cases = [
+      [new wafka.NotAuthorizedError("t"), "not authorized: t"],
+      [new wafka.InvalidTopicError("bad\nname"), "invalid topic: bad name"],
+      [new wafka.RecordTooLargeError(12), "record too large: 12 bytes"],
+      [new wafka.BufferFullError(), "producer buffer full"],
+      [new wafka.QuotaExceededError("records"), "quota exceeded: records"],
+      [new wafka.TimedOutError("30s"), "timed out: 30s"],
+      [new wafka.ClosedError(), "producer closed"],
+      [new wafka.NotAllowedError("fixed"), "not allowed: fixed"],
+      [
+        new wafka.BrokerError({ name: "NOT_ENOUGH_REPLICAS", code: 19, message: "2 < 3\r\n" }),
+        "broker error NOT_ENOUGH_REPLICAS (19): 2 < 3  ",
+      ],
+      [new wafka.BrokerError({ name: "UNKNOWN", code: -1, message: null }), "broker error UNKNOWN (-1)"],
+    ];
+    for (const [error, message] of cases) {
+      assert.equal(error.message, message);
+      assert.ok(error instanceof wafka.ProduceError);
+      assert.equal(wafka.errorMessage(error), message);
+    }
+    assert.equal(new wafka.BufferFullError().kind, "buffer-full");
+    assert.equal(new wafka.BufferFullError().name, "BufferFullError");
+    assert.equal(wafka.errorMessage(new TypeError("x")), "TypeError: x");
+    assert.equal(wafka.errorMessage("plain"), "plain");
+  });
+
+  it("come from the host's variants", () => {
+    state.refuse = { tag: "broker", val: { name: "X", code: 7, message: null } };
+    const e = thrown(() => wafka.publish({ topic: "t", value: "v" }));
+    assert.ok(e instanceof wafka.BrokerError);
+    assert.deepEqual(e.broker, { name: "X", code: 7, message: null });
+    state.fixed = true;
+    assert.throws(() => wafka.setAutoflush(true), wafka.NotAllowedError);
+  });
+});
+
+describe("config", () => {
+  it("keeps the last value", () => {
+    const c = new wafka.Config([["topic", "a"], ["n", "3"], ["topic", "b"]]);
+    assert.equal(c.get("topic"), "b");
+    assert.deepEqual(c.getAll("topic"), ["a", "b"]);
+    assert.equal(c.get("missing") ?? "d", "d");
+    assert.throws(() => c.require("x"), { message: "missing config `x`" });
+    assert.throws(() => c.checkKnown(["topic"]), { message: "unknown config `n` (known: topic)" });
+  });
+});
+
+describe("publish", () => {
+  it("converts its arguments", () => {
+    const receipt = wafka.publish({
+      topic: "t",
+      value: "vé",
+      key: new Uint16Array([0x6b]),
+      headers: [["a", "1"], ["b", null], ["a", bytes("2")]],
+      partition: 2,
+    });
+    assert.equal(receipt.id, 0);
+    assert.equal(receipt.acknowledged, false);
+    assert.equal(String(receipt), "id=0 partition=0 offset=-1");
+    const msg = state.records[0];
+    assert.equal(msg.topic, "t");
+    assert.deepEqual([...msg.key], [0x6b, 0]);
+    assert.equal(text(msg.value), "vé");
+    assert.equal(msg.partition, 2);
+    assert.deepEqual(
+      msg.headers.map((h) => [h.key, text(h.value)]),
+      [["a", "1"], ["b", null], ["a", "2"]],
+    );
+    wafka.publish({ topic: "t", value: bytes("v"), headers: { x: "y" } });
+    assert.equal(state.records[1].key, null);
+    assert.equal(state.records[1].partition, null);
+    assert.deepEqual(state.records[1].headers.map((h) => [h.key, text(h.value)]), [["x", "y"]]);
+  });
+
+  it("takes reports", () => {
+    wafka.publish({ topic: "t", value: "a" });
+    state.reports.push({ id: 9, topic: "t", partition: 1, outcome: { tag: "err", val: { tag: "timed-out", val: "late" } } });
+    const [ok, failed] = wafka.takeReports(10);
+    assert.equal(ok.ok, true);
+    assert.equal(ok.offset, 0);
+    assert.equal(failed.ok, false);
+    assert.equal(failed.offset, null);
+    assert.equal(String(failed), "id=9 topic=t partition=1 error: timed out: late");
+  });
+});
+
+describe("hello", () => {
+  const records = () => state.records.map((m) => [m.topic, text(m.key), text(m.value), m.headers.map((h) => [h.key, text(h.value)])]);
+
+  it("is not initialized before init", () => {
+    assert.equal(thrown(() => exportsFor(hello).handle(bytes("x"))), NOT_INITIALIZED);
+  });
+
+  it("splits at the first delimiter", () => {
+    const world = exportsFor(hello);
+    world.init([["topic", "greetings"], ["key-delimiter", "::"]]);
+    for (const e of ["k::v::w", "::v", "k::", "kv", ":"]) world.handle(bytes(e));
+    const h = [["source", "hello"]];
+    assert.deepEqual(records(), [
+      ["greetings", "k", "v::w", h],
+      ["greetings", "", "v", h],
+      ["greetings", "k", "", h],
+      ["greetings", null, "kv", h],
+      ["greetings", null, ":", h],
+    ]);
+  });
+
+  it("has defaults and refuses an empty delimiter", () => {
+    const world = exportsFor(hello);
+    world.init([]);
+    world.handle(bytes("a:b"));
+    assert.deepEqual(records(), [["hello", null, "a:b", [["source", "hello"]]]]);
+    assert.equal(thrown(() => world.init([["key-delimiter", ""]])), "config `key-delimiter` must not be empty");
+    assert.equal(thrown(() => world.handle(bytes("x"))), NOT_INITIALIZED);
+  });
+
+  it("fails the event on a publish error", () => {
+    const world = exportsFor(hello);
+    world.init([]);
+    state.refuse = { tag: "not-authorized", val: "no" };
+    assert.equal(thrown(() => world.handle(bytes("x"))), "not authorized: no");
+  });
+});
+
+describe("reporter", () => {
+  function lines(world, event) {
+    const log = mock.method(console, "log", () => {});
+    try {
+      world.handle(bytes(event));
+      return log.mock.calls.map((c) => c.arguments.join(" "));
+    } finally {
+      log.mock.restore();
+    }
+  }
+
+  it("prints the receipt and the reports with autoflush", () => {
+    const world = exportsFor(reporter);
+    world.init([["autoflush", "true"], ["topic", "r"]]);
+    assert.equal(state.autoflush, true);
+    assert.deepEqual(lines(world, "x"), ["receipt partition=0 offset=0", "report id=0 topic=r partition=0 offset=0"]);
+    assert.equal(state.records[0].key, null);
+  });
+
+  it("prints failed reports", () => {
+    const world = exportsFor(reporter);
+    world.init([]);
+    state.reports.push({ id: 5, topic: "reports", partition: 2, outcome: { tag: "err", val: { tag: "closed" } } });
+    assert.deepEqual(lines(world, "x"), ["report id=5 error=producer closed", "report id=0 topic=reports partition=0 offset=0"]);
+  });
+
+  it("fails init when autoflush is refused", () => {
+    state.fixed = true;
+    assert.equal(thrown(() => exportsFor(reporter).init([["autoflush", "true"]])), "not allowed: the host fixed autoflush");
+  });
+});
+
+describe("utf8", () => {
+  it("matches Node's TextEncoder and TextDecoder", () => {
+    const e = new Utf8Encoder();
+    const d = new Utf8Decoder();
+    for (const s of ["", "abc", "é", "€uro", "😀x", "a\ud800b", "\udc00", "日本語"]) {
+      assert.deepEqual(e.encode(s), new TextEncoder().encode(s));
+    }
+    const bad = [[0xff], [0xc3], [0xc3, 0x28], [0xe2, 0x82, 0x28], [0xf0, 0x9f, 0x98, 0x80], [0xed, 0xa0, 0x80], [0xc0, 0x80], [0xef, 0xbb, 0xbf, 0x41], [0xf4, 0x90, 0x80, 0x80], [0x41, 0xf0, 0x9f]];
+    for (const b of bad) {
+      assert.equal(d.decode(new Uint8Array(b)), new TextDecoder().decode(new Uint8Array(b)));
+    }
+    assert.throws(() => new Utf8Decoder("utf-8", { fatal: true }).decode(new Uint8Array([0xff])), TypeError);
+  });
+});
+
+describe("rename-init", () => {
+  it("refuses what is not a component", () => {
+    assert.throws(() => renameExport(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), "a", "b"), /not a WebAssembly component/);
+  });
+});

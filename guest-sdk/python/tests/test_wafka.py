@@ -1,0 +1,263 @@
+"""Native tests of the SDK and the examples against a fake host.
+
+Run with the build venv (it has componentize-py, which generates the real bindings):
+
+    ~/.cache/wafka/venv-py/bin/python -m unittest discover -s guest-sdk/python/tests -v
+"""
+
+import contextlib
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+import unittest.mock
+from pathlib import Path
+
+SDK = Path(__file__).resolve().parent.parent
+ROOT = SDK.parent.parent
+EXAMPLES = ROOT / "examples" / "python"
+
+
+def _generate_bindings() -> str:
+    tool = Path(sys.executable).parent / "componentize-py"
+    tool = str(tool) if tool.exists() else shutil.which("componentize-py")
+    if tool is None:
+        raise unittest.SkipTest("componentize-py is not installed")
+    out = tempfile.mkdtemp(prefix="wafka-py-test-")
+    subprocess.run(
+        [tool, "-q", "-d", str(ROOT / "wit"), "-w", "plugin", "bindings", out], check=True
+    )
+    return out
+
+
+BINDINGS = _generate_bindings()
+sys.path[:0] = [BINDINGS, str(SDK), str(EXAMPLES / "hello"), str(EXAMPLES / "reporter")]
+
+from componentize_py_types import Err, Ok  # noqa: E402
+from wit_world.imports import producer as host  # noqa: E402
+from wit_world.imports import types as wit  # noqa: E402
+
+import wafka  # noqa: E402
+from wafka import _world  # noqa: E402
+
+
+class FakeHost:
+    """Stands in for the host's producer: records what the plugin publishes."""
+
+    def __init__(self):
+        self.records = []
+        self.autoflush = False
+        self.fixed = False
+        self.refuse = None  # a produce-error for the next publish
+        self.reports = []
+
+    def publish(self, msg):
+        if self.refuse is not None:
+            e, self.refuse = self.refuse, None
+            raise Err(e)
+        rid = len(self.records)
+        self.records.append(msg)
+        offset = rid if self.autoflush else -1
+        self.reports.append(wit.DeliveryReport(rid, msg.topic, 0, Ok(rid)))
+        return wit.Receipt(rid, 0, offset)
+
+    def flush(self):
+        pass
+
+    def set_autoflush(self, enabled):
+        if self.fixed:
+            raise Err(wit.ProduceError_NotAllowed("the host fixed autoflush"))
+        self.autoflush = enabled
+
+    def take_reports(self, max):
+        out, self.reports = self.reports[:max], self.reports[max:]
+        return out
+
+
+class HostTest(unittest.TestCase):
+    def setUp(self):
+        self.host = FakeHost()
+        for name in ("publish", "flush", "set_autoflush", "take_reports"):
+            patcher = unittest.mock.patch.object(host, name, getattr(self.host, name))
+            patcher.start()
+            self.addCleanup(patcher.stop)
+
+    def plugin(self, module):
+        return _world.world_for(module)()
+
+
+class ErrorTest(unittest.TestCase):
+    def test_messages_match_the_rust_sdk(self):
+        cases = [
+            (wafka.NotAuthorizedError("t"), "not authorized: t"),
+            (wafka.InvalidTopicError("bad\nname"), "invalid topic: bad name"),
+            (wafka.RecordTooLargeError(12), "record too large: 12 bytes"),
+            (wafka.BufferFullError(), "producer buffer full"),
+            (wafka.QuotaExceededError("records"), "quota exceeded: records"),
+            (wafka.TimedOutError("30s"), "timed out: 30s"),
+            (wafka.ClosedError(), "producer closed"),
+            (wafka.NotAllowedError("fixed"), "not allowed: fixed"),
+            (
+                wafka.BrokerError("NOT_ENOUGH_REPLICAS", 19, "2 < 3\r\n"),
+                "broker error NOT_ENOUGH_REPLICAS (19): 2 < 3  ",
+            ),
+            (wafka.BrokerError("UNKNOWN", -1), "broker error UNKNOWN (-1)"),
+        ]
+        for error, text in cases:
+            self.assertEqual(str(error), text)
+            self.assertIsInstance(error, wafka.ProduceError)
+            self.assertEqual(wafka.error_message(error), text)
+        self.assertEqual(wafka.BufferFullError().kind, "buffer-full")
+        self.assertEqual(wafka.error_message(ValueError("x")), "ValueError: x")
+        self.assertEqual(wafka.error_message(wafka.PluginError("as is")), "as is")
+
+    def test_config_last_value_wins(self):
+        c = wafka.Config([("topic", "a"), ("n", "3"), ("topic", "b")])
+        self.assertEqual(c["topic"], "b")
+        self.assertEqual(c.get_all("topic"), ["a", "b"])
+        self.assertEqual(c.get("missing", "d"), "d")
+        with self.assertRaisesRegex(wafka.PluginError, "missing config `x`"):
+            c.require("x")
+        with self.assertRaisesRegex(wafka.PluginError, r"unknown config `n` \(known: topic\)"):
+            c.check_known(["topic"])
+
+
+class PublishTest(HostTest):
+    def test_publish_converts_arguments(self):
+        receipt = wafka.publish(
+            "t", "vé", key=bytearray(b"k"), headers=[("a", "1"), ("b", None), ("a", b"2")], partition=2
+        )
+        self.assertEqual(receipt, wafka.Receipt(0, 0, -1))
+        self.assertFalse(receipt.acknowledged)
+        msg = self.host.records[0]
+        self.assertEqual(msg.topic, "t")
+        self.assertEqual(msg.key, b"k")
+        self.assertEqual(msg.value, "vé".encode())
+        self.assertEqual(msg.partition, 2)
+        self.assertEqual(
+            [(h.key, h.value) for h in msg.headers], [("a", b"1"), ("b", None), ("a", b"2")]
+        )
+        wafka.publish("t", memoryview(b"v"), headers={"x": "y"})
+        self.assertEqual(self.host.records[1].key, None)
+        self.assertEqual(self.host.records[1].value, b"v")
+        self.assertEqual([(h.key, h.value) for h in self.host.records[1].headers], [("x", b"y")])
+
+    def test_errors_become_exceptions(self):
+        self.host.refuse = wit.ProduceError_Broker(wit.BrokerError("X", 7, None))
+        with self.assertRaises(wafka.BrokerError) as caught:
+            wafka.publish("t", b"v")
+        self.assertEqual((caught.exception.name, caught.exception.code), ("X", 7))
+        self.host.fixed = True
+        with self.assertRaisesRegex(wafka.NotAllowedError, "not allowed: the host fixed"):
+            wafka.set_autoflush(True)
+
+    def test_reports(self):
+        wafka.publish("t", b"a")
+        self.host.reports.append(
+            wit.DeliveryReport(9, "t", 1, Err(wit.ProduceError_TimedOut("late")))
+        )
+        reports = wafka.take_reports(10)
+        self.assertEqual(reports[0], wafka.DeliveryReport(0, "t", 0, 0, None))
+        self.assertTrue(reports[0].ok)
+        self.assertFalse(reports[1].ok)
+        self.assertEqual(str(reports[1].error), "timed out: late")
+        self.assertEqual(str(reports[1]), "id=9 topic=t partition=1 error: timed out: late")
+
+
+class HelloTest(HostTest):
+    def setUp(self):
+        super().setUp()
+        import hello
+
+        self.hello = hello
+        self.world = self.plugin(hello)
+
+    def records(self):
+        return [(m.topic, m.key, m.value, [(h.key, h.value) for h in m.headers]) for m in self.host.records]
+
+    def test_not_initialized(self):
+        with self.assertRaises(Err) as caught:
+            self.world.handle(b"x")
+        self.assertEqual(caught.exception.value, _world.NOT_INITIALIZED)
+
+    def test_split_at_the_first_delimiter(self):
+        self.world.init([("topic", "greetings"), ("key-delimiter", "::")])
+        for event in [b"k::v::w", b"::v", b"k::", b"kv", b":"]:
+            self.world.handle(event)
+        h = [("source", b"hello")]
+        self.assertEqual(
+            self.records(),
+            [
+                ("greetings", b"k", b"v::w", h),
+                ("greetings", b"", b"v", h),
+                ("greetings", b"k", b"", h),
+                ("greetings", None, b"kv", h),
+                ("greetings", None, b":", h),
+            ],
+        )
+
+    def test_defaults_and_empty_delimiter(self):
+        self.world.init([])
+        self.world.handle(b"a:b")
+        self.assertEqual(self.records(), [("hello", None, b"a:b", [("source", b"hello")])])
+        with self.assertRaises(Err) as caught:
+            self.world.init([("key-delimiter", "")])
+        self.assertEqual(caught.exception.value, "config `key-delimiter` must not be empty")
+        # A failed init leaves no plugin behind.
+        with self.assertRaises(Err):
+            self.world.handle(b"x")
+
+    def test_publish_errors_fail_the_event(self):
+        self.world.init([])
+        self.host.refuse = wit.ProduceError_NotAuthorized("no")
+        with self.assertRaises(Err) as caught:
+            self.world.handle(b"x")
+        self.assertEqual(caught.exception.value, "not authorized: no")
+
+
+class ReporterTest(HostTest):
+    def setUp(self):
+        super().setUp()
+        import reporter
+
+        self.world = self.plugin(reporter)
+
+    def run_events(self, *events):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            for e in events:
+                self.world.handle(e)
+        return out.getvalue().splitlines()
+
+    def test_autoflush(self):
+        self.world.init([("autoflush", "true"), ("topic", "r")])
+        self.assertTrue(self.host.autoflush)
+        self.assertEqual(
+            self.run_events(b"x"),
+            ["receipt partition=0 offset=0", "report id=0 topic=r partition=0 offset=0"],
+        )
+        self.assertEqual(self.host.records[0].key, None)
+
+    def test_without_autoflush(self):
+        self.world.init([])
+        self.host.reports.append(wit.DeliveryReport(5, "reports", 2, Err(wit.ProduceError_Closed())))
+        self.assertEqual(
+            self.run_events(b"x"),
+            ["report id=5 error=producer closed", "report id=0 topic=reports partition=0 offset=0"],
+        )
+
+    def test_refused_autoflush_fails_init(self):
+        self.host.fixed = True
+        with self.assertRaises(Err) as caught:
+            self.world.init([("autoflush", "true")])
+        self.assertEqual(caught.exception.value, "not allowed: the host fixed autoflush")
+
+
+def tearDownModule():
+    shutil.rmtree(BINDINGS, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()

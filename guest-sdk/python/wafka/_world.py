@@ -1,0 +1,56 @@
+"""Wires a plugin module's ``init`` and ``handle`` functions to the world's exports.
+
+``build.py`` generates the component's entry module, which does no more than::
+
+    import wafka._world
+    import my_plugin
+    WitWorld = wafka._world.world_for(my_plugin)
+
+componentize-py then exports ``WitWorld().init`` and ``WitWorld().handle``.
+"""
+
+import sys
+
+import wit_world
+from componentize_py_types import Err
+
+from . import Config, error_message
+
+NOT_INITIALIZED = "plugin is not initialized (init was not called or failed)"
+
+
+def world_for(module):
+    """The ``WitWorld`` class for a plugin module with ``handle(event)`` and, optionally,
+    ``init(config)``."""
+    init_fn = getattr(module, "init", None)
+    handle_fn = getattr(module, "handle", None)
+    name = getattr(module, "__name__", repr(module))
+    if not callable(handle_fn):
+        raise TypeError(f"plugin module {name!r} has no function handle(event)")
+    if init_fn is not None and not callable(init_fn):
+        raise TypeError(f"plugin module {name!r}: init is not a function")
+
+    # The host calls the exports one at a time and never re-enters them.
+    ready = False
+
+    class WitWorld(wit_world.WitWorld):
+        def init(self, config):
+            nonlocal ready
+            # A failing init leaves no plugin behind.
+            ready = False
+            if init_fn is not None:
+                try:
+                    init_fn(Config(config))
+                except Exception as e:
+                    raise Err(error_message(e)) from None
+            ready = True
+
+        def handle(self, event):
+            if not ready:
+                raise Err(NOT_INITIALIZED)
+            try:
+                handle_fn(event)
+            except Exception as e:
+                raise Err(error_message(e)) from None
+
+    return WitWorld

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Builds a wafka plugin written in Zig into a WebAssembly component.
+#
+#   guest-sdk/zig/build.sh -o OUT.wasm ROOT.zig [-- ZIG_ARGS...]
+#   guest-sdk/zig/build.sh --install      (only install the tools)
+#
+# ROOT.zig is the plugin's root file; it imports the SDK as `@import("wafka")`. The script
+# generates the C bindings of the `plugin` world from wit/ with `wit-bindgen c`, translates
+# their header to Zig (`zig translate-c`, the module `wafka_bindings` that wafka.zig wraps),
+# builds a wasm32-wasi reactor with `zig build-exe` (plugin.c compiled by zig's C compiler,
+# libc from zig), and turns it into a component with `wasm-tools component new` and the WASI
+# preview1 reactor adapter. The tools are installed on first use (see
+# guest-sdk/c/toolchain.sh); everything generated goes to
+# ${WAFKA_CACHE:-~/.cache/wafka}/guest-zig/<OUT's name>, never into the source tree.
+# ZIG_OPTIMIZE (default ReleaseSmall) is the optimization mode; ZIG_ARGS go to build-exe.
+set -euo pipefail
+
+sdk="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+wit="$(cd "$sdk/../../wit" && pwd)"
+WAFKA_LOG_NAME="guest-sdk/zig"
+# shellcheck source=../c/toolchain.sh
+source "$sdk/../c/toolchain.sh"
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+need_tools() {
+    wafka_need_zig
+    wafka_need_wit_bindgen
+    wafka_need_wasm_tools
+    wafka_need_adapter
+}
+
+out=""
+root_file=""
+extra=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    -o)
+        [[ $# -ge 2 ]] || usage
+        out="$2"
+        shift 2
+        ;;
+    --install)
+        need_tools
+        exit 0
+        ;;
+    --)
+        shift
+        extra=("$@")
+        break
+        ;;
+    -h | --help | -*) usage ;;
+    *)
+        [[ -z "$root_file" ]] || usage
+        root_file="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+        shift
+        ;;
+    esac
+done
+[[ -n "$out" && -n "$root_file" ]] || usage
+need_tools
+
+name="$(basename "$out" .wasm)"
+build="$WAFKA_CACHE/guest-zig/$name"
+mkdir -p "$build"
+# Zig's per-project cache goes to the build directory, not next to the sources.
+export ZIG_LOCAL_CACHE_DIR="$build/zig-cache"
+cd "$build"
+
+# The C bindings (plugin.h, plugin.c: the canonical ABI glue and cabi_realloc;
+# plugin_component_type.o: the world, for `component new`), and plugin.h as Zig.
+if ! log="$("$WIT_BINDGEN" c "$wit" --world plugin --out-dir "$build/bindings" 2>&1)"; then
+    printf '%s\n' "$log" >&2
+    wafka_die "wit-bindgen c failed"
+fi
+"$ZIG" translate-c -target wasm32-wasi -lc "$build/bindings/plugin.h" >"$build/bindings/plugin.zig.tmp"
+mv "$build/bindings/plugin.zig.tmp" "$build/bindings/plugin.zig"
+
+# Modules: root (the plugin) -> wafka (the SDK) -> wafka_bindings (+ plugin.c).
+"$ZIG" build-exe -target wasm32-wasi -mexec-model=reactor -fno-entry -lc \
+    -O "${ZIG_OPTIMIZE:-ReleaseSmall}" -fstrip \
+    "${extra[@]}" \
+    --dep wafka -Mroot="$root_file" \
+    --dep wafka_bindings -Mwafka="$sdk/wafka.zig" \
+    -I "$build/bindings" "$build/bindings/plugin.c" "$build/bindings/plugin_component_type.o" \
+    -Mwafka_bindings="$build/bindings/plugin.zig" \
+    --name core -femit-bin="$build/core.wasm"
+
+"$WASM_TOOLS" component new "$build/core.wasm" \
+    --adapt "wasi_snapshot_preview1=$WASI_ADAPTER" -o "$build/$name.wasm"
+
+cd - >/dev/null
+mkdir -p "$(dirname "$out")"
+cp "$build/$name.wasm" "$out.tmp"
+mv "$out.tmp" "$out"

@@ -1,0 +1,558 @@
+//! Write wafka plugins in Zig.
+//!
+//! A wafka plugin is a WebAssembly component for the `plugin` world of the WIT package
+//! `wafka:producer@0.1.0` (wit/producer.wit): the host calls `init` once with the plugin's
+//! `--config KEY=VALUE` pairs, then `handle` once per input event, and the plugin publishes
+//! Kafka records through the host's `producer` interface.
+//!
+//! This module wraps the C bindings that `wit-bindgen c` generates (translated to Zig at build
+//! time, imported as the module `wafka_bindings`):
+//!
+//! * write a plugin type with `init` and `handle` and register it with `exportPlugin`;
+//! * read settings from `Config`;
+//! * publish a `Record` with `publish` (or `Record.publish`); failures are the error set
+//!   `Error`, whose details `lastError` keeps;
+//! * control delivery with `flush`, `setAutoflush` and `takeReports`;
+//! * fail with a message of your own with `fail`; print lines to stdout with `print`.
+//!
+//! ```zig
+//! const wafka = @import("wafka");
+//!
+//! const Echo = struct {
+//!     topic: []const u8,
+//!
+//!     pub fn init(config: wafka.Config) !Echo {
+//!         return .{ .topic = config.getOr("topic", "echo") };
+//!     }
+//!
+//!     pub fn handle(self: *Echo, event: []const u8) !void {
+//!         _ = try wafka.publish(.{ .topic = self.topic, .value = event });
+//!     }
+//! };
+//!
+//! comptime {
+//!     wafka.exportPlugin(Echo);
+//! }
+//! ```
+//!
+//! Nothing is copied on the way to the host: a record's topic, key, value and headers are read
+//! by the host in place during `publish` (only the header descriptors are rearranged).
+
+const std = @import("std");
+const c = @import("wafka_bindings");
+const wafka = @This();
+
+const Writer = std.Io.Writer;
+
+// ---- Errors ---------------------------------------------------------------------------------
+
+/// Why the host did not publish or deliver a record: the WIT `produce-error` variants. The
+/// details of the last one are in `lastError()`.
+pub const Error = error{
+    /// The plugin may not publish to this topic (host ACL or broker authorization).
+    NotAuthorized,
+    /// The topic name is not valid, or the topic does not exist.
+    InvalidTopic,
+    /// The record is larger than the host allows.
+    RecordTooLarge,
+    /// The producer's buffer stayed full for the host's maximum wait.
+    BufferFull,
+    /// The plugin used up its quota (memory, records or bytes).
+    QuotaExceeded,
+    /// The record was not acknowledged in time.
+    TimedOut,
+    /// The producer or this instance is closed.
+    Closed,
+    /// The host's policy does not allow this (e.g. `setAutoflush` when the mode is fixed).
+    NotAllowed,
+    /// The broker refused the record.
+    Broker,
+};
+
+/// An error answer from the broker.
+pub const BrokerError = struct {
+    /// Kafka's error name, e.g. `NOT_ENOUGH_REPLICAS`.
+    name: []const u8,
+    /// Kafka's error code.
+    code: i16,
+    /// The broker's message, if it sent one.
+    message: ?[]const u8,
+};
+
+/// A producer error with its details (the WIT `produce-error`). Its slices point into memory
+/// the SDK owns (see `lastError` and `Reports`).
+pub const ProduceError = union(enum) {
+    not_authorized: []const u8,
+    invalid_topic: []const u8,
+    /// The size of the encoded record in bytes.
+    record_too_large: u64,
+    buffer_full,
+    quota_exceeded: []const u8,
+    timed_out: []const u8,
+    closed,
+    not_allowed: []const u8,
+    broker: BrokerError,
+
+    /// The member of `Error` this is.
+    pub fn toError(self: ProduceError) Error {
+        return switch (self) {
+            .not_authorized => error.NotAuthorized,
+            .invalid_topic => error.InvalidTopic,
+            .record_too_large => error.RecordTooLarge,
+            .buffer_full => error.BufferFull,
+            .quota_exceeded => error.QuotaExceeded,
+            .timed_out => error.TimedOut,
+            .closed => error.Closed,
+            .not_allowed => error.NotAllowed,
+            .broker => error.Broker,
+        };
+    }
+
+    /// The variant's name as in the WIT, e.g. "not-authorized": stable text for logs.
+    pub fn kind(self: ProduceError) []const u8 {
+        return switch (self) {
+            .not_authorized => "not-authorized",
+            .invalid_topic => "invalid-topic",
+            .record_too_large => "record-too-large",
+            .buffer_full => "buffer-full",
+            .quota_exceeded => "quota-exceeded",
+            .timed_out => "timed-out",
+            .closed => "closed",
+            .not_allowed => "not-allowed",
+            .broker => "broker",
+        };
+    }
+
+    /// One line (control characters become spaces), the same text as the Rust SDK's
+    /// `Display`: use it with "{f}", e.g. `wafka.print("{f}\n", .{e})`.
+    pub fn format(self: ProduceError, w: *Writer) Writer.Error!void {
+        switch (self) {
+            .not_authorized => |d| try prefixed(w, "not authorized: ", d),
+            .invalid_topic => |d| try prefixed(w, "invalid topic: ", d),
+            .record_too_large => |n| try w.print("record too large: {d} bytes", .{n}),
+            .buffer_full => try w.writeAll("producer buffer full"),
+            .quota_exceeded => |d| try prefixed(w, "quota exceeded: ", d),
+            .timed_out => |d| try prefixed(w, "timed out: ", d),
+            .closed => try w.writeAll("producer closed"),
+            .not_allowed => |d| try prefixed(w, "not allowed: ", d),
+            .broker => |b| {
+                try w.writeAll("broker error ");
+                try writeLine(w, b.name);
+                try w.print(" ({d})", .{b.code});
+                if (b.message) |m| {
+                    try w.writeAll(": ");
+                    try writeLine(w, m);
+                }
+            },
+        }
+    }
+
+    fn fromC(e: *const c.wafka_producer_types_produce_error_t) ProduceError {
+        return switch (e.tag) {
+            c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_NOT_AUTHORIZED => .{ .not_authorized = str(e.val.not_authorized) },
+            c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_INVALID_TOPIC => .{ .invalid_topic = str(e.val.invalid_topic) },
+            c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_RECORD_TOO_LARGE => .{ .record_too_large = e.val.record_too_large },
+            c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_BUFFER_FULL => .buffer_full,
+            c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_QUOTA_EXCEEDED => .{ .quota_exceeded = str(e.val.quota_exceeded) },
+            c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_TIMED_OUT => .{ .timed_out = str(e.val.timed_out) },
+            c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_CLOSED => .closed,
+            c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_NOT_ALLOWED => .{ .not_allowed = str(e.val.not_allowed) },
+            else => .{ .broker = .{
+                .name = str(e.val.broker.name),
+                .code = e.val.broker.code,
+                .message = if (e.val.broker.message.is_some) str(e.val.broker.message.val) else null,
+            } },
+        };
+    }
+};
+
+fn prefixed(w: *Writer, prefix: []const u8, detail: []const u8) Writer.Error!void {
+    try w.writeAll(prefix);
+    try writeLine(w, detail);
+}
+
+/// Writes host text with control characters (U+0000-U+001F, U+007F-U+009F) replaced by one
+/// space each.
+fn writeLine(w: *Writer, text: []const u8) Writer.Error!void {
+    var i: usize = 0;
+    while (i < text.len) : (i += 1) {
+        const b = text[i];
+        if (b < 0x20 or b == 0x7f) {
+            try w.writeByte(' ');
+        } else if (b == 0xc2 and i + 1 < text.len and text[i + 1] >= 0x80 and text[i + 1] <= 0x9f) {
+            try w.writeByte(' ');
+            i += 1;
+        } else {
+            try w.writeByte(b);
+        }
+    }
+}
+
+fn str(s: anytype) []const u8 {
+    return if (s.len == 0) "" else s.ptr[0..s.len];
+}
+
+/// The host's copy of the last producer error, kept until the next one.
+var last_error_c: c.wafka_producer_types_produce_error_t = undefined;
+var last_error: ?ProduceError = null;
+
+/// The details of the last failure of `publish`, `flush` or `setAutoflush`, or null if none
+/// failed yet. Its slices are valid until the next failing call.
+pub fn lastError() ?ProduceError {
+    return last_error;
+}
+
+fn failWith(e: *c.wafka_producer_types_produce_error_t) Error {
+    if (last_error != null) c.wafka_producer_types_produce_error_free(&last_error_c);
+    last_error_c = e.*;
+    last_error = ProduceError.fromC(&last_error_c);
+    return last_error.?.toError();
+}
+
+// ---- Records --------------------------------------------------------------------------------
+
+/// A record header; `value` null is Kafka's null.
+pub const Header = struct {
+    key: []const u8,
+    value: ?[]const u8,
+};
+
+/// A record to publish. Without `key` the record has Kafka's null key (the producer spreads
+/// such records); without `partition` the partitioner chooses (murmur2 of the key).
+pub const Record = struct {
+    topic: []const u8,
+    key: ?[]const u8 = null,
+    value: []const u8,
+    /// In order; a key may repeat.
+    headers: []const Header = &.{},
+    partition: ?i32 = null,
+
+    /// Publishes the record (see `publish`).
+    pub fn publish(self: Record) Error!Receipt {
+        return wafka.publish(self);
+    }
+};
+
+/// Where a published record went. With autoflush on, `publish` returns after the broker
+/// acknowledged the record and `offset` is its offset; with autoflush off, once the record is
+/// queued: `offset` is then -1 and `id` finds the record's delivery report later.
+pub const Receipt = struct {
+    /// The record's id within this plugin instance, counting from 0.
+    id: u64,
+    partition: i32,
+    /// The record's offset, or -1 while it is not acknowledged.
+    offset: i64,
+
+    /// Whether the broker had acknowledged the record when `publish` returned.
+    pub fn isAcknowledged(self: Receipt) bool {
+        return self.offset >= 0;
+    }
+};
+
+fn bytes(s: []const u8) c.plugin_list_u8_t {
+    return .{ .ptr = @constCast(s.ptr), .len = s.len };
+}
+
+/// Publishes `record`. With autoflush on, returns after the broker acknowledged it; with
+/// autoflush off, once it is queued (the receipt's offset is then -1).
+pub fn publish(record: Record) Error!Receipt {
+    // The header descriptors in the WIT layout: on the stack for the usual few headers.
+    var stack: [16]c.wafka_producer_types_header_t = undefined;
+    var headers: []c.wafka_producer_types_header_t = stack[0..];
+    var heap: ?[]c.wafka_producer_types_header_t = null;
+    defer if (heap) |h| std.heap.c_allocator.free(h);
+    if (record.headers.len > stack.len) {
+        heap = std.heap.c_allocator.alloc(c.wafka_producer_types_header_t, record.headers.len) catch @panic("out of memory");
+        headers = heap.?;
+    }
+    for (record.headers, headers[0..record.headers.len]) |h, *out| {
+        out.* = .{
+            .key = .{ .ptr = @constCast(h.key.ptr), .len = h.key.len },
+            .value = if (h.value) |v| .{ .is_some = true, .val = bytes(v) } else .{ .is_some = false },
+        };
+    }
+    var msg: c.wafka_producer_producer_message_t = .{
+        .topic = .{ .ptr = @constCast(record.topic.ptr), .len = record.topic.len },
+        .key = if (record.key) |k| .{ .is_some = true, .val = bytes(k) } else .{ .is_some = false },
+        .value = bytes(record.value),
+        .headers = .{ .ptr = headers.ptr, .len = record.headers.len },
+        .partition = if (record.partition) |p| .{ .is_some = true, .val = p } else .{ .is_some = false },
+    };
+    var receipt: c.wafka_producer_producer_receipt_t = undefined;
+    var err: c.wafka_producer_producer_produce_error_t = undefined;
+    if (!c.wafka_producer_producer_publish(&msg, &receipt, &err)) return failWith(&err);
+    return .{ .id = receipt.id, .partition = receipt.partition, .offset = receipt.offset };
+}
+
+/// Waits until every record this instance published before the call is acknowledged or has
+/// failed; returns the first failure since the previous flush.
+pub fn flush() Error!void {
+    var err: c.wafka_producer_producer_produce_error_t = undefined;
+    if (!c.wafka_producer_producer_flush(&err)) return failWith(&err);
+}
+
+/// Switches autoflush for this instance: `error.NotAllowed` where the host fixed the mode.
+pub fn setAutoflush(enabled: bool) Error!void {
+    var err: c.wafka_producer_producer_produce_error_t = undefined;
+    if (!c.wafka_producer_producer_set_autoflush(enabled, &err)) return failWith(&err);
+}
+
+/// How one record ended.
+pub const DeliveryReport = struct {
+    /// The record's id, as in its `Receipt`.
+    id: u64,
+    topic: []const u8,
+    partition: i32,
+    /// The record's offset, or why it was not delivered.
+    outcome: union(enum) {
+        offset: i64,
+        failed: ProduceError,
+    },
+};
+
+/// Delivery reports taken with `takeReports`, in the memory the host filled: call `deinit`
+/// when done (the reports' slices point into it).
+pub const Reports = struct {
+    list: c.wafka_producer_producer_list_delivery_report_t,
+
+    pub fn len(self: Reports) usize {
+        return self.list.len;
+    }
+
+    /// Report `i` (< `len()`).
+    pub fn get(self: Reports, i: usize) DeliveryReport {
+        const items: []const c.wafka_producer_producer_delivery_report_t = self.list.ptr[0..self.list.len];
+        const r = &items[i];
+        return .{
+            .id = r.id,
+            .topic = str(r.topic),
+            .partition = r.partition,
+            .outcome = if (r.outcome.is_err)
+                .{ .failed = ProduceError.fromC(&r.outcome.val.err) }
+            else
+                .{ .offset = r.outcome.val.ok },
+        };
+    }
+
+    /// Iterates over the reports: `var it = reports.iterator(); while (it.next()) |r| ...`.
+    pub fn iterator(self: *const Reports) Iterator {
+        return .{ .reports = self };
+    }
+
+    pub const Iterator = struct {
+        reports: *const Reports,
+        i: usize = 0,
+
+        pub fn next(it: *Iterator) ?DeliveryReport {
+            if (it.i >= it.reports.len()) return null;
+            defer it.i += 1;
+            return it.reports.get(it.i);
+        }
+    };
+
+    pub fn deinit(self: *Reports) void {
+        c.wafka_producer_producer_list_delivery_report_free(&self.list);
+        self.list = .{ .ptr = null, .len = 0 };
+    }
+};
+
+/// Takes up to `max` delivery reports of this instance's records, oldest first; each report
+/// is returned once (none pending: `len() == 0`).
+pub fn takeReports(max: u32) Reports {
+    var reports: Reports = .{ .list = undefined };
+    c.wafka_producer_producer_take_reports(max, &reports.list);
+    return reports;
+}
+
+// ---- Configuration --------------------------------------------------------------------------
+
+/// The `KEY=VALUE` pairs the host passes to `init`, in their order; a key may appear more than
+/// once. The SDK keeps them for the instance's lifetime (until the next `init`), so a plugin
+/// may keep the slices it gets.
+pub const Config = struct {
+    pairs: []const c.plugin_tuple2_string_string_t,
+
+    /// The number of pairs (counting repeated keys).
+    pub fn count(self: Config) usize {
+        return self.pairs.len;
+    }
+
+    /// Pair `i` (< `count()`).
+    pub fn pair(self: Config, i: usize) struct { key: []const u8, value: []const u8 } {
+        return .{ .key = str(self.pairs[i].f0), .value = str(self.pairs[i].f1) };
+    }
+
+    /// The last value given for `key`, if any.
+    pub fn get(self: Config, key: []const u8) ?[]const u8 {
+        var i = self.pairs.len;
+        while (i > 0) {
+            i -= 1;
+            if (std.mem.eql(u8, str(self.pairs[i].f0), key)) return str(self.pairs[i].f1);
+        }
+        return null;
+    }
+
+    /// The last value given for `key`, or `default` when there is none.
+    pub fn getOr(self: Config, key: []const u8, default: []const u8) []const u8 {
+        return self.get(key) orelse default;
+    }
+
+    /// The first key that is not in `known`, if any: lets a plugin reject misspelt settings.
+    pub fn unknownKey(self: Config, known: []const []const u8) ?[]const u8 {
+        outer: for (self.pairs) |p| {
+            for (known) |k| {
+                if (std.mem.eql(u8, str(p.f0), k)) continue :outer;
+            }
+            return str(p.f0);
+        }
+        return null;
+    }
+};
+
+// ---- Failing, printing ----------------------------------------------------------------------
+
+/// The message `fail` set, malloc'd (the export's post-return function frees it).
+var failure: ?[]u8 = null;
+
+/// Sets the message the current `init` or `handle` fails with and returns
+/// `error.PluginFailed`: `return wafka.fail("config `{s}` must not be empty", .{key});`
+pub fn fail(comptime fmt: []const u8, args: anytype) error{PluginFailed} {
+    if (failure) |f| std.c.free(f.ptr);
+    failure = mallocPrint(fmt, args);
+    return error.PluginFailed;
+}
+
+/// Formats into memory from C's malloc (what the generated post-return functions free).
+fn mallocPrint(comptime fmt: []const u8, args: anytype) []u8 {
+    const n = std.fmt.count(fmt, args);
+    const ptr: [*]u8 = @ptrCast(std.c.malloc(@max(n, 1)) orelse @panic("out of memory"));
+    return std.fmt.bufPrint(ptr[0..n], fmt, args) catch unreachable;
+}
+
+fn stdoutDrain(w: *Writer, data: []const []const u8, splat: usize) Writer.Error!usize {
+    try writeFd(1, w.buffer[0..w.end]);
+    w.end = 0;
+    var n: usize = 0;
+    for (data[0 .. data.len - 1]) |d| {
+        try writeFd(1, d);
+        n += d.len;
+    }
+    const last = data[data.len - 1];
+    for (0..splat) |_| {
+        try writeFd(1, last);
+        n += last.len;
+    }
+    return n;
+}
+
+fn writeFd(fd: c_int, data: []const u8) Writer.Error!void {
+    var rest = data;
+    while (rest.len > 0) {
+        const n = std.c.write(fd, rest.ptr, rest.len);
+        if (n <= 0) return error.WriteFailed;
+        rest = rest[@intCast(n)..];
+    }
+}
+
+/// Prints to stdout (which the host logs line by line), unbuffered: each call is written
+/// before it returns. Output errors are ignored.
+pub fn print(comptime fmt: []const u8, args: anytype) void {
+    var buffer: [512]u8 = undefined;
+    var w: Writer = .{ .vtable = &.{ .drain = stdoutDrain }, .buffer = &buffer };
+    w.print(fmt, args) catch return;
+    w.flush() catch return;
+}
+
+/// A panic handler for plugins: writes `panic: MESSAGE` to stderr (the host's log), then traps
+/// the instance. Declare it in the plugin's root file, `pub const panic = wafka.panic;`: Zig's
+/// default handler works too, but brings in std's whole I/O layer (about 45 KB more).
+pub const panic = std.debug.FullPanic(panicTrap);
+
+fn panicTrap(message: []const u8, _: ?usize) noreturn {
+    @branchHint(.cold);
+    writeFd(2, "panic: ") catch {};
+    writeFd(2, message) catch {};
+    writeFd(2, "\n") catch {};
+    @trap();
+}
+
+// ---- The world's exports --------------------------------------------------------------------
+
+/// Makes `Plugin` the implementation of the component's `init` and `handle` exports. Call it
+/// once, in a `comptime` block of the plugin's root file. `Plugin` must have
+///
+///     pub fn init(config: wafka.Config) !Plugin
+///     pub fn handle(self: *Plugin, event: []const u8) !void
+///
+/// The SDK keeps the value `init` returns for the instance's lifetime and hands it to
+/// `handle` for every event (`handle` before a successful `init` fails without calling it).
+/// A second `init` first calls `pub fn deinit(self: *Plugin) void` on the old value, if the
+/// type declares one.
+/// An error from either becomes the export's error message: the text given to `fail` for
+/// `error.PluginFailed`, the producer error's text (see `ProduceError.format`) for the last
+/// `Error` that `publish`, `flush` or `setAutoflush` returned, else the error's name.
+/// A panic traps the instance.
+pub fn exportPlugin(comptime Plugin: type) void {
+    const Exports = struct {
+        var plugin: ?Plugin = null;
+        var config: c.plugin_list_tuple2_string_string_t = .{ .ptr = null, .len = 0 };
+
+        fn init(list: *c.plugin_list_tuple2_string_string_t, err: *c.plugin_string_t) callconv(.c) bool {
+            // A failing init leaves no plugin behind; a second init replaces the first.
+            if (plugin) |*p| {
+                if (@hasDecl(Plugin, "deinit")) p.deinit();
+            }
+            plugin = null;
+            c.plugin_list_tuple2_string_string_free(&config);
+            config = list.*;
+            const pairs: []const c.plugin_tuple2_string_string_t = if (config.len == 0) &.{} else config.ptr[0..config.len];
+            plugin = Plugin.init(.{ .pairs = pairs }) catch |e| return exportError(e, err);
+            dropFailure();
+            return true;
+        }
+
+        fn handle(event: *c.plugin_list_u8_t, err: *c.plugin_string_t) callconv(.c) bool {
+            defer c.plugin_list_u8_free(event);
+            const p = if (plugin) |*p| p else {
+                setError(err, mallocPrint("plugin is not initialized (init was not called or failed)", .{}));
+                return false;
+            };
+            p.handle(str(event.*)) catch |e| return exportError(e, err);
+            dropFailure();
+            return true;
+        }
+    };
+    @export(&Exports.init, .{ .name = "exports_plugin_init" });
+    @export(&Exports.handle, .{ .name = "exports_plugin_handle" });
+}
+
+fn exportError(e: anyerror, err: *c.plugin_string_t) bool {
+    const message = if (e == error.PluginFailed and failure != null)
+        failure.?
+    else if (last_error != null and last_error.?.toError() == e)
+        mallocPrint("{f}", .{last_error.?})
+    else
+        mallocPrint("{s}", .{@errorName(e)});
+    if (failure) |f| {
+        if (f.ptr != message.ptr) std.c.free(f.ptr);
+    }
+    failure = null;
+    setError(err, message);
+    return false;
+}
+
+/// Drops a message `fail` set in a call that then succeeded.
+fn dropFailure() void {
+    if (failure) |f| std.c.free(f.ptr);
+    failure = null;
+}
+
+fn setError(err: *c.plugin_string_t, message: []u8) void {
+    if (message.len == 0) {
+        // The post-return function frees only non-empty strings.
+        std.c.free(message.ptr);
+        err.* = .{ .ptr = null, .len = 0 };
+    } else {
+        err.* = .{ .ptr = message.ptr, .len = message.len };
+    }
+}
