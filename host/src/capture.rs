@@ -57,7 +57,7 @@ impl Capture {
     }
 }
 
-fn capture_of<'a>(state: &'a mut PluginState) -> wasmtime::Result<&'a mut Capture> {
+fn capture_of(state: &mut PluginState) -> wasmtime::Result<&mut Capture> {
     match &mut state.sink {
         Sink::Capture(c) => Ok(c),
         Sink::Producer(_) => Err(wasmtime::format_err!(

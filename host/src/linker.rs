@@ -7,6 +7,7 @@
 //! - `Autoflush::Guest` binds `publish` to a call through the instance's current publish
 //!   function, and `set-autoflush` to the function that swaps it: switching changes which
 //!   function runs, it adds no check.
+//!
 //! It must not know about batches or the wire format.
 
 use std::future::Future;
