@@ -5,6 +5,7 @@
 //! the project's `scripts/broker`.
 
 mod local_broker;
+mod plugin_args;
 mod produce;
 mod run;
 mod try_plugin;

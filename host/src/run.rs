@@ -79,21 +79,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     config.set("bootstrap.servers", &brokers)?;
     config.validate()?;
-    let plugin_config: Vec<(String, String)> = args
-        .config
-        .iter()
-        .map(|c| {
-            c.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("bad --config `{c}`: expected KEY=VALUE"))
-        })
-        .collect::<Result<_>>()?;
+    let plugin_config = crate::plugin_args::config_pairs(&args.config)?;
 
-    let name = args
-        .plugin
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".into());
+    let name = crate::plugin_args::plugin_name(&args.plugin);
     let mut options = PluginOptions::new(&name);
     options.autoflush = args.autoflush;
     options.limits = Limits {
@@ -123,12 +111,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut instance = plugin.instantiate(&producer).await?;
     instance.init(&plugin_config).await?;
 
-    let input: Box<dyn BufRead> = match &args.input {
-        Some(f) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
+    let input = crate::plugin_args::events(args.input.as_ref())?;
     let mut trapped: Option<PluginError> = None;
     let mut shown_errors = 0;
     let mut next_progress = Instant::now() + Duration::from_secs(2);

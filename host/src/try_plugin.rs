@@ -33,20 +33,8 @@ pub struct TestArgs {
 }
 
 pub async fn run(args: TestArgs) -> Result<ExitCode> {
-    let config: Vec<(String, String)> = args
-        .config
-        .iter()
-        .map(|c| {
-            c.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("bad --config `{c}`: expected KEY=VALUE"))
-        })
-        .collect::<Result<_>>()?;
-    let name = args
-        .plugin
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".into());
+    let config = crate::plugin_args::config_pairs(&args.config)?;
+    let name = crate::plugin_args::plugin_name(&args.plugin);
     let mut options = PluginOptions::new(&name);
     options.autoflush = args.autoflush;
     options.acl = TopicAcl::new(&args.allow_topics);
@@ -60,12 +48,7 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
     let plugin = engine.load_for_test(&bytes, options)?;
     let mut instance = plugin.instantiate_capture(args.partitions).await?;
     instance.init(&config).await?;
-    let input: Box<dyn BufRead> = match &args.input {
-        Some(f) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(f).with_context(|| format!("cannot open {}", f.display()))?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
+    let input = crate::plugin_args::events(args.input.as_ref())?;
     let mut out = std::io::stdout().lock();
     let mut trapped = false;
     for (n, line) in input.split(b'\n').enumerate() {
