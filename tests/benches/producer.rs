@@ -13,8 +13,8 @@
 //! otherwise a local nisshi started through `scripts/broker` (stopped when the
 //! benchmark exits). One fresh 6-partition topic is created per run and shared
 //! by every phase. The markdown tables go to stdout, progress to stderr. A
-//! default run takes about 3 minutes, most of it in the wait-for-ack
-//! phases; for a quick look: `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`;
+//! default run takes about 2.5 minutes on 2 cores (the plugin tables about
+//! 25 s of it), most of it in the wait-for-ack phases; for a quick look: `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`;
 //! for the plugin tables alone: `WAFKA_BENCH_WASM=only`. The plugins are built
 //! first with `scripts/build-guests` (through `wafka_tests::guest`).
 //!
