@@ -5,19 +5,26 @@
 #   guest-sdk/c/build.sh -o OUT.wasm SOURCE.c... [-- COMPILER_ARGS...]
 #   guest-sdk/c/build.sh --install      (only install the tools)
 #
-# It generates the C bindings of the `plugin` world from wit/ with `wit-bindgen c`, compiles
-# them with the SDK (include/wafka.h, src/wafka.c) and the plugin's SOURCEs into a wasm32-wasi
-# reactor module, and turns that into a component with `wasm-tools component new` and the WASI
-# preview1 reactor adapter. The tools are installed on first use (see toolchain.sh); generated
+# It generates the C bindings of the `plugin` world from wit/ (the `wit-bindgen c` generator, in
+# guest-sdk/tools), compiles them with the SDK (include/wafka.h, src/wafka.c) and the plugin's
+# SOURCEs into a wasm32-wasi reactor module, and turns that into a component with `wasm-tools
+# component new` and the WASI preview1 reactor adapter. The tools are installed on first use
+# (see guest-sdk/toolchain.sh; the compiler is `zig cc` unless WAFKA_CC names another); generated
 # files and objects go to ${WAFKA_CACHE:-~/.cache/wafka}/guest-c/<OUT's name>, never into the
 # source tree. CFLAGS (default -Os) and COMPILER_ARGS are passed to the compiler.
 set -euo pipefail
 
 sdk="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-wit="$(cd "$sdk/../../wit" && pwd)"
 WAFKA_LOG_NAME="guest-sdk/c"
-# shellcheck source=toolchain.sh
-source "$sdk/toolchain.sh"
+# shellcheck source=../toolchain.sh
+source "$sdk/../toolchain.sh"
+
+need_tools() {
+    wafka_need_cc
+    wafka_need_guest_tools
+    wafka_need_wasm_tools
+    wafka_need_adapter
+}
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -35,10 +42,7 @@ while [[ $# -gt 0 ]]; do
         shift 2
         ;;
     --install)
-        wafka_need_cc
-        wafka_need_wit_bindgen
-        wafka_need_wasm_tools
-        wafka_need_adapter
+        need_tools
         exit 0
         ;;
     --)
@@ -56,10 +60,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$out" && ${#sources[@]} -gt 0 ]] || usage
 
-wafka_need_cc
-wafka_need_wit_bindgen
-wafka_need_wasm_tools
-wafka_need_adapter
+need_tools
 
 name="$(basename "$out" .wasm)"
 build="$WAFKA_CACHE/guest-c/$name"
@@ -68,10 +69,7 @@ mkdir -p "$build"
 # The bindings: plugin.h, plugin.c (the canonical ABI glue, cabi_realloc, the exports'
 # post-return functions) and plugin_component_type.o (the world, as a custom section that
 # `component new` reads).
-if ! log="$("$WIT_BINDGEN" c "$wit" --world plugin --out-dir "$build/bindings" 2>&1)"; then
-    printf '%s\n' "$log" >&2
-    wafka_die "wit-bindgen c failed"
-fi
+wafka_c_bindings "$build/bindings"
 
 # shellcheck disable=SC2206 # CFLAGS is a list of flags
 cflags=(${CFLAGS:--Os})

@@ -6,21 +6,20 @@
 #   guest-sdk/zig/build.sh --install      (only install the tools)
 #
 # ROOT.zig is the plugin's root file; it imports the SDK as `@import("wafka")`. The script
-# generates the C bindings of the `plugin` world from wit/ with `wit-bindgen c`, translates
+# generates the C bindings of the `plugin` world from wit/ (the `wit-bindgen c` generator), translates
 # their header to Zig (`zig translate-c`, the module `wafka_bindings` that wafka.zig wraps),
 # builds a wasm32-wasi reactor with `zig build-exe` (plugin.c compiled by zig's C compiler,
 # libc from zig), and turns it into a component with `wasm-tools component new` and the WASI
 # preview1 reactor adapter. The tools are installed on first use (see
-# guest-sdk/c/toolchain.sh); everything generated goes to
+# guest-sdk/toolchain.sh); everything generated goes to
 # ${WAFKA_CACHE:-~/.cache/wafka}/guest-zig/<OUT's name>, never into the source tree.
 # ZIG_OPTIMIZE (default ReleaseSmall) is the optimization mode; ZIG_ARGS go to build-exe.
 set -euo pipefail
 
 sdk="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-wit="$(cd "$sdk/../../wit" && pwd)"
 WAFKA_LOG_NAME="guest-sdk/zig"
-# shellcheck source=../c/toolchain.sh
-source "$sdk/../c/toolchain.sh"
+# shellcheck source=../toolchain.sh
+source "$sdk/../toolchain.sh"
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -29,7 +28,7 @@ usage() {
 
 need_tools() {
     wafka_need_zig
-    wafka_need_wit_bindgen
+    wafka_need_guest_tools
     wafka_need_wasm_tools
     wafka_need_adapter
 }
@@ -73,10 +72,7 @@ cd "$build"
 
 # The C bindings (plugin.h, plugin.c: the canonical ABI glue and cabi_realloc;
 # plugin_component_type.o: the world, for `component new`), and plugin.h as Zig.
-if ! log="$("$WIT_BINDGEN" c "$wit" --world plugin --out-dir "$build/bindings" 2>&1)"; then
-    printf '%s\n' "$log" >&2
-    wafka_die "wit-bindgen c failed"
-fi
+wafka_c_bindings "$build/bindings"
 "$ZIG" translate-c -target wasm32-wasi -lc "$build/bindings/plugin.h" >"$build/bindings/plugin.zig.tmp"
 mv "$build/bindings/plugin.zig.tmp" "$build/bindings/plugin.zig"
 

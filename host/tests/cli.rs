@@ -1,31 +1,14 @@
-//! `wafka produce` end to end: the binary against nisshi, read back with librdkafka.
+//! The `wafka` binary end to end (`produce`, `run`, `test`) against nisshi, read back with
+//! librdkafka.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
 use wafka_tests::{brokers, consume_exactly, create_topic, librdkafka_partition};
 
 fn produce(args: &[&str], input: &str) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wafka"))
-        .arg("produce")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run wafka");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::wafka_at_once("produce", args, input, "warn")
 }
 
 #[test]
@@ -126,26 +109,7 @@ fn produce_fails_clearly_and_non_zero() {
 }
 
 fn run(args: &[&str], input: &str, log: &str) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wafka"))
-        .arg("run")
-        .args(args)
-        .env("WAFKA_LOG", log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run wafka");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::wafka_at_once("run", args, input, log)
 }
 
 #[test]
@@ -251,33 +215,23 @@ fn run_refuses_bad_plugins_in_one_line() {
 #[test]
 fn test_prints_the_records_a_plugin_would_publish_without_a_broker() {
     let hello = wafka_tests::guest("hello");
-    let out = {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wafka"))
-            .args([
-                "test",
-                hello.to_str().unwrap(),
-                "--config",
-                "topic=t",
-                "--config",
-                "key-delimiter=:",
-                "--partitions",
-                "3",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"k1:hello\nplain\n")
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
-    assert!(out.status.success());
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let out = support::wafka(
+        &[
+            "test",
+            hello.to_str().unwrap(),
+            "--config",
+            "topic=t",
+            "--config",
+            "key-delimiter=:",
+            "--partitions",
+            "3",
+        ],
+        &[b"k1:hello\nplain\n"],
+        Duration::ZERO,
+        "warn",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let stdout = out.stdout;
     let lines: Vec<&str> = stdout.lines().collect();
     let p = librdkafka_partition(b"k1", 3);
     assert_eq!(
@@ -287,5 +241,5 @@ fn test_prints_the_records_a_plugin_would_publish_without_a_broker() {
             r#"{"topic":"t","partition":0,"offset":0,"key":null,"value":"plain","headers":[["source","hello"]]}"#,
         ]
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("2 records captured (nothing was sent)"));
+    assert!(out.stderr.contains("2 records captured (nothing was sent)"));
 }

@@ -139,6 +139,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use wafka::{Autoflush, PluginInstance, PluginOptions, PluginStats};
 use wafka_producer::{Owner, OwnerOptions, Producer, ProducerStats, Record};
+use wafka_tests::bench::{env_list, env_usize, process_cpu, timed};
 
 /// Partitions of the benchmark topic.
 const PARTITIONS: i32 = 6;
@@ -243,24 +244,6 @@ fn rdkafka_config(brokers: &str) -> ClientConfig {
         config.set(k, v);
     }
     config
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        _ => default,
-    }
-}
-
-fn env_list(name: &str) -> Option<Vec<String>> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -496,18 +479,6 @@ impl ProducerContext for Deliveries {
 // ---------------------------------------------------------------------------
 // CPU time and broker bookkeeping
 // ---------------------------------------------------------------------------
-
-/// User + system CPU time of this process (all threads).
-fn process_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct we pass.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 /// The broker process, to report its CPU time next to the client's.
 struct BrokerProcess {
@@ -943,15 +914,6 @@ struct LoadTimes {
     reloads: Vec<(Duration, Duration)>,
     /// `Plugin::instantiate` + `PluginInstance::init`.
     instantiations: Vec<(Duration, Duration)>,
-}
-
-/// Runs `f` and returns its output with its wall and process CPU time.
-fn timed<T>(f: impl FnOnce() -> T) -> (T, (Duration, Duration)) {
-    let cpu_before = process_cpu();
-    let start = Instant::now();
-    let out = f();
-    let wall = start.elapsed();
-    (out, (wall, process_cpu().saturating_sub(cpu_before)))
 }
 
 /// How the records of a fire-and-forget comparison phase get into the producer.

@@ -12,6 +12,8 @@
 //!   partitioner (the Java client's default) picks for a key.
 //! - [`mock_cluster`] starts librdkafka's in-process mock cluster for fault tests.
 
+pub mod bench;
+
 use std::collections::BTreeSet;
 use std::ops::Deref;
 use std::path::PathBuf;
@@ -481,6 +483,39 @@ pub fn mock_cluster(brokers: i32) -> (MockKafka, String) {
     (MockKafka { cluster }, bootstrap)
 }
 
+/// Path of a guest example built by `scripts/build-guests` (e.g. `guest("hello")`).
+///
+/// The first call in a test process runs `scripts/build-guests` once (it installs the
+/// `wasm32-wasip2` target if needed and caches builds outside the checkout), so tests always
+/// run the plugins as they are in this checkout.
+///
+/// # Panics
+///
+/// If the build fails.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    BUILT.get_or_init(|| {
+        // scripts/test builds every guest before the tests start.
+        if std::env::var_os("WAFKA_GUESTS_BUILT").is_some() {
+            return;
+        }
+        let script = root.join("scripts").join("build-guests");
+        let status = Command::new(&script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(status.success(), "{} failed ({status})", script.display());
+    });
+    let path = root
+        .join("examples")
+        .join("build")
+        .join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,33 +552,4 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<MockKafka>();
     }
-}
-
-/// Path of a guest example built by `scripts/build-guests` (e.g. `guest("hello")`).
-///
-/// The first call in a test process runs `scripts/build-guests` once (it installs the
-/// `wasm32-wasip2` target if needed and caches builds outside the checkout), so tests always
-/// run the plugins as they are in this checkout.
-///
-/// # Panics
-///
-/// If the build fails.
-pub fn guest(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    BUILT.get_or_init(|| {
-        let script = root.join("scripts").join("build-guests");
-        let status = Command::new(&script)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(status.success(), "{} failed ({status})", script.display());
-    });
-    let path = root
-        .join("examples")
-        .join("build")
-        .join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} was not built", path.display());
-    path
 }
