@@ -46,6 +46,46 @@ wafka_locked() {
     )
 }
 
+# --- the SDK build scripts' command line ----------------------------------------------------
+
+# Prints the calling script's header comment (its usage) and exits 2.
+wafka_usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
+    exit 2
+}
+
+# Parses `-o OUT.wasm INPUT... [-- EXTRA...]` into OUT, INPUTS and EXTRA; `--install` runs the
+# caller's need_tools function and exits.
+wafka_build_args() {
+    OUT=""
+    INPUTS=()
+    EXTRA=()
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+        -o)
+            [[ $# -ge 2 ]] || wafka_usage
+            OUT="$2"
+            shift 2
+            ;;
+        --install)
+            need_tools
+            exit 0
+            ;;
+        --)
+            shift
+            EXTRA=("$@")
+            break
+            ;;
+        -*) wafka_usage ;;
+        *)
+            INPUTS+=("$1")
+            shift
+            ;;
+        esac
+    done
+    [[ -n "$OUT" && ${#INPUTS[@]} -gt 0 ]] || wafka_usage
+}
+
 # --- PyPI: one venv -------------------------------------------------------------------------
 
 _wafka_pip_install() {

@@ -26,43 +26,10 @@ need_tools() {
     wafka_need_adapter
 }
 
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
-
-out=""
-sources=()
-extra=()
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-    -o)
-        [[ $# -ge 2 ]] || usage
-        out="$2"
-        shift 2
-        ;;
-    --install)
-        need_tools
-        exit 0
-        ;;
-    --)
-        shift
-        extra=("$@")
-        break
-        ;;
-    -h | --help) usage ;;
-    -*) usage ;;
-    *)
-        sources+=("$1")
-        shift
-        ;;
-    esac
-done
-[[ -n "$out" && ${#sources[@]} -gt 0 ]] || usage
-
+wafka_build_args "$@"
 need_tools
 
-name="$(basename "$out" .wasm)"
+name="$(basename "$OUT" .wasm)"
 build="$WAFKA_CACHE/guest-c/$name"
 mkdir -p "$build"
 
@@ -76,12 +43,12 @@ cflags=(${CFLAGS:--Os})
 "${CC_CMD[@]}" -mexec-model=reactor -std=c11 -Wall -Wextra "${cflags[@]}" \
     -I "$sdk/include" -I "$build/bindings" \
     "$sdk/src/wafka.c" "$build/bindings/plugin.c" "$build/bindings/plugin_component_type.o" \
-    "${sources[@]}" "${extra[@]}" \
+    "${INPUTS[@]}" "${EXTRA[@]}" \
     -Wl,--strip-all -o "$build/core.wasm"
 
 "$WASM_TOOLS" component new "$build/core.wasm" \
     --adapt "wasi_snapshot_preview1=$WASI_ADAPTER" -o "$build/$name.wasm"
 
-mkdir -p "$(dirname "$out")"
-cp "$build/$name.wasm" "$out.tmp"
-mv "$out.tmp" "$out"
+mkdir -p "$(dirname "$OUT")"
+cp "$build/$name.wasm" "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"

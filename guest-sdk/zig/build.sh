@@ -21,11 +21,6 @@ WAFKA_LOG_NAME="guest-sdk/zig"
 # shellcheck source=../toolchain.sh
 source "$sdk/../toolchain.sh"
 
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
-
 need_tools() {
     wafka_need_zig
     wafka_need_guest_tools
@@ -33,37 +28,12 @@ need_tools() {
     wafka_need_adapter
 }
 
-out=""
-root_file=""
-extra=()
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-    -o)
-        [[ $# -ge 2 ]] || usage
-        out="$2"
-        shift 2
-        ;;
-    --install)
-        need_tools
-        exit 0
-        ;;
-    --)
-        shift
-        extra=("$@")
-        break
-        ;;
-    -h | --help | -*) usage ;;
-    *)
-        [[ -z "$root_file" ]] || usage
-        root_file="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
-        shift
-        ;;
-    esac
-done
-[[ -n "$out" && -n "$root_file" ]] || usage
+wafka_build_args "$@"
+[[ ${#INPUTS[@]} -eq 1 ]] || wafka_usage
+root_file="$(cd "$(dirname "${INPUTS[0]}")" && pwd)/$(basename "${INPUTS[0]}")"
 need_tools
 
-name="$(basename "$out" .wasm)"
+name="$(basename "$OUT" .wasm)"
 build="$WAFKA_CACHE/guest-zig/$name"
 mkdir -p "$build"
 # Zig's per-project cache goes to the build directory, not next to the sources.
@@ -79,7 +49,7 @@ mv "$build/bindings/plugin.zig.tmp" "$build/bindings/plugin.zig"
 # Modules: root (the plugin) -> wafka (the SDK) -> wafka_bindings (+ plugin.c).
 "$ZIG" build-exe -target wasm32-wasi -mexec-model=reactor -fno-entry -lc \
     -O "${ZIG_OPTIMIZE:-ReleaseSmall}" -fstrip \
-    "${extra[@]}" \
+    "${EXTRA[@]}" \
     --dep wafka -Mroot="$root_file" \
     --dep wafka_bindings -Mwafka="$sdk/wafka.zig" \
     -I "$build/bindings" "$build/bindings/plugin.c" "$build/bindings/plugin_component_type.o" \
@@ -90,6 +60,6 @@ mv "$build/bindings/plugin.zig.tmp" "$build/bindings/plugin.zig"
     --adapt "wasi_snapshot_preview1=$WASI_ADAPTER" -o "$build/$name.wasm"
 
 cd - >/dev/null
-mkdir -p "$(dirname "$out")"
-cp "$build/$name.wasm" "$out.tmp"
-mv "$out.tmp" "$out"
+mkdir -p "$(dirname "$OUT")"
+cp "$build/$name.wasm" "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"

@@ -175,5 +175,5 @@ macro_rules! languages {
 
 languages!(hello: rust => "hello", c => "hello-c", zig => "hello-zig", python => "hello-py",
     js => "hello-js", go => "hello-go");
-languages!(reporter: c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
+languages!(reporter: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");

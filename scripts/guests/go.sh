@@ -24,7 +24,7 @@ go="$WAFKA_VENV/bin/go"
 
 # Go's caches stay in the cache; nothing is fetched, no toolchain is switched to.
 export GOCACHE="$WAFKA_TOOLS/go/cache" GOPATH="$WAFKA_TOOLS/go/path" GOMODCACHE="$WAFKA_TOOLS/go/path/pkg/mod"
-export GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOFLAGS= GOWORK="$WAFKA_ROOT/examples/go/go.work"
+export GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOFLAGS='' GOWORK="$WAFKA_ROOT/examples/go/go.work"
 export GOOS=wasip1 GOARCH=wasm
 
 build() {

@@ -5,7 +5,7 @@
 # copies it to examples/build/<name>-<suffix>.wasm, printing the path.
 
 WAFKA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# shellcheck source=../../guest-sdk/toolchain.sh
+# shellcheck source=guest-sdk/toolchain.sh source-path=SCRIPTDIR/../..
 source "$WAFKA_ROOT/guest-sdk/toolchain.sh"
 
 # A hash of the files under the given paths (directories are walked; node_modules, __pycache__
@@ -35,9 +35,12 @@ wafka_build_examples() {
         built="$cache/$name-$(_wafka_inputs_hash "$dir" "$@").wasm"
         if [[ ! -f "$built" ]]; then
             wafka_log "building $name"
-            "$build" "$dir" "$name" "$built.partial" >&2 || wafka_die "building $dir failed"
-            wafka_check_component "$built.partial"
-            mv "$built.partial" "$built"
+            # Built under its own name (SDK build scripts name their work directories after it).
+            mkdir -p "$cache/new"
+            rm -f "$cache/new/$name.wasm"
+            "$build" "$dir" "$name" "$cache/new/$name.wasm" >&2 || wafka_die "building $dir failed"
+            wafka_check_component "$cache/new/$name.wasm"
+            mv "$cache/new/$name.wasm" "$built"
         fi
         # Older builds of this example are not needed any more.
         find "$cache" -maxdepth 1 -name "$name-*.wasm" ! -path "$built" -delete

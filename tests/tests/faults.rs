@@ -37,10 +37,26 @@ fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Producer {
     Producer::from_properties(props).expect("config")
 }
 
-fn cluster(topic: &str) -> (Arc<MockKafka>, String) {
+/// A three-broker mock cluster with `topic`; with `leader`, that broker leads every partition.
+fn cluster(topic: &str, leader: Option<i32>) -> (Arc<MockKafka>, String) {
     let (mock, bootstrap) = mock_cluster(3);
     mock.create_topic(topic, PARTITIONS, 3).expect("mock topic");
+    if let Some(broker) = leader {
+        for part in 0..PARTITIONS {
+            mock.partition_leader(topic, part, Some(broker)).unwrap();
+        }
+    }
     (Arc::new(mock), bootstrap)
+}
+
+/// Sends the record `warm:0` (key `warm`) and waits for its ack, so metadata and the producer
+/// id exist before faults start.
+async fn warm_up(p: &Producer, topic: &str) {
+    p.send(&Record::new(topic, b"warm:0").key(b"warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 /// Values are `key:seq`; per key, seq must rise with the offset and appear once.
@@ -119,14 +135,9 @@ async fn read_back(bootstrap: String, topic: String, n: usize) -> Vec<Consumed> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_retriable_produce_errors_leave_each_record_once_in_order() {
     let topic = "faults-injected";
-    let (mock, bootstrap) = cluster(topic);
+    let (mock, bootstrap) = cluster(topic, None);
     let p = producer(&bootstrap, &[]);
-    // Warm up so that metadata and the producer id exist before errors are injected.
-    p.send(&Record::new(topic, b"warm:0").key(b"warm"))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    warm_up(&p, topic).await;
     mock.request_errors(
         RDKafkaApiKey::Produce,
         &[
@@ -154,7 +165,7 @@ async fn injected_retriable_produce_errors_leave_each_record_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_moves_during_a_run() {
     let topic = "faults-leaders";
-    let (mock, bootstrap) = cluster(topic);
+    let (mock, bootstrap) = cluster(topic, None);
     let p = producer(&bootstrap, &[]);
     let mover = {
         let mock = mock.clone();
@@ -183,16 +194,9 @@ async fn leader_moves_during_a_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_and_up() {
     let topic = "faults-down";
-    let (mock, bootstrap) = cluster(topic);
-    for part in 0..PARTITIONS {
-        mock.partition_leader(topic, part, Some(2)).unwrap();
-    }
+    let (mock, bootstrap) = cluster(topic, Some(2));
     let p = producer(&bootstrap, &[]);
-    p.send(&Record::new(topic, b"warm:0").key(b"warm"))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    warm_up(&p, topic).await;
     mock.broker_down(2).unwrap();
     let restorer = {
         let mock = mock.clone();
@@ -217,10 +221,7 @@ async fn broker_down_and_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_buffer_blocks_up_to_max_block_ms_then_fails_clearly_and_loses_nothing() {
     let topic = "faults-buffer";
-    let (mock, bootstrap) = cluster(topic);
-    for part in 0..PARTITIONS {
-        mock.partition_leader(topic, part, Some(3)).unwrap();
-    }
+    let (mock, bootstrap) = cluster(topic, Some(3));
     let p = producer(
         &bootstrap,
         &[
@@ -229,11 +230,7 @@ async fn full_buffer_blocks_up_to_max_block_ms_then_fails_clearly_and_loses_noth
             ("batch.size", "4000"),
         ],
     );
-    p.send(&Record::new(topic, b"warm:0").key(b"warm"))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    warm_up(&p, topic).await;
     mock.broker_down(3).unwrap();
     let mut queued = Vec::new();
     let value = vec![b'v'; 500];
@@ -278,10 +275,7 @@ async fn full_buffer_blocks_up_to_max_block_ms_then_fails_clearly_and_loses_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_for_a_dead_leader_expire_after_delivery_timeout() {
     let topic = "faults-expire";
-    let (mock, bootstrap) = cluster(topic);
-    for part in 0..PARTITIONS {
-        mock.partition_leader(topic, part, Some(2)).unwrap();
-    }
+    let (mock, bootstrap) = cluster(topic, Some(2));
     let p = producer(
         &bootstrap,
         &[
@@ -290,11 +284,7 @@ async fn records_for_a_dead_leader_expire_after_delivery_timeout() {
             ("linger.ms", "0"),
         ],
     );
-    p.send(&Record::new(topic, b"warm:0"))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    warm_up(&p, topic).await;
     mock.broker_down(2).unwrap();
     let t = std::time::Instant::now();
     let d = p.send(&Record::new(topic, b"doomed")).await.unwrap();
