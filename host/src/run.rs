@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use wafka::{Autoflush, ComponentCache, Engine, Limits, PluginError, PluginOptions, TopicAcl};
 use wafka_producer::{Producer, ProducerConfig};
@@ -53,9 +53,15 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     for p in &args.properties {
         config.set_pair(p).context("bad -X")?;
     }
+    let external = args.brokers.is_some() || config.is_explicit("bootstrap.servers");
+    if external && !args.create_topics.is_empty() {
+        // wafka is a producer, not an admin client: on someone else's cluster, topics are made
+        // with that cluster's own tools and policies.
+        bail!("--create-topic only works with the local broker (no -b): create topics on your cluster with its own tools");
+    }
     let brokers = match &args.brokers {
         Some(b) => b.clone(),
-        None if config.is_explicit("bootstrap.servers") => config.bootstrap_servers.join(","),
+        None if external => config.bootstrap_servers.join(","),
         None => {
             let addr = tokio::task::spawn_blocking(crate::local_broker::start).await??;
             for t in &args.create_topics {

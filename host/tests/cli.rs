@@ -243,3 +243,20 @@ fn test_prints_the_records_a_plugin_would_publish_without_a_broker() {
     );
     assert!(out.stderr.contains("2 records captured (nothing was sent)"));
 }
+
+#[test]
+fn run_refuses_create_topic_on_a_given_cluster() {
+    let b = brokers();
+    let hello = wafka_tests::guest("hello");
+    let (ok, err) = run(
+        &[hello.to_str().unwrap(), "-b", &b, "--create-topic", "t"],
+        "x\n",
+        "warn",
+    );
+    assert!(!ok);
+    assert!(
+        err.trim()
+            .ends_with("--create-topic only works with the local broker (no -b): create topics on your cluster with its own tools"),
+        "{err}"
+    );
+}
