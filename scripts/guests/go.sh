@@ -16,21 +16,15 @@ WAFKA_LOG_NAME="guests/go"
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-wafka_pip_requirements "$WAFKA_SDKS/go/requirements-build.txt"
+wafka_need_go
 wafka_need_wasm_tools
 wafka_need_adapter
-go="$WAFKA_VENV/bin/go"
-[[ -x "$go" ]] || wafka_die "no go at $go"
-
-# Go's caches stay in the cache; nothing is fetched, no toolchain is switched to.
-export GOCACHE="$WAFKA_TOOLS/go/cache" GOPATH="$WAFKA_TOOLS/go/path" GOMODCACHE="$WAFKA_TOOLS/go/path/pkg/mod"
-export GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOFLAGS='' GOWORK="$WAFKA_ROOT/examples/go/go.work"
-export GOOS=wasip1 GOARCH=wasm
+export GOWORK="$WAFKA_ROOT/examples/go/go.work" GOOS=wasip1 GOARCH=wasm
 
 build() {
     local tmp
     tmp="$(mktemp -d)"
-    (cd "$1" && "$go" build -trimpath -buildmode=c-shared -o "$tmp/core.wasm" .) &&
+    (cd "$1" && "$GO" build -trimpath -buildmode=c-shared -o "$tmp/core.wasm" .) &&
         "$WASM_TOOLS" component embed "$WAFKA_ROOT/wit" --world plugin "$tmp/core.wasm" -o "$tmp/embedded.wasm" &&
         # The adapter takes its memory from the SDK's cabi_realloc_adapter (adapter_wasm.go).
         "$WASM_TOOLS" component new "$tmp/embedded.wasm" \
