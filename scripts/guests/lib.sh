@@ -8,12 +8,12 @@ WAFKA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=guest-sdk/toolchain.sh source-path=SCRIPTDIR/../..
 source "$WAFKA_ROOT/guest-sdk/toolchain.sh"
 
-# A hash of the files under the given paths (directories are walked; node_modules, __pycache__
-# and tests are left out), of the WIT, the toolchain and the calling script.
+# A hash of the files under the given paths (directories are walked; node_modules, __pycache__,
+# target and tests are left out), of the WIT, the toolchain and the calling script.
 _wafka_inputs_hash() {
     {
         find "$@" "$WAFKA_ROOT/wit" "$WAFKA_SDKS/toolchain.sh" "$WAFKA_ROOT/scripts/guests/lib.sh" \
-            "$0" \( -name node_modules -o -name __pycache__ -o -name tests -o -name test \) -prune \
+            "$0" \( -name node_modules -o -name __pycache__ -o -name target -o -name tests -o -name test \) -prune \
             -o -type f -print
     } | LC_ALL=C sort -u | xargs sha256sum | sed "s|$WAFKA_ROOT/||" | sha256sum | cut -c1-16
 }
