@@ -51,7 +51,7 @@ wafka_locked() {
 
 # Prints the calling script's header comment (its usage) and exits 2.
 wafka_usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
+    sed -n '2,/^set -euo/{/^set -euo/d;/^# shellcheck/d;s/^# \{0,1\}//;p}' "$0" >&2
     exit 2
 }
 
