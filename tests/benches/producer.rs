@@ -861,6 +861,7 @@ fn stats_delta(before: ProducerStats, after: ProducerStats) -> ProducerStats {
         records_acked: after.records_acked - before.records_acked,
         records_failed: after.records_failed - before.records_failed,
         retries: after.retries - before.retries,
+        metadata_requests: after.metadata_requests - before.metadata_requests,
     }
 }
 

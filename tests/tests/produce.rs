@@ -312,6 +312,41 @@ async fn a_missing_topic_is_a_clear_error_in_bounded_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_to_a_missing_topic_fail_without_a_metadata_request_each() {
+    let topic = format!("{}-later", create_topic("missing", 1));
+    let p = producer(&[]);
+    let before = p.stats().metadata_requests;
+    for _ in 0..500 {
+        let err = p.send(&Record::new(&topic, b"x")).await.unwrap_err();
+        assert!(matches!(err, ProduceError::UnknownTopic(_)), "{err:?}");
+    }
+    let asked = p.stats().metadata_requests - before;
+    assert!(
+        asked < 100,
+        "the cluster's answer is believed for retry.backoff.ms: {asked} requests for 500 sends"
+    );
+    // The answer expires: once the topic exists, sends reach it.
+    let (b, t) = (brokers(), topic.clone());
+    tokio::task::spawn_blocking(move || wafka_tests::create_topic_named(&b, &t, 1))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivery = loop {
+        match p.send(&Record::new(&topic, b"found")).await {
+            Ok(d) => break d,
+            Err(ProduceError::UnknownTopic(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    delivery.await.unwrap();
+    let got = read(&topic, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value.as_deref(), Some(&b"found"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_a_clear_error_in_bounded_time() {
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -6,6 +6,7 @@
 //! records; the accumulator and the sender read snapshots.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,14 @@ pub struct Cluster {
     pub brokers: HashMap<i32, String>,
     /// Topic name to its partitions' leaders.
     pub topics: HashMap<Arc<str>, TopicMetadata>,
+    /// When the cluster gave this view (`None`: not fetched yet).
+    pub fetched: Option<Instant>,
+}
+
+/// Kafka's answers that a topic cannot be produced to as named: UNKNOWN_TOPIC_OR_PARTITION (3)
+/// and INVALID_TOPIC_EXCEPTION (17). Unlike a missing leader, waiting does not change them.
+fn definitive(code: i16) -> bool {
+    matches!(code, 3 | 17)
 }
 
 impl Cluster {
@@ -60,25 +69,43 @@ impl Cluster {
 /// The producer's metadata: a snapshot plus the machinery to refresh it.
 pub struct Metadata {
     snapshot: RwLock<Arc<Cluster>>,
+    /// How long a definitive "no such topic" answer is believed without asking again.
+    negative_ttl: Duration,
     wanted: Mutex<HashSet<Arc<str>>>,
     refresh: Notify,
     attempts: watch::Sender<u64>,
     last_error: Mutex<Option<String>>,
+    /// Metadata requests sent.
+    requests: AtomicU64,
 }
 
 impl Default for Metadata {
     fn default() -> Self {
+        Metadata::new(Duration::from_millis(100))
+    }
+}
+
+impl Metadata {
+    /// Metadata that believes a definitive "no such topic" answer for `negative_ttl` (the
+    /// producer uses `retry.backoff.ms`): sends to a missing topic then fail at once instead of
+    /// each waiting for a refresh, and a topic created meanwhile is seen at most that late.
+    pub fn new(negative_ttl: Duration) -> Self {
         Metadata {
+            negative_ttl,
             snapshot: RwLock::new(Arc::new(Cluster::default())),
             wanted: Mutex::new(HashSet::new()),
             refresh: Notify::new(),
             attempts: watch::channel(0).0,
             last_error: Mutex::new(None),
+            requests: AtomicU64::new(0),
         }
     }
-}
 
-impl Metadata {
+    /// Metadata requests sent so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
     /// The current view of the cluster.
     pub fn snapshot(&self) -> Arc<Cluster> {
         self.snapshot.read().expect("metadata lock").clone()
@@ -100,8 +127,18 @@ impl Metadata {
         let mut attempts = self.attempts.subscribe();
         let mut asked = false;
         loop {
-            if let Some(t) = self.snapshot().topics.get(topic) {
-                if asked || matches!(t, TopicMetadata::Ok { .. }) {
+            let snapshot = self.snapshot();
+            if let Some(t) = snapshot.topics.get(topic) {
+                let believed = match t {
+                    TopicMetadata::Ok { .. } => true,
+                    TopicMetadata::Err(code) => {
+                        definitive(*code)
+                            && snapshot
+                                .fetched
+                                .is_some_and(|at| at.elapsed() < self.negative_ttl)
+                    }
+                };
+                if asked || believed {
                     return Some(t.clone());
                 }
             }
@@ -170,6 +207,7 @@ impl Metadata {
         let old = self.snapshot();
         let conn = brokers.any(&old.broker_list()).await?;
         let version = conn.version::<MetadataRequest>(12)?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let wanted: Vec<Arc<str>> = self
             .wanted
             .lock()
@@ -190,7 +228,10 @@ impl Metadata {
                 .collect(),
         );
         let resp = conn.request(&req, version).await?;
-        let mut cluster = Cluster::default();
+        let mut cluster = Cluster {
+            fetched: Some(Instant::now()),
+            ..Cluster::default()
+        };
         for b in &resp.brokers {
             cluster
                 .brokers

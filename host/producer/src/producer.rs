@@ -43,6 +43,8 @@ pub struct ProducerStats {
     pub records_failed: u64,
     /// Batch retries.
     pub retries: u64,
+    /// Metadata requests sent (refreshes on an interval, for new topics and after errors).
+    pub metadata_requests: u64,
 }
 
 /// The idempotent producer's identity.
@@ -155,7 +157,7 @@ impl Producer {
                 needs_reset: AtomicBool::new(false),
             },
             accumulator: Accumulator::new(acc),
-            metadata: Arc::new(Metadata::default()),
+            metadata: Arc::new(Metadata::new(config.retry_backoff)),
             brokers,
             shutdown: watch::channel(false).0,
             stats: Stats::default(),
@@ -240,6 +242,7 @@ impl Producer {
             records_acked: l.records_acked.load(Ordering::Relaxed),
             records_failed: l.records_failed.load(Ordering::Relaxed),
             retries: s.retries.load(Ordering::Relaxed),
+            metadata_requests: self.shared.metadata.requests(),
         }
     }
 }
