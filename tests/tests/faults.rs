@@ -304,3 +304,42 @@ async fn records_for_a_dead_leader_expire_after_delivery_timeout() {
     );
     assert_eq!(p.stats().records_failed, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_without_leaders_yet_is_waited_for_up_to_max_block_ms() {
+    let topic = "faults-no-leader";
+    let (mock, bootstrap) = cluster(topic, None);
+    let leader_not_available = RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+    mock.topic_error(topic, leader_not_available).unwrap();
+    let p = producer(&bootstrap, &[("max.block.ms", "10000")]);
+    // The topic gets its leaders while the send waits: the send goes through.
+    let clearer = {
+        let mock = mock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            mock.topic_error(topic, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+                .unwrap();
+        })
+    };
+    let d = p
+        .send(&Record::new(topic, b"waited").key(b"k"))
+        .await
+        .expect("queued once the topic has leaders");
+    d.await.expect("delivered");
+    clearer.await.unwrap();
+    let got = read_back(bootstrap, topic.into(), 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value.as_deref(), Some(&b"waited"[..]));
+
+    // Leaders that never come: the send fails after max.block.ms, naming the cluster's answer.
+    let other = "faults-no-leader-ever";
+    mock.create_topic(other, PARTITIONS, 3).unwrap();
+    mock.topic_error(other, leader_not_available).unwrap();
+    let p = producer(&mock.bootstrap_servers(), &[("max.block.ms", "1000")]);
+    let err = p.send(&Record::new(other, b"x")).await.unwrap_err();
+    assert!(
+        matches!(err, wafka_producer::ProduceError::MetadataTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("LEADER_NOT_AVAILABLE"), "{err}");
+}

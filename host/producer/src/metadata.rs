@@ -47,6 +47,14 @@ fn definitive(code: i16) -> bool {
     matches!(code, 3 | 17)
 }
 
+/// A topic error that passes with time (LEADER_NOT_AVAILABLE while a new topic gets its
+/// leaders, and Kafka's other retriable errors): a send waits it out, up to its deadline.
+fn passing(code: i16) -> bool {
+    !definitive(code)
+        && kafka_protocol::error::ParseResponseErrorCode::err(code)
+            .is_some_and(|e| e.is_retriable())
+}
+
 impl Cluster {
     /// The leader node of a partition, if known.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
@@ -121,24 +129,26 @@ impl Metadata {
         self.last_error.lock().expect("metadata lock").clone()
     }
 
-    /// Metadata for `topic`, fetching it if needed and waiting until `deadline`.
-    /// `None` means the deadline passed first.
+    /// Metadata for `topic`, fetching it if needed and waiting until `deadline`, also while
+    /// the cluster answers with an error that passes (see `passing`). `None` means the
+    /// deadline passed first.
     pub async fn topic(&self, topic: &str, deadline: Instant) -> Option<TopicMetadata> {
         let mut attempts = self.attempts.subscribe();
         let mut asked = false;
         loop {
             let snapshot = self.snapshot();
             if let Some(t) = snapshot.topics.get(topic) {
-                let believed = match t {
+                let answer = match t {
                     TopicMetadata::Ok { .. } => true,
-                    TopicMetadata::Err(code) => {
-                        definitive(*code)
-                            && snapshot
+                    TopicMetadata::Err(code) if definitive(*code) => {
+                        asked
+                            || snapshot
                                 .fetched
                                 .is_some_and(|at| at.elapsed() < self.negative_ttl)
                     }
+                    TopicMetadata::Err(code) => asked && !passing(*code),
                 };
-                if asked || believed {
+                if answer {
                     return Some(t.clone());
                 }
             }

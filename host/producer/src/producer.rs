@@ -322,10 +322,15 @@ impl Shared {
             None => Err(ProduceError::MetadataTimeout {
                 topic: topic.to_string(),
                 waited: self.config.max_block,
-                cause: self
-                    .metadata
-                    .last_error()
-                    .unwrap_or_else(|| "the cluster did not answer in time".into()),
+                cause: match self.metadata.snapshot().topics.get(topic) {
+                    Some(TopicMetadata::Err(code)) => {
+                        format!("the cluster still answers {}", kafka_error_name(*code))
+                    }
+                    _ => self
+                        .metadata
+                        .last_error()
+                        .unwrap_or_else(|| "the cluster did not answer in time".into()),
+                },
             }),
             Some(TopicMetadata::Err(3)) => Err(ProduceError::UnknownTopic(topic.to_string())),
             Some(TopicMetadata::Err(17)) => Err(ProduceError::InvalidTopic {
