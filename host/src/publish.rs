@@ -235,10 +235,11 @@ pub(crate) fn guest_error(e: ProduceError) -> GuestError {
         ProduceError::QuotaExceeded { .. } => GuestError::QuotaExceeded(text),
         ProduceError::UnknownTopic(_)
         | ProduceError::InvalidTopic { .. }
-        | ProduceError::InvalidPartition { .. } => GuestError::InvalidTopic(text),
-        ProduceError::MetadataTimeout { .. } | ProduceError::DeliveryTimeout { .. } => {
-            GuestError::TimedOut(text)
-        }
+        | ProduceError::InvalidPartition { .. }
+        | ProduceError::BadMetadata { .. } => GuestError::InvalidTopic(text),
+        ProduceError::MetadataTimeout { .. }
+        | ProduceError::DeliveryTimeout { .. }
+        | ProduceError::FlushTimeout { .. } => GuestError::TimedOut(text),
         ProduceError::Closed => GuestError::Closed,
         ProduceError::Broker {
             code: 29, topic, ..

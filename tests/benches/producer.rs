@@ -862,6 +862,7 @@ fn stats_delta(before: ProducerStats, after: ProducerStats) -> ProducerStats {
         records_failed: after.records_failed - before.records_failed,
         retries: after.retries - before.retries,
         metadata_requests: after.metadata_requests - before.metadata_requests,
+        ..after
     }
 }
 

@@ -11,11 +11,17 @@
 //! - [`librdkafka_partition`] says which partition librdkafka's `murmur2_random`
 //!   partitioner (the Java client's default) picks for a key.
 //! - [`mock_cluster`] starts librdkafka's in-process mock cluster for fault tests.
+//! - [`Proxy`] turns the real broker into several virtual brokers that can misbehave.
 
 pub mod bench;
+pub mod check;
+pub mod mock;
+pub mod proxy;
+
+pub use mock::{mock_cluster, MockKafka};
+pub use proxy::{Fault, Proxy};
 
 use std::collections::BTreeSet;
-use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -27,8 +33,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -412,75 +416,6 @@ pub fn librdkafka_partition(key: &[u8], partitions: i32) -> i32 {
             std::ptr::null_mut(),
         )
     }
-}
-
-/// A librdkafka mock cluster (see [`mock_cluster`]).
-///
-/// Dereferences to rdkafka's [`MockCluster`], so its whole fault-injection API
-/// is available directly, e.g.:
-///
-/// - `create_topic(topic, partitions, replication_factor)`
-/// - `partition_leader(topic, partition, Some(broker_id))`: leader move
-/// - `broker_down(id)` / `broker_up(id)`: disconnect / accept again (this does
-///   not move leaders by itself)
-/// - `request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::...])`: the next
-///   Produce requests (to any broker) fail with these codes, in order;
-///   `RD_KAFKA_RESP_ERR__TRANSPORT` makes the broker drop the connection
-/// - `broker_round_trip_time(id, delay)`
-///
-/// Broker ids are `1..=brokers`. The cluster lives until this value is
-/// dropped. Unlike rdkafka's `MockCluster`, this type is `Send + Sync`, so it
-/// can be shared with spawned tasks (e.g. in an `Arc`).
-pub struct MockKafka {
-    cluster: MockCluster<'static, DefaultProducerContext>,
-}
-
-// SAFETY: MockCluster is !Send/!Sync only because it holds the raw
-// `rd_kafka_mock_cluster_t` pointer. librdkafka's mock cluster API is
-// thread-safe: every operation rdkafka exposes either posts a command to the
-// mock cluster's own thread (rd_kafka_mock_cluster_cmd), takes the cluster
-// lock (error stacks), or reads the immutable bootstrap string. The client it
-// owns besides is Send + Sync.
-unsafe impl Send for MockKafka {}
-// SAFETY: see the Send impl above.
-unsafe impl Sync for MockKafka {}
-
-impl Deref for MockKafka {
-    type Target = MockCluster<'static, DefaultProducerContext>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.cluster
-    }
-}
-
-impl std::fmt::Debug for MockKafka {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockKafka")
-            .field("bootstrap_servers", &self.cluster.bootstrap_servers())
-            .finish()
-    }
-}
-
-/// Starts a librdkafka mock cluster with `brokers` brokers (ids `1..=brokers`)
-/// on loopback ports and returns it with its bootstrap servers string.
-///
-/// Create topics with the cluster's `create_topic` (the mock broker does not
-/// implement CreateTopics; a Metadata request that allows auto-creation
-/// creates an unknown topic with 4 partitions), then optionally
-/// [`wait_for_topic`]. Needs no
-/// runtime, so it works in `#[tokio::test]` and plain tests alike.
-///
-/// The mock broker speaks librdkafka 2.12's subset of the protocol, e.g.
-/// ApiVersions up to v2, Produce up to v10, Metadata up to v12 and
-/// InitProducerId up to v4, with idempotent-producer sequence checks.
-///
-/// # Panics
-///
-/// If the cluster cannot be created.
-pub fn mock_cluster(brokers: i32) -> (MockKafka, String) {
-    let cluster = MockCluster::new(brokers).expect("librdkafka mock cluster");
-    let bootstrap = cluster.bootstrap_servers();
-    (MockKafka { cluster }, bootstrap)
 }
 
 /// Path of a guest example built by `scripts/build-guests` (e.g. `guest("hello")`).

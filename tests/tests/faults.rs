@@ -1,17 +1,24 @@
-//! Fault tests on librdkafka's mock cluster: leader moves, a broker going down and up, and
-//! injected retriable errors on Produce. Afterwards every record must be there exactly once,
-//! in order within its partition, read back by librdkafka's consumer.
+//! Fault tests on librdkafka's mock cluster: injected Produce errors (retriable, sequence
+//! errors, answers that come after `request.timeout.ms`, dropped connections), leader moves,
+//! brokers down and slow, InitProducerId failures, and the producer's own bounds (callbacks
+//! that panic, flushes that are cancelled, records at shutdown). Afterwards every record has
+//! exactly one result, and what was delivered is in the log exactly once, in order per key.
+//!
+//! The mock checks idempotent sequences only for transactional producers, so faults here never
+//! lose the answer to a request the mock stored (its retry would be stored twice by the mock
+//! whatever the client does): slow answers and disconnects are injected as errors, which the
+//! mock answers without storing. Exactly-once against a broker that checks sequences, with
+//! answers lost after the broker stored the records, is in `cluster.rs` (nisshi).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wafka_producer::{Delivery, Producer, Record};
-use wafka_tests::{
-    consume_exactly, mock_cluster, Consumed, MockKafka, RDKafkaApiKey, RDKafkaRespErr,
-};
+use wafka_producer::{ProduceError, Producer, Record};
+use wafka_tests::check::{check_log, keyed_value, Outcome, Outcomes};
+use wafka_tests::{consume_exactly, mock_cluster, MockKafka, RDKafkaApiKey, RDKafkaRespErr};
 
 const PARTITIONS: i32 = 4;
+use RDKafkaRespErr::*;
 
 fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Producer {
     let _ = tracing_subscriber::fmt()
@@ -27,11 +34,7 @@ fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Producer {
         ("request.timeout.ms", "3000"),
         ("delivery.timeout.ms", "30000"),
         ("metadata.max.age.ms", "500"),
-        // librdkafka's mock broker checks idempotent sequence numbers only for transactional
-        // producers, so it would accept a batch that overtook a failed one. Real brokers (and
-        // nisshi) reject it with OUT_OF_ORDER_SEQUENCE_NUMBER and the producer retries in
-        // order; here the client alone must keep order, so one request at a time per broker.
-        ("max.in.flight.requests.per.connection", "1"),
+        ("max.in.flight.requests.per.connection", "5"),
     ];
     props.extend_from_slice(extra);
     Producer::from_properties(props).expect("config")
@@ -59,77 +62,55 @@ async fn warm_up(p: &Producer, topic: &str) {
         .unwrap();
 }
 
-/// Values are `key:seq`; per key, seq must rise with the offset and appear once.
-fn assert_exactly_once_in_order(records: &[Consumed], keys: usize, per_key: usize) {
-    assert_eq!(
-        records.len(),
-        keys * per_key,
-        "record count (duplicates or losses)"
-    );
-    let mut next: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut by_partition: HashMap<i32, Vec<&Consumed>> = HashMap::new();
-    for r in records {
-        by_partition.entry(r.partition).or_default().push(r);
-    }
-    for (_, mut rs) in by_partition {
-        rs.sort_by_key(|r| r.offset);
-        for r in rs {
-            let key = r.key.clone().expect("key");
-            let value = String::from_utf8(r.value.clone().expect("value")).unwrap();
-            let (k, seq) = value.rsplit_once(':').unwrap();
-            assert_eq!(k.as_bytes(), &key[..]);
-            let seq: usize = seq.parse().unwrap();
-            let want = next.entry(key.clone()).or_default();
-            assert_eq!(
-                seq, *want,
-                "key {k}: got seq {seq}, expected {want} (partition {})",
-                r.partition
-            );
-            *want += 1;
-        }
-    }
-    assert_eq!(next.len(), keys);
-    assert!(next.values().all(|&n| n == per_key));
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|k| format!("key-{k}")).collect()
 }
 
+/// Sends `per_key` records for each key, round robin, each with a callback into `outcomes`;
+/// pauses 5 ms every `pause_every` rounds.
 async fn send_all(
     p: &Producer,
     topic: &str,
-    keys: usize,
+    keys: &[String],
     per_key: usize,
     pause_every: usize,
-) -> Vec<Delivery> {
-    let mut out = Vec::new();
+    outcomes: &Outcomes,
+) {
     for i in 0..per_key {
-        for k in 0..keys {
-            let key = format!("key-{k}");
-            let value = format!("key-{k}:{i}");
-            out.push(
-                p.send(&Record::new(topic, value.as_bytes()).key(key.as_bytes()))
-                    .await
-                    .expect("queued"),
-            );
+        for key in keys {
+            let value = keyed_value(key, i);
+            p.send_with_callback(
+                &Record::new(topic, value.as_bytes()).key(key.as_bytes()),
+                outcomes.callback(value.clone()),
+            )
+            .await
+            .expect("queued");
         }
         if pause_every > 0 && i % pause_every == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    out
 }
 
-async fn all_delivered(deliveries: Vec<Delivery>) {
-    for d in deliveries {
-        let m = d.await.expect("delivered");
-        assert!(m.offset >= 0);
-    }
+/// Flushes, bounded: a flush that does not return within `bound` fails the test.
+async fn flush_within(p: &Producer, bound: Duration) -> Duration {
+    let t = Instant::now();
+    tokio::time::timeout(bound, p.flush())
+        .await
+        .unwrap_or_else(|_| panic!("flush did not return within {bound:?}"));
+    t.elapsed()
 }
 
-async fn read_back(bootstrap: String, topic: String, n: usize) -> Vec<Consumed> {
-    tokio::task::spawn_blocking(move || {
-        consume_exactly(&bootstrap, &topic, n, Duration::from_secs(30))
-    })
-    .await
-    .unwrap()
+async fn check(bootstrap: &str, topic: &str, outcomes: &Outcomes, keys: &[String], per_key: usize) {
+    let (b, t, o, k) = (
+        bootstrap.to_string(),
+        topic.to_string(),
+        outcomes.clone(),
+        keys.to_vec(),
+    );
+    tokio::task::spawn_blocking(move || check_log(&b, &t, &o, &k, per_key, "warm"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,25 +122,118 @@ async fn injected_retriable_produce_errors_leave_each_record_once_in_order() {
     mock.request_errors(
         RDKafkaApiKey::Produce,
         &[
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+            RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RD_KAFKA_RESP_ERR__TRANSPORT,
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
         ],
     );
-    let deliveries = send_all(&p, topic, 8, 200, 20).await;
-    all_delivered(deliveries).await;
-    assert!(
-        p.stats().retries > 0,
-        "the injected errors were retried: {:?}",
-        p.stats()
+    let keys = keys(8);
+    let outcomes = Outcomes::default();
+    send_all(&p, topic, &keys, 200, 20, &outcomes).await;
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 8 * 200, "{:?}", outcomes.errors());
+    assert!(p.stats().retries > 0, "retried: {:?}", p.stats());
+    check(&bootstrap, topic, &outcomes, &keys, 200).await;
+}
+
+/// OUT_OF_ORDER_SEQUENCE_NUMBER and UNKNOWN_PRODUCER_ID say the broker did not store the batch
+/// and has lost track of the producer's sequence: the batch gets new numbers and goes again.
+/// DUPLICATE_SEQUENCE_NUMBER says the broker stored it before: success, offset unknown (the
+/// mock says so without having stored it, so those records are the ones missing from its log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_sequence_errors_renumber_only_what_the_broker_lost() {
+    let topic = "faults-sequences";
+    let (mock, bootstrap) = cluster(topic, Some(1));
+    let p = producer(&bootstrap, &[]);
+    warm_up(&p, topic).await;
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID,
+            RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID,
+        ],
     );
-    let mut records = read_back(bootstrap, topic.into(), 8 * 200 + 1).await;
-    records.retain(|r| r.key.as_deref() != Some(b"warm"));
-    assert_exactly_once_in_order(&records, 8, 200);
-    drop(mock);
+    let keys = keys(6);
+    let outcomes = Outcomes::default();
+    send_all(&p, topic, &keys, 150, 10, &outcomes).await;
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 6 * 150, "{:?}", outcomes.errors());
+    check(&bootstrap, topic, &outcomes, &keys, 150).await;
+
+    // A duplicate: its records end as delivered with offset -1 and nothing more.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RD_KAFKA_RESP_ERR_DUPLICATE_SEQUENCE_NUMBER],
+    );
+    let d = p
+        .send(&Record::new(topic, b"dup:0").key(b"dup"))
+        .await
+        .unwrap();
+    let m = d.await.expect("a duplicate is a success");
+    assert_eq!(m.offset, -1, "the broker did not say where: {m:?}");
+    let after = p
+        .send(&Record::new(topic, b"dup:1").key(b"dup"))
+        .await
+        .unwrap()
+        .await
+        .expect("the next record goes on");
+    assert!(after.offset >= 0);
+}
+
+/// Answers that come after request.timeout.ms: the connection is given up, the batches go again
+/// with the same sequence numbers, and nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_time_out_are_retried_without_loss() {
+    let topic = "faults-timeouts";
+    let (mock, bootstrap) = cluster(topic, Some(2));
+    let p = producer(&bootstrap, &[("request.timeout.ms", "700")]);
+    warm_up(&p, topic).await;
+    let slow = (
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        Duration::from_millis(2500),
+    );
+    mock.request_errors_delayed(2, RDKafkaApiKey::Produce, &[slow; 7])
+        .unwrap();
+    let keys = keys(4);
+    let outcomes = Outcomes::default();
+    let t = Instant::now();
+    send_all(&p, topic, &keys, 100, 10, &outcomes).await;
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 4 * 100, "{:?}", outcomes.errors());
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "a request timed out first"
+    );
+    check(&bootstrap, topic, &outcomes, &keys, 100).await;
+}
+
+/// The connection drops while several requests wait for their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_drops_with_requests_in_flight() {
+    let topic = "faults-drops";
+    let (mock, bootstrap) = cluster(topic, Some(3));
+    let p = producer(&bootstrap, &[]);
+    warm_up(&p, topic).await;
+    let wait = (
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        Duration::from_millis(300),
+    );
+    let drop = (RD_KAFKA_RESP_ERR__TRANSPORT, Duration::ZERO);
+    for _ in 0..3 {
+        mock.request_errors_delayed(3, RDKafkaApiKey::Produce, &[wait, wait, wait, drop])
+            .unwrap();
+    }
+    let keys = keys(8);
+    let outcomes = Outcomes::default();
+    send_all(&p, topic, &keys, 100, 5, &outcomes).await;
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 8 * 100, "{:?}", outcomes.errors());
+    check(&bootstrap, topic, &outcomes, &keys, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,16 +253,14 @@ async fn leader_moves_during_a_run() {
             }
         })
     };
-    let deliveries = send_all(&p, topic, 6, 300, 10).await;
-    all_delivered(deliveries).await;
+    let keys = keys(6);
+    let outcomes = Outcomes::default();
+    send_all(&p, topic, &keys, 300, 10, &outcomes).await;
+    flush_within(&p, Duration::from_secs(30)).await;
     mover.await.unwrap();
-    assert!(
-        p.stats().retries > 0,
-        "leader moves caused retries: {:?}",
-        p.stats()
-    );
-    let records = read_back(bootstrap, topic.into(), 6 * 300).await;
-    assert_exactly_once_in_order(&records, 6, 300);
+    assert_eq!(outcomes.delivered(), 6 * 300, "{:?}", outcomes.errors());
+    assert!(p.stats().retries > 0, "leader moves: {:?}", p.stats());
+    check(&bootstrap, topic, &outcomes, &keys, 300).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,17 +277,59 @@ async fn broker_down_and_up() {
             mock.broker_up(2).unwrap();
         })
     };
-    let deliveries = send_all(&p, topic, 4, 100, 10).await;
-    all_delivered(deliveries).await;
+    let keys = keys(4);
+    let outcomes = Outcomes::default();
+    send_all(&p, topic, &keys, 100, 10, &outcomes).await;
+    flush_within(&p, Duration::from_secs(30)).await;
     restorer.await.unwrap();
-    assert!(
-        p.stats().retries > 0,
-        "the down broker caused retries: {:?}",
-        p.stats()
+    assert_eq!(outcomes.delivered(), 4 * 100, "{:?}", outcomes.errors());
+    check(&bootstrap, topic, &outcomes, &keys, 100).await;
+}
+
+/// Records for a broker that stays down longer than delivery.timeout.ms fail with a delivery
+/// timeout in time; the other brokers' records are delivered meanwhile; flush returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_down_longer_than_delivery_timeout() {
+    let topic = "faults-down-long";
+    let (mock, bootstrap) = cluster(topic, None);
+    for part in 0..PARTITIONS {
+        mock.partition_leader(topic, part, Some(1 + part % 2))
+            .unwrap();
+    }
+    let p = producer(
+        &bootstrap,
+        &[
+            ("delivery.timeout.ms", "1500"),
+            ("request.timeout.ms", "1000"),
+        ],
     );
-    let mut records = read_back(bootstrap, topic.into(), 4 * 100 + 1).await;
-    records.retain(|r| r.key.as_deref() != Some(b"warm"));
-    assert_exactly_once_in_order(&records, 4, 100);
+    warm_up(&p, topic).await;
+    mock.broker_down(2).unwrap();
+    let outcomes = Outcomes::default();
+    let t = Instant::now();
+    for i in 0..400usize {
+        let part = (i % PARTITIONS as usize) as i32;
+        let value = keyed_value(&format!("p{part}"), i / PARTITIONS as usize);
+        p.send_with_callback(
+            &Record::new(topic, value.as_bytes()).partition(part),
+            outcomes.callback(value.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    let took = flush_within(&p, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(5), "flush took {took:?}");
+    for i in 0..400usize {
+        let part = i % PARTITIONS as usize;
+        let value = keyed_value(&format!("p{part}"), i / PARTITIONS as usize);
+        match (part % 2, outcomes.outcome(&value)) {
+            (0, Some(Outcome::Delivered(..))) => {}
+            (1, Some(Outcome::Failed(ProduceError::DeliveryTimeout { .. }))) => {}
+            (_, o) => panic!("{value} on partition {part}: {o:?}"),
+        }
+    }
+    assert!(t.elapsed() >= Duration::from_millis(1400));
+    mock.broker_up(2).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +360,7 @@ async fn full_buffer_blocks_up_to_max_block_ms_then_fails_clearly_and_loses_noth
     };
     let text = err.to_string();
     assert!(
-        matches!(err, wafka_producer::ProduceError::BufferExhausted { .. }),
+        matches!(err, ProduceError::BufferExhausted { .. }),
         "{err:?}"
     );
     assert!(
@@ -254,7 +368,7 @@ async fn full_buffer_blocks_up_to_max_block_ms_then_fails_clearly_and_loses_noth
         "{text}"
     );
     // Bounded: the refused send waited max.block.ms, not longer.
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let again = p.send(&Record::new(topic, &value).partition(0)).await;
     assert!(again.is_err());
     let waited = t.elapsed();
@@ -268,7 +382,11 @@ async fn full_buffer_blocks_up_to_max_block_ms_then_fails_clearly_and_loses_noth
     for d in queued {
         d.await.expect("queued record delivered");
     }
-    let got = read_back(bootstrap, topic.into(), n + 1).await;
+    let got = tokio::task::spawn_blocking(move || {
+        consume_exactly(&bootstrap, topic, n + 1, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
     assert_eq!(got.len(), n + 1);
 }
 
@@ -286,12 +404,12 @@ async fn records_for_a_dead_leader_expire_after_delivery_timeout() {
     );
     warm_up(&p, topic).await;
     mock.broker_down(2).unwrap();
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let d = p.send(&Record::new(topic, b"doomed")).await.unwrap();
     let err = d.await.unwrap_err();
     let took = t.elapsed();
     assert!(
-        matches!(err, wafka_producer::ProduceError::DeliveryTimeout { .. }),
+        matches!(err, ProduceError::DeliveryTimeout { .. }),
         "{err:?}"
     );
     assert!(
@@ -309,16 +427,15 @@ async fn records_for_a_dead_leader_expire_after_delivery_timeout() {
 async fn a_topic_without_leaders_yet_is_waited_for_up_to_max_block_ms() {
     let topic = "faults-no-leader";
     let (mock, bootstrap) = cluster(topic, None);
-    let leader_not_available = RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
-    mock.topic_error(topic, leader_not_available).unwrap();
+    mock.topic_error(topic, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+        .unwrap();
     let p = producer(&bootstrap, &[("max.block.ms", "10000")]);
     // The topic gets its leaders while the send waits: the send goes through.
     let clearer = {
         let mock = mock.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(700)).await;
-            mock.topic_error(topic, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
-                .unwrap();
+            mock.topic_error(topic, RD_KAFKA_RESP_ERR_NO_ERROR).unwrap();
         })
     };
     let d = p
@@ -327,19 +444,376 @@ async fn a_topic_without_leaders_yet_is_waited_for_up_to_max_block_ms() {
         .expect("queued once the topic has leaders");
     d.await.expect("delivered");
     clearer.await.unwrap();
-    let got = read_back(bootstrap, topic.into(), 1).await;
+    let got = tokio::task::spawn_blocking(move || {
+        consume_exactly(&bootstrap, topic, 1, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].value.as_deref(), Some(&b"waited"[..]));
 
     // Leaders that never come: the send fails after max.block.ms, naming the cluster's answer.
     let other = "faults-no-leader-ever";
     mock.create_topic(other, PARTITIONS, 3).unwrap();
-    mock.topic_error(other, leader_not_available).unwrap();
+    mock.topic_error(other, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+        .unwrap();
     let p = producer(&mock.bootstrap_servers(), &[("max.block.ms", "1000")]);
     let err = p.send(&Record::new(other, b"x")).await.unwrap_err();
     assert!(
-        matches!(err, wafka_producer::ProduceError::MetadataTimeout { .. }),
+        matches!(err, ProduceError::MetadataTimeout { .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("LEADER_NOT_AVAILABLE"), "{err}");
+}
+
+/// While no producer id can be had, queued records still reach delivery.timeout.ms, so flush
+/// returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_expire_while_init_producer_id_keeps_failing() {
+    let topic = "faults-no-pid";
+    let (mock, bootstrap) = cluster(topic, Some(1));
+    mock.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 500],
+    );
+    let p = producer(
+        &bootstrap,
+        &[
+            ("delivery.timeout.ms", "1500"),
+            ("request.timeout.ms", "1000"),
+            ("linger.ms", "0"),
+        ],
+    );
+    let outcomes = Outcomes::default();
+    for i in 0..10 {
+        let value = keyed_value("k", i);
+        p.send_with_callback(
+            &Record::new(topic, value.as_bytes()).key(b"k"),
+            outcomes.callback(value.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    let took = flush_within(&p, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(5), "flush took {took:?}");
+    let errors = outcomes.errors();
+    assert_eq!(errors.values().sum::<usize>(), 10, "{errors:?}");
+    assert!(
+        errors
+            .keys()
+            .all(|e| e.contains("delivery.timeout.ms=1500") && e.contains("producer id")),
+        "{errors:?}"
+    );
+}
+
+/// A cluster that refuses InitProducerId to a producer that asked for idempotence explicitly:
+/// one clear fatal error, and the producer stops asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_producer_id_is_fatal_once_and_not_asked_for_again() {
+    let topic = "faults-pid-refused";
+    let (mock, bootstrap) = cluster(topic, Some(1));
+    mock.start_request_tracking();
+    mock.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED; 1000],
+    );
+    let p = producer(&bootstrap, &[("enable.idempotence", "true")]);
+    let d = p.send(&Record::new(topic, b"x").key(b"k")).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), d)
+        .await
+        .expect("the record ends")
+        .unwrap_err();
+    assert!(matches!(err, ProduceError::Fatal(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("CLUSTER_AUTHORIZATION_FAILED"),
+        "{err}"
+    );
+    let after = p.send(&Record::new(topic, b"y")).await.unwrap_err();
+    assert_eq!(after, err, "later sends fail at once with the same error");
+    let asked = mock.requests(RDKafkaApiKey::InitProducerId).len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asked_later = mock.requests(RDKafkaApiKey::InitProducerId).len();
+    assert!(asked <= 2, "asked {asked} times");
+    assert_eq!(asked, asked_later, "kept asking after the fatal answer");
+}
+
+/// One broker answers every request after 8 s (its ApiVersions too); request.timeout.ms is 2 s.
+/// Records without a key go to the other brokers, which the slow one must not hold back. With
+/// `partitioner.availability.timeout.ms`, so does a broker that turns slow once connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_broker_does_not_hold_back_the_others() {
+    for turns_slow_later in [false, true] {
+        let topic = "faults-slow";
+        let (mock, bootstrap) = cluster(topic, None);
+        // Partitions 0 and 3 are led by broker 1, 1 by broker 2, 2 by broker 3.
+        for part in 0..PARTITIONS {
+            mock.partition_leader(topic, part, Some(1 + part % 3))
+                .unwrap();
+        }
+        let slow = Duration::from_secs(8);
+        if !turns_slow_later {
+            mock.broker_round_trip_time(3, slow).unwrap();
+        }
+        let p = producer(
+            &bootstrap,
+            &[
+                ("request.timeout.ms", "2000"),
+                ("delivery.timeout.ms", "3000"),
+                ("batch.size", "16384"),
+                ("partitioner.availability.timeout.ms", "300"),
+            ],
+        );
+        for part in 0..PARTITIONS {
+            if !turns_slow_later && part == 2 {
+                continue;
+            }
+            p.send(&Record::new(topic, b"warm:0").partition(part))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        if turns_slow_later {
+            mock.broker_round_trip_time(3, slow).unwrap();
+        }
+        let outcomes = Outcomes::default();
+        let t = Instant::now();
+        let value = [b'x'; 100];
+        // The first record sent once the slow broker has been silent for twice
+        // partitioner.availability.timeout.ms: from then on nothing goes there.
+        let mut settled_from = None;
+        for i in 0..3000 {
+            p.send_with_callback(
+                &Record::new(topic, &value),
+                outcomes.callback(i.to_string()),
+            )
+            .await
+            .unwrap();
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if settled_from.is_none() && t.elapsed() >= Duration::from_millis(600) {
+                settled_from = Some(i + 1);
+            }
+        }
+        let sent = t.elapsed();
+        flush_within(&p, Duration::from_secs(15)).await;
+        let took = t.elapsed();
+        let delivered = outcomes.delivered();
+        if turns_slow_later {
+            // Records chosen for the slow broker before it counted as unavailable expire.
+            let from = settled_from.expect("sending took over 600 ms");
+            for i in from..3000 {
+                assert!(
+                    matches!(
+                        outcomes.outcome(&i.to_string()),
+                        Some(Outcome::Delivered(..))
+                    ),
+                    "record {i} (of the ones sent after {from}) went to the slow broker"
+                );
+            }
+            assert!(took < Duration::from_secs(5), "took {took:?}");
+        } else {
+            assert!(
+                delivered == 3000,
+                "{delivered} of 3000 delivered: {:?}",
+                outcomes.errors()
+            );
+            assert!(took < sent + Duration::from_secs(1), "took {took:?}");
+        }
+    }
+}
+
+/// A callback that panics costs its own record's report and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_callback_does_not_stall_the_producer() {
+    let topic = "faults-panic";
+    let (_mock, bootstrap) = cluster(topic, Some(1));
+    let p = producer(&bootstrap, &[("linger.ms", "0")]);
+    warm_up(&p, topic).await;
+    for i in 0..8 {
+        p.send_with_callback(
+            &Record::new(topic, format!("boom:{i}").as_bytes()).partition(0),
+            Box::new(|_| panic!("a caller's callback panics")),
+        )
+        .await
+        .unwrap();
+        // One request each.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = Instant::now();
+    let mut ds = Vec::new();
+    for i in 0..20 {
+        ds.push(
+            p.send(&Record::new(topic, format!("after:{i}").as_bytes()).partition(0))
+                .await
+                .unwrap(),
+        );
+    }
+    for d in ds {
+        tokio::time::timeout(Duration::from_secs(5), d)
+            .await
+            .expect("delivered within 5 s")
+            .expect("delivered");
+    }
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+/// A flush given up by its caller (a timeout around it) leaves linger.ms as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_flush_does_not_turn_linger_off() {
+    let topic = "faults-cancel";
+    let (mock, bootstrap) = cluster(topic, Some(1));
+    let p = producer(&bootstrap, &[("linger.ms", "1500")]);
+    warm_up(&p, topic).await;
+    // A slow answer keeps the flush waiting while its caller gives up on it.
+    mock.broker_round_trip_time(1, Duration::from_millis(300))
+        .unwrap();
+    let first = p.send(&Record::new(topic, b"first")).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(50), p.flush()).await;
+    first.await.unwrap();
+    mock.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    let t = Instant::now();
+    let second = p.send(&Record::new(topic, b"second")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        second.try_result().is_none(),
+        "sent before its linger.ms (1500 ms) after {:?}",
+        t.elapsed()
+    );
+    second.await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+/// A record whose request is on the wire when the last producer handle goes away ends with
+/// `Closed` at once, not never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_in_flight_when_the_producer_goes_away_ends_closed() {
+    let topic = "faults-gone";
+    let (mock, bootstrap) = cluster(topic, Some(1));
+    let p = producer(&bootstrap, &[("linger.ms", "0")]);
+    warm_up(&p, topic).await;
+    mock.broker_round_trip_time(1, Duration::from_secs(20))
+        .unwrap();
+    let d = p.send(&Record::new(topic, b"late")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(p);
+    let err = tokio::time::timeout(Duration::from_secs(3), d)
+        .await
+        .expect("the record ends")
+        .unwrap_err();
+    assert_eq!(err, ProduceError::Closed);
+}
+
+/// A send waiting for buffer memory when the producer fails for good (the cluster refuses a
+/// producer id to a producer that asked for idempotence) or closes is refused, or its record
+/// ends; it does not slip into a queue that nobody sends any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_waiting_for_memory_when_the_producer_stops_is_refused() {
+    for fatal in [true, false] {
+        let topic = "faults-blocked";
+        let (mock, bootstrap) = cluster(topic, Some(2));
+        let p = producer(
+            &bootstrap,
+            &[
+                ("buffer.memory", "20000"),
+                ("batch.size", "4000"),
+                ("max.block.ms", "20000"),
+                ("delivery.timeout.ms", "2000"),
+                ("request.timeout.ms", "1000"),
+                ("enable.idempotence", "true"),
+            ],
+        );
+        if fatal {
+            // Retriable refusals while the buffer fills (a final one comes later).
+            mock.request_errors(
+                RDKafkaApiKey::InitProducerId,
+                &[RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 1000],
+            );
+        } else {
+            warm_up(&p, topic).await;
+            mock.broker_down(2).unwrap();
+        }
+        let value = vec![b'v'; 500];
+        let mut queued = Vec::new();
+        // Fill the buffer.
+        loop {
+            match tokio::time::timeout(
+                Duration::from_millis(200),
+                p.send(&Record::new(topic, &value).partition(0)),
+            )
+            .await
+            {
+                Ok(Ok(d)) => queued.push(d),
+                Ok(Err(e)) => panic!("{e}"),
+                Err(_) => break,
+            }
+        }
+        let blocked = {
+            let p = p.clone();
+            let value = value.clone();
+            tokio::spawn(async move { p.send(&Record::new(topic, &value).partition(0)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if fatal {
+            mock.clear_request_errors(RDKafkaApiKey::InitProducerId);
+            mock.request_errors(
+                RDKafkaApiKey::InitProducerId,
+                &[RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED; 100],
+            );
+        } else {
+            tokio::time::timeout(Duration::from_secs(10), p.close())
+                .await
+                .expect("close returns");
+        }
+        let sent = tokio::time::timeout(Duration::from_secs(5), blocked)
+            .await
+            .expect("the waiting send returns")
+            .unwrap();
+        match sent {
+            Err(_) => {}
+            Ok(d) => {
+                let r = tokio::time::timeout(Duration::from_secs(5), d)
+                    .await
+                    .expect("a record accepted while stopping still ends");
+                assert!(r.is_err(), "{r:?}");
+            }
+        }
+        for d in queued {
+            let r = tokio::time::timeout(Duration::from_secs(5), d)
+                .await
+                .expect("every queued record ends");
+            assert!(r.is_err());
+        }
+    }
+}
+
+/// When retries run out, the error names the broker's last answer, by its Kafka name and code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_that_run_out_name_the_kafka_error() {
+    let topic = "faults-retries";
+    let (mock, bootstrap) = cluster(topic, Some(1));
+    let p = producer(&bootstrap, &[("retries", "1"), ("linger.ms", "0")]);
+    warm_up(&p, topic).await;
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 2],
+    );
+    let err = p
+        .send(&Record::new(topic, b"x"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    match &err {
+        ProduceError::Broker { name, code, .. } => {
+            assert_eq!((name.as_str(), *code), ("NOT_ENOUGH_REPLICAS", 19), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("retries=1"), "{err}");
 }

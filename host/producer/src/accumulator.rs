@@ -1,154 +1,177 @@
-//! Per-partition queues of record batches: linger, batch size and the memory bound.
+//! Per-partition queues of record batches: linger, batch size, `buffer.memory`, expiry, and
+//! the ready lists that tell each sink which partitions to look at.
 //!
-//! Owns the batches from the moment a record is appended until the sender takes them, and again
-//! when the sender puts a batch back for a retry. Appending copies the record once into the open
-//! batch of its partition; a batch closes when it reaches `batch.size`, and becomes sendable when
-//! closed, when `linger.ms` passed, or while someone flushes. `buffer.memory` is a byte
-//! semaphore: a record holds its bytes until its batch is done. It must not talk to brokers and
-//! must not decide retries; it only keeps order (batches leave and come back in sequence order).
+//! Owns the batches from the moment a record is appended until a sink takes one, and again
+//! when a sink puts one back for a retry. Appending copies the record once into the open batch
+//! of its partition, whose buffer was reserved from `buffer.memory` when it opened (at least
+//! `batch.size`, as the Java client's pool: `buffer.memory` bounds what batches allocate, not
+//! just the record bytes). A batch closes when full; it becomes sendable when closed, when
+//! `linger.ms` passed, when a flush waits for it (only the batches that hold the flushing
+//! owner's records), or while a send waits for memory.
+//!
+//! Order: a partition has at most **one batch in flight**, and a batch put back goes back to
+//! the head of its queue, so batches leave and are stored in the order they were made, retries
+//! included, whatever the broker checks. A sink learns of a partition through its
+//! [`ReadyList`] (pushed when a batch opens, closes, is hurried or put back), never by
+//! scanning. Expired batches are failed where they are found, outside the partition's lock.
+//! It must not talk to brokers nor decide retries.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore};
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
 
 use crate::batch::{record_size_upper_bound, BatchBuilder, ClosedBatch, BATCH_HEADER_LEN};
 use crate::config::Compression;
-use crate::delivery::{BatchAck, BatchOutcome, Callback, DeliveryReport};
+use crate::delivery::{BatchOutcome, Callback};
 use crate::error::ProduceError;
-use crate::owner::OwnerState;
+use crate::idempotence::{Idempotence, NoStamp, Sequence, Stamp};
+use crate::ledger::{Completion, Ledger, OwnerAccount, Settle};
 use crate::partitioner::StickyPartition;
 use crate::record::Record;
 
-/// Where done batches settle up: the memory they give back and the counts of what happened.
-#[derive(Debug)]
-pub(crate) struct Ledger {
-    /// `buffer.memory`, as a semaphore of bytes.
-    pub(crate) memory: Semaphore,
-    pub(crate) batches_acked: AtomicU64,
-    pub(crate) records_acked: AtomicU64,
-    pub(crate) records_failed: AtomicU64,
-}
-
-/// How early a lingering batch may leave (see [`Accumulator::drain`]).
+/// How early a lingering batch may leave: tokio's timer wakes on whole milliseconds, rounding
+/// up, so a batch within this of its due time goes now rather than a tick late.
 const LINGER_SLACK: Duration = Duration::from_millis(1);
 
-/// One owner's share of a batch.
-struct OwnerShare {
-    owner: Arc<OwnerState>,
-    bytes: usize,
+/// What a sink drains: partitions that may have something to send, and the sink's health as
+/// the partitioner sees it.
+pub(crate) struct ReadyList {
+    pub(crate) node: i32,
+    list: Mutex<Vec<Arc<PartitionQueue>>>,
+    pub(crate) wake: Notify,
+    /// Connected and past the handshake: new records without a key may go here.
+    up: AtomicBool,
+    /// When the oldest request in flight was sent (`None`: nothing in flight), and how long it
+    /// may wait before the partitioner stops choosing this broker (zero: forever).
+    waiting_since: Mutex<Option<Instant>>,
+    patience: Duration,
+    /// The broker left the cluster: the sink ends once nothing is in flight.
+    retired: AtomicBool,
 }
 
-/// Everything needed to finish a batch's records once its result is known.
-pub(crate) struct Completion {
-    pub(crate) outcome: Arc<BatchOutcome>,
-    owners: Vec<OwnerShare>,
-    /// `(owner index, offset delta, record id)` for owners that want reports.
-    reports: Vec<(u32, i32, u64)>,
-    callbacks: Vec<(i32, Callback)>,
-    permits: usize,
-    records: u64,
-}
+impl ReadyList {
+    pub(crate) fn new(node: i32, patience: Duration) -> Arc<Self> {
+        Arc::new(ReadyList {
+            node,
+            list: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            up: AtomicBool::new(false),
+            waiting_since: Mutex::new(None),
+            patience,
+            retired: AtomicBool::new(false),
+        })
+    }
 
-impl Completion {
-    fn new(topic: Arc<str>, partition: i32) -> Self {
-        Completion {
-            outcome: BatchOutcome::new(topic, partition),
-            owners: Vec::new(),
-            reports: Vec::new(),
-            callbacks: Vec::new(),
-            permits: 0,
-            records: 0,
+    /// Asks the sink to look at `p`.
+    pub(crate) fn signal(&self, p: &Arc<PartitionQueue>) {
+        if !p.signaled.swap(true, Ordering::AcqRel) {
+            self.list.lock().push(p.clone());
+            self.wake.notify_one();
         }
     }
 
-    fn add(
+    /// The partitions signaled since the last call.
+    pub(crate) fn take(&self) -> Vec<Arc<PartitionQueue>> {
+        let taken = std::mem::take(&mut *self.list.lock());
+        for p in &taken {
+            p.signaled.store(false, Ordering::Release);
+        }
+        taken
+    }
+
+    /// Whether partitions were signaled and not taken yet.
+    pub(crate) fn has_signals(&self) -> bool {
+        !self.list.lock().is_empty()
+    }
+
+    /// Whether new records without a key may come here: connected, and (with
+    /// `partitioner.availability.timeout.ms`) answering in time.
+    pub(crate) fn is_available(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+            && (self.patience.is_zero()
+                || self
+                    .waiting_since
+                    .lock()
+                    .is_none_or(|since| since.elapsed() < self.patience))
+    }
+
+    /// Records when the oldest request in flight was sent.
+    pub(crate) fn set_waiting_since(&self, since: Option<Instant>) {
+        *self.waiting_since.lock() = since;
+    }
+
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+    }
+
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+}
+
+/// A batch's bytes: still as appended, or closed (compressed, header filled).
+pub(crate) enum Body {
+    Open(BatchBuilder),
+    Closed(ClosedBatch),
+}
+
+/// A batch on its way to the broker (or back for a retry).
+pub(crate) struct ProducerBatch {
+    pub(crate) body: Body,
+    pub(crate) count: i32,
+    pub(crate) created: Instant,
+    pub(crate) attempts: u32,
+    pub(crate) retry_at: Option<Instant>,
+    pub(crate) stamp: Option<Stamp>,
+    /// Why the last attempt failed.
+    pub(crate) last_error: Option<String>,
+    /// Sent before without an answer: the broker may have stored it.
+    pub(crate) maybe_stored: bool,
+    pub(crate) settle: Settle,
+}
+
+impl ProducerBatch {
+    /// Closes the body (compressing it) if it is still open. Runs outside any lock.
+    pub(crate) fn close(
         &mut self,
-        owner: &Arc<OwnerState>,
-        bytes: usize,
-        offset_delta: i32,
-        id: u64,
-        callback: Option<Callback>,
-    ) {
-        let idx = match self
-            .owners
-            .iter()
-            .rposition(|s| Arc::ptr_eq(&s.owner, owner))
-        {
-            Some(i) => i,
-            None => {
-                owner.track(&self.outcome);
-                self.owners.push(OwnerShare {
-                    owner: owner.clone(),
-                    bytes: 0,
-                });
-                self.owners.len() - 1
-            }
-        };
-        self.owners[idx].bytes += bytes;
-        owner.buffered.fetch_add(bytes, Ordering::Relaxed);
-        self.permits += bytes;
-        self.records += 1;
-        if owner.reports_enabled {
-            self.reports.push((idx as u32, offset_delta, id));
+        compression: Compression,
+        level: Option<i32>,
+    ) -> std::io::Result<&mut ClosedBatch> {
+        if let Body::Open(_) = self.body {
+            let Body::Open(builder) =
+                std::mem::replace(&mut self.body, Body::Open(BatchBuilder::new(0)))
+            else {
+                unreachable!()
+            };
+            self.body = Body::Closed(builder.close(compression, level)?);
         }
-        if let Some(cb) = callback {
-            self.callbacks.push((offset_delta, cb));
+        match &mut self.body {
+            Body::Closed(c) => Ok(c),
+            Body::Open(_) => unreachable!("closed above"),
         }
     }
 
-    /// Publishes the result to callbacks, reports, owners and futures, and frees the memory.
-    /// Callbacks and reports come first, so that whoever waits on the batch (a flush) sees them.
-    pub(crate) fn complete(self, result: Result<BatchAck, ProduceError>, ledger: &Ledger) {
-        let Completion {
-            outcome,
-            owners,
-            reports,
-            callbacks,
-            permits,
-            records,
-        } = self;
-        match &result {
-            Ok(_) => {
-                ledger.batches_acked.fetch_add(1, Ordering::Relaxed);
-                ledger.records_acked.fetch_add(records, Ordering::Relaxed);
-            }
-            Err(_) => {
-                ledger.records_failed.fetch_add(records, Ordering::Relaxed);
-            }
+    /// The error for this batch's records when `delivery.timeout.ms` passes now.
+    pub(crate) fn expiry(&self, timeout: Duration, why: Option<&str>) -> ProduceError {
+        let mut cause = self
+            .last_error
+            .clone()
+            .or_else(|| why.map(str::to_string))
+            .unwrap_or_else(|| "no broker took the batch".into());
+        if self.maybe_stored && !cause.contains("may") {
+            cause.push_str("; the broker may have stored the records");
         }
-        if let Err(e) = &result {
-            for s in &owners {
-                s.owner.record_failure(e);
-            }
-        }
-        if !reports.is_empty() {
-            let mut by_owner: Vec<Vec<DeliveryReport>> =
-                owners.iter().map(|_| Vec::new()).collect();
-            for (idx, delta, id) in reports {
-                by_owner[idx as usize].push(DeliveryReport {
-                    id,
-                    topic: outcome.topic(),
-                    partition: outcome.partition(),
-                    result: outcome.metadata(&result, delta).map(|m| m.offset),
-                });
-            }
-            for (s, reports) in owners.iter().zip(by_owner) {
-                if !reports.is_empty() {
-                    s.owner.push_reports(reports.into_iter());
-                }
-            }
-        }
-        for (delta, cb) in callbacks {
-            cb(outcome.metadata(&result, delta));
-        }
-        for s in &owners {
-            s.owner.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
-        }
-        ledger.memory.add_permits(permits);
-        outcome.set(result);
+        ProduceError::DeliveryTimeout { timeout, cause }
     }
 }
 
@@ -158,36 +181,18 @@ struct OpenBatch {
     completion: Completion,
 }
 
-/// A closed batch on its way to the broker (or back for a retry).
-pub(crate) struct ProducerBatch {
-    pub(crate) records: ClosedBatch,
-    pub(crate) created: Instant,
-    pub(crate) attempts: u32,
-    pub(crate) retry_at: Option<Instant>,
-    pub(crate) sequence: Option<i32>,
-    pub(crate) last_error: Option<String>,
-    pub(crate) completion: Completion,
-}
-
-impl ProducerBatch {
-    pub(crate) fn fail(self, e: ProduceError, ledger: &Ledger) {
-        self.completion.complete(Err(e), ledger);
-    }
-}
-
 /// Queue state of one partition.
 #[derive(Default)]
 pub(crate) struct PartitionState {
     open: Option<OpenBatch>,
-    /// Closed batches not in flight, in sequence order (retries first).
-    pub(crate) queued: VecDeque<ProducerBatch>,
-    /// Batches of this partition in flight.
-    pub(crate) in_flight: u32,
-    /// The idempotent producer's next sequence number for this partition.
-    pub(crate) next_sequence: i32,
-    /// Lowest sequence that failed and waits for its retry: later batches answered with
-    /// OUT_OF_ORDER_SEQUENCE_NUMBER are then retried too.
-    pub(crate) retry_floor: Option<i32>,
+    /// Closed batches not in flight, oldest first (a batch put back goes first).
+    queued: VecDeque<ProducerBatch>,
+    /// Whether a batch of this partition is in flight.
+    in_flight: bool,
+    /// Sequence numbers, owned by the idempotence module.
+    pub(crate) sequence: Sequence,
+    /// Why the head cannot go (no leader, no producer id, ...), for the expiry error.
+    pub(crate) stuck: Option<String>,
 }
 
 /// One partition's queue.
@@ -195,12 +200,80 @@ pub(crate) struct PartitionQueue {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) state: Mutex<PartitionState>,
+    route: RwLock<Option<Arc<ReadyList>>>,
+    signaled: AtomicBool,
+}
+
+impl PartitionQueue {
+    fn new(topic: Arc<str>, partition: i32) -> Arc<Self> {
+        Arc::new(PartitionQueue {
+            topic,
+            partition,
+            state: Mutex::new(PartitionState::default()),
+            route: RwLock::new(None),
+            signaled: AtomicBool::new(false),
+        })
+    }
+
+    /// The sink of the partition's leader now.
+    pub(crate) fn route(&self) -> Option<Arc<ReadyList>> {
+        self.route.read().clone()
+    }
+
+    /// Whether `list` is the sink of the partition's leader now.
+    pub(crate) fn routed_to(&self, list: &Arc<ReadyList>) -> bool {
+        self.route
+            .read()
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, list))
+    }
+
+    /// Points the partition at `to`; returns whether it changed.
+    pub(crate) fn set_route(self: &Arc<Self>, to: Option<Arc<ReadyList>>) -> bool {
+        let mut r = self.route.write();
+        let same = match (&*r, &to) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *r = to;
+            // A signal pending at the old sink must not keep the new one from hearing of it.
+            self.signaled.store(false, Ordering::Release);
+        }
+        !same
+    }
+
+    /// Asks the partition's sink, if any, to look at it.
+    pub(crate) fn signal(self: &Arc<Self>) {
+        if let Some(r) = self.route() {
+            r.signal(self);
+        }
+    }
+
+    /// How welcome new records without a key are here (see [`crate::partitioner`]).
+    pub(crate) fn rank(&self) -> u8 {
+        match &*self.route.read() {
+            Some(r) if r.is_available() => crate::partitioner::RANK_AVAILABLE,
+            Some(_) => crate::partitioner::RANK_LED,
+            None => 0,
+        }
+    }
+
+    /// Whether anything of the partition waits to be sent or is in flight.
+    pub(crate) fn busy(&self) -> bool {
+        let st = self.state.lock();
+        st.open.is_some() || !st.queued.is_empty() || st.in_flight
+    }
 }
 
 /// One topic's queues, one per partition, and its sticky partition.
 pub(crate) struct TopicQueues {
+    pub(crate) name: Arc<str>,
     pub(crate) partitions: Vec<Arc<PartitionQueue>>,
     pub(crate) sticky: StickyPartition,
+    /// When a record was last sent to the topic, in ms since the accumulator started.
+    last_used: AtomicU64,
 }
 
 /// Settings the accumulator needs.
@@ -208,327 +281,455 @@ pub(crate) struct TopicQueues {
 pub(crate) struct AccumulatorConfig {
     pub batch_size: usize,
     pub linger: Duration,
-    pub compression: Compression,
-    pub compression_level: Option<i32>,
     pub delivery_timeout: Duration,
-    pub buffer_memory: usize,
 }
 
-/// What the sender takes from one partition.
-pub(crate) enum Drained {
-    /// A batch to send.
-    Batch(Box<ProducerBatch>),
-    /// Nothing now; look again at this time (or when woken).
-    Later(Option<Instant>),
+/// What a sink takes from one partition.
+pub(crate) enum Take {
+    /// A batch to send, with the numbers it goes out with.
+    Batch(Box<ProducerBatch>, Option<Stamp>),
+    /// Nothing now; look again at this time.
+    Later(Instant),
+    /// Waiting for an identity (producer id); look again then, or when it comes.
+    Identity(Option<Instant>),
+    /// A batch is in flight: look again when it is back.
+    Busy,
+    /// Nothing queued.
+    Empty,
+}
+
+/// Why [`Accumulator::append`] did not append.
+pub(crate) enum NotAppended {
+    /// A new batch is needed and the reservation in hand is smaller than this.
+    NeedMemory(usize),
+    /// The producer is closed.
+    Closed,
 }
 
 /// All partitions' queues.
 pub(crate) struct Accumulator {
-    pub(crate) config: AccumulatorConfig,
-    topics: RwLock<HashMap<Arc<str>, Arc<TopicQueues>>>,
-    pub(crate) ledger: Ledger,
-    /// Flushes (or a close) in progress: lingering batches are sendable at once.
-    flushing: AtomicUsize,
-    /// Senders waiting for memory: lingering batches are sendable at once to free it.
-    pub(crate) blocked: AtomicUsize,
-    /// Wakes the sender: a batch became sendable or a new one started lingering.
-    pub(crate) wake: Notify,
+    config: AccumulatorConfig,
+    topics: RwLock<FxHashMap<Arc<str>, Arc<TopicQueues>>>,
+    ledger: Arc<Ledger>,
+    closed: AtomicBool,
+    started: Instant,
 }
 
 impl Accumulator {
-    pub(crate) fn new(config: AccumulatorConfig) -> Self {
+    pub(crate) fn new(config: AccumulatorConfig, ledger: Arc<Ledger>) -> Self {
         Accumulator {
-            ledger: Ledger {
-                memory: Semaphore::new(config.buffer_memory),
-                batches_acked: AtomicU64::new(0),
-                records_acked: AtomicU64::new(0),
-                records_failed: AtomicU64::new(0),
-            },
             config,
-            topics: RwLock::new(HashMap::new()),
-            flushing: AtomicUsize::new(0),
-            blocked: AtomicUsize::new(0),
-            wake: Notify::new(),
+            topics: RwLock::new(FxHashMap::default()),
+            ledger,
+            closed: AtomicBool::new(false),
+            started: Instant::now(),
         }
     }
 
-    /// The queues of `topic` if it has exactly `partitions` partitions already.
-    pub(crate) fn topic(&self, topic: &str) -> Option<Arc<TopicQueues>> {
-        self.topics.read().expect("topics lock").get(topic).cloned()
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_millis() as u64
     }
 
-    /// The queues of `topic`, created or grown to `partitions`.
+    /// The queues of `topic`, if it has any.
+    pub(crate) fn topic(&self, topic: &str) -> Option<Arc<TopicQueues>> {
+        self.topics.read().get(topic).cloned()
+    }
+
+    /// Marks `topic` as used now.
+    pub(crate) fn touch(&self, topic: &TopicQueues) {
+        topic
+            .last_used
+            .store(self.millis(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Every topic's queues.
+    pub(crate) fn topics(&self) -> Vec<Arc<TopicQueues>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// The queues of `topic`, created or grown to `partitions` (never shrunk: a partition
+    /// that disappears keeps its queue, without a leader, until its batches expire).
     pub(crate) fn topic_with(&self, topic: &str, partitions: i32) -> Arc<TopicQueues> {
-        let mut topics = self.topics.write().expect("topics lock");
-        let name: Arc<str> = match topics.get_key_value(topic) {
-            Some((_, t)) if t.partitions.len() as i32 >= partitions => return t.clone(),
-            Some((k, _)) => k.clone(),
-            None => Arc::from(topic),
+        if let Some(t) = self.topic(topic) {
+            if t.partitions.len() as i32 >= partitions {
+                return t;
+            }
+        }
+        let mut topics = self.topics.write();
+        let (name, mut queues, sticky_at, last_used) = match topics.get(topic) {
+            Some(t) if t.partitions.len() as i32 >= partitions => return t.clone(),
+            Some(t) => (
+                t.name.clone(),
+                t.partitions.clone(),
+                t.sticky.current(),
+                t.last_used.load(Ordering::Relaxed),
+            ),
+            None => (
+                Arc::from(topic),
+                Vec::new(),
+                -1,
+                self.millis(Instant::now()),
+            ),
         };
-        let mut queues: Vec<Arc<PartitionQueue>> = topics
-            .get(topic)
-            .map(|t| t.partitions.clone())
-            .unwrap_or_default();
         for p in queues.len() as i32..partitions {
-            queues.push(Arc::new(PartitionQueue {
-                topic: name.clone(),
-                partition: p,
-                state: Mutex::new(PartitionState::default()),
-            }));
+            queues.push(PartitionQueue::new(name.clone(), p));
         }
         let t = Arc::new(TopicQueues {
+            name: name.clone(),
             partitions: queues,
-            sticky: StickyPartition::default(),
+            sticky: StickyPartition::starting_at(sticky_at),
+            last_used: AtomicU64::new(last_used),
         });
         topics.insert(name, t.clone());
         t
     }
 
-    /// Every partition queue, for the sender's scan.
-    pub(crate) fn all_partitions(&self) -> Vec<Arc<PartitionQueue>> {
-        self.topics
+    /// Forgets topics not sent to since `idle` ago that hold nothing; returns their names.
+    pub(crate) fn evict_idle(&self, idle: Duration) -> Vec<Arc<str>> {
+        let now = self.millis(Instant::now());
+        let idle = idle.as_millis() as u64;
+        let candidates: Vec<Arc<TopicQueues>> = self
+            .topics
             .read()
-            .expect("topics lock")
             .values()
-            .flat_map(|t| t.partitions.iter().cloned())
-            .collect()
+            .filter(|t| now.saturating_sub(t.last_used.load(Ordering::Relaxed)) >= idle)
+            .cloned()
+            .collect();
+        let mut gone = Vec::new();
+        for t in candidates {
+            if t.partitions.iter().any(|p| p.busy()) {
+                continue;
+            }
+            let mut topics = self.topics.write();
+            if topics.get(&t.name).is_some_and(|cur| Arc::ptr_eq(cur, &t))
+                && now.saturating_sub(t.last_used.load(Ordering::Relaxed)) >= idle
+            {
+                topics.remove(&t.name);
+                gone.push(t.name.clone());
+            }
+        }
+        gone
     }
 
-    /// Appends `record` to `queue`'s open batch. `bytes` were already taken from the memory
-    /// semaphore (and forgotten) by the caller; they are given back when the batch is done.
+    /// Appends `record` to `queue`'s open batch, opening one with the bytes of `reserved` when
+    /// the record does not fit (`reserved` gives up what the new batch takes).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &self,
-        queue: &PartitionQueue,
+        queue: &Arc<PartitionQueue>,
         record: &Record<'_>,
         timestamp: i64,
         bytes: usize,
-        owner: &Arc<OwnerState>,
+        owner: &Arc<OwnerAccount>,
         id: u64,
-        callback: Option<Callback>,
-    ) -> (Arc<BatchOutcome>, i32) {
+        callback: &mut Option<Callback>,
+        reserved: &mut usize,
+    ) -> Result<(Arc<BatchOutcome>, i32), NotAppended> {
         let batch_size = self.config.batch_size;
         let size = record_size_upper_bound(record);
-        let mut wake = false;
-        let mut st = queue.state.lock().expect("partition lock");
-        let full = match &st.open {
-            Some(o) => !o.builder.is_empty() && o.builder.len() + size > batch_size,
-            None => true,
-        };
-        if full {
-            if let Some(o) = st.open.take() {
-                self.close_into(&mut st, o);
+        let mut st = queue.state.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(NotAppended::Closed);
+        }
+        let mut signal = false;
+        if st.open.as_ref().is_some_and(|o| !o.builder.fits(size)) {
+            let o = st.open.take().expect("checked");
+            close_into(&mut st, o);
+            signal = true;
+        }
+        if st.open.is_none() {
+            let need = batch_size.max(BATCH_HEADER_LEN + size);
+            if *reserved < need {
+                drop(st);
+                if signal {
+                    queue.signal();
+                }
+                return Err(NotAppended::NeedMemory(need));
             }
+            *reserved -= need;
             st.open = Some(OpenBatch {
-                builder: BatchBuilder::new(batch_size.max(BATCH_HEADER_LEN + size)),
+                builder: BatchBuilder::new(need),
                 created: Instant::now(),
-                completion: Completion::new(queue.topic.clone(), queue.partition),
+                completion: Completion::new(
+                    queue.topic.clone(),
+                    queue.partition,
+                    need,
+                    &self.ledger,
+                ),
             });
-            // A new batch starts to linger: the sender must know when it is due.
-            wake = true;
+            // A new batch starts to linger: its sink must learn when it is due.
+            signal = true;
         }
         let open = st.open.as_mut().expect("open batch");
         let delta = open.builder.append(record, timestamp);
-        open.completion.add(owner, bytes, delta, id, callback);
+        open.completion
+            .add(owner, bytes, delta, id, callback.take());
         let outcome = open.completion.outcome.clone();
         if open.builder.len() >= batch_size {
             let o = st.open.take().expect("open batch");
-            self.close_into(&mut st, o);
-            wake = true;
+            close_into(&mut st, o);
+            signal = true;
         }
         drop(st);
-        if wake {
-            self.wake.notify_one();
+        if signal {
+            queue.signal();
         }
-        (outcome, delta)
+        Ok((outcome, delta))
     }
 
-    fn close_into(&self, st: &mut PartitionState, o: OpenBatch) {
-        let OpenBatch {
-            builder,
-            created,
-            completion,
-        } = o;
-        match builder.close(self.config.compression, self.config.compression_level) {
-            Ok(records) => st.queued.push_back(ProducerBatch {
-                records,
-                created,
-                attempts: 0,
-                retry_at: None,
-                sequence: None,
-                last_error: None,
-                completion,
-            }),
-            Err(e) => completion.complete(
-                Err(ProduceError::Fatal(format!(
-                    "{} compression failed: {e}",
-                    self.config.compression.name()
-                ))),
-                &self.ledger,
-            ),
-        }
-    }
-
-    /// Marks the start of a flush: lingering batches become sendable.
-    pub(crate) fn begin_flush(&self) {
-        self.flushing.fetch_add(1, Ordering::AcqRel);
-        self.wake.notify_one();
-    }
-
-    /// Marks the end of a flush.
-    pub(crate) fn end_flush(&self) {
-        self.flushing.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Takes the next batch of `queue` to send, if one is due and the partition's ordering rules
-    /// allow it. `max_in_flight` caps batches of this partition in flight. Expired batches are
-    /// failed on the way.
-    pub(crate) fn drain(
+    /// Takes the next batch of `queue` to send, if one is due and nothing of the partition is
+    /// in flight, with its numbers. Expired batches are failed on the way.
+    pub(crate) fn take(
         &self,
         queue: &PartitionQueue,
         now: Instant,
-        max_in_flight: u32,
-        idempotent: bool,
-    ) -> Drained {
-        let mut st = queue.state.lock().expect("partition lock");
-        let taken = self.take(&mut st, now, max_in_flight);
-        match taken {
-            Drained::Batch(mut b) => {
-                st.in_flight += 1;
-                if idempotent && b.sequence.is_none() {
-                    b.sequence = Some(st.next_sequence);
-                    st.next_sequence = st.next_sequence.wrapping_add(b.records.count()) & i32::MAX;
-                }
-                Drained::Batch(b)
-            }
-            later => later,
-        }
-    }
-
-    /// Fails what expired in `queue`; returns whether it still holds records.
-    pub(crate) fn expire_only(&self, queue: &PartitionQueue, now: Instant) -> bool {
-        let mut st = queue.state.lock().expect("partition lock");
-        self.expire(&mut st, now);
-        st.open.is_some() || !st.queued.is_empty()
-    }
-
-    fn take(&self, st: &mut PartitionState, now: Instant, max_in_flight: u32) -> Drained {
-        self.expire(st, now);
-        if st.in_flight >= max_in_flight {
-            return Drained::Later(None);
-        }
-        if let Some(head) = st.queued.front() {
-            // A retry goes alone, after everything before it came back, to keep order.
-            if head.attempts > 0 && st.in_flight > 0 {
-                return Drained::Later(None);
-            }
-            if let Some(at) = head.retry_at {
-                if at > now {
-                    return Drained::Later(Some(at));
-                }
-            }
-            return Drained::Batch(Box::new(st.queued.pop_front().expect("head")));
-        }
-        let Some(open) = &st.open else {
-            return Drained::Later(None);
+        idempotence: &Arc<Idempotence>,
+    ) -> Take {
+        let mut expired = Vec::new();
+        let take = {
+            let mut st = queue.state.lock();
+            self.expire_locked(&mut st, now, idempotence, &mut expired);
+            take_locked(
+                &mut st,
+                now,
+                self.config.linger,
+                self.ledger.under_pressure(),
+                idempotence,
+            )
         };
-        let due = open.created + self.config.linger;
-        let hurry =
-            self.flushing.load(Ordering::Acquire) > 0 || self.blocked.load(Ordering::Acquire) > 0;
-        // tokio's timer wakes on whole milliseconds, rounding up: a batch within LINGER_SLACK
-        // of its due time goes now rather than a tick late.
-        if due <= now + LINGER_SLACK || hurry {
-            let o = st.open.take().expect("open batch");
-            self.close_into(st, o);
-            match st.queued.pop_front() {
-                Some(b) => Drained::Batch(Box::new(b)),
-                None => Drained::Later(None),
+        for (s, e) in expired {
+            s.finish(Err(e));
+        }
+        match take {
+            Ok(t) => t,
+            Err(failed) => {
+                let (batch, e) = *failed;
+                // The producer cannot go on: this batch and the rest of the queue fail.
+                batch.settle.finish(Err(e.clone()));
+                self.fail_queued(queue, &e);
+                Take::Empty
             }
-        } else {
-            Drained::Later(Some(due - LINGER_SLACK))
         }
     }
 
-    fn expire(&self, st: &mut PartitionState, now: Instant) {
+    /// Fails what expired in `queue`; returns the earliest deadline left, if anything waits.
+    fn expire(
+        &self,
+        queue: &PartitionQueue,
+        now: Instant,
+        idempotence: &Arc<Idempotence>,
+    ) -> Option<Instant> {
+        let mut expired = Vec::new();
+        let next = {
+            let mut st = queue.state.lock();
+            self.expire_locked(&mut st, now, idempotence, &mut expired);
+            let timeout = self.config.delivery_timeout;
+            st.queued
+                .front()
+                .map(|b| b.created + timeout)
+                .or_else(|| st.open.as_ref().map(|o| o.created + timeout))
+        };
+        for (s, e) in expired {
+            s.finish(Err(e));
+        }
+        next
+    }
+
+    fn expire_locked(
+        &self,
+        st: &mut PartitionState,
+        now: Instant,
+        idempotence: &Arc<Idempotence>,
+        out: &mut Vec<(Settle, ProduceError)>,
+    ) {
         let timeout = self.config.delivery_timeout;
-        let expired = |created: Instant| created + timeout <= now;
-        if st.open.as_ref().is_some_and(|o| expired(o.created)) {
-            let o = st.open.take().expect("open batch");
-            o.completion.complete(
-                Err(ProduceError::DeliveryTimeout {
-                    timeout,
-                    cause: "no broker took the batch (is the partition's leader reachable?)".into(),
-                }),
-                &self.ledger,
-            );
-        }
-        while st.queued.front().is_some_and(|b| expired(b.created)) {
-            let b = st.queued.pop_front().expect("head");
-            let cause = b.last_error.clone().unwrap_or_else(|| {
-                "no broker took the batch (is the partition's leader reachable?)".into()
-            });
-            b.fail(
-                ProduceError::DeliveryTimeout { timeout, cause },
-                &self.ledger,
-            );
-        }
-    }
-
-    /// Puts a batch back for a retry, in sequence order.
-    pub(crate) fn requeue(&self, queue: &PartitionQueue, batch: ProducerBatch) {
-        let mut st = queue.state.lock().expect("partition lock");
-        st.in_flight = st.in_flight.saturating_sub(1);
-        if let Some(seq) = batch.sequence {
-            st.retry_floor = Some(st.retry_floor.map_or(seq, |f| f.min(seq)));
-        }
-        let pos = st
+        while st
             .queued
-            .iter()
-            .position(|b| match (b.sequence, batch.sequence) {
-                (Some(s), Some(mine)) => s > mine,
-                (None, _) => true,
-                (Some(_), None) => false,
-            })
-            .unwrap_or(st.queued.len());
-        st.queued.insert(pos, batch);
-        drop(st);
-        self.wake.notify_one();
-    }
-
-    /// Records that a batch of `queue` came back done (acknowledged or failed).
-    pub(crate) fn done(&self, queue: &PartitionQueue, sequence: Option<i32>) {
-        let mut st = queue.state.lock().expect("partition lock");
-        st.in_flight = st.in_flight.saturating_sub(1);
-        if let (Some(f), Some(s)) = (st.retry_floor, sequence) {
-            if s >= f && !st.queued.iter().any(|b| b.attempts > 0) {
-                st.retry_floor = None;
-            }
+            .front()
+            .is_some_and(|b| b.created + timeout <= now)
+        {
+            let b = st.queued.pop_front().expect("head");
+            let e = b.expiry(timeout, st.stuck.as_deref());
+            idempotence.dropped(&mut st.sequence, b.stamp);
+            out.push((b.settle, e));
+        }
+        if st.queued.is_empty() && st.open.as_ref().is_some_and(|o| o.created + timeout <= now) {
+            let o = st.open.take().expect("open batch");
+            let cause = st
+                .stuck
+                .clone()
+                .unwrap_or_else(|| "no broker took the batch".into());
+            out.push((
+                Settle::Whole(o.completion),
+                ProduceError::DeliveryTimeout { timeout, cause },
+            ));
         }
     }
 
-    /// Fails every batch not in flight (the producer is closing for good).
+    /// Fails what expired anywhere; returns when to look again.
+    pub(crate) fn expire_all(
+        &self,
+        now: Instant,
+        idempotence: &Arc<Idempotence>,
+    ) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for t in self.topics() {
+            for p in &t.partitions {
+                if let Some(at) = self.expire(p, now, idempotence) {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        next
+    }
+
+    /// Records why `queue` cannot send now (for the expiry error), or clears it.
+    pub(crate) fn set_stuck(&self, queue: &PartitionQueue, why: Option<String>) {
+        queue.state.lock().stuck = why;
+    }
+
+    /// A batch of `queue` came back done: the partition may send again.
+    pub(crate) fn done(&self, queue: &Arc<PartitionQueue>) {
+        queue.state.lock().in_flight = false;
+        queue.signal();
+    }
+
+    /// Puts `batch` back at the head of its queue (it was the one in flight). `f` runs on the
+    /// partition's sequence state first (under the lock): the idempotence module's verdict.
+    pub(crate) fn put_back(
+        &self,
+        queue: &Arc<PartitionQueue>,
+        mut batches: Vec<ProducerBatch>,
+        f: impl FnOnce(&mut Sequence, &mut [ProducerBatch]),
+    ) {
+        {
+            let mut st = queue.state.lock();
+            f(&mut st.sequence, &mut batches);
+            st.in_flight = false;
+            for b in batches.into_iter().rev() {
+                st.queued.push_front(b);
+            }
+        }
+        queue.signal();
+    }
+
+    /// A numbered batch of `queue` ended without being stored for sure.
+    pub(crate) fn dropped(
+        &self,
+        queue: &Arc<PartitionQueue>,
+        stamp: Option<Stamp>,
+        idempotence: &Idempotence,
+    ) {
+        {
+            let mut st = queue.state.lock();
+            idempotence.dropped(&mut st.sequence, stamp);
+            st.in_flight = false;
+        }
+        queue.signal();
+    }
+
+    /// Fails every batch of `queue` not in flight with `e`.
+    pub(crate) fn fail_queued(&self, queue: &PartitionQueue, e: &ProduceError) {
+        let (open, queued) = {
+            let mut st = queue.state.lock();
+            (st.open.take(), std::mem::take(&mut st.queued))
+        };
+        if let Some(o) = open {
+            o.completion
+                .complete(crate::delivery::Settled::Whole(Err(e.clone())));
+        }
+        for b in queued {
+            b.settle.finish(Err(e.clone()));
+        }
+    }
+
+    /// Refuses further appends and fails every batch not in flight (the producer is closing
+    /// for good).
     pub(crate) fn abort_all(&self, e: &ProduceError) {
-        for q in self.all_partitions() {
-            let mut st = q.state.lock().expect("partition lock");
-            if let Some(o) = st.open.take() {
-                o.completion.complete(Err(e.clone()), &self.ledger);
-            }
-            for b in st.queued.drain(..) {
-                b.fail(e.clone(), &self.ledger);
+        self.closed.store(true, Ordering::Release);
+        for t in self.topics() {
+            for p in &t.partitions {
+                self.fail_queued(p, e);
             }
         }
     }
 
-    /// Forgets every assigned sequence number (after a new producer id): queued batches get
-    /// new ones when they are next drained.
-    pub(crate) fn reset_sequences(&self) {
-        for q in self.all_partitions() {
-            let mut st = q.state.lock().expect("partition lock");
-            st.next_sequence = 0;
-            st.retry_floor = None;
-            for b in st.queued.iter_mut() {
-                b.sequence = None;
+    /// Asks that the batch of `outcome` leave without lingering (a flush waits for it).
+    pub(crate) fn hurry(&self, outcome: &BatchOutcome) {
+        if !outcome.hurry() {
+            return;
+        }
+        if let Some(t) = self.topic(&outcome.topic()) {
+            if let Some(p) = t.partitions.get(outcome.partition() as usize) {
+                p.signal();
             }
+        }
+    }
+}
+
+fn close_into(st: &mut PartitionState, o: OpenBatch) {
+    let OpenBatch {
+        builder,
+        created,
+        completion,
+    } = o;
+    st.queued.push_back(ProducerBatch {
+        count: builder.count(),
+        body: Body::Open(builder),
+        created,
+        attempts: 0,
+        retry_at: None,
+        stamp: None,
+        last_error: None,
+        maybe_stored: false,
+        settle: Settle::Whole(completion),
+    });
+}
+
+type TakeFailed = Box<(ProducerBatch, ProduceError)>;
+
+fn take_locked(
+    st: &mut PartitionState,
+    now: Instant,
+    linger: Duration,
+    pressure: bool,
+    idempotence: &Arc<Idempotence>,
+) -> Result<Take, TakeFailed> {
+    if st.in_flight {
+        return Ok(Take::Busy);
+    }
+    if st.queued.is_empty() {
+        let Some(open) = &st.open else {
+            return Ok(Take::Empty);
+        };
+        let due = open.created + linger;
+        if due <= now + LINGER_SLACK || pressure || open.completion.outcome.hurried() {
+            let o = st.open.take().expect("open batch");
+            close_into(st, o);
+        } else {
+            return Ok(Take::Later(due - LINGER_SLACK));
+        }
+    }
+    let head = st.queued.front_mut().expect("queued");
+    if let Some(at) = head.retry_at {
+        if at > now {
+            return Ok(Take::Later(at));
+        }
+    }
+    match idempotence.stamp(&mut st.sequence, &mut head.stamp, head.count) {
+        Ok(stamp) => {
+            let batch = st.queued.pop_front().expect("head");
+            st.in_flight = true;
+            st.stuck = None;
+            Ok(Take::Batch(Box::new(batch), stamp))
+        }
+        Err(NoStamp::Wait(at, why)) => {
+            st.stuck = Some(why);
+            Ok(Take::Identity(at))
+        }
+        Err(NoStamp::Fatal(e)) => {
+            let batch = st.queued.pop_front().expect("head");
+            Err(Box::new((batch, e)))
         }
     }
 }
@@ -536,143 +737,209 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::owner::OwnerOptions;
+    use crate::control::ConnectOptions;
+    use crate::delivery::{BatchAck, Settled};
+    use tokio::sync::watch;
 
-    fn acc(linger_ms: u64, batch_size: usize) -> Accumulator {
-        Accumulator::new(AccumulatorConfig {
-            batch_size,
-            linger: Duration::from_millis(linger_ms),
-            compression: Compression::None,
-            compression_level: None,
-            delivery_timeout: Duration::from_secs(120),
-            buffer_memory: 1 << 20,
-        })
+    fn acc(linger_ms: u64, batch_size: usize) -> (Accumulator, Arc<Ledger>) {
+        let ledger = Ledger::new(1 << 20);
+        (
+            Accumulator::new(
+                AccumulatorConfig {
+                    batch_size,
+                    linger: Duration::from_millis(linger_ms),
+                    delivery_timeout: Duration::from_secs(120),
+                },
+                ledger.clone(),
+            ),
+            ledger,
+        )
+    }
+
+    fn no_idempotence() -> Arc<Idempotence> {
+        let options = ConnectOptions {
+            client_id: "t".into(),
+            setup_timeout: Duration::from_millis(10),
+            request_timeout: Duration::from_millis(10),
+            backoff: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+        };
+        Idempotence::new(
+            false,
+            false,
+            options,
+            vec![],
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            watch::channel(false).1,
+        )
     }
 
     fn append(
         a: &Accumulator,
-        q: &PartitionQueue,
-        owner: &Arc<OwnerState>,
+        q: &Arc<PartitionQueue>,
+        owner: &Arc<OwnerAccount>,
         value: &[u8],
     ) -> Arc<BatchOutcome> {
         let r = Record::new("t", value);
-        let bytes = record_size_upper_bound(&r);
-        a.ledger
-            .memory
-            .try_acquire_many(bytes as u32)
-            .unwrap()
-            .forget();
-        a.append(q, &r, 0, bytes, owner, 0, None).0
+        let mut reserved = 0;
+        loop {
+            match a.append(q, &r, 0, value.len(), owner, 0, &mut None, &mut reserved) {
+                Ok((o, _)) => {
+                    a.ledger.memory.add_permits(reserved);
+                    return o;
+                }
+                Err(NotAppended::NeedMemory(n)) => {
+                    a.ledger.memory.try_acquire_many(n as u32).unwrap().forget();
+                    reserved += n;
+                }
+                Err(NotAppended::Closed) => panic!("closed"),
+            }
+        }
     }
 
     fn take(a: &Accumulator, q: &PartitionQueue, now: Instant) -> Option<ProducerBatch> {
-        match a.drain(q, now, 5, true) {
-            Drained::Batch(b) => Some(*b),
-            Drained::Later(_) => None,
+        match a.take(q, now, &no_idempotence()) {
+            Take::Batch(b, _) => Some(*b),
+            _ => None,
         }
+    }
+
+    fn owner() -> Arc<OwnerAccount> {
+        OwnerAccount::new("o".into(), None, false)
     }
 
     #[test]
     fn a_batch_closes_at_batch_size_and_lingers_otherwise() {
-        let a = acc(100, 200);
+        let (a, _) = acc(100, 200);
         let t = a.topic_with("t", 1);
         let q = &t.partitions[0];
-        let owner = OwnerState::new(OwnerOptions::default());
-        let first = append(&a, q, &owner, &[1; 90]);
-        // Lingering: not due yet, and the sender is told when it will be.
-        match a.drain(q, Instant::now(), 5, true) {
-            Drained::Later(Some(due)) => assert!(due > Instant::now() + Duration::from_millis(50)),
+        let o = owner();
+        let first = append(&a, q, &o, &[1; 90]);
+        match a.take(q, Instant::now(), &no_idempotence()) {
+            Take::Later(due) => assert!(due > Instant::now() + Duration::from_millis(50)),
             _ => panic!("a fresh batch lingers"),
         }
         // The second record does not fit in 200 bytes: the first batch closes and is due now.
-        let second = append(&a, q, &owner, &[2; 90]);
+        let second = append(&a, q, &o, &[2; 90]);
         assert!(!Arc::ptr_eq(&first, &second));
         let b = take(&a, q, Instant::now()).expect("closed batch is due at once");
-        assert_eq!(b.records.count(), 1);
-        assert_eq!(
-            b.sequence,
-            Some(0),
-            "sequences are assigned when a batch leaves"
-        );
-        // The open one is due after linger.ms.
-        assert!(take(&a, q, Instant::now()).is_none());
+        assert_eq!(b.count, 1);
+        // One batch in flight per partition.
+        assert!(matches!(
+            a.take(
+                q,
+                Instant::now() + Duration::from_secs(1),
+                &no_idempotence()
+            ),
+            Take::Busy
+        ));
+        a.done(q);
         let b2 =
             take(&a, q, Instant::now() + Duration::from_millis(100)).expect("due after linger");
-        assert_eq!(b2.sequence, Some(1));
+        assert_eq!(b2.count, 1);
+        drop((b, b2));
     }
 
     #[test]
-    fn flush_makes_lingering_batches_due_and_completion_frees_memory() {
-        let a = acc(60_000, 16384);
+    fn buffer_memory_counts_the_batch_buffers() {
+        let (a, ledger) = acc(60_000, 1000);
+        let t = a.topic_with("t", 3);
+        let o = owner();
+        for p in 0..3 {
+            append(&a, &t.partitions[p], &o, b"x");
+        }
+        // Three tiny records, three batches of batch.size each.
+        assert_eq!(ledger.memory.available_permits(), (1 << 20) - 3000);
+    }
+
+    #[test]
+    fn a_hurried_batch_leaves_and_completion_frees_memory() {
+        let (a, ledger) = acc(60_000, 16384);
         let t = a.topic_with("t", 1);
         let q = &t.partitions[0];
-        let owner = OwnerState::new(OwnerOptions::default());
-        let outcome = append(&a, q, &owner, b"x");
-        assert!(a.ledger.memory.available_permits() < 1 << 20);
+        let o = owner();
+        let outcome = append(&a, q, &o, b"x");
         assert!(take(&a, q, Instant::now()).is_none());
-        a.begin_flush();
-        let b = take(&a, q, Instant::now()).expect("flush hurries the batch");
-        a.end_flush();
-        a.done(q, b.sequence);
-        b.completion.complete(
-            Ok(BatchAck {
-                base_offset: 7,
-                log_append_time: None,
-            }),
-            &a.ledger,
-        );
+        a.hurry(&outcome);
+        let b = take(&a, q, Instant::now()).expect("a flush hurries the batch");
+        a.done(q);
+        b.settle.finish(Ok(BatchAck {
+            base_offset: 7,
+            log_append_time: None,
+        }));
         assert_eq!(
-            a.ledger.memory.available_permits(),
+            ledger.memory.available_permits(),
             1 << 20,
             "memory given back"
         );
-        assert_eq!(owner.buffered.load(Ordering::Relaxed), 0);
+        assert_eq!(o.buffered.load(Ordering::Relaxed), 0);
         assert_eq!(outcome.record(0).unwrap().unwrap().offset, 7);
     }
 
     #[test]
-    fn retries_go_back_in_sequence_order_and_alone() {
-        let a = acc(0, 100);
+    fn batches_put_back_go_first_in_their_order() {
+        let (a, _) = acc(0, 100);
         let t = a.topic_with("t", 1);
         let q = &t.partitions[0];
-        let owner = OwnerState::new(OwnerOptions::default());
+        let o = owner();
         for i in 0..3 {
-            append(&a, q, &owner, &[i; 60]);
+            append(&a, q, &o, &[i; 60]);
         }
         let now = Instant::now();
         let b0 = take(&a, q, now).unwrap();
-        let b1 = take(&a, q, now).unwrap();
-        assert_eq!((b0.sequence, b1.sequence), (Some(0), Some(1)));
-        // Both fail; they come back in the opposite order but are queued by sequence.
-        let mut r1 = b1;
-        r1.attempts = 1;
-        a.requeue(q, r1);
-        let mut r0 = b0;
-        r0.attempts = 1;
-        a.requeue(q, r0);
-        let next = take(&a, q, now).unwrap();
-        assert_eq!(next.sequence, Some(0), "the oldest failed batch goes first");
-        // While it is in flight, the next retry waits.
-        assert!(take(&a, q, now).is_none(), "a retry goes alone");
-        a.done(q, next.sequence);
-        assert_eq!(take(&a, q, now).unwrap().sequence, Some(1));
+        let first = b0.settle.outcome().unwrap();
+        a.put_back(q, vec![b0], |_, _| {});
+        let again = take(&a, q, now).unwrap();
+        assert!(
+            Arc::ptr_eq(&again.settle.outcome().unwrap(), &first),
+            "the retry goes first"
+        );
+        drop(again);
     }
 
     #[test]
-    fn batches_expire_after_delivery_timeout() {
-        let mut c = acc(0, 16384).config.clone();
-        c.delivery_timeout = Duration::from_millis(10);
-        let a = Accumulator::new(c);
+    fn batches_expire_after_delivery_timeout_and_nothing_is_left_unanswered() {
+        let ledger = Ledger::new(1 << 20);
+        let a = Accumulator::new(
+            AccumulatorConfig {
+                batch_size: 16384,
+                linger: Duration::ZERO,
+                delivery_timeout: Duration::from_millis(10),
+            },
+            ledger.clone(),
+        );
         let t = a.topic_with("t", 1);
         let q = &t.partitions[0];
-        let owner = OwnerState::new(OwnerOptions::default());
-        let outcome = append(&a, q, &owner, b"late");
-        assert!(a.expire_only(q, Instant::now()));
-        assert!(!a.expire_only(q, Instant::now() + Duration::from_millis(20)));
+        let o = owner();
+        let outcome = append(&a, q, &o, b"late");
+        let idem = no_idempotence();
+        assert!(a.expire_all(Instant::now(), &idem).is_some());
+        assert!(a
+            .expire_all(Instant::now() + Duration::from_millis(20), &idem)
+            .is_none());
         match outcome.record(0) {
             Some(Err(ProduceError::DeliveryTimeout { .. })) => {}
             other => panic!("expected a delivery timeout, got {other:?}"),
         }
-        assert!(owner.first_error.lock().unwrap().is_some());
+        // After abort, appends are refused and queued records end Closed.
+        let other = append(&a, q, &o, b"queued");
+        a.abort_all(&ProduceError::Closed);
+        assert_eq!(other.record(0), Some(Err(ProduceError::Closed)));
+        let mut reserved = 1 << 20;
+        assert!(matches!(
+            a.append(
+                q,
+                &Record::new("t", b"x"),
+                0,
+                1,
+                &o,
+                0,
+                &mut None,
+                &mut reserved
+            ),
+            Err(NotAppended::Closed)
+        ));
+        let _ = Settled::Whole(Err(ProduceError::Closed));
     }
 }

@@ -2,16 +2,18 @@
 //!
 //! Owns the byte layout: varints, record framing, headers, the 61-byte batch header, CRC-32C
 //! and compression. A record's key, value and headers are copied once, from the caller's slice
-//! into the batch buffer. Producer id, epoch and base sequence are only known when the sender
-//! drains the batch, so [`ClosedBatch::seal`] fills them and the CRC last. It must not know
-//! about partitions, owners or the network.
+//! into the batch buffer, which is allocated once at the size the batch reserved from
+//! `buffer.memory`. Producer id, epoch and base sequence are only known when a sink sends the
+//! batch, so [`ClosedBatch::seal`] fills them and the CRC last. A batch the broker finds too
+//! large is re-read and split in two ([`ClosedBatch::split`]). It must not know about
+//! partitions, owners or the network.
 
 use std::io::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::Compression;
-use crate::record::Record;
+use crate::record::{Header, Record};
 
 /// Size of the v2 batch header: baseOffset .. recordCount.
 pub const BATCH_HEADER_LEN: usize = 61;
@@ -75,7 +77,8 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// An empty batch with room for `capacity` bytes before it reallocates.
+    /// An empty batch with room for `capacity` bytes (header included); it never grows past
+    /// that by itself, see [`BatchBuilder::fits`].
     pub fn new(capacity: usize) -> Self {
         let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_LEN));
         buf.put_bytes(0, BATCH_HEADER_LEN);
@@ -100,6 +103,11 @@ impl BatchBuilder {
     /// Whether no record was appended yet.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Whether `size` more bytes (a record's upper bound) fit in the buffer as allocated.
+    pub fn fits(&self, size: usize) -> bool {
+        self.buf.len() + size <= self.buf.capacity()
     }
 
     /// Appends `r` with create time `timestamp` and returns its offset delta.
@@ -212,8 +220,14 @@ fn compress_into(
             }
         }
         Compression::Lz4 => {
+            // As the Java client: the default level (9) is LZ4's fast compressor; any other
+            // level 1..=17 is the high-compression one at that level.
+            let level = match level {
+                None | Some(9) => 0,
+                Some(l) => l.clamp(1, 17) as u32,
+            };
             let mut e = lz4::EncoderBuilder::new()
-                .level(level.unwrap_or(9).clamp(1, 17) as u32)
+                .level(level)
                 .block_mode(lz4::BlockMode::Independent)
                 .build(out.writer())?;
             e.write_all(records)?;
@@ -282,12 +296,161 @@ impl ClosedBatch {
         self.sealed = Some(bytes.clone());
         bytes
     }
+
+    fn bytes(&self) -> &[u8] {
+        self.sealed.as_deref().unwrap_or(&self.buf)
+    }
+
+    /// Splits the batch into its first `count / 2` records and the rest, each a batch of its
+    /// own with offset deltas from 0 (as the Java client does after MESSAGE_TOO_LARGE).
+    /// Returns `None` for a batch of one record.
+    pub fn split(&self, level: Option<i32>) -> std::io::Result<Option<(ClosedBatch, ClosedBatch)>> {
+        if self.count < 2 {
+            return Ok(None);
+        }
+        let b = self.bytes();
+        let attributes = i16::from_be_bytes([b[21], b[22]]);
+        let compression = match attributes & 7 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            other => {
+                return Err(std::io::Error::other(format!("unknown codec {other}")));
+            }
+        };
+        let base_timestamp = i64::from_be_bytes(b[27..35].try_into().expect("8 bytes"));
+        let records = decompress(&b[BATCH_HEADER_LEN..], compression)?;
+        let mut cursor = &records[..];
+        let half = self.count / 2;
+        let mut first = BatchBuilder::new(b.len());
+        let mut second = BatchBuilder::new(b.len());
+        for i in 0..self.count {
+            let r = read_record(&mut cursor)
+                .ok_or_else(|| std::io::Error::other("cannot re-read the batch's records"))?;
+            let headers: Vec<Header<'_>> = r
+                .headers
+                .iter()
+                .map(|(k, v)| Header { key: k, value: *v })
+                .collect();
+            let record = Record {
+                topic: "",
+                partition: None,
+                key: r.key,
+                value: r.value,
+                headers: &headers,
+                timestamp: None,
+            };
+            let to = if i < half { &mut first } else { &mut second };
+            to.append(&record, base_timestamp + r.timestamp_delta);
+        }
+        Ok(Some((
+            first.close(compression, level)?,
+            second.close(compression, level)?,
+        )))
+    }
+}
+
+/// One record as read back from a records section (borrowing it).
+struct ReadRecord<'a> {
+    timestamp_delta: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
+fn read_varint(cur: &mut &[u8]) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let (&byte, rest) = cur.split_first()?;
+        *cur = rest;
+        z |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+fn read_bytes<'a>(cur: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    let len = read_varint(cur)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let len = len as usize;
+    if cur.len() < len {
+        return None;
+    }
+    let (b, rest) = cur.split_at(len);
+    *cur = rest;
+    Some(Some(b))
+}
+
+fn read_record<'a>(cur: &mut &'a [u8]) -> Option<ReadRecord<'a>> {
+    let len = read_varint(cur)? as usize;
+    if cur.len() < len {
+        return None;
+    }
+    let (mut body, rest) = cur.split_at(len);
+    *cur = rest;
+    let body = &mut body;
+    let (_attributes, rest) = body.split_first()?;
+    *body = rest;
+    let timestamp_delta = read_varint(body)?;
+    let _offset_delta = read_varint(body)?;
+    let key = read_bytes(body)?;
+    let value = read_bytes(body)?;
+    let n = read_varint(body)?.max(0) as usize;
+    let mut headers = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let k = read_bytes(body)??;
+        let v = read_bytes(body)?;
+        headers.push((std::str::from_utf8(k).ok()?, v));
+    }
+    Some(ReadRecord {
+        timestamp_delta,
+        key,
+        value,
+        headers,
+    })
+}
+
+fn decompress(data: &[u8], compression: Compression) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(data.len() * 2);
+    match compression {
+        Compression::None => out.extend_from_slice(data),
+        Compression::Gzip => {
+            flate2::read::GzDecoder::new(data).read_to_end(&mut out)?;
+        }
+        Compression::Snappy => {
+            let mut rest = data
+                .strip_prefix(&XERIAL_HEADER[..])
+                .ok_or_else(|| std::io::Error::other("not xerial snappy"))?;
+            let mut dec = snap::raw::Decoder::new();
+            while rest.len() >= 4 {
+                let n = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                let block = rest
+                    .get(4..4 + n)
+                    .ok_or_else(|| std::io::Error::other("truncated snappy block"))?;
+                out.extend_from_slice(&dec.decompress_vec(block).map_err(std::io::Error::other)?);
+                rest = &rest[4 + n..];
+            }
+        }
+        Compression::Lz4 => {
+            lz4::Decoder::new(data)?.read_to_end(&mut out)?;
+        }
+        Compression::Zstd => {
+            zstd::stream::read::Decoder::new(data)?.read_to_end(&mut out)?;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Header;
     use kafka_protocol::records::RecordBatchDecoder;
 
     #[test]
@@ -392,6 +555,45 @@ mod tests {
         b.append(&r, 0);
         assert!(b.len() <= single_record_batch_upper_bound(&r));
         assert!(single_record_batch_upper_bound(&r) - b.len() < 20);
+    }
+
+    #[test]
+    fn a_split_batch_keeps_every_record_and_its_time() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut closed = {
+                let h = [Header::new("h", b"1"), Header::new("h", b"2")];
+                let mut b = BatchBuilder::new(4096);
+                for i in 0..5u8 {
+                    b.append(
+                        &Record::new("t", &[i; 10]).key(&[i]).headers(&h),
+                        1000 + i as i64,
+                    );
+                }
+                b.close(c, None).unwrap()
+            };
+            closed.seal(1, 2, 3);
+            let (mut a, mut b) = closed.split(None).unwrap().unwrap();
+            assert_eq!((a.count(), b.count()), (2, 3));
+            let mut first = a.seal(1, 2, 3);
+            let mut second = b.seal(1, 2, 5);
+            let first = RecordBatchDecoder::decode(&mut first).unwrap().records;
+            let second = RecordBatchDecoder::decode(&mut second).unwrap().records;
+            let all: Vec<_> = first.iter().chain(second.iter()).collect();
+            for (i, r) in all.iter().enumerate() {
+                assert_eq!(r.value.as_deref(), Some(&[i as u8; 10][..]), "{c:?}");
+                assert_eq!(r.key.as_deref(), Some(&[i as u8][..]));
+                assert_eq!(r.timestamp, 1000 + i as i64);
+                assert_eq!(r.headers.len(), 1, "kafka-protocol keeps one value per key");
+            }
+            assert_eq!(second[0].sequence, 5);
+            assert_eq!(second[0].offset, 0);
+        }
     }
 
     #[test]

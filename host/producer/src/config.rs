@@ -118,12 +118,22 @@ pub struct ProducerConfig {
     pub request_timeout: Duration,
     /// `compression.type` (default `none`).
     pub compression: Compression,
-    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`, when set.
-    pub compression_level: Option<i32>,
+    /// `compression.gzip.level` (1..=9), when set.
+    pub gzip_level: Option<i32>,
+    /// `compression.lz4.level` (1..=17; the default, 9, is LZ4's fast compressor), when set.
+    pub lz4_level: Option<i32>,
+    /// `compression.zstd.level` (-131072..=22), when set.
+    pub zstd_level: Option<i32>,
     /// `metadata.max.age.ms` (default 5 min).
     pub metadata_max_age: Duration,
+    /// `metadata.max.idle.ms` (default 5 min): a topic not sent to for this long leaves the
+    /// metadata requests.
+    pub metadata_max_idle: Duration,
     /// `partitioner.ignore.keys` (default false).
     pub partitioner_ignore_keys: bool,
+    /// `partitioner.availability.timeout.ms` (default 0: off): a leader that has not answered a
+    /// Produce request for this long gets no new records without a key.
+    pub partitioner_availability_timeout: Duration,
     /// `socket.connection.setup.timeout.ms` (default 10 s).
     pub connection_setup_timeout: Duration,
     /// `reconnect.backoff.ms` (default 50 ms).
@@ -151,11 +161,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "partitioner.adaptive.partitioning.enable",
-        "the sticky partitioner is uniform",
-    ),
-    (
-        "partitioner.availability.timeout.ms",
-        "the sticky partitioner is uniform",
+        "the sticky partitioner is uniform among partitions whose leader is connected",
     ),
     ("interceptor.classes", "there are no interceptors"),
     ("sasl.mechanism", "only PLAINTEXT is implemented"),
@@ -200,9 +206,13 @@ impl ProducerConfig {
             delivery_timeout: Duration::from_millis(120_000),
             request_timeout: Duration::from_millis(30_000),
             compression: Compression::None,
-            compression_level: None,
+            gzip_level: None,
+            lz4_level: None,
+            zstd_level: None,
             metadata_max_age: Duration::from_millis(300_000),
+            metadata_max_idle: Duration::from_millis(300_000),
             partitioner_ignore_keys: false,
+            partitioner_availability_timeout: Duration::ZERO,
             connection_setup_timeout: Duration::from_millis(10_000),
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_millis(1000),
@@ -250,6 +260,14 @@ impl ProducerConfig {
             match value.parse::<usize>() {
                 Ok(n) if n >= min => Ok(n),
                 _ => Err(invalid(&format!("expected an integer >= {min}"))),
+            }
+        };
+        let level = |min: i32, max: i32| -> Result<i32, ConfigError> {
+            match value.parse::<i32>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(invalid(&format!(
+                    "expected an integer level from {min} to {max}"
+                ))),
             }
         };
         let boolean = || -> Result<bool, ConfigError> {
@@ -303,15 +321,18 @@ impl ProducerConfig {
                 self.compression = Compression::parse(value)
                     .ok_or_else(|| invalid("expected none, gzip, snappy, lz4 or zstd"))?
             }
-            "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
-                self.compression_level = Some(
-                    value
-                        .parse::<i32>()
-                        .map_err(|_| invalid("expected an integer level"))?,
-                )
-            }
+            "compression.gzip.level" => self.gzip_level = Some(level(1, 9)?),
+            "compression.lz4.level" => self.lz4_level = Some(level(1, 17)?),
+            "compression.zstd.level" => self.zstd_level = Some(level(-131_072, 22)?),
             "metadata.max.age.ms" => self.metadata_max_age = ms()?,
+            "metadata.max.idle.ms" => {
+                self.metadata_max_idle = ms()?;
+                if self.metadata_max_idle < Duration::from_millis(5000) {
+                    return Err(invalid("must be at least 5000"));
+                }
+            }
             "partitioner.ignore.keys" => self.partitioner_ignore_keys = boolean()?,
+            "partitioner.availability.timeout.ms" => self.partitioner_availability_timeout = ms()?,
             "socket.connection.setup.timeout.ms" => self.connection_setup_timeout = ms()?,
             "reconnect.backoff.ms" => self.reconnect_backoff = ms()?,
             "reconnect.backoff.max.ms" => self.reconnect_backoff_max = ms()?,
@@ -335,6 +356,16 @@ impl ProducerConfig {
         }
         self.explicit.insert(name.to_string(), value.to_string());
         Ok(())
+    }
+
+    /// The level set for the codec in use, if any.
+    pub fn compression_level(&self) -> Option<i32> {
+        match self.compression {
+            Compression::None | Compression::Snappy => None,
+            Compression::Gzip => self.gzip_level,
+            Compression::Lz4 => self.lz4_level,
+            Compression::Zstd => self.zstd_level,
+        }
     }
 
     /// Whether the user set `name` (as opposed to relying on its default).
@@ -466,6 +497,21 @@ mod tests {
         assert!(cfg(&[("max.in.flight.requests.per.connection", "6")])
             .map(|c| !c.enable_idempotence)
             .unwrap());
+    }
+
+    #[test]
+    fn each_codec_has_its_own_level() {
+        let c = cfg(&[("compression.gzip.level", "9"), ("compression.type", "lz4")]).unwrap();
+        assert_eq!(c.compression_level(), None, "gzip's level is not lz4's");
+        let c = cfg(&[
+            ("compression.zstd.level", "-5"),
+            ("compression.type", "zstd"),
+        ])
+        .unwrap();
+        assert_eq!(c.compression_level(), Some(-5));
+        assert!(cfg(&[("compression.lz4.level", "18")]).is_err());
+        assert!(cfg(&[("compression.gzip.level", "0")]).is_err());
+        assert!(cfg(&[("metadata.max.idle.ms", "4999")]).is_err());
     }
 
     #[test]

@@ -1,25 +1,31 @@
-//! One TCP connection to one broker: framing, correlation ids, pipelining and ApiVersions.
+//! One TCP connection to one broker: setup within bounds, bounded framing, ApiVersions, and
+//! two small tasks that move bytes (a writer, a reader).
 //!
-//! Owns the socket. Requests are written in order by whoever calls [`Connection::request`];
-//! a reader task matches responses to requests by correlation id (Kafka answers in order on a
-//! connection). Once anything goes wrong the connection is dead for good: every waiting request
-//! fails and the caller opens a new one. It must not know what the requests mean.
+//! Owns the socket and nothing else: its owner (a sink, or the control link) writes framed
+//! requests with [`Connection::send`] and reads answers as [`Event`]s, in order, and matches
+//! them to its requests by correlation id; it also keeps the deadlines. Dropping a connection
+//! aborts both tasks and closes the socket at once, even mid-write. A frame's length is checked
+//! against a bound before anything is set aside for it, and the buffer grows only as bytes
+//! arrive. It must not know what the requests mean.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::io::IoSlice;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
-/// What went wrong talking to a broker. Every variant means the connection is gone
-/// (or was never there), so the request may be retried on a new one.
+/// Largest answer a producer accepts (librdkafka's `receive.message.max.bytes` default).
+pub(crate) const MAX_ANSWER: usize = 100_000_000;
+
+/// What went wrong talking to a broker. Every variant means the connection is gone (or was
+/// never there), so a request on it may be retried on a new one.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NetError {
     /// Connecting failed.
@@ -39,7 +45,7 @@ pub enum NetError {
         reason: String,
     },
     /// No answer within `request.timeout.ms`.
-    #[error("request to {addr} timed out after {} ms", timeout.as_millis())]
+    #[error("no answer from {addr} within {} ms", timeout.as_millis())]
     Timeout {
         /// `host:port`
         addr: String,
@@ -56,22 +62,31 @@ pub enum NetError {
     },
 }
 
-struct Pending {
-    correlation_id: i32,
-    header_version: i16,
-    reply: oneshot::Sender<Result<Bytes, NetError>>,
+/// What a connection tells its owner, in order.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// One answer frame (after its length prefix): header and body.
+    Answer(Bytes),
+    /// A request sent with `notify_written` is on the socket (answers to `acks=0` never come).
+    Written(i32),
+    /// The connection is gone.
+    Closed(NetError),
 }
 
-/// A live connection to a broker, shared by everything that talks to that broker.
-pub struct Connection {
+struct Outgoing {
+    segments: Vec<Bytes>,
+    written: Option<i32>,
+}
+
+/// A live connection to a broker, owned by one task.
+pub(crate) struct Connection {
     addr: String,
     client_id: StrBytes,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    pending: Arc<Mutex<VecDeque<Pending>>>,
-    next_correlation: AtomicI32,
-    dead: Arc<AtomicBool>,
     versions: HashMap<i16, (i16, i16)>,
-    request_timeout: Duration,
+    next_correlation: i32,
+    writes: mpsc::UnboundedSender<Outgoing>,
+    events: mpsc::Receiver<Event>,
+    tasks: [AbortHandle; 2],
 }
 
 impl std::fmt::Debug for Connection {
@@ -82,14 +97,22 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 impl Connection {
-    /// Connects, starts the reader and negotiates API versions.
-    pub async fn connect(
+    /// Connects within `setup_timeout`, then negotiates API versions within `request_timeout`.
+    pub(crate) async fn connect(
         addr: &str,
         client_id: &str,
         setup_timeout: Duration,
         request_timeout: Duration,
-    ) -> Result<Arc<Connection>, NetError> {
+    ) -> Result<Connection, NetError> {
         let connect_err = |reason: String| NetError::Connect {
             addr: addr.to_string(),
             reason,
@@ -100,40 +123,35 @@ impl Connection {
             .map_err(|e| connect_err(e.to_string()))?;
         stream.set_nodelay(true).ok();
         let (read, write) = stream.into_split();
-        let pending = Arc::new(Mutex::new(VecDeque::new()));
-        let dead = Arc::new(AtomicBool::new(false));
-        tokio::spawn(read_responses(
-            read,
+        let (events_tx, events) = mpsc::channel(16);
+        let (writes, writes_rx) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_answers(read, addr.to_string(), events_tx.clone()));
+        let writer = tokio::spawn(write_requests(
+            write,
             addr.to_string(),
-            pending.clone(),
-            dead.clone(),
+            writes_rx,
+            events_tx,
         ));
         let mut conn = Connection {
             addr: addr.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
-            writer: tokio::sync::Mutex::new(write),
-            pending,
-            next_correlation: AtomicI32::new(0),
-            dead,
             versions: HashMap::new(),
-            request_timeout,
+            next_correlation: 0,
+            writes,
+            events,
+            tasks: [reader.abort_handle(), writer.abort_handle()],
         };
-        conn.versions = conn.negotiate().await?;
-        Ok(Arc::new(conn))
+        conn.versions = conn.negotiate(request_timeout).await?;
+        Ok(conn)
     }
 
     /// `host:port` of the broker.
-    pub fn addr(&self) -> &str {
+    pub(crate) fn addr(&self) -> &str {
         &self.addr
     }
 
-    /// Whether the connection failed and must be replaced.
-    pub fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire)
-    }
-
     /// The highest version of `R` both sides speak, capped at `our_max`.
-    pub fn version<R: Request>(&self, our_max: i16) -> Result<i16, NetError> {
+    pub(crate) fn version<R: Request>(&self, our_max: i16) -> Result<i16, NetError> {
         let ours = R::VERSIONS;
         let (min, max) =
             self.versions.get(&R::KEY).copied().ok_or_else(|| {
@@ -151,21 +169,30 @@ impl Connection {
         Ok(v)
     }
 
-    fn protocol(&self, reason: String) -> NetError {
+    pub(crate) fn protocol(&self, reason: String) -> NetError {
         NetError::Protocol {
             addr: self.addr.clone(),
             reason,
         }
     }
 
-    async fn negotiate(&self) -> Result<HashMap<i16, (i16, i16)>, NetError> {
+    fn gone(&self) -> NetError {
+        NetError::Io {
+            addr: self.addr.clone(),
+            reason: "connection closed".into(),
+        }
+    }
+
+    async fn negotiate(&mut self, timeout: Duration) -> Result<HashMap<i16, (i16, i16)>, NetError> {
         let mut req = ApiVersionsRequest::default();
         req.client_software_name = StrBytes::from_static_str("wafka");
         req.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
-        let mut resp = self.request(&req, 3).await?;
+        let mut resp = self.request(&req, 3, timeout).await?;
         if resp.error_code == 35 {
             // UNSUPPORTED_VERSION: the broker answered in v0 and lists what it speaks.
-            resp = self.request(&ApiVersionsRequest::default(), 0).await?;
+            resp = self
+                .request(&ApiVersionsRequest::default(), 0, timeout)
+                .await?;
         }
         if resp.error_code != 0 {
             return Err(self.protocol(format!(
@@ -180,17 +207,43 @@ impl Connection {
             .collect())
     }
 
-    fn frame<R: Request>(
-        &self,
-        req: &R,
-        version: i16,
-        correlation_id: i32,
-    ) -> Result<Bytes, NetError> {
+    /// A fresh correlation id.
+    pub(crate) fn next_correlation(&mut self) -> i32 {
+        let c = self.next_correlation;
+        self.next_correlation = self.next_correlation.wrapping_add(1);
+        c
+    }
+
+    /// The request header of an `api_key` request at `version`, for `correlation_id`.
+    pub(crate) fn header(&self, api_key: i16, version: i16, correlation_id: i32) -> RequestHeader {
         let mut header = RequestHeader::default();
-        header.request_api_key = R::KEY;
+        header.request_api_key = api_key;
         header.request_api_version = version;
         header.correlation_id = correlation_id;
         header.client_id = Some(self.client_id.clone());
+        header
+    }
+
+    /// Queues a framed request (its segments are written back to back, without copying) and
+    /// returns at once. With `notify_written`, an [`Event::Written`] follows once it is on the
+    /// socket.
+    pub(crate) fn send_frame(
+        &self,
+        segments: Vec<Bytes>,
+        notify_written: Option<i32>,
+    ) -> Result<(), NetError> {
+        self.writes
+            .send(Outgoing {
+                segments,
+                written: notify_written,
+            })
+            .map_err(|_| self.gone())
+    }
+
+    /// Encodes `req` (header and body, one buffer) and queues it; returns its correlation id.
+    pub(crate) fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<i32, NetError> {
+        let correlation_id = self.next_correlation();
+        let header = self.header(R::KEY, version, correlation_id);
         let header_version = R::header_version(version);
         let size = header
             .compute_size(header_version)
@@ -202,192 +255,178 @@ impl Connection {
             .encode(&mut buf, header_version)
             .and_then(|_| req.encode(&mut buf, version))
             .map_err(|e| self.protocol(format!("cannot encode request: {e}")))?;
-        Ok(buf.freeze())
+        self.send_frame(vec![buf.freeze()], None)?;
+        Ok(correlation_id)
     }
 
-    /// Writes `frame`; registers `reply` for its answer first when one is expected.
-    async fn write(&self, frame: Bytes, pending: Option<Pending>) -> Result<(), NetError> {
-        let mut w = self.writer.lock().await;
-        if self.is_dead() {
-            return Err(NetError::Io {
-                addr: self.addr.clone(),
-                reason: "connection closed".into(),
-            });
+    /// The next event; `Closed` forever once the connection is gone. Cancel-safe.
+    pub(crate) async fn next_event(&mut self) -> Event {
+        match self.events.recv().await {
+            Some(e) => e,
+            None => Event::Closed(self.gone()),
         }
-        if let Some(p) = pending {
-            self.pending.lock().expect("pending lock").push_back(p);
-        }
-        if let Err(e) = w.write_all(&frame).await {
-            self.kill(&e.to_string());
-            return Err(NetError::Io {
-                addr: self.addr.clone(),
-                reason: e.to_string(),
-            });
-        }
-        Ok(())
     }
 
-    /// Sends `req` at `version` and waits for the broker's answer.
-    pub async fn request<R: Request>(
+    /// Decodes an answer to `R` at `version`, checking that it answers `correlation_id`.
+    pub(crate) fn decode<R: Request>(
         &self,
-        req: &R,
+        mut frame: Bytes,
         version: i16,
+        correlation_id: i32,
     ) -> Result<R::Response, NetError> {
-        self.start(req, version).await?.wait(self).await
+        let header_version = <R::Response as HeaderVersion>::header_version(version);
+        let header = ResponseHeader::decode(&mut frame, header_version)
+            .map_err(|e| self.protocol(format!("bad answer header: {e}")))?;
+        if header.correlation_id != correlation_id {
+            return Err(self.protocol(format!(
+                "answer to request {} where request {correlation_id} was next",
+                header.correlation_id
+            )));
+        }
+        R::Response::decode(&mut frame, version)
+            .map_err(|e| self.protocol(format!("cannot decode answer to API key {}: {e}", R::KEY)))
     }
 
-    /// Writes `req` and returns at once; the answer is awaited with [`PendingResponse::wait`].
-    /// Requests started one after the other reach the broker in that order.
-    pub async fn start<R: Request>(
-        &self,
+    /// Sends `req` and waits up to `timeout` for its answer. For a connection with nothing
+    /// else in flight (the control link, the handshake).
+    pub(crate) async fn request<R: Request>(
+        &mut self,
         req: &R,
         version: i16,
-    ) -> Result<PendingResponse<R>, NetError> {
-        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
-        let frame = self.frame(req, version, correlation_id)?;
-        let (tx, rx) = oneshot::channel();
-        let pending = Pending {
-            correlation_id,
-            header_version: <R::Response as HeaderVersion>::header_version(version),
-            reply: tx,
-        };
-        self.write(frame, Some(pending)).await?;
-        Ok(PendingResponse {
-            rx,
-            version,
-            _request: std::marker::PhantomData,
-        })
-    }
-
-    /// Sends `req` without waiting for an answer (a Produce request with `acks=0`).
-    pub async fn send_only<R: Request>(&self, req: &R, version: i16) -> Result<(), NetError> {
-        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
-        let frame = self.frame(req, version, correlation_id)?;
-        self.write(frame, None).await
-    }
-
-    /// Marks the connection dead and fails everything waiting on it.
-    pub fn kill(&self, reason: &str) {
-        kill(&self.dead, &self.pending, &self.addr, reason);
-    }
-}
-
-/// A request on the wire whose answer has not been read yet.
-pub struct PendingResponse<R: Request> {
-    rx: oneshot::Receiver<Result<Bytes, NetError>>,
-    version: i16,
-    _request: std::marker::PhantomData<fn() -> R>,
-}
-
-impl<R: Request> PendingResponse<R> {
-    /// Waits up to `request.timeout.ms` for the answer and decodes it. A timeout kills the
-    /// connection: later answers on it can no longer be matched with confidence.
-    pub async fn wait(self, conn: &Connection) -> Result<R::Response, NetError> {
-        let mut body = match tokio::time::timeout(conn.request_timeout, self.rx).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(_)) => {
-                return Err(NetError::Io {
-                    addr: conn.addr.clone(),
-                    reason: "connection closed".into(),
-                })
+        timeout: Duration,
+    ) -> Result<R::Response, NetError> {
+        let correlation_id = self.send(req, version)?;
+        let addr = self.addr.clone();
+        let event = tokio::time::timeout(timeout, async {
+            loop {
+                match self.next_event().await {
+                    Event::Written(_) => continue,
+                    e => return e,
+                }
             }
-            Err(_) => {
-                conn.kill("request timed out");
-                return Err(NetError::Timeout {
-                    addr: conn.addr.clone(),
-                    timeout: conn.request_timeout,
-                });
-            }
-        };
-        R::Response::decode(&mut body, self.version).map_err(|e| {
-            conn.protocol(format!("cannot decode response to API key {}: {e}", R::KEY))
         })
+        .await
+        .map_err(|_| NetError::Timeout { addr, timeout })?;
+        match event {
+            Event::Answer(frame) => self.decode::<R>(frame, version, correlation_id),
+            Event::Closed(e) => Err(e),
+            Event::Written(_) => unreachable!("skipped above"),
+        }
     }
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.kill("connection dropped");
-        // Dropping the write half shuts the socket down; the reader then ends.
-    }
-}
-
-fn kill(dead: &AtomicBool, pending: &Mutex<VecDeque<Pending>>, addr: &str, reason: &str) {
-    dead.store(true, Ordering::Release);
-    let waiting: Vec<Pending> = pending.lock().expect("pending lock").drain(..).collect();
-    for p in waiting {
-        let _ = p.reply.send(Err(NetError::Io {
-            addr: addr.to_string(),
-            reason: reason.to_string(),
-        }));
-    }
-}
-
-async fn read_responses(
-    mut read: tokio::net::tcp::OwnedReadHalf,
+async fn write_requests(
+    mut w: OwnedWriteHalf,
     addr: String,
-    pending: Arc<Mutex<VecDeque<Pending>>>,
-    dead: Arc<AtomicBool>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    events: mpsc::Sender<Event>,
 ) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let reason = loop {
-        // Frame: 4-byte length, then the response header and body.
-        while buf.len() < 4 {
-            match read.read_buf(&mut buf).await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    kill(&dead, &pending, &addr, &e.to_string());
-                    return;
-                }
+    while let Some(out) = rx.recv().await {
+        if let Err(e) = write_all_segments(&mut w, out.segments).await {
+            let _ = events
+                .send(Event::Closed(NetError::Io {
+                    addr,
+                    reason: format!("write failed: {e}"),
+                }))
+                .await;
+            return;
+        }
+        if let Some(c) = out.written {
+            if events.send(Event::Written(c)).await.is_err() {
+                return;
             }
         }
-        if buf.len() < 4 {
-            break "broker closed the connection".to_string();
+    }
+}
+
+/// Writes every segment, in order, with vectored writes: the batch bytes go to the socket from
+/// where they are.
+async fn write_all_segments(
+    w: &mut OwnedWriteHalf,
+    mut segments: Vec<Bytes>,
+) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < segments.len() {
+        let n = {
+            let slices: Vec<IoSlice<'_>> = segments[first..]
+                .iter()
+                .take(64)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            w.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
         }
-        let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-        if len > 512 * 1024 * 1024 {
-            break format!("response of {len} bytes is not plausible");
-        }
-        buf.reserve(4 + len);
-        let mut eof = false;
-        while buf.len() < 4 + len {
-            match read.read_buf(&mut buf).await {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    kill(&dead, &pending, &addr, &e.to_string());
-                    return;
-                }
+        let mut left = n;
+        while left > 0 {
+            let seg = &mut segments[first];
+            if seg.len() <= left {
+                left -= seg.len();
+                first += 1;
+            } else {
+                seg.advance(left);
+                left = 0;
             }
         }
-        if eof {
-            break "broker closed the connection mid-response".to_string();
+        while first < segments.len() && segments[first].is_empty() {
+            first += 1;
         }
-        buf.advance(4);
-        let mut frame = buf.split_to(len).freeze();
-        let Some(p) = pending.lock().expect("pending lock").pop_front() else {
-            break "response to no request".to_string();
-        };
-        let header = match ResponseHeader::decode(&mut frame, p.header_version) {
-            Ok(h) => h,
-            Err(e) => break format!("bad response header: {e}"),
-        };
-        if header.correlation_id != p.correlation_id {
-            let reason = format!(
-                "correlation id {} does not match request {}",
-                header.correlation_id, p.correlation_id
-            );
-            let _ = p.reply.send(Err(NetError::Protocol {
-                addr: addr.clone(),
-                reason: reason.clone(),
-            }));
-            break reason;
-        }
-        let _ = p.reply.send(Ok(frame));
+    }
+    Ok(())
+}
+
+async fn read_answers(mut r: OwnedReadHalf, addr: String, events: mpsc::Sender<Event>) {
+    let closed = |reason: String| {
+        Event::Closed(NetError::Io {
+            addr: addr.clone(),
+            reason,
+        })
     };
-    kill(&dead, &pending, &addr, &reason);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let need = if buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            if len > MAX_ANSWER {
+                let _ = events
+                    .send(Event::Closed(NetError::Protocol {
+                        addr: addr.clone(),
+                        reason: format!(
+                            "the broker announced an answer of {len} bytes (at most {MAX_ANSWER} are accepted)"
+                        ),
+                    }))
+                    .await;
+                return;
+            }
+            if buf.len() >= 4 + len {
+                buf.advance(4);
+                let frame = buf.split_to(len).freeze();
+                if events.send(Event::Answer(frame)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            4 + len - buf.len()
+        } else {
+            4 - buf.len()
+        };
+        // Grow as bytes arrive, never by what the broker merely announced.
+        buf.reserve(need.min(64 * 1024));
+        match r.read_buf(&mut buf).await {
+            Ok(0) => {
+                let reason = if buf.is_empty() {
+                    "the broker closed the connection"
+                } else {
+                    "the broker closed the connection mid-answer"
+                };
+                let _ = events.send(closed(reason.into())).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = events.send(closed(e.to_string())).await;
+                return;
+            }
+        }
+    }
 }

@@ -2,11 +2,14 @@
 //!
 //! Owns [`BatchOutcome`], the one result a batch gets, shared by every record in it (a record's
 //! future is that outcome plus the record's offset delta, so waiting costs no allocation per
-//! record), and the public [`Delivery`], [`RecordMetadata`] and [`DeliveryReport`] types. It
-//! must not decide outcomes; the sender does.
+//! record), and the public [`Delivery`], [`RecordMetadata`] and [`DeliveryReport`] types. A
+//! batch the broker found too large is split and its halves answered apart, so an outcome is
+//! either one result or one per range of offset deltas ([`Settled`]). It must not decide
+//! outcomes; the sinks do, through the ledger.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Notify;
@@ -23,13 +26,57 @@ pub struct BatchAck {
     pub log_append_time: Option<i64>,
 }
 
+/// One batch's result: one for all its records, or (after the batch was split) one per range
+/// of offset deltas, each range starting at its delta, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Every record of the batch.
+    Whole(Result<BatchAck, ProduceError>),
+    /// `(first offset delta, result)`, sorted; a range ends where the next starts.
+    Parts(Vec<(i32, Result<BatchAck, ProduceError>)>),
+}
+
+impl Settled {
+    /// The result for the record at `offset_delta`, with the delta within its part.
+    pub(crate) fn part(&self, offset_delta: i32) -> (&Result<BatchAck, ProduceError>, i32) {
+        match self {
+            Settled::Whole(r) => (r, offset_delta),
+            Settled::Parts(parts) => {
+                let i = parts
+                    .partition_point(|(start, _)| *start <= offset_delta)
+                    .saturating_sub(1);
+                let (start, r) = &parts[i];
+                (r, offset_delta - start)
+            }
+        }
+    }
+
+    /// Whether any record failed.
+    pub(crate) fn first_error(&self) -> Option<&ProduceError> {
+        match self {
+            Settled::Whole(r) => r.as_ref().err(),
+            Settled::Parts(parts) => parts.iter().find_map(|(_, r)| r.as_ref().err()),
+        }
+    }
+
+    /// Shifts every part by `by` offset deltas (a half's parts, placed in its whole).
+    pub(crate) fn into_parts(self, by: i32) -> Vec<(i32, Result<BatchAck, ProduceError>)> {
+        match self {
+            Settled::Whole(r) => vec![(by, r)],
+            Settled::Parts(parts) => parts.into_iter().map(|(s, r)| (s + by, r)).collect(),
+        }
+    }
+}
+
 /// The single result of one batch, shared by all its records.
 #[derive(Debug)]
 pub struct BatchOutcome {
     topic: Arc<str>,
     partition: i32,
-    result: OnceLock<Result<BatchAck, ProduceError>>,
+    result: OnceLock<Settled>,
     done: Notify,
+    /// Someone waits for this batch (a flush): send it without waiting for `linger.ms`.
+    hurry: AtomicBool,
 }
 
 impl BatchOutcome {
@@ -39,11 +86,12 @@ impl BatchOutcome {
             partition,
             result: OnceLock::new(),
             done: Notify::new(),
+            hurry: AtomicBool::new(false),
         })
     }
 
     /// Sets the result (once) and wakes every waiter.
-    pub(crate) fn set(&self, result: Result<BatchAck, ProduceError>) {
+    pub(crate) fn set(&self, result: Settled) {
         if self.result.set(result).is_ok() {
             self.done.notify_waiters();
         }
@@ -64,8 +112,18 @@ impl BatchOutcome {
         self.result.get().is_some()
     }
 
+    /// Asks for the batch to leave without lingering; returns whether it was not asked before.
+    pub(crate) fn hurry(&self) -> bool {
+        !self.hurry.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether a flush waits for this batch.
+    pub(crate) fn hurried(&self) -> bool {
+        self.hurry.load(Ordering::Acquire)
+    }
+
     /// Waits for the result.
-    pub async fn wait(&self) -> &Result<BatchAck, ProduceError> {
+    pub(crate) async fn wait(&self) -> &Settled {
         loop {
             let notified = self.done.notified();
             tokio::pin!(notified);
@@ -83,9 +141,10 @@ impl BatchOutcome {
 
     pub(crate) fn metadata(
         &self,
-        r: &Result<BatchAck, ProduceError>,
+        settled: &Settled,
         offset_delta: i32,
     ) -> Result<RecordMetadata, ProduceError> {
+        let (r, delta) = settled.part(offset_delta);
         match r {
             Ok(ack) => Ok(RecordMetadata {
                 topic: self.topic.clone(),
@@ -93,7 +152,7 @@ impl BatchOutcome {
                 offset: if ack.base_offset < 0 {
                     -1
                 } else {
-                    ack.base_offset + offset_delta as i64
+                    ack.base_offset + delta as i64
                 },
                 log_append_time: ack.log_append_time,
             }),
@@ -109,7 +168,8 @@ pub struct RecordMetadata {
     pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
-    /// Offset in the partition; `-1` when the broker did not tell (`acks=0`).
+    /// Offset in the partition; `-1` when the broker did not tell (`acks=0`, or a retry the
+    /// broker recognised as already stored).
     pub offset: i64,
     /// The broker's append time when the topic uses `LogAppendTime`.
     pub log_append_time: Option<i64>,
@@ -169,5 +229,34 @@ pub struct DeliveryReport {
     pub result: Result<i64, ProduceError>,
 }
 
-/// A function called once with the record's result, on the producer's I/O task: keep it short.
+/// A function called once with the record's result, on one of the producer's tasks: keep it
+/// short. A callback that panics loses only its own call (the panic is caught and logged).
 pub type Callback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send + 'static>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_answer_each_record_by_its_range() {
+        let ack = |b| {
+            Ok(BatchAck {
+                base_offset: b,
+                log_append_time: None,
+            })
+        };
+        let s = Settled::Parts(vec![
+            (0, ack(100)),
+            (3, Err(ProduceError::Closed)),
+            (5, ack(7)),
+        ]);
+        let o = BatchOutcome::new(Arc::from("t"), 0);
+        o.set(s);
+        assert_eq!(o.record(0).unwrap().unwrap().offset, 100);
+        assert_eq!(o.record(2).unwrap().unwrap().offset, 102);
+        assert_eq!(o.record(3).unwrap(), Err(ProduceError::Closed));
+        assert_eq!(o.record(4).unwrap(), Err(ProduceError::Closed));
+        assert_eq!(o.record(5).unwrap().unwrap().offset, 7);
+        assert_eq!(o.record(9).unwrap().unwrap().offset, 11);
+    }
+}

@@ -98,6 +98,14 @@ pub enum ProduceError {
         /// The last thing that went wrong (e.g. the broker is unreachable).
         cause: String,
     },
+    /// The cluster's metadata for the topic makes no sense (e.g. a negative partition index).
+    #[error("the cluster's metadata for topic `{topic}` cannot be used: {reason}")]
+    BadMetadata {
+        /// Topic name.
+        topic: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The record was not acknowledged within `delivery.timeout.ms`.
     #[error("record expired after delivery.timeout.ms={} ms: {cause}", timeout.as_millis())]
     DeliveryTimeout {
@@ -119,6 +127,15 @@ pub enum ProduceError {
         partition: i32,
         /// The broker's error message, when it sent one.
         message: Option<String>,
+    },
+    /// `flush` or `close` gave up waiting; the records it waited for are still on their way
+    /// (after `close`: they end with [`ProduceError::Closed`]).
+    #[error("gave up waiting after {} ms: {pending} batches still pending", waited.as_millis())]
+    FlushTimeout {
+        /// How long it waited.
+        waited: Duration,
+        /// Batches not done when it gave up.
+        pending: usize,
     },
     /// The producer cannot go on (e.g. the idempotent producer could not be initialized).
     #[error("producer failed: {0}")]

@@ -1,9 +1,16 @@
 //! wafka's own Kafka producer: tokio + bytes, the wire format through `kafka-protocol`.
 //!
-//! Records flow one way: the caller's bytes → [`Record`] → a batch in the
-//! [`accumulator`](crate::accumulator) (copied once) → a Produce request built by the
-//! [`sender`](crate::sender) → the broker. Every record ends in exactly one result, reached
-//! through its [`Delivery`], a callback, or its [`Owner`]'s delivery reports.
+//! Records flow one way: the caller's bytes → [`Record`] → a batch in the accumulator (copied
+//! once) → the sink of the partition's leader (one task per broker), which writes a Produce
+//! request pointing at the batch bytes → the broker. Every record ends in exactly one result,
+//! reached through its [`Delivery`], a callback, or its [`Owner`]'s delivery reports.
+//!
+//! Modules, leaves first: `record`, `config`, `error`, `batch` (v2 bytes, codecs), `delivery`
+//! (outcomes), `ledger` (what settles a batch), `partitioner`, `idempotence` (producer id,
+//! epochs, sequences), `connection` and `control` (sockets), `metadata`, `accumulator` (queues,
+//! linger, memory, ready lists), `request` (Produce wire layout), `sink` (one per broker),
+//! `routing` (partitions to sinks), `core` (send path, flush, close, housekeeping), `owner`
+//! and `producer` (the public handles).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,21 +31,27 @@
 
 mod accumulator;
 pub mod batch;
-mod brokers;
 pub mod config;
 mod connection;
+mod control;
+mod core;
 mod delivery;
 mod error;
+mod idempotence;
+mod ledger;
 mod metadata;
 mod owner;
 pub mod partitioner;
 mod producer;
 mod record;
-mod sender;
+mod request;
+mod routing;
+mod sink;
 
+pub use crate::core::ProducerStats;
 pub use config::{Acks, Compression, ProducerConfig};
 pub use delivery::{BatchAck, Callback, Delivery, DeliveryReport, RecordMetadata};
 pub use error::{kafka_error_name, ConfigError, ProduceError};
-pub use owner::{Owner, OwnerOptions};
-pub use producer::{Producer, ProducerStats};
+pub use owner::{Owner, OwnerOptions, MAX_REPORTS};
+pub use producer::Producer;
 pub use record::{Header, Record};

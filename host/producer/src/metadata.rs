@@ -1,24 +1,29 @@
 //! What the producer knows about the cluster: brokers, topics, partitions and their leaders.
 //!
-//! Owns the current [`Cluster`] snapshot and the refresher that replaces it: on an interval
-//! (`metadata.max.age.ms`), and at once when someone asks (a send to a topic not seen yet, or an
-//! error that says leadership moved). Readers take a cheap `Arc` snapshot. It must not hold
-//! records; the accumulator and the sender read snapshots.
+//! Owns the current [`Cluster`] snapshot, the set of topics to ask about, and the refresher
+//! that replaces the snapshot: on an interval (`metadata.max.age.ms`), and soon after someone
+//! asks (a send to a topic not seen yet, an error that says leadership moved). Readers take a
+//! cheap `Arc` snapshot; the router watches for new ones. An answer is checked before it is
+//! believed: a topic whose partition indexes are not exactly `0..n` is kept as
+//! [`TopicMetadata::Bad`] with the reason, never allocated for. A topic leaves the requests
+//! when nobody sent to it for `metadata.max.idle.ms`, or when the cluster said it does not
+//! exist and nobody asked again within `retry.backoff.ms`. The refresher talks through its own
+//! control link, trying another broker when one fails. It must not hold records.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{watch, Notify};
 
-use crate::brokers::Brokers;
-use crate::connection::NetError;
+use crate::control::ControlLink;
 
-/// Leaders of one topic's partitions, or the error the cluster gave for the topic.
+/// Leaders of one topic's partitions, or why the topic cannot be used.
 #[derive(Debug, Clone)]
 pub enum TopicMetadata {
     /// The topic exists; `leaders[p]` is partition `p`'s leader node, `-1` when it has none.
@@ -28,6 +33,8 @@ pub enum TopicMetadata {
     },
     /// The cluster answered for this topic with an error code.
     Err(i16),
+    /// The answer makes no sense (e.g. a partition index outside `0..n`).
+    Bad(String),
 }
 
 /// One immutable view of the cluster.
@@ -62,24 +69,26 @@ impl Cluster {
             TopicMetadata::Ok { leaders } => {
                 leaders.get(partition as usize).copied().filter(|&l| l >= 0)
             }
-            TopicMetadata::Err(_) => None,
+            _ => None,
         }
     }
 
-    /// Known brokers as `(node, host:port)`.
-    pub fn broker_list(&self) -> Vec<(i32, String)> {
-        let mut v: Vec<_> = self.brokers.iter().map(|(k, v)| (*k, v.clone())).collect();
+    /// Known brokers' addresses, by node id.
+    pub fn broker_addrs(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.brokers.iter().collect();
         v.sort();
-        v
+        v.into_iter().map(|(_, a)| a.clone()).collect()
     }
 }
 
 /// The producer's metadata: a snapshot plus the machinery to refresh it.
 pub struct Metadata {
     snapshot: RwLock<Arc<Cluster>>,
+    published: watch::Sender<Arc<Cluster>>,
     /// How long a definitive "no such topic" answer is believed without asking again.
     negative_ttl: Duration,
-    wanted: Mutex<HashSet<Arc<str>>>,
+    /// Topics to ask about, with when someone last asked for each.
+    wanted: Mutex<HashMap<Arc<str>, Instant>>,
     refresh: Notify,
     attempts: watch::Sender<u64>,
     last_error: Mutex<Option<String>>,
@@ -98,10 +107,12 @@ impl Metadata {
     /// producer uses `retry.backoff.ms`): sends to a missing topic then fail at once instead of
     /// each waiting for a refresh, and a topic created meanwhile is seen at most that late.
     pub fn new(negative_ttl: Duration) -> Self {
+        let empty = Arc::new(Cluster::default());
         Metadata {
             negative_ttl,
-            snapshot: RwLock::new(Arc::new(Cluster::default())),
-            wanted: Mutex::new(HashSet::new()),
+            snapshot: RwLock::new(empty.clone()),
+            published: watch::channel(empty).0,
+            wanted: Mutex::new(HashMap::new()),
             refresh: Notify::new(),
             attempts: watch::channel(0).0,
             last_error: Mutex::new(None),
@@ -114,19 +125,37 @@ impl Metadata {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// The current view of the cluster.
-    pub fn snapshot(&self) -> Arc<Cluster> {
-        self.snapshot.read().expect("metadata lock").clone()
+    /// Topics the next request asks about.
+    pub fn wanted_topics(&self) -> usize {
+        self.wanted.lock().len()
     }
 
-    /// Asks the refresher to fetch metadata now.
+    /// The current view of the cluster.
+    pub fn snapshot(&self) -> Arc<Cluster> {
+        self.snapshot.read().clone()
+    }
+
+    /// New snapshots, as they come.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<Cluster>> {
+        self.published.subscribe()
+    }
+
+    /// Asks the refresher to fetch metadata soon.
     pub fn request_refresh(&self) {
         self.refresh.notify_one();
     }
 
     /// Why the last refresh failed, if it did.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().expect("metadata lock").clone()
+        self.last_error.lock().clone()
+    }
+
+    /// Stops asking about `topics` (nobody sends to them any more).
+    pub(crate) fn forget(&self, topics: &[Arc<str>]) {
+        let mut wanted = self.wanted.lock();
+        for t in topics {
+            wanted.remove(t);
+        }
     }
 
     /// Metadata for `topic`, fetching it if needed and waiting until `deadline`, also while
@@ -147,16 +176,15 @@ impl Metadata {
                                 .is_some_and(|at| at.elapsed() < self.negative_ttl)
                     }
                     TopicMetadata::Err(code) => asked && !passing(*code),
+                    TopicMetadata::Bad(_) => asked,
                 };
                 if answer {
+                    self.wanted.lock().insert(Arc::from(topic), Instant::now());
                     return Some(t.clone());
                 }
             }
             if !asked {
-                self.wanted
-                    .lock()
-                    .expect("metadata lock")
-                    .insert(Arc::from(topic));
+                self.wanted.lock().insert(Arc::from(topic), Instant::now());
                 asked = true;
             }
             attempts.mark_unchanged();
@@ -170,10 +198,25 @@ impl Metadata {
         }
     }
 
+    /// Drops from the requests the topics the cluster said do not exist (or described
+    /// nonsensically) and nobody asked about within the negative cache window.
+    fn prune(&self) {
+        let snapshot = self.snapshot();
+        let ttl = self.negative_ttl;
+        self.wanted.lock().retain(|name, asked| {
+            let failed = match snapshot.topics.get(name) {
+                Some(TopicMetadata::Err(code)) => definitive(*code),
+                Some(TopicMetadata::Bad(_)) => true,
+                _ => false,
+            };
+            !(failed && asked.elapsed() >= ttl)
+        });
+    }
+
     /// Refreshes until `shutdown` fires. Runs as one task per producer.
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
-        brokers: Arc<Brokers>,
+        mut link: ControlLink,
         max_age: Duration,
         backoff: Duration,
         backoff_max: Duration,
@@ -186,19 +229,28 @@ impl Metadata {
                 _ = tokio::time::sleep(max_age) => {}
                 _ = shutdown.changed() => return,
             }
-            match self.fetch(&brokers).await {
+            self.prune();
+            let fetched = tokio::select! {
+                r = self.fetch(&mut link) => r,
+                _ = shutdown.changed() => return,
+            };
+            match fetched {
                 Ok(cluster) => {
                     failures = 0;
-                    *self.snapshot.write().expect("metadata lock") = Arc::new(cluster);
-                    *self.last_error.lock().expect("metadata lock") = None;
+                    let cluster = Arc::new(cluster);
+                    *self.snapshot.write() = cluster.clone();
+                    *self.last_error.lock() = None;
+                    self.published.send_replace(cluster);
                     self.attempts.send_modify(|n| *n += 1);
-                    // Refreshes asked for while fetching are served by the next loop,
-                    // but never sooner than the retry backoff.
+                    // Refreshes asked for while fetching are served by the next loop, at most
+                    // one per min(retry.backoff.ms, 20 ms): a burst of requests (every sink
+                    // after a leader moved) costs one fetch, and a send waiting for a new topic
+                    // is not held up for long.
                     tokio::time::sleep(backoff.min(Duration::from_millis(20))).await;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "metadata refresh failed");
-                    *self.last_error.lock().expect("metadata lock") = Some(e.to_string());
+                    *self.last_error.lock() = Some(e);
                     self.attempts.send_modify(|n| *n += 1);
                     let wait = backoff
                         .saturating_mul(1 << failures.min(10))
@@ -208,73 +260,127 @@ impl Metadata {
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.changed() => return,
                     }
+                    // Try again even if nobody asks: sends may be waiting.
+                    self.refresh.notify_one();
                 }
             }
         }
     }
 
-    async fn fetch(&self, brokers: &Brokers) -> Result<Cluster, NetError> {
-        let old = self.snapshot();
-        let conn = brokers.any(&old.broker_list()).await?;
-        let version = conn.version::<MetadataRequest>(12)?;
+    async fn fetch(&self, link: &mut ControlLink) -> Result<Cluster, String> {
+        let known = self.snapshot().broker_addrs();
+        let wanted: Vec<Arc<str>> = self.wanted.lock().keys().cloned().collect();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let wanted: Vec<Arc<str>> = self
-            .wanted
-            .lock()
-            .expect("metadata lock")
-            .iter()
-            .cloned()
-            .collect();
-        let mut req = MetadataRequest::default();
-        req.allow_auto_topic_creation = false;
-        req.topics = Some(
-            wanted
-                .iter()
-                .map(|t| {
-                    let mut rt = MetadataRequestTopic::default();
-                    rt.name = Some(TopicName(StrBytes::from_string(t.to_string())));
-                    rt
-                })
-                .collect(),
-        );
-        let resp = conn.request(&req, version).await?;
-        let mut cluster = Cluster {
-            fetched: Some(Instant::now()),
-            ..Cluster::default()
-        };
-        for b in &resp.brokers {
+        let resp = link
+            .request::<MetadataRequest, _>(&known, |conn| {
+                let version = conn.version::<MetadataRequest>(12)?;
+                let mut req = MetadataRequest::default();
+                req.allow_auto_topic_creation = false;
+                req.topics = Some(
+                    wanted
+                        .iter()
+                        .map(|t| {
+                            let mut rt = MetadataRequestTopic::default();
+                            rt.name = Some(TopicName(StrBytes::from_string(t.to_string())));
+                            rt
+                        })
+                        .collect(),
+                );
+                Ok((req, version))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(parse(resp))
+    }
+}
+
+/// The cluster as a Metadata answer describes it, checked.
+fn parse(resp: MetadataResponse) -> Cluster {
+    let mut cluster = Cluster {
+        fetched: Some(Instant::now()),
+        ..Cluster::default()
+    };
+    for b in &resp.brokers {
+        if (0..=i32::from(u16::MAX)).contains(&b.port) && !b.host.is_empty() {
             cluster
                 .brokers
                 .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
         }
-        for t in resp.topics {
-            let Some(name) = t.name else { continue };
-            let name: Arc<str> = Arc::from(name.0.as_str());
-            let meta = if t.error_code != 0 {
-                TopicMetadata::Err(t.error_code)
-            } else {
-                let count = t
-                    .partitions
-                    .iter()
-                    .map(|p| p.partition_index + 1)
-                    .max()
-                    .unwrap_or(0)
-                    .max(0) as usize;
-                let mut leaders = vec![-1; count];
-                for p in &t.partitions {
-                    let leader = if p.error_code == 0 || p.leader_id.0 >= 0 {
-                        p.leader_id.0
-                    } else {
-                        -1
-                    };
-                    leaders[p.partition_index as usize] = leader;
-                }
-                TopicMetadata::Ok {
-                    leaders: leaders.into(),
-                }
-            };
-            cluster.topics.insert(name, meta);
+    }
+    for t in resp.topics {
+        let Some(name) = t.name else { continue };
+        let name: Arc<str> = Arc::from(name.0.as_str());
+        let meta = if t.error_code != 0 {
+            TopicMetadata::Err(t.error_code)
+        } else {
+            leaders(&t.partitions).unwrap_or_else(TopicMetadata::Bad)
+        };
+        cluster.topics.insert(name, meta);
+    }
+    cluster
+}
+
+/// Leaders by partition index, when the indexes are exactly `0..n` for `n` partitions.
+fn leaders(
+    partitions: &[kafka_protocol::messages::metadata_response::MetadataResponsePartition],
+) -> Result<TopicMetadata, String> {
+    let n = partitions.len();
+    let mut leaders = vec![i32::MIN; n];
+    for p in partitions {
+        let i = p.partition_index;
+        let slot = usize::try_from(i)
+            .ok()
+            .and_then(|i| leaders.get_mut(i))
+            .ok_or_else(|| {
+                format!("the cluster lists partition index {i} for a topic of {n} partitions")
+            })?;
+        if *slot != i32::MIN {
+            return Err(format!("the cluster lists partition index {i} twice"));
         }
-        Ok(cluster)
+        *slot = if p.error_code == 0 || p.leader_id.0 >= 0 {
+            p.leader_id.0.max(-1)
+        } else {
+            -1
+        };
+    }
+    Ok(TopicMetadata::Ok {
+        leaders: leaders.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::BrokerId;
+
+    fn topic(indexes: &[i32]) -> MetadataResponse {
+        let mut t = MetadataResponseTopic::default();
+        t.name = Some(TopicName(StrBytes::from_static_str("t")));
+        t.partitions = indexes
+            .iter()
+            .map(|&i| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_leader_id(BrokerId(1))
+            })
+            .collect();
+        MetadataResponse::default().with_topics(vec![t])
+    }
+
+    #[test]
+    fn partition_indexes_must_be_zero_to_n() {
+        match parse(topic(&[1, 0, 2])).topics.get("t") {
+            Some(TopicMetadata::Ok { leaders }) => assert_eq!(&leaders[..], &[1, 1, 1]),
+            other => panic!("{other:?}"),
+        }
+        for bad in [&[0, -1][..], &[0, 1_000_000_000], &[0, 0]] {
+            match parse(topic(bad)).topics.get("t") {
+                Some(TopicMetadata::Bad(why)) => assert!(why.contains("partition index"), "{why}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! Choosing a partition for a record, as the Java client does.
 //!
 //! Owns the rules: an explicit partition wins; a keyed record goes to
-//! `toPositive(murmur2(key)) % partitions`; a record without key (or with
+//! `toPositive(murmur2(key)) % partitions` (over all partitions, available or not, so a key
+//! always lands where the Java client puts it); a record without key (or with
 //! `partitioner.ignore.keys=true`) goes to the topic's sticky partition, which moves to another
-//! partition, uniformly at random, after `batch.size` bytes were sent to it (KIP-794).
-//! It must not look at metadata beyond the partition count it is given.
+//! partition, uniformly at random **among the available ones** (a leader whose connection is
+//! up, as librdkafka steers away from brokers that have not finished their handshake), after
+//! `batch.size` bytes were sent to it (KIP-794). It must not look at metadata itself: it is
+//! told the partition count and which partitions are available.
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
@@ -66,28 +69,78 @@ impl Default for StickyPartition {
 }
 
 impl StickyPartition {
+    /// A sticky partition that starts at `partition` (`-1`: none yet).
+    pub fn starting_at(partition: i32) -> Self {
+        StickyPartition {
+            current: AtomicI32::new(partition),
+            produced: AtomicUsize::new(0),
+        }
+    }
+
+    /// The partition records without a key go to now (`-1`: none yet).
+    pub fn current(&self) -> i32 {
+        self.current.load(Ordering::Relaxed)
+    }
+
     /// The partition for a record of `size` bytes without key, moving on once `batch_size`
-    /// bytes went to the current one.
-    pub fn next(&self, size: usize, batch_size: usize, partitions: i32) -> i32 {
+    /// bytes went to the current one (or when it stopped being available).
+    ///
+    /// `rank` says how welcome a partition is: [`RANK_AVAILABLE`] (its leader is connected and
+    /// answering), [`RANK_LED`] (it has a leader) or 0; the partition is chosen uniformly among
+    /// those of the best rank present.
+    pub fn next(
+        &self,
+        size: usize,
+        batch_size: usize,
+        partitions: i32,
+        rank: impl Fn(i32) -> u8,
+    ) -> i32 {
         let mut current = self.current.load(Ordering::Relaxed);
         let produced = self.produced.fetch_add(size, Ordering::Relaxed);
-        if current < 0 || current >= partitions || produced >= batch_size {
-            let previous = current;
-            current = if partitions == 1 {
-                0
-            } else {
-                let mut rng = rand::rng();
-                loop {
-                    let p = rng.random_range(0..partitions);
-                    if p != previous {
-                        break p;
-                    }
-                }
-            };
+        if current < 0
+            || current >= partitions
+            || produced >= batch_size
+            || rank(current) < RANK_AVAILABLE
+        {
+            current = pick(current, partitions, &rank);
             self.current.store(current, Ordering::Relaxed);
             self.produced.store(size, Ordering::Relaxed);
         }
         current
+    }
+}
+
+/// A partition whose leader is connected and answering.
+pub const RANK_AVAILABLE: u8 = 2;
+/// A partition with a leader.
+pub const RANK_LED: u8 = 1;
+
+/// A random partition of the best rank present, other than `previous` when it has company.
+fn pick(previous: i32, partitions: i32, rank: &impl Fn(i32) -> u8) -> i32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    let mut rng = rand::rng();
+    // Most of the time most partitions are available: a few random tries find one.
+    for _ in 0..8 {
+        let p = rng.random_range(0..partitions);
+        if p != previous && rank(p) >= RANK_AVAILABLE {
+            return p;
+        }
+    }
+    let ranks: Vec<u8> = (0..partitions).map(rank).collect();
+    let best = ranks.iter().copied().max().unwrap_or(0);
+    let candidates: Vec<i32> = (0..partitions)
+        .filter(|&p| ranks[p as usize] == best)
+        .collect();
+    if candidates.len() == 1 {
+        return candidates[0];
+    }
+    loop {
+        let p = candidates[rng.random_range(0..candidates.len())];
+        if p != previous {
+            break p;
+        }
     }
 }
 
@@ -125,16 +178,36 @@ mod tests {
 
     #[test]
     fn sticky_partition_moves_after_batch_size() {
+        let all = |_| RANK_AVAILABLE;
         let s = StickyPartition::default();
-        let first = s.next(100, 1000, 6);
+        let first = s.next(100, 1000, 6, all);
         for _ in 0..9 {
-            assert_eq!(s.next(100, 1000, 6), first);
+            assert_eq!(s.next(100, 1000, 6, all), first);
         }
         // 1000 bytes reached: the next record moves to another partition.
-        let second = s.next(100, 1000, 6);
+        let second = s.next(100, 1000, 6, all);
         assert_ne!(second, first);
         assert!((0..6).contains(&second));
         let single = StickyPartition::default();
-        assert!((0..50).all(|_| single.next(5000, 1000, 1) == 0));
+        assert!((0..50).all(|_| single.next(5000, 1000, 1, all) == 0));
+    }
+
+    #[test]
+    fn sticky_partition_goes_only_where_a_leader_is_up() {
+        let s = StickyPartition::default();
+        let odd = |p: i32| if p % 2 == 1 { RANK_AVAILABLE } else { RANK_LED };
+        for _ in 0..1000 {
+            assert_eq!(s.next(600, 1000, 6, odd) % 2, 1);
+        }
+        // Only one available: it is used even if it was the last one.
+        let three = |p: i32| if p == 3 { RANK_AVAILABLE } else { 0 };
+        for _ in 0..100 {
+            assert_eq!(s.next(600, 1000, 6, three), 3);
+        }
+        // None connected yet: any partition with a leader.
+        let led = |p: i32| if p < 2 { RANK_LED } else { 0 };
+        for _ in 0..100 {
+            assert!(s.next(2000, 1000, 6, led) < 2);
+        }
     }
 }

@@ -1,0 +1,133 @@
+//! The control link: one connection to any broker, for the requests that are not tied to a
+//! partition's leader (Metadata, InitProducerId).
+//!
+//! Owns that connection and the choice of broker: the one that answered last, then every
+//! known broker in turn, then the bootstrap servers, each attempt bounded (connection setup by
+//! `socket.connection.setup.timeout.ms`, the request by `request.timeout.ms`). A broker that
+//! fails is left for the next. Each user (the metadata refresher, the producer id fetch) has a
+//! link of its own, so a slow answer to one never holds up the other. It must not interpret
+//! the answers.
+
+use std::time::Duration;
+
+use kafka_protocol::protocol::Request;
+
+use crate::connection::{Connection, NetError};
+
+/// Connection settings taken from the producer config.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectOptions {
+    /// `client.id`
+    pub(crate) client_id: String,
+    /// `socket.connection.setup.timeout.ms`: TCP connect and ApiVersions.
+    pub(crate) setup_timeout: Duration,
+    /// `request.timeout.ms`
+    pub(crate) request_timeout: Duration,
+    /// `reconnect.backoff.ms`
+    pub(crate) backoff: Duration,
+    /// `reconnect.backoff.max.ms`
+    pub(crate) backoff_max: Duration,
+}
+
+impl ConnectOptions {
+    /// Opens a connection to `addr` within the setup timeout.
+    pub(crate) async fn connect(&self, addr: &str) -> Result<Connection, NetError> {
+        Connection::connect(
+            addr,
+            &self.client_id,
+            self.setup_timeout,
+            self.setup_timeout,
+        )
+        .await
+    }
+
+    /// The wait before the `failures`-th reconnect (exponential, with ±20% jitter).
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        let base = self
+            .backoff
+            .saturating_mul(1 << failures.min(16))
+            .min(self.backoff_max);
+        base.mul_f64(rand::random_range(0.8..1.2))
+    }
+}
+
+/// A connection to some broker of the cluster.
+pub(crate) struct ControlLink {
+    options: ConnectOptions,
+    bootstrap: Vec<String>,
+    conn: Option<Connection>,
+    /// Where the next attempt starts among the candidates.
+    next: usize,
+}
+
+impl ControlLink {
+    pub(crate) fn new(options: ConnectOptions, bootstrap: Vec<String>) -> Self {
+        ControlLink {
+            options,
+            bootstrap,
+            conn: None,
+            next: 0,
+        }
+    }
+
+    /// Sends the request `build` makes for a connection (it picks the version) and returns the
+    /// answer. Tries the current connection, then each of `known` and the bootstrap servers
+    /// once, in turn; returns the last error when none answered.
+    pub(crate) async fn request<R, F>(
+        &mut self,
+        known: &[String],
+        build: F,
+    ) -> Result<R::Response, NetError>
+    where
+        R: Request,
+        F: Fn(&Connection) -> Result<(R, i16), NetError>,
+    {
+        let timeout = self.options.request_timeout;
+        if let Some(conn) = self.conn.as_mut() {
+            let r = match build(conn) {
+                Ok((req, version)) => conn.request(&req, version, timeout).await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    tracing::debug!(addr = conn.addr(), error = %e, "control request failed");
+                    self.conn = None;
+                }
+            }
+        }
+        let mut candidates: Vec<&str> = known.iter().map(String::as_str).collect();
+        for b in &self.bootstrap {
+            if !candidates.contains(&b.as_str()) {
+                candidates.push(b);
+            }
+        }
+        let mut last = NetError::Connect {
+            addr: self.bootstrap.join(","),
+            reason: "no broker to connect to".into(),
+        };
+        let n = candidates.len();
+        for i in 0..n {
+            let addr = candidates[(self.next + i) % n];
+            let attempt = async {
+                let mut conn = self.options.connect(addr).await?;
+                let (req, version) = build(&conn)?;
+                let resp = conn.request(&req, version, timeout).await?;
+                Ok::<_, NetError>((conn, resp))
+            };
+            match attempt.await {
+                Ok((conn, resp)) => {
+                    self.conn = Some(conn);
+                    self.next = (self.next + i) % n;
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    tracing::debug!(addr, error = %e, "control request failed");
+                    last = e;
+                }
+            }
+        }
+        self.next = (self.next + 1) % n.max(1);
+        Err(last)
+    }
+}

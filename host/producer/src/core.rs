@@ -1,0 +1,492 @@
+//! The producer core that every handle shares: the send path, flush and close with their
+//! bounds, the counters, and the background tasks (metadata refresher, router, housekeeping).
+//!
+//! The send path checks a record (size, topic name, the owner's quota), finds its topic's
+//! queues (waiting for metadata), picks a partition, and appends it; metadata and memory share
+//! one `max.block.ms` deadline. Flushes hurry only the batches they wait for. Housekeeping
+//! fails queued batches at `delivery.timeout.ms` wherever they are (also when no sink can take
+//! them: no leader, no producer id) and forgets idle topics. Closing refuses new records, waits
+//! (bounded) for the rest, then ends everything still pending with `Closed`. It must not
+//! encode bytes or speak the protocol itself.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::accumulator::{Accumulator, AccumulatorConfig, NotAppended, TopicQueues};
+use crate::batch::{record_size_upper_bound, single_record_batch_upper_bound};
+use crate::config::ProducerConfig;
+use crate::control::{ConnectOptions, ControlLink};
+use crate::delivery::{BatchOutcome, Callback, Delivery};
+use crate::error::{kafka_error_name, ProduceError};
+use crate::idempotence::Idempotence;
+use crate::ledger::{Ledger, OwnerAccount};
+use crate::metadata::{Metadata, TopicMetadata};
+use crate::partitioner::partition_for_key;
+use crate::record::Record;
+use crate::routing::Routing;
+use crate::sink::{SinkContext, SinkStats};
+
+/// A snapshot of the producer's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerStats {
+    /// Produce requests written to brokers.
+    pub produce_requests: u64,
+    /// Batches acknowledged.
+    pub batches_acked: u64,
+    /// Records acknowledged.
+    pub records_acked: u64,
+    /// Records that failed after being queued.
+    pub records_failed: u64,
+    /// Batch retries.
+    pub retries: u64,
+    /// Metadata requests sent (refreshes on an interval, for new topics and after errors).
+    pub metadata_requests: u64,
+    /// Topics the metadata requests ask about now.
+    pub metadata_topics: u64,
+    /// Connections to brokers opened by the sinks.
+    pub connections: u64,
+    /// Producer ids received from InitProducerId.
+    pub producer_ids: u64,
+    /// Epochs bumped by the client (KIP-360) after a gap in a partition's sequence.
+    pub epoch_bumps: u64,
+    /// Batches split in two after the broker found them too large.
+    pub splits: u64,
+    /// Delivery callbacks that panicked (caught).
+    pub callback_panics: u64,
+}
+
+/// State shared by the producer handle, owners and background tasks.
+pub(crate) struct Core {
+    pub(crate) config: Arc<ProducerConfig>,
+    pub(crate) accumulator: Arc<Accumulator>,
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) metadata: Arc<Metadata>,
+    routing: Arc<Routing>,
+    idempotence: Arc<Idempotence>,
+    stats: Arc<SinkStats>,
+    owners: Mutex<Vec<Weak<OwnerAccount>>>,
+    closed: AtomicBool,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Stops the background tasks when the last handle goes away.
+pub(crate) struct Guard(pub(crate) Arc<Core>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn check_topic(topic: &str) -> Result<(), ProduceError> {
+    let reason = if topic.is_empty() {
+        Some("empty")
+    } else if topic.len() > 249 {
+        Some("longer than 249 characters")
+    } else if topic == "." || topic == ".." {
+        Some("`.` and `..` are not allowed")
+    } else if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("only ASCII letters, digits, `.`, `_` and `-` are allowed")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ProduceError::InvalidTopic {
+            topic: topic.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Core {
+    /// Builds the core and starts its background tasks. Must run inside a tokio runtime.
+    pub(crate) fn start(config: ProducerConfig) -> Arc<Core> {
+        let config = Arc::new(config);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ledger = Ledger::new(config.buffer_memory);
+        let accumulator = Arc::new(Accumulator::new(
+            AccumulatorConfig {
+                batch_size: config.batch_size,
+                linger: config.linger,
+                delivery_timeout: config.delivery_timeout,
+            },
+            ledger.clone(),
+        ));
+        let connect = ConnectOptions {
+            client_id: config.client_id.clone(),
+            setup_timeout: config.connection_setup_timeout,
+            request_timeout: config.request_timeout,
+            backoff: config.reconnect_backoff,
+            backoff_max: config.reconnect_backoff_max,
+        };
+        let metadata = Arc::new(Metadata::new(config.retry_backoff));
+        let idempotence = Idempotence::new(
+            config.enable_idempotence,
+            config.is_explicit("enable.idempotence"),
+            connect.clone(),
+            config.bootstrap_servers.clone(),
+            config.retry_backoff,
+            config.retry_backoff_max,
+            shutdown_rx.clone(),
+        );
+        let stats = Arc::new(SinkStats::default());
+        let routing = Routing::new(Arc::new(SinkContext {
+            config: config.clone(),
+            accumulator: accumulator.clone(),
+            ledger: ledger.clone(),
+            idempotence: idempotence.clone(),
+            metadata: metadata.clone(),
+            stats: stats.clone(),
+            connect: connect.clone(),
+            shutdown: shutdown_rx.clone(),
+        }));
+        tokio::spawn(metadata.clone().run(
+            ControlLink::new(connect, config.bootstrap_servers.clone()),
+            config.metadata_max_age,
+            config.retry_backoff,
+            config.retry_backoff_max,
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(
+            routing
+                .clone()
+                .run(metadata.subscribe(), shutdown_rx.clone()),
+        );
+        let core = Arc::new(Core {
+            config,
+            accumulator,
+            ledger,
+            metadata,
+            routing,
+            idempotence,
+            stats,
+            owners: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            shutdown,
+        });
+        tokio::spawn(housekeeping(core.clone(), shutdown_rx));
+        core
+    }
+
+    pub(crate) fn register(
+        &self,
+        name: String,
+        memory_limit: Option<usize>,
+        reports: bool,
+    ) -> Arc<OwnerAccount> {
+        let account = OwnerAccount::new(name, memory_limit, reports);
+        let mut owners = self.owners.lock();
+        owners.retain(|w| w.strong_count() > 0);
+        owners.push(Arc::downgrade(&account));
+        account
+    }
+
+    /// Batches of every owner that are not done.
+    pub(crate) fn all_pending(&self) -> Vec<Arc<BatchOutcome>> {
+        let owners: Vec<Arc<OwnerAccount>> = self
+            .owners
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        owners.iter().flat_map(|o| o.pending()).collect()
+    }
+
+    /// Sends `pending` without lingering and waits for them, up to `timeout`.
+    pub(crate) async fn flush(
+        &self,
+        pending: Vec<Arc<BatchOutcome>>,
+        timeout: Option<Duration>,
+    ) -> Result<(), ProduceError> {
+        for o in &pending {
+            self.accumulator.hurry(o);
+        }
+        let all = async {
+            for o in &pending {
+                o.wait().await;
+            }
+        };
+        match timeout {
+            None => {
+                all.await;
+                Ok(())
+            }
+            Some(t) => tokio::time::timeout(t, all)
+                .await
+                .map_err(|_| ProduceError::FlushTimeout {
+                    waited: t,
+                    pending: pending.iter().filter(|o| !o.is_done()).count(),
+                }),
+        }
+    }
+
+    /// Refuses new records, waits up to `timeout` for the pending ones, then ends everything.
+    pub(crate) async fn close(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.closed.store(true, Ordering::Release);
+        let r = self.flush(self.all_pending(), Some(timeout)).await;
+        self.shutdown();
+        r
+    }
+
+    /// How long a close without a bound may take: every record ends by then anyway.
+    pub(crate) fn default_close_timeout(&self) -> Duration {
+        self.config.delivery_timeout + self.config.request_timeout
+    }
+
+    /// Stops the tasks; whatever is still pending ends with `Closed`.
+    pub(crate) fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.shutdown.send_replace(true);
+        self.ledger.memory.close();
+        self.accumulator.abort_all(&ProduceError::Closed);
+    }
+
+    pub(crate) fn stats(&self) -> ProducerStats {
+        let s = &self.stats;
+        let l = &self.ledger;
+        ProducerStats {
+            produce_requests: s.produce_requests.load(Ordering::Relaxed),
+            batches_acked: l.batches_acked.load(Ordering::Relaxed),
+            records_acked: l.records_acked.load(Ordering::Relaxed),
+            records_failed: l.records_failed.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+            metadata_requests: self.metadata.requests(),
+            metadata_topics: self.metadata.wanted_topics() as u64,
+            connections: s.connections.load(Ordering::Relaxed),
+            producer_ids: self.idempotence.producer_ids.load(Ordering::Relaxed),
+            epoch_bumps: self.idempotence.epoch_bumps.load(Ordering::Relaxed),
+            splits: s.splits.load(Ordering::Relaxed),
+            callback_panics: l.callback_panics.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn topic_queues(
+        &self,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<Arc<TopicQueues>, ProduceError> {
+        let mut shutdown = self.shutdown.subscribe();
+        let meta = tokio::select! {
+            m = self.metadata.topic(topic, deadline) => m,
+            _ = shutdown.wait_for(|s| *s) => return Err(ProduceError::Closed),
+        };
+        match meta {
+            None => Err(ProduceError::MetadataTimeout {
+                topic: topic.to_string(),
+                waited: self.config.max_block,
+                cause: match self.metadata.snapshot().topics.get(topic) {
+                    Some(TopicMetadata::Err(code)) => {
+                        format!("the cluster still answers {}", kafka_error_name(*code))
+                    }
+                    _ => self
+                        .metadata
+                        .last_error()
+                        .unwrap_or_else(|| "the cluster did not answer in time".into()),
+                },
+            }),
+            Some(TopicMetadata::Err(3)) => Err(ProduceError::UnknownTopic(topic.to_string())),
+            Some(TopicMetadata::Err(17)) => Err(ProduceError::InvalidTopic {
+                topic: topic.to_string(),
+                reason: "the cluster refuses the name",
+            }),
+            Some(TopicMetadata::Err(code)) => Err(ProduceError::Broker {
+                name: kafka_error_name(code),
+                code,
+                topic: topic.to_string(),
+                partition: -1,
+                message: None,
+            }),
+            Some(TopicMetadata::Bad(reason)) => Err(ProduceError::BadMetadata {
+                topic: topic.to_string(),
+                reason,
+            }),
+            Some(TopicMetadata::Ok { leaders }) if leaders.is_empty() => {
+                Err(ProduceError::UnknownTopic(topic.to_string()))
+            }
+            Some(TopicMetadata::Ok { leaders }) => {
+                let t = self.accumulator.topic_with(topic, leaders.len() as i32);
+                self.routing.route_topic(&t, &self.metadata.snapshot());
+                Ok(t)
+            }
+        }
+    }
+
+    /// The send path shared by [`crate::Producer::send`] and [`crate::Owner::send`].
+    pub(crate) async fn send(
+        &self,
+        owner: &Arc<OwnerAccount>,
+        record: &Record<'_>,
+        callback: Option<Callback>,
+    ) -> Result<Delivery, ProduceError> {
+        if self.closed.load(Ordering::Acquire) || owner.closed.load(Ordering::Relaxed) {
+            return Err(ProduceError::Closed);
+        }
+        if let Some(e) = self.idempotence.fatal() {
+            return Err(e);
+        }
+        let c = &self.config;
+        let whole = single_record_batch_upper_bound(record);
+        if whole > c.max_request_size {
+            return Err(ProduceError::RecordTooLarge {
+                size: whole,
+                limit: c.max_request_size,
+                limit_name: "max.request.size",
+            });
+        }
+        if whole > c.buffer_memory {
+            return Err(ProduceError::RecordTooLarge {
+                size: whole,
+                limit: c.buffer_memory,
+                limit_name: "buffer.memory",
+            });
+        }
+        let bytes = record_size_upper_bound(record);
+        if let Some(limit) = owner.memory_limit {
+            if owner.buffered.load(Ordering::Relaxed) + bytes > limit {
+                return Err(ProduceError::QuotaExceeded {
+                    owner: owner.name.clone(),
+                    limit,
+                });
+            }
+        }
+        // One deadline for everything a send may wait for (metadata, then memory).
+        let deadline = Instant::now() + c.max_block;
+        let topic = match self.accumulator.topic(record.topic) {
+            Some(t) => t,
+            None => {
+                check_topic(record.topic)?;
+                self.topic_queues(record.topic, deadline).await?
+            }
+        };
+        self.accumulator.touch(&topic);
+        let count = topic.partitions.len() as i32;
+        let partition = match (record.partition, record.key) {
+            (Some(p), _) if p < 0 || p >= count => {
+                return Err(ProduceError::InvalidPartition {
+                    topic: record.topic.to_string(),
+                    partition: p,
+                    count,
+                })
+            }
+            (Some(p), _) => p,
+            (None, Some(key)) if !c.partitioner_ignore_keys => partition_for_key(key, count),
+            (None, _) => topic.sticky.next(bytes, c.batch_size, count, |p| {
+                topic.partitions[p as usize].rank()
+            }),
+        };
+        let queue = &topic.partitions[partition as usize];
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let id = owner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut callback = callback;
+        let mut reserved = 0usize;
+        let result = loop {
+            match self.accumulator.append(
+                queue,
+                record,
+                timestamp,
+                bytes,
+                owner,
+                id,
+                &mut callback,
+                &mut reserved,
+            ) {
+                Ok((outcome, offset_delta)) => {
+                    break Ok(Delivery {
+                        outcome,
+                        offset_delta,
+                        id,
+                    })
+                }
+                Err(NotAppended::Closed) => break Err(ProduceError::Closed),
+                Err(NotAppended::NeedMemory(n)) => {
+                    match self.reserve(n - reserved, bytes, deadline).await {
+                        Ok(()) => reserved = n,
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+        };
+        if reserved > 0 {
+            self.ledger.memory.add_permits(reserved);
+        }
+        result
+    }
+
+    /// Takes `n` bytes of `buffer.memory` for a new batch, waiting until `deadline` if it is
+    /// used up (lingering batches then leave at once to free it).
+    async fn reserve(
+        &self,
+        n: usize,
+        record: usize,
+        deadline: Instant,
+    ) -> Result<(), ProduceError> {
+        let memory = &self.ledger.memory;
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        match memory.try_acquire_many(n32) {
+            Ok(p) => {
+                p.forget();
+                return Ok(());
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(ProduceError::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+        }
+        let _pressure = self.ledger.pressure_guard();
+        self.routing.wake_all();
+        match tokio::time::timeout_at(deadline.into(), memory.acquire_many(n32)).await {
+            Ok(Ok(p)) => {
+                p.forget();
+                Ok(())
+            }
+            Ok(Err(_)) => Err(ProduceError::Closed),
+            Err(_) => Err(ProduceError::BufferExhausted {
+                size: record,
+                waited: self.config.max_block,
+            }),
+        }
+    }
+}
+
+/// Fails queued batches at their delivery deadline wherever they are, and forgets topics
+/// nobody sent to for `metadata.max.idle.ms`.
+async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    let c = core.config.clone();
+    let idle_every =
+        (c.metadata_max_idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let cap = (c.delivery_timeout / 2).max(Duration::from_millis(10));
+    let mut next_idle = Instant::now() + idle_every;
+    loop {
+        let now = Instant::now();
+        let next = core.accumulator.expire_all(now, &core.idempotence);
+        if now >= next_idle {
+            let gone = core.accumulator.evict_idle(c.metadata_max_idle);
+            if !gone.is_empty() {
+                tracing::debug!(topics = gone.len(), "forgot idle topics");
+                core.metadata.forget(&gone);
+            }
+            next_idle = now + idle_every;
+        }
+        let wake = next
+            .unwrap_or(now + cap)
+            .min(now + cap)
+            .min(next_idle)
+            .max(now + Duration::from_millis(10));
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

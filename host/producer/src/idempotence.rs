@@ -1,0 +1,483 @@
+//! The idempotent producer: the only owner of producer id, epoch and sequence numbers (the
+//! Java client's TransactionManager, its idempotent half).
+//!
+//! Rules, as Java's with one simplification that the sinks guarantee (a partition has at most
+//! one batch in flight, so only the batch at the head of its queue can carry numbers):
+//!
+//! - A batch gets its numbers when it is first sent: the partition's identity (producer id and
+//!   epoch) and its next sequence. A retry goes with the same numbers, so the broker can tell a
+//!   batch it already stored (DUPLICATE_SEQUENCE_NUMBER) from a new one.
+//! - Numbers are only ever given again to a batch the broker **provably** did not store: it
+//!   answered OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID (the broker lost our state),
+//!   refused the epoch, or found the batch too large. A batch whose request timed out or whose
+//!   connection dropped keeps its numbers until an answer settles it.
+//! - When a numbered batch is dropped (it expired, or failed for good), the partition's
+//!   sequence has a gap, so the partition moves to a new identity before numbering again
+//!   (KIP-360): **only that partition** restarts at sequence 0; the others keep theirs.
+//! - A new identity is the current epoch plus one, bumped by the client as the Java client
+//!   does for idempotent producers; a cluster that refuses client-side bumps (PRODUCER_FENCED or
+//!   INVALID_PRODUCER_EPOCH for a bumped epoch) gets a new producer id from InitProducerId
+//!   instead, from then on. So does an epoch at its maximum.
+//! - InitProducerId is asked for only while some batch waits for an identity, once per backoff;
+//!   a refusal (authorization, unsupported) is fatal when `enable.idempotence=true` was set,
+//!   and turns idempotence off otherwise, once, with a warning.
+//!
+//! It must not send Produce requests nor touch batches beyond their numbers.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::InitProducerIdRequest;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::control::{ConnectOptions, ControlLink};
+use crate::error::{kafka_error_name, ProduceError};
+
+/// A producer id and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) pid: i64,
+    pub(crate) epoch: i16,
+}
+
+/// The numbers a batch goes out with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) identity: Identity,
+    pub(crate) base_sequence: i32,
+}
+
+/// One partition's sequence state (kept under the partition's lock).
+#[derive(Debug, Default)]
+pub(crate) struct Sequence {
+    identity: Option<Identity>,
+    next: i32,
+    /// Must move to a newer identity before numbering again (a gap, or the broker lost us).
+    renumber: bool,
+}
+
+/// Why a batch cannot be numbered now.
+#[derive(Debug, Clone)]
+pub(crate) enum NoStamp {
+    /// No identity yet: look again at this time (or when the identity changes).
+    Wait(Option<Instant>, String),
+    /// The producer cannot go on.
+    Fatal(ProduceError),
+}
+
+#[derive(Debug)]
+struct State {
+    /// The newest identity.
+    current: Option<Identity>,
+    /// Whether `current` may number batches (false while a replacement is fetched).
+    usable: bool,
+    /// The cluster takes client-side epoch bumps (until it refuses one).
+    local_bumps: bool,
+    /// Identities this client bumped itself, newest last (to recognise a refusal).
+    bumped: Vec<Identity>,
+    fetching: bool,
+    retry_at: Option<Instant>,
+    failures: u32,
+    last_error: Option<String>,
+    fatal: Option<ProduceError>,
+}
+
+/// What the sinks share about idempotence.
+pub(crate) struct Idempotence {
+    enabled: AtomicBool,
+    has_fatal: AtomicBool,
+    explicit: bool,
+    state: Mutex<State>,
+    /// Bumped whenever waiting sinks should look again (an identity came, a fetch failed,
+    /// idempotence was switched off, a fatal error).
+    changed: watch::Sender<u64>,
+    link: tokio::sync::Mutex<ControlLink>,
+    known_brokers: Mutex<Vec<String>>,
+    backoff: Duration,
+    backoff_max: Duration,
+    shutdown: watch::Receiver<bool>,
+    /// InitProducerId answers that gave an identity.
+    pub(crate) producer_ids: AtomicU64,
+    /// Client-side epoch bumps.
+    pub(crate) epoch_bumps: AtomicU64,
+}
+
+impl Idempotence {
+    pub(crate) fn new(
+        enabled: bool,
+        explicit: bool,
+        options: ConnectOptions,
+        bootstrap: Vec<String>,
+        backoff: Duration,
+        backoff_max: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        Arc::new(Idempotence {
+            enabled: AtomicBool::new(enabled),
+            has_fatal: AtomicBool::new(false),
+            explicit,
+            state: Mutex::new(State {
+                current: None,
+                usable: false,
+                local_bumps: true,
+                bumped: Vec::new(),
+                fetching: false,
+                retry_at: None,
+                failures: 0,
+                last_error: None,
+                fatal: None,
+            }),
+            changed: watch::channel(0).0,
+            link: tokio::sync::Mutex::new(ControlLink::new(options, bootstrap)),
+            known_brokers: Mutex::new(Vec::new()),
+            backoff,
+            backoff_max,
+            shutdown,
+            producer_ids: AtomicU64::new(0),
+            epoch_bumps: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether batches get numbers.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// The fatal error, once there is one.
+    pub(crate) fn fatal(&self) -> Option<ProduceError> {
+        if !self.has_fatal.load(Ordering::Acquire) {
+            return None;
+        }
+        self.state.lock().fatal.clone()
+    }
+
+    /// Changes when waiting sinks should look again.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Brokers the fetch may ask (from metadata).
+    pub(crate) fn set_known_brokers(&self, brokers: Vec<String>) {
+        *self.known_brokers.lock() = brokers;
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The numbers for a batch of `count` records about to be sent: the ones it already has
+    /// (a retry), or the partition's next ones. `None` without idempotence.
+    pub(crate) fn stamp(
+        self: &Arc<Self>,
+        seq: &mut Sequence,
+        stamp: &mut Option<Stamp>,
+        count: i32,
+    ) -> Result<Option<Stamp>, NoStamp> {
+        if !self.enabled() {
+            *stamp = None;
+            return Ok(None);
+        }
+        if let Some(s) = stamp {
+            return Ok(Some(*s));
+        }
+        if seq.identity.is_none() || seq.renumber {
+            let identity = self.fresh(seq.identity)?;
+            seq.identity = Some(identity);
+            seq.next = 0;
+            seq.renumber = false;
+        }
+        let s = Stamp {
+            identity: seq.identity.expect("set above"),
+            base_sequence: seq.next,
+        };
+        seq.next = seq.next.wrapping_add(count) & i32::MAX;
+        *stamp = Some(s);
+        Ok(Some(s))
+    }
+
+    /// An identity newer than `old` (the current one if `old` is older; a bumped or fetched
+    /// one if `old` is the current one).
+    fn fresh(self: &Arc<Self>, old: Option<Identity>) -> Result<Identity, NoStamp> {
+        let mut st = self.state.lock();
+        if let Some(e) = &st.fatal {
+            return Err(NoStamp::Fatal(e.clone()));
+        }
+        match (st.current, st.usable) {
+            (Some(cur), true) if old != Some(cur) => return Ok(cur),
+            (Some(cur), true) if st.local_bumps && cur.epoch < i16::MAX => {
+                let bumped = Identity {
+                    pid: cur.pid,
+                    epoch: cur.epoch + 1,
+                };
+                st.current = Some(bumped);
+                st.bumped.push(bumped);
+                if st.bumped.len() > 16 {
+                    st.bumped.remove(0);
+                }
+                self.epoch_bumps.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    pid = bumped.pid,
+                    epoch = bumped.epoch,
+                    "producer epoch bumped"
+                );
+                return Ok(bumped);
+            }
+            (Some(_), true) => st.usable = false,
+            _ => {}
+        }
+        let now = Instant::now();
+        if !st.fetching && st.retry_at.is_none_or(|at| at <= now) {
+            st.fetching = true;
+            let me = self.clone();
+            tokio::spawn(async move { me.fetch().await });
+        }
+        let why = match &st.last_error {
+            Some(e) => format!("waiting for a producer id (InitProducerId failed: {e})"),
+            None => "waiting for a producer id".to_string(),
+        };
+        Err(NoStamp::Wait(st.retry_at.filter(|at| *at > now), why))
+    }
+
+    /// The broker provably did not store the batch and the partition must renumber under a
+    /// newer identity (OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID).
+    pub(crate) fn renumber(&self, seq: &mut Sequence, stamp: &mut Option<Stamp>) {
+        if stamp.take().is_some() {
+            seq.renumber = true;
+        }
+    }
+
+    /// The broker refused the batch's epoch (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH): if it was
+    /// one this client bumped, the cluster does not take client-side bumps; fetch ids instead.
+    pub(crate) fn refused(&self, seq: &mut Sequence, stamp: &mut Option<Stamp>) {
+        if let Some(s) = *stamp {
+            let mut st = self.state.lock();
+            if st.bumped.contains(&s.identity) {
+                if st.local_bumps {
+                    tracing::info!(
+                        "the cluster refuses client-side epoch bumps; new producer ids are fetched instead"
+                    );
+                }
+                st.local_bumps = false;
+            }
+            if st.current == Some(s.identity) {
+                st.usable = false;
+            }
+        }
+        self.renumber(seq, stamp);
+    }
+
+    /// The batch was not stored and goes again in smaller parts under the same identity: the
+    /// partition's numbering restarts at the batch's first sequence.
+    pub(crate) fn rewind(&self, seq: &mut Sequence, stamp: &mut Option<Stamp>) {
+        if let Some(s) = stamp.take() {
+            if seq.identity == Some(s.identity) && !seq.renumber {
+                seq.next = s.base_sequence;
+            }
+        }
+    }
+
+    /// A numbered batch ended without being stored for sure (it expired or failed): its numbers
+    /// leave a gap, so the partition renumbers under a newer identity.
+    pub(crate) fn dropped(&self, seq: &mut Sequence, stamp: Option<Stamp>) {
+        if let Some(s) = stamp {
+            if seq.identity == Some(s.identity) {
+                seq.renumber = true;
+            }
+        }
+    }
+
+    async fn fetch(self: Arc<Self>) {
+        let known = self.known_brokers.lock().clone();
+        let mut shutdown = self.shutdown.clone();
+        let result = tokio::select! {
+            r = async {
+                let mut link = self.link.lock().await;
+                link.request::<InitProducerIdRequest, _>(&known, |conn| {
+                    let version = conn.version::<InitProducerIdRequest>(4).map_err(|e| {
+                        conn.protocol(format!("no InitProducerId: {e}"))
+                    })?;
+                    let mut req = InitProducerIdRequest::default();
+                    req.transactional_id = None;
+                    req.transaction_timeout_ms = 60_000;
+                    req.producer_id = (-1).into();
+                    req.producer_epoch = -1;
+                    Ok((req, version))
+                })
+                .await
+            } => Some(r),
+            _ = shutdown.wait_for(|s| *s) => None,
+        };
+        let Some(result) = result else { return };
+        let mut st = self.state.lock();
+        st.fetching = false;
+        match result {
+            Ok(resp) if resp.error_code == 0 => {
+                let id = Identity {
+                    pid: resp.producer_id.0,
+                    epoch: resp.producer_epoch,
+                };
+                if st.failures > 0 {
+                    tracing::info!(pid = id.pid, epoch = id.epoch, "got a producer id");
+                } else {
+                    tracing::debug!(pid = id.pid, epoch = id.epoch, "got a producer id");
+                }
+                st.current = Some(id);
+                st.usable = true;
+                st.failures = 0;
+                st.retry_at = None;
+                st.last_error = None;
+                self.producer_ids.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(resp) if matches!(resp.error_code, 31 | 35 | 53) => {
+                // CLUSTER_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION,
+                // TRANSACTIONAL_ID_AUTHORIZATION_FAILED: asking again will not help.
+                let why = format!(
+                    "the cluster refused InitProducerId with {}",
+                    kafka_error_name(resp.error_code)
+                );
+                self.refuse(&mut st, why);
+            }
+            Err(crate::connection::NetError::Protocol { reason, .. })
+                if reason.starts_with("no InitProducerId") =>
+            {
+                self.refuse(&mut st, reason);
+            }
+            Ok(resp) => self.failed(&mut st, kafka_error_name(resp.error_code)),
+            Err(e) => self.failed(&mut st, e.to_string()),
+        }
+        drop(st);
+        self.notify();
+    }
+
+    fn failed(&self, st: &mut State, why: String) {
+        if st.failures == 0 {
+            tracing::warn!("InitProducerId failed, retrying while records wait: {why}");
+        } else {
+            tracing::debug!("InitProducerId failed again: {why}");
+        }
+        let wait = self
+            .backoff
+            .saturating_mul(1 << st.failures.min(16))
+            .min(self.backoff_max);
+        st.failures += 1;
+        st.retry_at = Some(Instant::now() + wait);
+        st.last_error = Some(why);
+    }
+
+    fn refuse(&self, st: &mut State, why: String) {
+        if self.explicit {
+            let e = ProduceError::Fatal(format!("enable.idempotence=true but {why}"));
+            tracing::error!("{e}");
+            st.fatal = Some(e);
+            self.has_fatal.store(true, Ordering::Release);
+        } else {
+            tracing::warn!("idempotence switched off: {why}");
+            self.enabled.store(false, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idem() -> Arc<Idempotence> {
+        let options = ConnectOptions {
+            client_id: "t".into(),
+            setup_timeout: Duration::from_millis(10),
+            request_timeout: Duration::from_millis(10),
+            backoff: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+        };
+        let i = Idempotence::new(
+            true,
+            false,
+            options,
+            vec![],
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            watch::channel(false).1,
+        );
+        {
+            let mut st = i.state.lock();
+            st.current = Some(Identity { pid: 7, epoch: 0 });
+            st.usable = true;
+        }
+        i
+    }
+
+    #[test]
+    fn retries_keep_their_numbers_and_a_gap_moves_only_its_partition() {
+        let i = idem();
+        let (mut a, mut b) = (Sequence::default(), Sequence::default());
+        let mut s1 = None;
+        let first = i.stamp(&mut a, &mut s1, 3).unwrap().unwrap();
+        assert_eq!(first.base_sequence, 0);
+        // A retry: the same numbers.
+        assert_eq!(i.stamp(&mut a, &mut s1, 3).unwrap().unwrap(), first);
+        let mut s2 = None;
+        assert_eq!(
+            i.stamp(&mut a, &mut s2, 2).unwrap().unwrap().base_sequence,
+            3
+        );
+        let mut t1 = None;
+        assert_eq!(
+            i.stamp(&mut b, &mut t1, 4).unwrap().unwrap().base_sequence,
+            0
+        );
+        // Partition a drops its batch s2: a gap. a moves to epoch 1 from sequence 0...
+        i.dropped(&mut a, s2);
+        let mut s3 = None;
+        let moved = i.stamp(&mut a, &mut s3, 1).unwrap().unwrap();
+        assert_eq!(moved.identity, Identity { pid: 7, epoch: 1 });
+        assert_eq!(moved.base_sequence, 0);
+        // ... while b keeps its identity and numbers.
+        let mut t2 = None;
+        let kept = i.stamp(&mut b, &mut t2, 1).unwrap().unwrap();
+        assert_eq!(kept.identity, Identity { pid: 7, epoch: 0 });
+        assert_eq!(kept.base_sequence, 4);
+    }
+
+    #[test]
+    fn a_batch_the_broker_lost_is_renumbered_and_a_split_reuses_its_numbers() {
+        let i = idem();
+        let mut a = Sequence::default();
+        let mut s = None;
+        i.stamp(&mut a, &mut s, 10).unwrap();
+        let mut s2 = None;
+        i.stamp(&mut a, &mut s2, 10).unwrap();
+        // Too large: split, the halves start where the batch started.
+        i.rewind(&mut a, &mut s2);
+        let mut h = None;
+        assert_eq!(
+            i.stamp(&mut a, &mut h, 5).unwrap().unwrap().base_sequence,
+            10
+        );
+        // UNKNOWN_PRODUCER_ID: new epoch, from 0.
+        i.renumber(&mut a, &mut h);
+        let mut again = None;
+        let st = i.stamp(&mut a, &mut again, 5).unwrap().unwrap();
+        assert_eq!((st.identity.epoch, st.base_sequence), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_refused_bump_switches_to_fetched_ids() {
+        let i = idem();
+        let mut a = Sequence::default();
+        let mut s = None;
+        i.stamp(&mut a, &mut s, 1).unwrap();
+        i.dropped(&mut a, s);
+        let mut b = None;
+        i.stamp(&mut a, &mut b, 1).unwrap();
+        assert_eq!(b.unwrap().identity.epoch, 1);
+        i.refused(&mut a, &mut b);
+        let mut c = None;
+        match i.stamp(&mut a, &mut c, 1) {
+            Err(NoStamp::Wait(..)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(!i.state.lock().local_bumps);
+    }
+}

@@ -1,0 +1,847 @@
+//! Faults against a broker that checks idempotent sequences (nisshi), through
+//! [`wafka_tests::Proxy`]: one real broker shown to the producer as three virtual brokers that
+//! can stall, stop reading, lose answers after storing, answer with errors or with garbage.
+//! Records are read back from nisshi itself with librdkafka; every record must have exactly one
+//! result, and what was delivered must be in the log exactly once, in order per key.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wafka_producer::{OwnerOptions, ProduceError, Producer, Record};
+use wafka_tests::check::{check_log, keyed_value, Outcome, Outcomes};
+use wafka_tests::proxy::Action;
+use wafka_tests::{broker_script, brokers, create_topic, librdkafka_partition, Fault, Proxy};
+
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+const INVALID_RECORD: i16 = 87;
+const MESSAGE_TOO_LARGE: i16 = 10;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+fn producer(proxy: &Proxy, extra: &[(&str, &str)]) -> Producer {
+    init_logs();
+    let bootstrap = proxy.bootstrap();
+    let mut props = vec![
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("linger.ms", "5"),
+        ("retry.backoff.ms", "50"),
+        ("retry.backoff.max.ms", "300"),
+        ("request.timeout.ms", "5000"),
+        ("delivery.timeout.ms", "60000"),
+        ("metadata.max.age.ms", "500"),
+    ];
+    props.extend_from_slice(extra);
+    Producer::from_properties(props).expect("config")
+}
+
+/// Sends `value` to `partition` with a callback into `outcomes`.
+async fn send_to(p: &Producer, topic: &str, partition: i32, value: &str, outcomes: &Outcomes) {
+    p.send_with_callback(
+        &Record::new(topic, value.as_bytes()).partition(partition),
+        outcomes.callback(value.to_string()),
+    )
+    .await
+    .expect("queued");
+}
+
+async fn check(topic: &str, outcomes: &Outcomes, keys: &[String], per_key: usize) {
+    let (b, t, o, k) = (
+        brokers(),
+        topic.to_string(),
+        outcomes.clone(),
+        keys.to_vec(),
+    );
+    tokio::task::spawn_blocking(move || check_log(&b, &t, &o, &k, per_key, "warm"))
+        .await
+        .unwrap();
+}
+
+// Partition `p` of a topic is led by virtual broker `p % 3 + 1` unless a test moves it.
+
+async fn flush_within(p: &Producer, bound: Duration) -> Duration {
+    let t = Instant::now();
+    tokio::time::timeout(bound, p.flush())
+        .await
+        .unwrap_or_else(|_| panic!("flush did not return within {bound:?}"));
+    t.elapsed()
+}
+
+/// A broker that accepts connections and never answers (not even ApiVersions) holds up only
+/// its own partitions: the others' records are delivered at once, its records fail after
+/// delivery.timeout.ms, and flush returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_never_answers_does_not_stall_the_others() {
+    let topic = create_topic("silent", 6);
+    let proxy = Proxy::start(&brokers(), 3);
+    proxy.set_fault(3, Fault::Blackhole);
+    let p = producer(
+        &proxy,
+        &[
+            ("request.timeout.ms", "4000"),
+            ("delivery.timeout.ms", "5000"),
+        ],
+    );
+    let outcomes = Outcomes::default();
+    let t = Instant::now();
+    let keys: Vec<String> = (0..6).map(|p| format!("p{p}")).collect();
+    for i in 0..100 {
+        for part in 0..6 {
+            send_to(
+                &p,
+                &topic,
+                part,
+                &keyed_value(&keys[part as usize], i),
+                &outcomes,
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Partitions 0, 1, 3, 4 are led by the healthy brokers.
+    let healthy = |i: usize| ![2, 5].contains(&(i % 6));
+    let deadline = t + Duration::from_secs(3);
+    loop {
+        let done = (0..600).filter(|&i| healthy(i)).all(|i| {
+            let v = keyed_value(&keys[i % 6], i / 6);
+            matches!(outcomes.outcome(&v), Some(Outcome::Delivered(..)))
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "healthy partitions not delivered within 3 s: {} delivered, {:?}",
+            outcomes.delivered(),
+            outcomes.errors()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    flush_within(&p, Duration::from_secs(15)).await;
+    assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
+    assert_eq!(outcomes.delivered(), 400, "{:?}", outcomes.errors());
+    for (e, _) in outcomes.errors() {
+        assert!(e.contains("delivery.timeout.ms=5000"), "{e}");
+    }
+    check(&topic, &outcomes, &keys, 100).await;
+}
+
+/// A broker that stops reading: the producer's writes to it back up once the socket buffers are
+/// full. Its requests time out, the connection is closed, the other brokers keep flowing, and
+/// flush and close return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_reading_does_not_block_the_others() {
+    let topic = create_topic("deaf", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(
+        &proxy,
+        &[
+            ("request.timeout.ms", "2000"),
+            ("delivery.timeout.ms", "3000"),
+            ("max.request.size", "2000000"),
+            ("batch.size", "1000000"),
+            ("buffer.memory", "64000000"),
+        ],
+    );
+    let outcomes = Outcomes::default();
+    for part in 0..3 {
+        send_to(&p, &topic, part, &format!("warm:{part}"), &outcomes).await;
+    }
+    flush_within(&p, Duration::from_secs(10)).await;
+    proxy.set_fault(3, Fault::StopReading);
+    let big = vec![b'x'; 900_000];
+    let t = Instant::now();
+    for _ in 0..40 {
+        p.send(&Record::new(&topic, &big).partition(2))
+            .await
+            .expect("queued");
+    }
+    let keys = ["p0".to_string(), "p1".to_string()];
+    for i in 0..50 {
+        for part in 0..2 {
+            send_to(
+                &p,
+                &topic,
+                part,
+                &keyed_value(&keys[part as usize], i),
+                &outcomes,
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        outcomes.wait_for(103, Duration::from_secs(3)).await,
+        "healthy partitions stalled: {} of 103 delivered after {:?}",
+        outcomes.delivered(),
+        t.elapsed()
+    );
+    flush_within(&p, Duration::from_secs(15)).await;
+    tokio::time::timeout(Duration::from_secs(10), p.close())
+        .await
+        .expect("close returns");
+    assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
+    assert_eq!(outcomes.delivered(), 103, "{:?}", outcomes.errors());
+}
+
+/// While a silent broker holds records queued for its partition, the partition's leadership
+/// moves to a healthy broker: the records follow it, well before request.timeout.ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_follow_their_partition_off_a_silent_broker() {
+    let topic = create_topic("moved", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    proxy.set_fault(3, Fault::Blackhole);
+    let p = producer(&proxy, &[("request.timeout.ms", "20000")]);
+    let outcomes = Outcomes::default();
+    let keys = vec!["p2".to_string()];
+    for i in 0..50 {
+        send_to(&p, &topic, 2, &keyed_value(&keys[0], i), &outcomes).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = Instant::now();
+    proxy.set_leader(&topic, 2, 1);
+    assert!(
+        outcomes.wait_for(50, Duration::from_secs(5)).await,
+        "{} delivered 5 s after the move",
+        outcomes.delivered()
+    );
+    assert_eq!(outcomes.delivered(), 50, "{:?}", outcomes.errors());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    check(&topic, &outcomes, &keys, 50).await;
+}
+
+/// A batch that was numbered and then dropped (it expired while its broker could not be
+/// reached, or the broker refused it for good) leaves a gap in the partition's sequence
+/// numbers; the producer moves the partition to a new epoch (here: a new producer id, since
+/// nisshi does not take client-side epoch bumps) so the records after it are delivered, on a
+/// healthy cluster, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_numbered_batch_does_not_fail_the_records_after_it() {
+    for expired in [true, false] {
+        let topic = create_topic("gap", 1);
+        let proxy = Proxy::start(&brokers(), 3);
+        let p = producer(
+            &proxy,
+            &[
+                ("request.timeout.ms", "1000"),
+                ("delivery.timeout.ms", "1500"),
+                ("retry.backoff.ms", "100"),
+                ("retry.backoff.max.ms", "100"),
+                ("reconnect.backoff.max.ms", "100"),
+                ("linger.ms", "0"),
+            ],
+        );
+        let before = Outcomes::default();
+        send_to(&p, &topic, 0, "warm:0", &before).await;
+        flush_within(&p, Duration::from_secs(10)).await;
+        if expired {
+            // NOT_LEADER_OR_FOLLOWER, and the partition has no leader until the record expires.
+            proxy.script_produce(1, [Action::Fail(NOT_LEADER_OR_FOLLOWER)]);
+            proxy.set_leader(&topic, 0, -1);
+            send_to(&p, &topic, 0, "dropped:0", &before).await;
+        } else {
+            // One retriable error, then a final one.
+            proxy.script_produce(
+                1,
+                [
+                    Action::Fail(NOT_ENOUGH_REPLICAS),
+                    Action::Fail(INVALID_RECORD),
+                ],
+            );
+            send_to(&p, &topic, 0, "dropped:0", &before).await;
+        }
+        assert!(before.wait_for(2, Duration::from_secs(5)).await);
+        assert!(
+            matches!(before.outcome("dropped:0"), Some(Outcome::Failed(_))),
+            "{:?}",
+            before.outcome("dropped:0")
+        );
+        proxy.set_leader(&topic, 0, 1);
+        proxy.clear_script(1);
+        // The leader is back in the next metadata answer.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let outcomes = Outcomes::default();
+        let t = Instant::now();
+        for i in 0..50 {
+            send_to(&p, &topic, 0, &keyed_value("k", i), &outcomes).await;
+        }
+        flush_within(&p, Duration::from_secs(10)).await;
+        assert_eq!(
+            outcomes.delivered(),
+            50,
+            "expired={expired}: {:?}",
+            outcomes.errors()
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // "dropped:0" never reached the broker: the log holds warm:0 and k:0..49 only.
+        check(&topic, &outcomes, &["k".to_string()], 50).await;
+    }
+}
+
+/// One partition's batch is answered UNKNOWN_PRODUCER_ID (the broker lost the producer) while
+/// another partition's batch was stored but its answer was lost. The first is renumbered; the
+/// second must go again with its old numbers, so the broker recognises it as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_keeps_the_numbers_of_batches_the_broker_may_have_stored() {
+    let topic = create_topic("keep", 2);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(
+        &proxy,
+        &[
+            ("retry.backoff.ms", "400"),
+            ("retry.backoff.max.ms", "400"),
+            ("linger.ms", "0"),
+        ],
+    );
+    let warm = Outcomes::default();
+    send_to(&p, &topic, 0, "warm:0", &warm).await;
+    send_to(&p, &topic, 1, "warm:1", &warm).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    let outcomes = Outcomes::default();
+    // Partition 0 is led by broker 1, partition 1 by broker 2.
+    proxy.script_produce(2, [Action::DropAfter]);
+    proxy.script_produce(1, [Action::Fail(UNKNOWN_PRODUCER_ID)]);
+    let keys = vec!["a".to_string(), "b".to_string()];
+    send_to(&p, &topic, 1, &keyed_value("b", 0), &outcomes).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send_to(&p, &topic, 0, &keyed_value("a", 0), &outcomes).await;
+    for i in 1..20 {
+        send_to(&p, &topic, 0, &keyed_value("a", i), &outcomes).await;
+        send_to(&p, &topic, 1, &keyed_value("b", i), &outcomes).await;
+    }
+    flush_within(&p, Duration::from_secs(20)).await;
+    assert_eq!(proxy.script_left(1) + proxy.script_left(2), 0);
+    assert_eq!(outcomes.delivered(), 40, "{:?}", outcomes.errors());
+    check(&topic, &outcomes, &keys, 20).await;
+}
+
+/// Answers lost after the broker stored the records: the retries carry the same numbers and the
+/// broker recognises them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_lost_after_storing_do_not_duplicate() {
+    let topic = create_topic("lost", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[]);
+    for node in 1..=3 {
+        proxy.script_produce(
+            node,
+            [Action::DropAfter, Action::DropBefore, Action::DropAfter],
+        );
+    }
+    let keys: Vec<String> = (0..9).map(|k| format!("key-{k}")).collect();
+    let outcomes = Outcomes::default();
+    for i in 0..200 {
+        for k in &keys {
+            let value = keyed_value(k, i);
+            p.send_with_callback(
+                &Record::new(&topic, value.as_bytes()).key(k.as_bytes()),
+                outcomes.callback(value.clone()),
+            )
+            .await
+            .unwrap();
+        }
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 9 * 200, "{:?}", outcomes.errors());
+    check(&topic, &outcomes, &keys, 200).await;
+}
+
+/// MESSAGE_TOO_LARGE for a batch of many records: the batch is split and every record goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_broker_finds_too_large_is_split() {
+    let topic = create_topic("split", 1);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("linger.ms", "200"), ("batch.size", "100000")]);
+    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    let outcomes = Outcomes::default();
+    proxy.script_produce(
+        1,
+        [
+            Action::Fail(MESSAGE_TOO_LARGE),
+            Action::Fail(MESSAGE_TOO_LARGE),
+        ],
+    );
+    let keys = vec!["k".to_string()];
+    for i in 0..100 {
+        send_to(&p, &topic, 0, &keyed_value("k", i), &outcomes).await;
+    }
+    flush_within(&p, Duration::from_secs(10)).await;
+    assert_eq!(proxy.script_left(1), 0, "the broker was asked");
+    assert_eq!(outcomes.delivered(), 100, "{:?}", outcomes.errors());
+    assert!(p.stats().splits >= 1, "{:?}", p.stats());
+    check(&topic, &outcomes, &keys, 100).await;
+
+    // A single record the broker finds too large fails with the broker's error.
+    proxy.script_produce(1, [Action::Fail(MESSAGE_TOO_LARGE)]);
+    let err = p
+        .send(&Record::new(&topic, b"alone").partition(0))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProduceError::Broker { code: 10, name, .. } if name == "MESSAGE_TOO_LARGE"),
+        "{err:?}"
+    );
+}
+
+/// Records without a key go only to partitions that have a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_without_a_key_avoid_partitions_without_a_leader() {
+    let topic = create_topic("leaderless", 6);
+    let proxy = Proxy::start(&brokers(), 3);
+    for part in [1, 3, 5] {
+        proxy.set_leader(&topic, part, -1);
+    }
+    let p = producer(
+        &proxy,
+        &[("batch.size", "1000"), ("delivery.timeout.ms", "6000")],
+    );
+    let outcomes = Outcomes::default();
+    let value = [b'v'; 100];
+    for i in 0..2000 {
+        p.send_with_callback(
+            &Record::new(&topic, &value),
+            outcomes.callback(i.to_string()),
+        )
+        .await
+        .unwrap();
+    }
+    flush_within(&p, Duration::from_secs(15)).await;
+    assert_eq!(outcomes.delivered(), 2000, "{:?}", outcomes.errors());
+    for i in 0..2000 {
+        match outcomes.outcome(&i.to_string()) {
+            Some(Outcome::Delivered(part, _)) => assert!(part % 2 == 0, "{i} on {part}"),
+            o => panic!("{i}: {o:?}"),
+        }
+    }
+}
+
+/// Partitions added to a topic are used once metadata shows them: keys hash over the new count,
+/// as in the Java client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_to_a_topic_are_used() {
+    let topic = create_topic("grown", 4);
+    let proxy = Proxy::start(&brokers(), 3);
+    let hidden = topic.clone();
+    proxy.set_metadata_hook(move |resp| {
+        for t in &mut resp.topics {
+            if t.name.as_ref().is_some_and(|n| n.0.as_str() == hidden) {
+                t.partitions.retain(|p| p.partition_index < 2);
+            }
+        }
+    });
+    let p = producer(&proxy, &[("metadata.max.age.ms", "300")]);
+    let keys: Vec<String> = (0..40).map(|k| format!("key-{k}")).collect();
+    for k in &keys {
+        let m = p
+            .send(&Record::new(&topic, b"before").key(k.as_bytes()))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(m.partition, librdkafka_partition(k.as_bytes(), 2), "{k}");
+    }
+    proxy.clear_metadata_hook();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for k in &keys {
+        let m = p
+            .send(&Record::new(&topic, b"after").key(k.as_bytes()))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(
+            m.partition,
+            librdkafka_partition(k.as_bytes(), 4),
+            "{k} after the topic grew"
+        );
+    }
+}
+
+/// A broker's Metadata answer with a negative partition index, or one far past the others: the
+/// producer stays up, says what is wrong, and keeps serving other topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonsense_partition_indexes_in_metadata_are_refused() {
+    let bad = create_topic("nonsense", 3);
+    let good = create_topic("sane", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    let name = bad.clone();
+    proxy.set_metadata_hook(move |resp| {
+        for t in &mut resp.topics {
+            if t.name.as_ref().is_some_and(|n| n.0.as_str() == name) {
+                t.partitions[0].partition_index = -1;
+            }
+        }
+    });
+    let p = producer(&proxy, &[("max.block.ms", "2000")]);
+    let err = p.send(&Record::new(&bad, b"x")).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&bad) && text.contains("-1"), "{text}");
+    p.send(&Record::new(&good, b"fine"))
+        .await
+        .expect("other topics still work")
+        .await
+        .expect("delivered");
+}
+
+/// Hostile answers to Produce requests (garbage, a length prefix of hundreds of MiB with no
+/// bytes after it): the connection is dropped with a clear error, the records fail in time,
+/// other brokers keep flowing, and flush returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_answers_cost_only_their_own_records() {
+    let topic = create_topic("hostile", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(
+        &proxy,
+        &[
+            ("request.timeout.ms", "1000"),
+            ("delivery.timeout.ms", "2000"),
+        ],
+    );
+    let outcomes = Outcomes::default();
+    for part in 0..3 {
+        send_to(&p, &topic, part, &format!("warm:{part}"), &outcomes).await;
+    }
+    flush_within(&p, Duration::from_secs(10)).await;
+    proxy.set_fault(2, Fault::Garbage);
+    proxy.set_fault(3, Fault::HugeLength);
+    let keys: Vec<String> = (0..3).map(|p| format!("p{p}")).collect();
+    for i in 0..30 {
+        for part in 0..3 {
+            send_to(
+                &p,
+                &topic,
+                part,
+                &keyed_value(&keys[part as usize], i),
+                &outcomes,
+            )
+            .await;
+        }
+    }
+    let took = flush_within(&p, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    for i in 0..30 {
+        for (part, key) in keys.iter().enumerate() {
+            let o = outcomes.outcome(&keyed_value(key, i));
+            match (part, &o) {
+                (0, Some(Outcome::Delivered(..))) => {}
+                (1 | 2, Some(Outcome::Failed(ProduceError::DeliveryTimeout { cause, .. }))) => {
+                    assert!(
+                        cause.contains(&proxy.addr(part as i32 + 1)),
+                        "the error names the broker: {cause}"
+                    );
+                }
+                _ => panic!("partition {part} record {i}: {o:?}"),
+            }
+        }
+    }
+}
+
+/// Topics that turned out not to exist leave the metadata requests once their answer is old;
+/// topics not used for metadata.max.idle.ms leave them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_requests_forget_missing_and_idle_topics() {
+    let topic = create_topic("idle", 1);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("metadata.max.age.ms", "200")]);
+    for i in 0..50 {
+        let missing = format!("{topic}-missing-{i}");
+        let err = p.send(&Record::new(&missing, b"x")).await.unwrap_err();
+        assert!(matches!(err, ProduceError::UnknownTopic(_)), "{err:?}");
+    }
+    p.send(&Record::new(&topic, b"used"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        proxy.last_metadata_topics(),
+        Some(1),
+        "only the topic in use is asked for"
+    );
+    drop(p);
+
+    let p = producer(
+        &proxy,
+        &[
+            ("metadata.max.age.ms", "200"),
+            ("metadata.max.idle.ms", "5000"),
+        ],
+    );
+    p.send(&Record::new(&topic, b"used"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    assert_eq!(
+        proxy.last_metadata_topics(),
+        Some(0),
+        "the idle topic is forgotten"
+    );
+    // And comes back when used again.
+    p.send(&Record::new(&topic, b"again"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// One owner's flush sends that owner's lingering batches at once, and only those; nor does it
+/// wait for another owner's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_flush_sends_only_its_own_batches() {
+    let topic = create_topic("ownflush", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("linger.ms", "3000")]);
+    let a = p.owner(OwnerOptions {
+        name: "a".into(),
+        ..Default::default()
+    });
+    let b = p.owner(OwnerOptions {
+        name: "b".into(),
+        ..Default::default()
+    });
+    let c = p.owner(OwnerOptions {
+        name: "c".into(),
+        ..Default::default()
+    });
+    // c's partition is led by a broker that never answers.
+    proxy.set_fault(3, Fault::Blackhole);
+    let mut bs = Vec::new();
+    for i in 0..10 {
+        a.send(&Record::new(&topic, format!("a{i}").as_bytes()).partition(0))
+            .await
+            .unwrap();
+        bs.push(
+            b.send(&Record::new(&topic, format!("b{i}").as_bytes()).partition(1))
+                .await
+                .unwrap(),
+        );
+        c.send(&Record::new(&topic, format!("c{i}").as_bytes()).partition(2))
+            .await
+            .unwrap();
+    }
+    let t = Instant::now();
+    a.flush().await.expect("a's records delivered");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        bs.iter().all(|d| d.try_result().is_none()),
+        "b's records must still linger after a's flush"
+    );
+    for d in bs {
+        d.await.expect("b's records go after linger.ms");
+    }
+    assert!(t.elapsed() >= Duration::from_millis(2500));
+}
+
+/// 100,000 keyed records while brokers drop connections, stall, stop reading, lose answers after
+/// storing, refuse requests, and leaders move: every record delivered exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_records_through_a_storm_of_faults() {
+    let topic = create_topic("storm", 6);
+    let proxy = Arc::new(Proxy::start(&brokers(), 3));
+    let p = producer(
+        &proxy,
+        &[
+            ("request.timeout.ms", "1500"),
+            ("metadata.max.age.ms", "300"),
+        ],
+    );
+    let keys: Vec<String> = (0..60).map(|k| format!("key-{k}")).collect();
+    let per_key = 100_000 / keys.len();
+    let outcomes = Outcomes::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = {
+        let (proxy, topic, stop) = (proxy.clone(), topic.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut faults = 0;
+            let mut round = 0i32;
+            while faults < 14 || !stop.load(Ordering::Relaxed) {
+                let node = round % 3 + 1;
+                match round % 7 {
+                    0 => proxy.drop_connections(node),
+                    1 => proxy.set_fault(node, Fault::HoldAnswers),
+                    2 => proxy.script_produce(node, [Action::DropAfter, Action::DropAfter]),
+                    3 => proxy.set_fault(node, Fault::StopReading),
+                    4 => proxy.script_produce(
+                        node,
+                        [Action::Fail(NOT_LEADER_OR_FOLLOWER), Action::DropBefore],
+                    ),
+                    5 => proxy.set_fault(node, Fault::Blackhole),
+                    _ => {
+                        for part in 0..6 {
+                            proxy.set_leader(&topic, part, (part + round) % 3 + 1);
+                        }
+                    }
+                }
+                faults += 1;
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                proxy.set_fault(node, Fault::None);
+                if matches!(round % 7, 4 | 6) {
+                    proxy.drop_connections(node);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            faults
+        })
+    };
+    for i in 0..per_key {
+        for k in &keys {
+            let value = keyed_value(k, i);
+            p.send_with_callback(
+                &Record::new(&topic, value.as_bytes()).key(k.as_bytes()),
+                outcomes.callback(value.clone()),
+            )
+            .await
+            .unwrap();
+        }
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let faults = storm.await.unwrap();
+    for node in 1..=3 {
+        proxy.set_fault(node, Fault::None);
+        proxy.clear_script(node);
+    }
+    flush_within(&p, Duration::from_secs(90)).await;
+    assert!(faults >= 10);
+    assert_eq!(
+        outcomes.delivered(),
+        keys.len() * per_key,
+        "{:?}",
+        outcomes.errors()
+    );
+    check(&topic, &outcomes, &keys, per_key).await;
+}
+
+struct OwnBroker {
+    state: PathBuf,
+}
+
+impl OwnBroker {
+    fn start(state: &PathBuf) -> String {
+        let out = Command::new(broker_script())
+            .args(["start", "--engine", "sqlite", "--state-dir"])
+            .arg(state)
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("scripts/broker start");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn stop(&self) {
+        let status = Command::new(broker_script())
+            .args(["stop", "--state-dir"])
+            .arg(&self.state)
+            .status()
+            .expect("scripts/broker stop");
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// The broker (sqlite storage) restarts three times while records flow: every record delivered
+/// exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restarts_lose_and_double_nothing() {
+    let state = std::env::temp_dir().join(format!("wafka-restarts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let addr = OwnBroker::start(&state);
+    let broker = OwnBroker {
+        state: state.clone(),
+    };
+    let topic = "restarts";
+    wafka_tests::create_topic_named(&addr, topic, 3);
+    let proxy = Arc::new(Proxy::start(&addr, 3));
+    let p = producer(
+        &proxy,
+        &[
+            ("request.timeout.ms", "2000"),
+            ("metadata.max.age.ms", "300"),
+        ],
+    );
+    let keys: Vec<String> = (0..20).map(|k| format!("key-{k}")).collect();
+    let per_key = 1000;
+    let outcomes = Outcomes::default();
+    let restarter = {
+        let (proxy, state) = (proxy.clone(), state.clone());
+        tokio::task::spawn_blocking(move || {
+            let broker = OwnBroker { state };
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(800));
+                broker.stop();
+                std::thread::sleep(Duration::from_millis(300));
+                let addr = OwnBroker::start(&broker.state);
+                proxy.set_upstream(&addr);
+            }
+            std::mem::forget(broker);
+        })
+    };
+    for i in 0..per_key {
+        for k in &keys {
+            let value = keyed_value(k, i);
+            p.send_with_callback(
+                &Record::new(topic, value.as_bytes()).key(k.as_bytes()),
+                outcomes.callback(value.clone()),
+            )
+            .await
+            .unwrap();
+        }
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    restarter.await.unwrap();
+    flush_within(&p, Duration::from_secs(60)).await;
+    assert_eq!(
+        outcomes.delivered(),
+        keys.len() * per_key,
+        "{:?}",
+        outcomes.errors()
+    );
+    let upstream = std::fs::read_to_string(state.join("nisshi.addr"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (o, k) = (outcomes.clone(), keys.clone());
+    tokio::task::spawn_blocking(move || check_log(&upstream, topic, &o, &k, per_key, ""))
+        .await
+        .unwrap();
+    drop(broker);
+}
