@@ -124,13 +124,14 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer as _, ProducerContext,
     ThreadedProducer,
@@ -263,6 +264,10 @@ struct Case {
     value_size: usize,
     keyed: bool,
     records: usize,
+    /// Partitions of the case's topic.
+    partitions: i32,
+    /// `compression.type` of both clients.
+    compression: &'static str,
 }
 
 impl Case {
@@ -283,7 +288,22 @@ impl Case {
             value_size,
             keyed,
             records,
+            partitions: PARTITIONS,
+            compression: "none",
         }
+    }
+
+    /// The same case on a topic of `partitions` partitions, with `compression`.
+    fn on(mut self, partitions: i32, compression: &'static str) -> Case {
+        self.partitions = partitions;
+        self.compression = compression;
+        if partitions != PARTITIONS {
+            self.name.push_str(&format!(", {partitions} partitions"));
+        }
+        if compression != "none" {
+            self.name.push_str(&format!(", {compression}"));
+        }
+        self
     }
 }
 
@@ -547,10 +567,11 @@ impl BrokerProcess {
 struct Watermarks {
     consumer: BaseConsumer,
     topic: String,
+    partitions: i32,
 }
 
 impl Watermarks {
-    fn new(brokers: &str, topic: &str) -> Watermarks {
+    fn new(brokers: &str, topic: &str, partitions: i32) -> Watermarks {
         let consumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .create()
@@ -558,12 +579,13 @@ impl Watermarks {
         Watermarks {
             consumer,
             topic: topic.to_owned(),
+            partitions,
         }
     }
 
     /// Sum of the high watermarks of all partitions.
     fn total(&self) -> i64 {
-        (0..PARTITIONS)
+        (0..self.partitions)
             .map(|p| {
                 self.consumer
                     .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
@@ -621,8 +643,19 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// Everything the phases share.
 struct Bench {
     runtime: tokio::runtime::Runtime,
-    topic: String,
+    brokers: String,
     broker: BrokerProcess,
+    clients: Vec<Client>,
+    capacity: usize,
+    /// One per (partitions, compression) the cases use; the first is the plugin tables' too.
+    setups: Vec<Setup>,
+}
+
+/// A topic and a client of each kind for one (partitions, compression).
+struct Setup {
+    partitions: i32,
+    compression: &'static str,
+    topic: String,
     watermarks: Watermarks,
     wafka: Option<WafkaClient>,
     librdkafka: Option<RdkafkaClient>,
@@ -641,32 +674,102 @@ struct RdkafkaClient {
 }
 
 impl Bench {
+    /// The main setup: the benchmark topic of `PARTITIONS` partitions, no compression.
+    fn main(&self) -> &Setup {
+        &self.setups[0]
+    }
+
+    /// The index of the setup for `partitions` and `compression`, created on first use.
+    fn setup(&mut self, partitions: i32, compression: &'static str) -> usize {
+        if let Some(i) = self
+            .setups
+            .iter()
+            .position(|s| s.partitions == partitions && s.compression == compression)
+        {
+            return i;
+        }
+        let topic = wafka_tests::create_topic("bench-producer", partitions);
+        self.add_setup(topic, partitions, compression)
+    }
+
+    /// The main setup, on `topic` (of `PARTITIONS` partitions, created by the caller).
+    fn setup_with_topic(&mut self, topic: String) -> usize {
+        self.add_setup(topic, PARTITIONS, "none")
+    }
+
+    fn add_setup(&mut self, topic: String, partitions: i32, compression: &'static str) -> usize {
+        let brokers = self.brokers.clone();
+        let _enter = self.runtime.enter();
+        let wafka = self.clients.contains(&Client::Wafka).then(|| WafkaClient {
+            producer: wafka_producer_with(&brokers, &[("compression.type", compression)]),
+            recorder: self.recorder(Client::Wafka),
+        });
+        let librdkafka = self.clients.contains(&Client::Librdkafka).then(|| {
+            let recorder = self.recorder(Client::Librdkafka);
+            let config = || {
+                let mut c = rdkafka_config(&brokers);
+                c.set("compression.type", compression);
+                c
+            };
+            RdkafkaClient {
+                threaded: config()
+                    .create_with_context(Deliveries { recorder })
+                    .expect("librdkafka ThreadedProducer"),
+                future: config().create().expect("librdkafka FutureProducer"),
+                recorder,
+                queue_full: 0,
+            }
+        });
+        self.setups.push(Setup {
+            partitions,
+            compression,
+            watermarks: Watermarks::new(&brokers, &topic, partitions),
+            topic,
+            wafka,
+            librdkafka,
+        });
+        self.setups.len() - 1
+    }
+
+    /// Each client's recorder, shared by its setups (allocated once).
+    fn recorder(&self, client: Client) -> &'static Recorder {
+        let existing = self.setups.iter().find_map(|s| match client {
+            Client::Wafka => s.wafka.as_ref().map(|w| w.recorder),
+            Client::Librdkafka => s.librdkafka.as_ref().map(|r| r.recorder),
+        });
+        existing.unwrap_or_else(|| Recorder::leaked(self.capacity))
+    }
+
     /// Runs one phase of `case` with `client`, checks it and measures it.
     fn phase(&mut self, client: Client, case: &Case, label: &str) -> PhaseResult {
         let what = format!("{label} {} {}", client.name(), case.name);
         let value = vec![b'v'; case.value_size];
+        let s = self.setup(case.partitions, case.compression);
+        let setup = &self.setups[s];
         let recorder = match client {
-            Client::Wafka => self.wafka.as_ref().expect("wafka client").recorder,
+            Client::Wafka => setup.wafka.as_ref().expect("wafka client").recorder,
             Client::Librdkafka => {
-                self.librdkafka
+                setup
+                    .librdkafka
                     .as_ref()
                     .expect("librdkafka client")
                     .recorder
             }
         };
         recorder.reset(case.records);
-        let stats_before = self.wafka.as_ref().map(|w| w.producer.stats());
-        let queue_full_before = self.librdkafka.as_ref().map_or(0, |r| r.queue_full);
-        let stored_before = self.watermarks.total();
+        let stats_before = setup.wafka.as_ref().map(|w| w.producer.stats());
+        let queue_full_before = setup.librdkafka.as_ref().map_or(0, |r| r.queue_full);
+        let stored_before = setup.watermarks.total();
 
         let broker_before = self.broker.cpu();
         let cpu_before = process_cpu();
         let start = Instant::now();
         match client {
-            Client::Wafka => self.run_wafka(case, &value, &what),
-            Client::Librdkafka => self.run_librdkafka(case, &value, &what),
+            Client::Wafka => self.run_wafka(s, case, &value, &what),
+            Client::Librdkafka => self.run_librdkafka(s, case, &value, &what),
         }
         let wall = start.elapsed();
+        let setup = &self.setups[s];
         let cpu = process_cpu().saturating_sub(cpu_before);
         let broker_cpu = match (broker_before, self.broker.cpu()) {
             (Some(before), Some(after)) => Some(after.saturating_sub(before)),
@@ -674,7 +777,7 @@ impl Bench {
         };
 
         let latencies = recorder.check(&what, case.records);
-        if let Some(r) = &self.librdkafka {
+        if let Some(r) = &setup.librdkafka {
             // librdkafka frees a delivery report's messages after its
             // callbacks returned: wait for that, then nothing may be left.
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -684,7 +787,7 @@ impl Bench {
             }
             assert_eq!(left(), 0, "{what}: records left in librdkafka's queues");
         }
-        let stored = self.watermarks.total() - stored_before;
+        let stored = setup.watermarks.total() - stored_before;
         assert_eq!(
             stored, case.records as i64,
             "{what}: the broker stored {stored} records, {} were acknowledged",
@@ -693,7 +796,7 @@ impl Bench {
         let mut extra = String::new();
         match client {
             Client::Wafka => {
-                let w = self.wafka.as_ref().expect("wafka client");
+                let w = setup.wafka.as_ref().expect("wafka client");
                 let d = stats_delta(stats_before.unwrap_or_default(), w.producer.stats());
                 assert_eq!(
                     (d.records_acked, d.records_failed),
@@ -710,7 +813,7 @@ impl Bench {
                 );
             }
             Client::Librdkafka => {
-                let r = self.librdkafka.as_ref().expect("librdkafka client");
+                let r = setup.librdkafka.as_ref().expect("librdkafka client");
                 let _ = write!(extra, ", {} QueueFull", r.queue_full - queue_full_before);
             }
         }
@@ -737,9 +840,10 @@ impl Bench {
         result
     }
 
-    fn run_wafka(&self, case: &Case, value: &[u8], what: &str) {
-        let w = self.wafka.as_ref().expect("wafka client");
-        let (producer, recorder, topic) = (&w.producer, w.recorder, self.topic.as_str());
+    fn run_wafka(&self, s: usize, case: &Case, value: &[u8], what: &str) {
+        let setup = &self.setups[s];
+        let w = setup.wafka.as_ref().expect("wafka client");
+        let (producer, recorder, topic) = (&w.producer, w.recorder, setup.topic.as_str());
         let work = async {
             match case.mode {
                 Mode::FireAndForget => {
@@ -793,9 +897,10 @@ impl Bench {
         });
     }
 
-    fn run_librdkafka(&mut self, case: &Case, value: &[u8], what: &str) {
-        let topic = self.topic.as_str();
-        let r = self.librdkafka.as_mut().expect("librdkafka client");
+    fn run_librdkafka(&mut self, s: usize, case: &Case, value: &[u8], what: &str) {
+        let setup = &mut self.setups[s];
+        let topic = setup.topic.as_str();
+        let r = setup.librdkafka.as_mut().expect("librdkafka client");
         let recorder = r.recorder;
         match case.mode {
             Mode::FireAndForget => {
@@ -864,6 +969,240 @@ fn stats_delta(before: ProducerStats, after: ProducerStats) -> ProducerStats {
         metadata_requests: after.metadata_requests - before.metadata_requests,
         ..after
     }
+}
+
+// ---------------------------------------------------------------------------
+// One slow broker of three (librdkafka's mock cluster)
+// ---------------------------------------------------------------------------
+
+/// Round trip of the slow broker.
+const SLOW_RTT: Duration = Duration::from_secs(2);
+/// Partitions of the slow-broker topic: 2 per broker, broker 3 is the slow one.
+const SLOW_PARTITIONS: i32 = 6;
+
+/// Results of one client's slow-broker phase.
+#[derive(Clone, Debug)]
+struct SlowResult {
+    records: usize,
+    /// Records delivered to partitions of the healthy brokers.
+    healthy: u64,
+    /// When the last of those was acknowledged.
+    healthy_wall: Duration,
+    delivered: u64,
+    failed: u64,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl SlowResult {
+    fn healthy_per_s(&self) -> f64 {
+        self.healthy as f64 / self.healthy_wall.as_secs_f64().max(1e-9)
+    }
+}
+
+struct SlowRecorder {
+    base: Instant,
+    healthy: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    done: AtomicU64,
+    last_healthy_ns: AtomicU64,
+}
+
+impl SlowRecorder {
+    fn done(&self, partition: Option<i32>) {
+        match partition {
+            Some(p) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                if p % 3 != 2 {
+                    self.healthy.fetch_add(1, Ordering::Relaxed);
+                    let ns = self.base.elapsed().as_nanos() as u64;
+                    self.last_healthy_ns.fetch_max(ns, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.done.fetch_add(1, Ordering::Release);
+    }
+}
+
+struct SlowDeliveries(Arc<SlowRecorder>);
+
+impl ClientContext for SlowDeliveries {}
+
+impl ProducerContext for SlowDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        self.0.done(result.as_ref().ok().map(|m| m.partition()));
+    }
+}
+
+/// Each client sends `records` null-key records of 100 B to a 6-partition topic on a 3-broker
+/// mock cluster whose broker 3 (leader of partitions 2 and 5) answers everything after 2 s,
+/// its handshake too; `request.timeout.ms` 5 s, `delivery.timeout.ms` 10 s. The number to read
+/// is how fast the healthy brokers' partitions got their records. A fresh cluster per phase.
+fn slow_broker(
+    bench: &Bench,
+    clients: &[Client],
+    records: usize,
+    rounds: usize,
+) -> Vec<(Client, SlowResult)> {
+    let value = vec![b'v'; 100];
+    let mut out = Vec::new();
+    for &client in clients {
+        let mut results = Vec::new();
+        for round in 0..rounds {
+            let (mock, bootstrap) = wafka_tests::mock_cluster(3);
+            let topic = "bench-slow";
+            mock.create_topic(topic, SLOW_PARTITIONS, 1)
+                .expect("mock topic");
+            for p in 0..SLOW_PARTITIONS {
+                mock.partition_leader(topic, p, Some(1 + p % 3))
+                    .expect("leader");
+            }
+            mock.broker_round_trip_time(3, SLOW_RTT).expect("rtt");
+            let recorder = Arc::new(SlowRecorder {
+                base: Instant::now(),
+                healthy: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+                last_healthy_ns: AtomicU64::new(0),
+            });
+            let what = format!("slow broker round {}/{rounds} {}", round + 1, client.name());
+            let timeouts = [
+                ("request.timeout.ms", "5000"),
+                ("delivery.timeout.ms", "10000"),
+            ];
+            let cpu_before = process_cpu();
+            let start = Instant::now();
+            let recorder_base = recorder.base;
+            match client {
+                Client::Wafka => {
+                    let _enter = bench.runtime.enter();
+                    let producer = wafka_producer_with(&bootstrap, &timeouts);
+                    bench.runtime.block_on(async {
+                        for i in 0..records {
+                            let r = recorder.clone();
+                            let sent = producer
+                                .send_with_callback(
+                                    &Record::new(topic, &value),
+                                    Box::new(move |m| r.done(m.ok().map(|m| m.partition))),
+                                )
+                                .await;
+                            if let Err(e) = sent {
+                                panic!("{what}: send {i} failed: {e}");
+                            }
+                        }
+                        producer.flush().await;
+                    });
+                }
+                Client::Librdkafka => {
+                    let mut config = rdkafka_config(&bootstrap);
+                    config.set("request.timeout.ms", "5000");
+                    config.set("message.timeout.ms", "10000");
+                    let producer: ThreadedProducer<SlowDeliveries> = config
+                        .create_with_context(SlowDeliveries(recorder.clone()))
+                        .expect("librdkafka producer");
+                    for i in 0..records {
+                        let mut record =
+                            BaseRecord::<[u8], [u8], ()>::to(topic).payload(&value[..]);
+                        loop {
+                            match producer.send(record) {
+                                Ok(()) => break,
+                                Err((
+                                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                    back,
+                                )) => {
+                                    record = back;
+                                    std::thread::sleep(Duration::from_micros(200));
+                                }
+                                Err((e, _)) => panic!("{what}: send {i} failed: {e}"),
+                            }
+                        }
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while recorder.done.load(Ordering::Acquire) < records as u64 {
+                        assert!(Instant::now() < deadline, "{what}: hang");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            let wall = start.elapsed();
+            let cpu = process_cpu().saturating_sub(cpu_before);
+            assert_eq!(
+                recorder.done.load(Ordering::Acquire),
+                records as u64,
+                "{what}: every record has a result"
+            );
+            let last = Duration::from_nanos(recorder.last_healthy_ns.load(Ordering::Relaxed));
+            let healthy_wall = (recorder_base + last).saturating_duration_since(start);
+            let result = SlowResult {
+                records,
+                healthy: recorder.healthy.load(Ordering::Relaxed),
+                healthy_wall,
+                delivered: recorder.delivered.load(Ordering::Relaxed),
+                failed: recorder.failed.load(Ordering::Relaxed),
+                wall,
+                cpu,
+            };
+            eprintln!(
+                "bench: {what}: {} healthy in {:.3} s ({:.0}/s), {} delivered, {} failed, all done in {:.2} s",
+                result.healthy,
+                result.healthy_wall.as_secs_f64(),
+                result.healthy_per_s(),
+                result.delivered,
+                result.failed,
+                result.wall.as_secs_f64()
+            );
+            drop(mock);
+            results.push(result);
+        }
+        results.sort_by(|a, b| a.healthy_per_s().total_cmp(&b.healthy_per_s()));
+        out.push((client, results.swap_remove(results.len() / 2)));
+    }
+    out
+}
+
+fn slow_table(results: &[(Client, SlowResult)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "One slow broker of three (mock cluster, broker 3 answers after {} s; request.timeout.ms=5000, delivery.timeout.ms=10000), null keys, 100 B:",
+        SLOW_RTT.as_secs()
+    );
+    out.push('\n');
+    out.push_str(
+        "| client | records | healthy records/s | delivered | failed | all done s | CPU s/M |\n",
+    );
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
+    for (client, r) in results {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {} | {:.2} | {:.2} |",
+            client.name(),
+            r.records,
+            r.healthy_per_s(),
+            r.delivered,
+            r.failed,
+            r.wall.as_secs_f64(),
+            r.cpu.as_secs_f64() * 1e6 / r.records as f64,
+        );
+    }
+    let get = |c: Client| results.iter().find(|(k, _)| *k == c).map(|(_, r)| r);
+    if let (Some(w), Some(l)) = (get(Client::Wafka), get(Client::Librdkafka)) {
+        let _ = writeln!(
+            out,
+            "| **wafka / librdkafka** | | **{:.2}×** | | | {:.2}× | **{:.2}×** |",
+            w.healthy_per_s() / l.healthy_per_s(),
+            w.wall.as_secs_f64() / l.wall.as_secs_f64(),
+            w.cpu.as_secs_f64() / l.cpu.as_secs_f64().max(1e-9),
+        );
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -1265,7 +1604,7 @@ impl Bench {
         work: impl std::future::Future<Output = T>,
     ) -> (T, Duration, Duration, Option<Duration>) {
         let stats_before = producer.stats();
-        let stored_before = self.watermarks.total();
+        let stored_before = self.main().watermarks.total();
         let broker_before = self.broker.cpu();
         let cpu_before = process_cpu();
         let start = Instant::now();
@@ -1290,7 +1629,7 @@ impl Bench {
             (records as u64, 0),
             "{what}: producer stats disagree with the records sent: {d:?}"
         );
-        let stored = self.watermarks.total() - stored_before;
+        let stored = self.main().watermarks.total() - stored_before;
         assert_eq!(
             stored, records as i64,
             "{what}: the broker stored {stored} records, {records} were acknowledged"
@@ -1310,7 +1649,7 @@ impl Bench {
         label: &str,
     ) -> PublishResult {
         let what = format!("{label} {}", path.name());
-        let topic = self.topic.as_str();
+        let topic = self.main().topic.as_str();
         let value = vec![b'v'; WASM_VALUE_SIZE];
         let stats_before = instance.stats();
         let sent_before = owner.records_sent();
@@ -1397,7 +1736,7 @@ impl Bench {
             _ => None,
         };
         let owner = native_owner(producer);
-        let topic = self.topic.as_str();
+        let topic = self.main().topic.as_str();
         let mut result = None;
         for (label, n) in [("warm-up", LATENCY_WARMUP), ("measured", calls)] {
             let what = format!("{what} {label}");
@@ -1801,12 +2140,19 @@ fn main() {
             })
             .collect(),
     };
+    let wide = env_usize("WAFKA_BENCH_WIDE_PARTITIONS", 1000) as i32;
     let mut cases = vec![
         Case::new(Mode::FireAndForget, 100, false, records),
         Case::new(Mode::FireAndForget, 1024, false, records_1k),
     ];
     if keyed {
         cases.push(Case::new(Mode::FireAndForget, 100, true, records));
+    }
+    cases.push(Case::new(Mode::FireAndForget, 100, false, records).on(PARTITIONS, "lz4"));
+    cases.push(Case::new(Mode::FireAndForget, 100, false, records).on(PARTITIONS, "zstd"));
+    if wide > 0 {
+        cases.push(Case::new(Mode::FireAndForget, 100, false, records).on(wide, "none"));
+        cases.push(Case::new(Mode::FireAndForget, 100, false, records).on(wide, "lz4"));
     }
     cases.push(Case::new(Mode::WaitForAck, 100, false, ack_records));
     cases.push(Case::new(Mode::WaitForAck, 1024, false, ack_records));
@@ -1842,36 +2188,16 @@ fn main() {
         .build()
         .expect("tokio runtime");
 
-    let wafka = clients.contains(&Client::Wafka).then(|| {
-        let _enter = runtime.enter();
-        WafkaClient {
-            producer: wafka_producer(&brokers),
-            recorder: Recorder::leaked(capacity),
-        }
-    });
-    let librdkafka = clients.contains(&Client::Librdkafka).then(|| {
-        let recorder = Recorder::leaked(capacity);
-        let _enter = runtime.enter();
-        RdkafkaClient {
-            threaded: rdkafka_config(&brokers)
-                .create_with_context(Deliveries { recorder })
-                .expect("librdkafka ThreadedProducer"),
-            future: rdkafka_config(&brokers)
-                .create()
-                .expect("librdkafka FutureProducer"),
-            recorder,
-            queue_full: 0,
-        }
-    });
     let mut bench = Bench {
-        watermarks: Watermarks::new(&brokers, &topic),
         runtime,
-        topic,
+        brokers: brokers.clone(),
         broker,
-        wafka,
-        librdkafka,
+        clients: clients.clone(),
+        capacity,
+        setups: Vec::new(),
     };
-
+    // The main setup first: the plugin tables use it.
+    bench.setup_with_topic(topic);
     let (_, rdkafka_version) = rdkafka::util::get_rdkafka_version();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
@@ -1880,7 +2206,7 @@ fn main() {
             .broker
             .pid
             .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
-        bench.topic,
+        bench.main().topic,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
     );
@@ -1915,9 +2241,21 @@ fn main() {
     }
     let measured = started.elapsed();
 
-    if let Some(w) = &bench.wafka {
-        bench.runtime.block_on(w.producer.close());
+    for setup in &bench.setups {
+        if let Some(w) = &setup.wafka {
+            bench.runtime.block_on(w.producer.close());
+        }
     }
+    let slow = if cases.is_empty() || env_usize("WAFKA_BENCH_SLOW", 1) == 0 {
+        None
+    } else {
+        Some(slow_broker(
+            &bench,
+            &clients,
+            env_usize("WAFKA_BENCH_SLOW_RECORDS", 100_000),
+            rounds,
+        ))
+    };
     let results: HashMap<(usize, Client), Summary> =
         all.into_iter().map(|(k, v)| (k, summarize(v))).collect();
     let wasm_report = probe.map(|probe| {
@@ -1945,6 +2283,10 @@ fn main() {
         );
         println!();
         print!("{}", table(&cases, &clients, &results));
+    }
+    if let Some(slow) = &slow {
+        println!();
+        print!("{}", slow_table(slow));
     }
     if let Some(report) = &wasm_report {
         println!();

@@ -75,6 +75,7 @@ struct Node {
     fault: watch::Sender<Fault>,
     generation: watch::Sender<u64>,
     produce_requests: AtomicU64,
+    largest_produce: AtomicU64,
     connections: AtomicU64,
     script: Mutex<VecDeque<Action>>,
 }
@@ -138,6 +139,7 @@ impl Proxy {
                 fault: watch::channel(Fault::None).0,
                 generation: watch::channel(0).0,
                 produce_requests: AtomicU64::new(0),
+                largest_produce: AtomicU64::new(0),
                 connections: AtomicU64::new(0),
                 script: Mutex::new(VecDeque::new()),
             })
@@ -238,6 +240,11 @@ impl Proxy {
     /// Produce requests `node` received so far.
     pub fn produce_requests(&self, node: i32) -> u64 {
         self.node(node).produce_requests.load(Ordering::Relaxed)
+    }
+
+    /// Size of the largest Produce request `node` received (with its length prefix).
+    pub fn largest_produce_request(&self, node: i32) -> u64 {
+        self.node(node).largest_produce.load(Ordering::Relaxed)
     }
 
     /// Connections `node` accepted so far.
@@ -374,6 +381,8 @@ async fn requests(
         let mut action = None;
         if api_key == PRODUCE {
             node.produce_requests.fetch_add(1, Ordering::Relaxed);
+            node.largest_produce
+                .fetch_max(frame.len() as u64 + 4, Ordering::Relaxed);
             action = node.script.lock().unwrap().pop_front();
         }
         if api_key == METADATA {

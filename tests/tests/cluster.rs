@@ -324,6 +324,47 @@ async fn a_reset_keeps_the_numbers_of_batches_the_broker_may_have_stored() {
     check(&topic, &outcomes, &keys, 20).await;
 }
 
+/// Answers that come after request.timeout.ms, for requests the broker stored: the connection
+/// is given up with several requests on it, the batches go again with their numbers, and the
+/// broker recognises them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_answers_to_stored_requests_do_not_duplicate() {
+    let topic = create_topic("late", 6);
+    let proxy = Arc::new(Proxy::start(&brokers(), 3));
+    let p = producer(&proxy, &[("request.timeout.ms", "800")]);
+    let keys: Vec<String> = (0..12).map(|k| format!("key-{k}")).collect();
+    let outcomes = Outcomes::default();
+    let staller = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            for round in 0..4 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let node = round % 3 + 1;
+                proxy.set_fault(node, Fault::HoldAnswers);
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                proxy.set_fault(node, Fault::None);
+            }
+        })
+    };
+    for i in 0..300 {
+        for k in &keys {
+            let value = keyed_value(k, i);
+            p.send_with_callback(
+                &Record::new(&topic, value.as_bytes()).key(k.as_bytes()),
+                outcomes.callback(value.clone()),
+            )
+            .await
+            .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    staller.await.unwrap();
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 12 * 300, "{:?}", outcomes.errors());
+    assert!(p.stats().retries > 0, "requests timed out: {:?}", p.stats());
+    check(&topic, &outcomes, &keys, 300).await;
+}
+
 /// Answers lost after the broker stored the records: the retries carry the same numbers and the
 /// broker recognises them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -653,6 +694,108 @@ async fn an_owners_flush_sends_only_its_own_batches() {
         d.await.expect("b's records go after linger.ms");
     }
     assert!(t.elapsed() >= Duration::from_millis(2500));
+}
+
+/// The first bootstrap server accepts connections and never answers: metadata and the
+/// producer id come from another broker after `socket.connection.setup.timeout.ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_bootstrap_server_is_passed_over() {
+    let topic = create_topic("passover", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    proxy.set_fault(1, Fault::Blackhole);
+    for part in 0..3 {
+        proxy.set_leader(&topic, part, 2);
+    }
+    let p = producer(&proxy, &[("socket.connection.setup.timeout.ms", "700")]);
+    let t = Instant::now();
+    p.send(&Record::new(&topic, b"found"))
+        .await
+        .expect("metadata from another broker")
+        .await
+        .expect("delivered");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+/// A Produce request never exceeds max.request.size, whatever the batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_stay_within_max_request_size() {
+    let topic = create_topic("reqsize", 40);
+    let proxy = Proxy::start(&brokers(), 1);
+    let p = producer(
+        &proxy,
+        &[
+            ("max.request.size", "50000"),
+            ("batch.size", "16000"),
+            ("linger.ms", "50"),
+        ],
+    );
+    let outcomes = Outcomes::default();
+    let value = [b'x'; 300];
+    for i in 0..4000 {
+        let key = format!("k{i}");
+        p.send_with_callback(
+            &Record::new(&topic, &value).key(key.as_bytes()),
+            outcomes.callback(key.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    flush_within(&p, Duration::from_secs(20)).await;
+    assert_eq!(outcomes.delivered(), 4000, "{:?}", outcomes.errors());
+    let largest = proxy.largest_produce_request(1);
+    assert!(largest > 16_000, "several batches per request: {largest}");
+    assert!(largest <= 50_000, "largest request {largest} bytes");
+}
+
+/// flush and close with a bound return within it, whatever the brokers do; close then ends
+/// what is still pending with `Closed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_and_close_keep_their_bounds() {
+    let topic = create_topic("bounded", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[]);
+    let outcomes = Outcomes::default();
+    for part in 0..3 {
+        send_to(&p, &topic, part, &format!("warm:{part}"), &outcomes).await;
+    }
+    flush_within(&p, Duration::from_secs(10)).await;
+    proxy.set_fault(3, Fault::Blackhole);
+    let stuck = p
+        .send(&Record::new(&topic, b"stuck").partition(2))
+        .await
+        .unwrap();
+    let fine = p
+        .send(&Record::new(&topic, b"fine").partition(0))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let err = p
+        .flush_timeout(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    let waited = t.elapsed();
+    assert!(
+        matches!(err, ProduceError::FlushTimeout { pending: 1, .. }),
+        "{err:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    fine.await.expect("the healthy record was delivered");
+    let t = Instant::now();
+    let err = p
+        .close_timeout(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProduceError::FlushTimeout { .. }), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let r = tokio::time::timeout(Duration::from_secs(2), stuck)
+        .await
+        .expect("the stuck record ends when the producer closes");
+    assert_eq!(r.unwrap_err(), ProduceError::Closed);
+    let after = p.send(&Record::new(&topic, b"late")).await.unwrap_err();
+    assert_eq!(after, ProduceError::Closed);
 }
 
 /// 100,000 keyed records while brokers drop connections, stall, stop reading, lose answers after

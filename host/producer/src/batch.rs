@@ -144,6 +144,13 @@ impl BatchBuilder {
         compression: Compression,
         level: Option<i32>,
     ) -> std::io::Result<ClosedBatch> {
+        self.close_with(&mut Codec::new(compression, level))
+    }
+
+    /// [`BatchBuilder::close`] with a codec kept from batch to batch (a zstd context or a
+    /// deflate state is costly to set up for every batch).
+    pub fn close_with(self, codec: &mut Codec) -> std::io::Result<ClosedBatch> {
+        let compression = codec.compression;
         let BatchBuilder {
             mut buf,
             count,
@@ -152,7 +159,7 @@ impl BatchBuilder {
         } = self;
         if compression != Compression::None {
             let records = buf.split_off(BATCH_HEADER_LEN);
-            compress_into(&mut buf, &records, compression, level)?;
+            codec.compress_into(&mut buf, &records)?;
         }
         let batch_len = (buf.len() - 12) as i32;
         let last_offset_delta = count - 1;
@@ -189,58 +196,107 @@ fn put_bytes_field(buf: &mut BytesMut, b: Option<&[u8]>) {
 const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 const XERIAL_BLOCK: usize = 32 * 1024;
 
-fn compress_into(
-    out: &mut BytesMut,
-    records: &[u8],
+/// One codec's compression state, reused from batch to batch (each sink keeps one).
+pub struct Codec {
     compression: Compression,
     level: Option<i32>,
-) -> std::io::Result<()> {
-    match compression {
-        Compression::None => out.put_slice(records),
-        Compression::Gzip => {
-            let level = level.map_or(flate2::Compression::default(), |l| {
-                flate2::Compression::new(l.clamp(1, 9) as u32)
-            });
-            let mut e = flate2::write::GzEncoder::new(out.writer(), level);
-            e.write_all(records)?;
-            e.finish()?;
-        }
-        Compression::Snappy => {
-            out.put_slice(XERIAL_HEADER);
-            let mut enc = snap::raw::Encoder::new();
-            for block in records.chunks(XERIAL_BLOCK) {
-                let start = out.len();
-                out.put_u32(0);
-                out.resize(start + 4 + snap::raw::max_compress_len(block.len()), 0);
-                let n = enc
-                    .compress(block, &mut out[start + 4..])
-                    .map_err(std::io::Error::other)?;
-                out.truncate(start + 4 + n);
-                out[start..start + 4].copy_from_slice(&(n as u32).to_be_bytes());
-            }
-        }
-        Compression::Lz4 => {
-            // As the Java client: the default level (9) is LZ4's fast compressor; any other
-            // level 1..=17 is the high-compression one at that level.
-            let level = match level {
-                None | Some(9) => 0,
-                Some(l) => l.clamp(1, 17) as u32,
-            };
-            let mut e = lz4::EncoderBuilder::new()
-                .level(level)
-                .block_mode(lz4::BlockMode::Independent)
-                .build(out.writer())?;
-            e.write_all(records)?;
-            let (_, r) = e.finish();
-            r?;
-        }
-        Compression::Zstd => {
-            let mut e = zstd::stream::write::Encoder::new(out.writer(), level.unwrap_or(3))?;
-            e.write_all(records)?;
-            e.finish()?;
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    deflate: Option<flate2::Compress>,
+}
+
+impl Codec {
+    /// A codec for `compression` at `level` (the codec's default when `None`).
+    pub fn new(compression: Compression, level: Option<i32>) -> Self {
+        Codec {
+            compression,
+            level,
+            zstd: None,
+            deflate: None,
         }
     }
-    Ok(())
+
+    fn compress_into(&mut self, out: &mut BytesMut, records: &[u8]) -> std::io::Result<()> {
+        match self.compression {
+            Compression::None => out.put_slice(records),
+            Compression::Gzip => self.gzip(out, records)?,
+            Compression::Snappy => {
+                out.put_slice(XERIAL_HEADER);
+                let mut enc = snap::raw::Encoder::new();
+                for block in records.chunks(XERIAL_BLOCK) {
+                    let start = out.len();
+                    out.put_u32(0);
+                    out.resize(start + 4 + snap::raw::max_compress_len(block.len()), 0);
+                    let n = enc
+                        .compress(block, &mut out[start + 4..])
+                        .map_err(std::io::Error::other)?;
+                    out.truncate(start + 4 + n);
+                    out[start..start + 4].copy_from_slice(&(n as u32).to_be_bytes());
+                }
+            }
+            Compression::Lz4 => {
+                // As the Java client: the default level (9) is LZ4's fast compressor; any other
+                // level 1..=17 is the high-compression one at that level.
+                let level = match self.level {
+                    None | Some(9) => 0,
+                    Some(l) => l.clamp(1, 17) as u32,
+                };
+                let mut e = lz4::EncoderBuilder::new()
+                    .level(level)
+                    .block_mode(lz4::BlockMode::Independent)
+                    .build(out.writer())?;
+                e.write_all(records)?;
+                let (_, r) = e.finish();
+                r?;
+            }
+            Compression::Zstd => {
+                let zstd = match &mut self.zstd {
+                    Some(z) => z,
+                    None => self
+                        .zstd
+                        .insert(zstd::bulk::Compressor::new(self.level.unwrap_or(3))?),
+                };
+                let start = out.len();
+                out.resize(start + zstd::zstd_safe::compress_bound(records.len()), 0);
+                let n = zstd.compress_to_buffer(records, &mut out[start..])?;
+                out.truncate(start + n);
+            }
+        }
+        Ok(())
+    }
+
+    /// A gzip member (RFC 1952): header, raw deflate with a reused state, CRC-32 and size.
+    fn gzip(&mut self, out: &mut BytesMut, records: &[u8]) -> std::io::Result<()> {
+        let level = self.level.map_or(flate2::Compression::default(), |l| {
+            flate2::Compression::new(l.clamp(1, 9) as u32)
+        });
+        let deflate = self
+            .deflate
+            .get_or_insert_with(|| flate2::Compress::new(level, false));
+        deflate.reset();
+        out.put_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        let mut input = records;
+        loop {
+            out.reserve((input.len() / 2).max(256));
+            let start = out.len();
+            out.resize(out.capacity(), 0);
+            let (before_in, before_out) = (deflate.total_in(), deflate.total_out());
+            let status = deflate
+                .compress(input, &mut out[start..], flate2::FlushCompress::Finish)
+                .map_err(std::io::Error::other)?;
+            let read = (deflate.total_in() - before_in) as usize;
+            let written = (deflate.total_out() - before_out) as usize;
+            out.truncate(start + written);
+            input = &input[read..];
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+        }
+        let mut crc = flate2::Crc::new();
+        crc.update(records);
+        out.put_u32_le(crc.sum());
+        out.put_u32_le(records.len() as u32);
+        Ok(())
+    }
 }
 
 /// A finished batch waiting for its producer id and sequence.
@@ -555,6 +611,33 @@ mod tests {
         b.append(&r, 0);
         assert!(b.len() <= single_record_batch_upper_bound(&r));
         assert!(single_record_batch_upper_bound(&r) - b.len() < 20);
+    }
+
+    #[test]
+    fn a_reused_codec_writes_batches_every_reader_takes() {
+        for c in [
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Lz4,
+            Compression::Snappy,
+        ] {
+            let mut codec = Codec::new(c, None);
+            for round in 0..3u8 {
+                let mut b = BatchBuilder::new(1 << 16);
+                for i in 0..200u8 {
+                    b.append(&Record::new("t", &[round ^ i; 150]), 1);
+                }
+                let mut closed = b.close_with(&mut codec).unwrap();
+                let mut bytes = closed.seal(1, 0, 0);
+                let set =
+                    RecordBatchDecoder::decode(&mut bytes).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+                assert_eq!(set.records.len(), 200, "{c:?}");
+                assert_eq!(
+                    set.records[199].value.as_deref(),
+                    Some(&[round ^ 199; 150][..])
+                );
+            }
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accumulator::{Accumulator, Body, PartitionQueue, ProducerBatch, ReadyList, Take};
+use crate::batch::Codec;
 use crate::config::{Acks, ProducerConfig};
 use crate::connection::{Connection, Event, NetError};
 use crate::control::ConnectOptions;
@@ -96,6 +97,7 @@ pub(crate) fn spawn(ctx: Arc<SinkContext>, node: i32, addr: &str) -> SinkHandle 
     let (addr_tx, addr_rx) = watch::channel(addr.to_string());
     let sink = Sink {
         identity: ctx.idempotence.subscribe(),
+        codec: Codec::new(ctx.config.compression, ctx.config.compression_level()),
         ctx,
         ready: ready.clone(),
         addr: addr_rx,
@@ -235,6 +237,8 @@ struct Sink {
     carry: Option<Sent>,
     throttled_until: Option<Instant>,
     identity: watch::Receiver<u64>,
+    /// Compression state kept from batch to batch.
+    codec: Codec,
 }
 
 impl Sink {
@@ -552,7 +556,7 @@ impl Sink {
         stamp: Option<Stamp>,
     ) -> Option<Sent> {
         let c = &self.ctx.config;
-        let closed = match batch.close(c.compression, c.compression_level()) {
+        let closed = match batch.close(&mut self.codec) {
             Ok(closed) => closed,
             Err(e) => {
                 let err = ProduceError::Fatal(format!(
