@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use wafka_producer::{Callback, ProduceError, RecordMetadata};
 
-use crate::{consume_exactly, Consumed};
+use crate::{consume_all, Consumed};
 
 /// The value of record `seq` of `key`.
 pub fn keyed_value(key: &str, seq: usize) -> String {
@@ -93,6 +93,16 @@ impl Outcomes {
         self.inner.lock().unwrap().outcomes.get(value).cloned()
     }
 
+    /// Panics if a record got two results.
+    pub fn assert_no_doubles(&self) {
+        let g = self.inner.lock().unwrap();
+        assert!(
+            g.doubles.is_empty(),
+            "records with two results: {:?}",
+            &g.doubles[..g.doubles.len().min(10)]
+        );
+    }
+
     /// Waits until `n` results came, up to `timeout`; returns whether they did.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -142,12 +152,7 @@ pub fn check_log(
         sent,
         "every record sent has a result"
     );
-    let delivered = results
-        .outcomes
-        .values()
-        .filter(|o| matches!(o, Outcome::Delivered(..)))
-        .count();
-    let log = consume_exactly(brokers, topic, delivered, Duration::from_secs(30));
+    let log = consume_all(brokers, topic, Duration::from_secs(120));
     let mut seen: HashMap<String, Vec<&Consumed>> = HashMap::new();
     for r in &log {
         let value = String::from_utf8(r.value.clone().unwrap_or_default()).unwrap();

@@ -264,6 +264,116 @@ pub fn consume_exactly(
     )
 }
 
+/// Reads `topic` from the beginning of every partition up to its high watermark (what the
+/// broker holds now, whatever the producer reported), waiting up to `timeout`. Records are
+/// sorted by `(partition, offset)`.
+///
+/// # Panics
+///
+/// On consumer errors other than transient ones, or when the watermarks are not reached in
+/// time.
+pub fn consume_all(brokers: &str, topic: &str, timeout: Duration) -> Vec<Consumed> {
+    let deadline = Instant::now() + timeout;
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("watermark client");
+    let partitions = partition_count(&probe, brokers, topic, deadline);
+    let mut total = 0i64;
+    for p in 0..partitions {
+        let (low, high) = probe
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("watermarks of {topic}-{p}: {e}"));
+        total += high - low;
+    }
+    let got = consume_inner(
+        brokers,
+        topic,
+        total as usize,
+        deadline.saturating_duration_since(Instant::now()),
+        Duration::ZERO,
+    );
+    assert_eq!(
+        got.len() as i64,
+        total,
+        "read {} of the {total} records {topic} holds",
+        got.len()
+    );
+    got
+}
+
+/// A broker of a test's own (not the shared one), on sqlite storage so that it can restart
+/// with its data: `scripts/broker start --engine sqlite --state-dir DIR`. Stopped (and its
+/// state removed) when dropped.
+#[derive(Debug)]
+pub struct LocalBroker {
+    /// `host:port` it listens on now.
+    pub addr: String,
+    state: PathBuf,
+}
+
+impl LocalBroker {
+    /// Starts a broker with a fresh state directory.
+    ///
+    /// # Panics
+    ///
+    /// If `scripts/broker start` fails.
+    pub fn start(engine: &str) -> LocalBroker {
+        let state = std::env::temp_dir().join(format!("wafka-own-broker-{}", random_suffix()));
+        let mut b = LocalBroker {
+            addr: String::new(),
+            state,
+        };
+        b.addr = b.run_start(engine);
+        b
+    }
+
+    fn run_start(&self, engine: &str) -> String {
+        let out = Command::new(broker_script())
+            .args(["start", "--engine", engine, "--state-dir"])
+            .arg(&self.state)
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/broker start");
+        assert!(out.status.success(), "scripts/broker start failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Stops the broker (its data stays).
+    pub fn stop(&self) {
+        let _ = Command::new(broker_script())
+            .args(["stop", "--state-dir"])
+            .arg(&self.state)
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Starts it again on its data (sqlite), on a new port; returns the new address.
+    pub fn restart(&mut self) -> String {
+        self.stop();
+        self.addr = self.run_start("sqlite");
+        self.addr.clone()
+    }
+
+    /// The broker process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.state.join("nisshi.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
 fn consume_inner(
     brokers: &str,
     topic: &str,

@@ -188,6 +188,14 @@ pub(crate) struct PartitionState {
     pub(crate) sequence: Sequence,
     /// Why the head cannot go (no leader, no producer id, ...), for the expiry error.
     pub(crate) stuck: Option<String>,
+    /// The topic was forgotten (idle): appends go to its new queues instead.
+    evicted: bool,
+}
+
+impl PartitionState {
+    fn busy(&self) -> bool {
+        self.open.is_some() || !self.queued.is_empty() || self.in_flight
+    }
 }
 
 /// One partition's queue.
@@ -257,8 +265,7 @@ impl PartitionQueue {
 
     /// Whether anything of the partition waits to be sent or is in flight.
     pub(crate) fn busy(&self) -> bool {
-        let st = self.state.lock();
-        st.open.is_some() || !st.queued.is_empty() || st.in_flight
+        self.state.lock().busy()
     }
 }
 
@@ -283,8 +290,8 @@ pub(crate) struct AccumulatorConfig {
 pub(crate) enum Take {
     /// A batch to send, with the numbers it goes out with.
     Batch(Box<ProducerBatch>, Option<Stamp>),
-    /// Nothing now; look again at this time.
-    Later(Instant),
+    /// Nothing now; look again at this time (`true`: a lingering batch's due time).
+    Later(Instant, bool),
     /// Waiting for an identity (producer id); look again then, or when it comes.
     Identity(Option<Instant>),
     /// A batch is in flight: look again when it is back.
@@ -297,6 +304,8 @@ pub(crate) enum Take {
 pub(crate) enum NotAppended {
     /// A new batch is needed and the reservation in hand is smaller than this.
     NeedMemory(usize),
+    /// The topic's queues were forgotten meanwhile: look them up again.
+    Evicted,
     /// The producer is closed.
     Closed,
 }
@@ -379,8 +388,10 @@ impl Accumulator {
         t
     }
 
-    /// Forgets topics not sent to since `idle` ago that hold nothing; returns their names.
-    pub(crate) fn evict_idle(&self, idle: Duration) -> Vec<Arc<str>> {
+    /// Forgets topics not sent to since `idle` ago that hold nothing; returns their names. The
+    /// identities their partitions numbered batches with are handed to `forget` (the
+    /// idempotence module must not let new queues reuse them from sequence 0).
+    pub(crate) fn evict_idle(&self, idle: Duration, idempotence: &Idempotence) -> Vec<Arc<str>> {
         let now = self.millis(Instant::now());
         let idle = idle.as_millis() as u64;
         let candidates: Vec<Arc<TopicQueues>> = self
@@ -392,16 +403,24 @@ impl Accumulator {
             .collect();
         let mut gone = Vec::new();
         for t in candidates {
-            if t.partitions.iter().any(|p| p.busy()) {
+            // Every partition locked at once (one lock at a time is the rule elsewhere, so this
+            // cannot deadlock): no append slips in between the check and the mark.
+            let mut states: Vec<_> = t.partitions.iter().map(|p| p.state.lock()).collect();
+            if states.iter().any(|st| st.busy())
+                || now.saturating_sub(t.last_used.load(Ordering::Relaxed)) < idle
+            {
                 continue;
             }
             let mut topics = self.topics.write();
-            if topics.get(&t.name).is_some_and(|cur| Arc::ptr_eq(cur, &t))
-                && now.saturating_sub(t.last_used.load(Ordering::Relaxed)) >= idle
-            {
-                topics.remove(&t.name);
-                gone.push(t.name.clone());
+            if !topics.get(&t.name).is_some_and(|cur| Arc::ptr_eq(cur, &t)) {
+                continue;
             }
+            for st in &mut states {
+                st.evicted = true;
+                idempotence.forget(&st.sequence);
+            }
+            topics.remove(&t.name);
+            gone.push(t.name.clone());
         }
         gone
     }
@@ -425,6 +444,9 @@ impl Accumulator {
         let mut st = queue.state.lock();
         if self.closed.load(Ordering::Acquire) {
             return Err(NotAppended::Closed);
+        }
+        if st.evicted {
+            return Err(NotAppended::Evicted);
         }
         let mut signal = false;
         if st.open.as_ref().is_some_and(|o| !o.builder.fits(size)) {
@@ -601,23 +623,34 @@ impl Accumulator {
             let mut st = queue.state.lock();
             f(&mut st.sequence, &mut batches);
             st.in_flight = false;
-            for b in batches.into_iter().rev() {
-                st.queued.push_front(b);
+            // After the producer closed nothing drains the queue: the batches end (Closed) as
+            // they are dropped, outside the lock.
+            if !self.closed.load(Ordering::Acquire) {
+                for b in batches.drain(..).rev() {
+                    st.queued.push_front(b);
+                }
             }
         }
+        drop(batches);
         queue.signal();
     }
 
-    /// A numbered batch of `queue` ended without being stored for sure.
+    /// A numbered batch of `queue` ended without being stored for sure. `f` runs on the
+    /// partition's sequence state first (under the lock).
     pub(crate) fn dropped(
         &self,
         queue: &Arc<PartitionQueue>,
         stamp: Option<Stamp>,
         idempotence: &Idempotence,
     ) {
+        self.dropped_with(queue, |seq| idempotence.dropped(seq, stamp));
+    }
+
+    /// [`Accumulator::dropped`] with the sequence bookkeeping given by the caller.
+    pub(crate) fn dropped_with(&self, queue: &Arc<PartitionQueue>, f: impl FnOnce(&mut Sequence)) {
         {
             let mut st = queue.state.lock();
-            idempotence.dropped(&mut st.sequence, stamp);
+            f(&mut st.sequence);
             st.in_flight = false;
         }
         queue.signal();
@@ -702,13 +735,13 @@ fn take_locked(
             let o = st.open.take().expect("open batch");
             close_into(st, o);
         } else {
-            return Ok(Take::Later(due - LINGER_SLACK));
+            return Ok(Take::Later(due - LINGER_SLACK, true));
         }
     }
     let head = st.queued.front_mut().expect("queued");
     if let Some(at) = head.retry_at {
         if at > now {
-            return Ok(Take::Later(at));
+            return Ok(Take::Later(at, false));
         }
     }
     match idempotence.stamp(&mut st.sequence, &mut head.stamp, head.count) {
@@ -788,7 +821,7 @@ mod tests {
                     a.ledger.memory.try_acquire_many(n as u32).unwrap().forget();
                     reserved += n;
                 }
-                Err(NotAppended::Closed) => panic!("closed"),
+                Err(NotAppended::Closed | NotAppended::Evicted) => panic!("closed"),
             }
         }
     }
@@ -812,7 +845,7 @@ mod tests {
         let o = owner();
         let first = append(&a, q, &o, &[1; 90]);
         match a.take(q, Instant::now(), &no_idempotence()) {
-            Take::Later(due) => assert!(due > Instant::now() + Duration::from_millis(50)),
+            Take::Later(due, true) => assert!(due > Instant::now() + Duration::from_millis(50)),
             _ => panic!("a fresh batch lingers"),
         }
         // The second record does not fit in 200 bytes: the first batch closes and is due now.
@@ -873,6 +906,38 @@ mod tests {
     }
 
     #[test]
+    fn an_evicted_topic_takes_no_more_records_and_its_numbers_are_not_reused() {
+        let (a, _) = acc(0, 1000);
+        let t = a.topic_with("t", 1);
+        let q = &t.partitions[0];
+        let o = owner();
+        let idem = no_idempotence();
+        // Busy: not evicted.
+        append(&a, q, &o, b"x");
+        assert!(a.evict_idle(Duration::ZERO, &idem).is_empty());
+        let b = take(&a, q, Instant::now()).unwrap();
+        drop(b);
+        a.done(q);
+        assert_eq!(a.evict_idle(Duration::ZERO, &idem), vec![Arc::from("t")]);
+        assert!(a.topic("t").is_none());
+        // A send that still holds the old queues is sent to the new ones.
+        let mut reserved = 1 << 20;
+        assert!(matches!(
+            a.append(
+                q,
+                &Record::new("t", b"late"),
+                0,
+                4,
+                &o,
+                0,
+                &mut None,
+                &mut reserved
+            ),
+            Err(NotAppended::Evicted)
+        ));
+    }
+
+    #[test]
     fn batches_put_back_go_first_in_their_order() {
         let (a, _) = acc(0, 100);
         let t = a.topic_with("t", 1);
@@ -917,9 +982,18 @@ mod tests {
             Some(Err(ProduceError::DeliveryTimeout { .. })) => {}
             other => panic!("expected a delivery timeout, got {other:?}"),
         }
-        // After abort, appends are refused and queued records end Closed.
+        // After abort, appends are refused and queued records end Closed, and so does a batch
+        // a sink puts back afterwards (nothing would send it any more).
         let other = append(&a, q, &o, b"queued");
+        let in_flight = take(&a, q, Instant::now()).unwrap();
+        let back = append(&a, q, &o, b"later");
         a.abort_all(&ProduceError::Closed);
+        assert_eq!(back.record(0), Some(Err(ProduceError::Closed)));
+        assert!(
+            other.record(0).is_none(),
+            "in flight when the producer closed"
+        );
+        a.put_back(q, vec![in_flight], |_, _| {});
         assert_eq!(other.record(0), Some(Err(ProduceError::Closed)));
         let mut reserved = 1 << 20;
         assert!(matches!(

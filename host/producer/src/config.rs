@@ -402,6 +402,16 @@ impl ProducerConfig {
                 ),
             });
         }
+        if self.batch_size > self.buffer_memory {
+            return Err(ConfigError::Invalid {
+                name: "batch.size".into(),
+                value: self.batch_size.to_string(),
+                reason: format!(
+                    "a batch reserves batch.size bytes of buffer.memory={}",
+                    self.buffer_memory
+                ),
+            });
+        }
         if self.retry_backoff_max < self.retry_backoff {
             self.retry_backoff_max = self.retry_backoff;
         }
@@ -512,6 +522,7 @@ mod tests {
         assert!(cfg(&[("compression.lz4.level", "18")]).is_err());
         assert!(cfg(&[("compression.gzip.level", "0")]).is_err());
         assert!(cfg(&[("metadata.max.idle.ms", "4999")]).is_err());
+        assert!(cfg(&[("batch.size", "2000"), ("buffer.memory", "1000")]).is_err());
     }
 
     #[test]

@@ -274,6 +274,21 @@ impl Core {
         }
     }
 
+    /// The queues of `topic`, asking the cluster about it if needed.
+    async fn queues_for(
+        &self,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<Arc<TopicQueues>, ProduceError> {
+        match self.accumulator.topic(topic) {
+            Some(t) => Ok(t),
+            None => {
+                check_topic(topic)?;
+                self.topic_queues(topic, deadline).await
+            }
+        }
+    }
+
     async fn topic_queues(
         &self,
         topic: &str,
@@ -365,13 +380,7 @@ impl Core {
         }
         // One deadline for everything a send may wait for (metadata, then memory).
         let deadline = Instant::now() + c.max_block;
-        let topic = match self.accumulator.topic(record.topic) {
-            Some(t) => t,
-            None => {
-                check_topic(record.topic)?;
-                self.topic_queues(record.topic, deadline).await?
-            }
-        };
+        let mut topic = self.queues_for(record.topic, deadline).await?;
         self.accumulator.touch(&topic);
         let count = topic.partitions.len() as i32;
         let partition = match (record.partition, record.key) {
@@ -388,7 +397,7 @@ impl Core {
                 topic.partitions[p as usize].rank()
             }),
         };
-        let queue = &topic.partitions[partition as usize];
+        let mut queue = &topic.partitions[partition as usize];
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let id = owner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut callback = callback;
@@ -412,6 +421,15 @@ impl Core {
                     })
                 }
                 Err(NotAppended::Closed) => break Err(ProduceError::Closed),
+                Err(NotAppended::Evicted) => {
+                    // The topic idled out between the lookup and the append: its new queues.
+                    topic = match self.queues_for(record.topic, deadline).await {
+                        Ok(t) => t,
+                        Err(e) => break Err(e),
+                    };
+                    self.accumulator.touch(&topic);
+                    queue = &topic.partitions[(partition as usize).min(topic.partitions.len() - 1)];
+                }
                 Err(NotAppended::NeedMemory(n)) => {
                     match self.reserve(n - reserved, bytes, deadline).await {
                         Ok(()) => reserved = n,
@@ -472,7 +490,9 @@ async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
         let now = Instant::now();
         let next = core.accumulator.expire_all(now, &core.idempotence);
         if now >= next_idle {
-            let gone = core.accumulator.evict_idle(c.metadata_max_idle);
+            let gone = core
+                .accumulator
+                .evict_idle(c.metadata_max_idle, &core.idempotence);
             if !gone.is_empty() {
                 tracing::debug!(topics = gone.len(), "forgot idle topics");
                 core.metadata.forget(&gone);

@@ -77,6 +77,9 @@ struct State {
     local_bumps: bool,
     /// Identities this client bumped itself, newest last (to recognise a refusal).
     bumped: Vec<Identity>,
+    /// Partitions that numbered batches with `current` were forgotten (an idle topic): a new
+    /// partition must not start at sequence 0 under it (the broker may still hold its state).
+    current_forgotten: bool,
     fetching: bool,
     retry_at: Option<Instant>,
     failures: u32,
@@ -123,6 +126,7 @@ impl Idempotence {
                 usable: false,
                 local_bumps: true,
                 bumped: Vec::new(),
+                current_forgotten: false,
                 fetching: false,
                 retry_at: None,
                 failures: 0,
@@ -204,14 +208,21 @@ impl Idempotence {
         if let Some(e) = &st.fatal {
             return Err(NoStamp::Fatal(e.clone()));
         }
+        // A partition with no identity yet starts under the current one, unless forgotten
+        // partitions used it; one with an older identity moves to the current one.
+        let stale = match old {
+            None => st.current_forgotten,
+            Some(id) => Some(id) == st.current,
+        };
         match (st.current, st.usable) {
-            (Some(cur), true) if old != Some(cur) => return Ok(cur),
+            (Some(cur), true) if !stale => return Ok(cur),
             (Some(cur), true) if st.local_bumps && cur.epoch < i16::MAX => {
                 let bumped = Identity {
                     pid: cur.pid,
                     epoch: cur.epoch + 1,
                 };
                 st.current = Some(bumped);
+                st.current_forgotten = false;
                 st.bumped.push(bumped);
                 if st.bumped.len() > 16 {
                     st.bumped.remove(0);
@@ -278,6 +289,17 @@ impl Idempotence {
         }
     }
 
+    /// A partition's queue is forgotten (its topic was idle): if it numbered batches under the
+    /// current identity, new partitions move on from it before numbering.
+    pub(crate) fn forget(&self, seq: &Sequence) {
+        if let Some(id) = seq.identity {
+            let mut st = self.state.lock();
+            if st.current == Some(id) {
+                st.current_forgotten = true;
+            }
+        }
+    }
+
     /// A numbered batch ended without being stored for sure (it expired or failed): its numbers
     /// leave a gap, so the partition renumbers under a newer identity.
     pub(crate) fn dropped(&self, seq: &mut Sequence, stamp: Option<Stamp>) {
@@ -325,6 +347,7 @@ impl Idempotence {
                 }
                 st.current = Some(id);
                 st.usable = true;
+                st.current_forgotten = false;
                 st.failures = 0;
                 st.retry_at = None;
                 st.last_error = None;
@@ -460,6 +483,35 @@ mod tests {
         let mut again = None;
         let st = i.stamp(&mut a, &mut again, 5).unwrap().unwrap();
         assert_eq!((st.identity.epoch, st.base_sequence), (1, 0));
+    }
+
+    #[test]
+    fn a_partition_forgotten_and_made_again_does_not_reuse_its_numbers() {
+        let i = idem();
+        let mut old = Sequence::default();
+        let mut s = None;
+        i.stamp(&mut old, &mut s, 1).unwrap();
+        // Its topic idles out; a new queue for the same partition comes later.
+        i.forget(&old);
+        let mut new = Sequence::default();
+        let mut t = None;
+        let st = i.stamp(&mut new, &mut t, 1).unwrap().unwrap();
+        assert_eq!(
+            (st.identity.epoch, st.base_sequence),
+            (1, 0),
+            "a newer epoch from 0"
+        );
+        // Other new partitions then use it as it is.
+        let mut other = Sequence::default();
+        let mut u = None;
+        assert_eq!(
+            i.stamp(&mut other, &mut u, 1)
+                .unwrap()
+                .unwrap()
+                .identity
+                .epoch,
+            1
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! `batch.size` bytes were sent to it (KIP-794). It must not look at metadata itself: it is
 //! told the partition count and which partitions are available.
 
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 
 use rand::Rng;
 
@@ -57,6 +57,9 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 pub struct StickyPartition {
     current: AtomicI32,
     produced: AtomicUsize,
+    /// The rank the current partition had when it was picked: it is left early only if its
+    /// rank drops below that (a partition picked when nothing was available stays, as KIP-794).
+    picked_rank: AtomicU8,
 }
 
 impl Default for StickyPartition {
@@ -64,6 +67,7 @@ impl Default for StickyPartition {
         StickyPartition {
             current: AtomicI32::new(-1),
             produced: AtomicUsize::new(0),
+            picked_rank: AtomicU8::new(0),
         }
     }
 }
@@ -74,6 +78,7 @@ impl StickyPartition {
         StickyPartition {
             current: AtomicI32::new(partition),
             produced: AtomicUsize::new(0),
+            picked_rank: AtomicU8::new(0),
         }
     }
 
@@ -100,10 +105,11 @@ impl StickyPartition {
         if current < 0
             || current >= partitions
             || produced >= batch_size
-            || rank(current) < RANK_AVAILABLE
+            || rank(current) < self.picked_rank.load(Ordering::Relaxed)
         {
             current = pick(current, partitions, &rank);
             self.current.store(current, Ordering::Relaxed);
+            self.picked_rank.store(rank(current), Ordering::Relaxed);
             self.produced.store(size, Ordering::Relaxed);
         }
         current
@@ -204,10 +210,17 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(s.next(600, 1000, 6, three), 3);
         }
-        // None connected yet: any partition with a leader.
+        // None connected yet: any partition with a leader, and sticky there all the same.
+        let s = StickyPartition::default();
         let led = |p: i32| if p < 2 { RANK_LED } else { 0 };
-        for _ in 0..100 {
-            assert!(s.next(2000, 1000, 6, led) < 2);
+        let first = s.next(100, 1000, 6, led);
+        assert!(first < 2);
+        for _ in 0..8 {
+            assert_eq!(
+                s.next(100, 1000, 6, led),
+                first,
+                "sticky while nothing is available"
+            );
         }
     }
 }

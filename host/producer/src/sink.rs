@@ -129,6 +129,9 @@ struct Timer {
     at: Instant,
     seq: u64,
     queue: Arc<PartitionQueue>,
+    /// A lingering batch's due time (memory pressure makes it due at once), as opposed to a
+    /// retry backoff or a wait for a producer id (which pressure does not shorten).
+    linger: bool,
 }
 
 impl PartialEq for Timer {
@@ -253,6 +256,9 @@ impl Sink {
     async fn run(mut self) {
         let mut shutdown = self.ctx.shutdown.clone();
         let mut addr = self.addr.clone();
+        // The router holds the sender; once it lets go (the broker left the cluster), the sink
+        // only finishes what is in flight.
+        let mut addr_open = true;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -295,7 +301,11 @@ impl Sink {
                         self.ready.signal(&p);
                     }
                 }
-                _ = addr.changed() => {
+                changed = addr.changed(), if addr_open => {
+                    if changed.is_err() {
+                        addr_open = false;
+                        continue;
+                    }
                     // The broker moved: start over on the new address.
                     if !matches!(self.link, Link::Down { .. }) {
                         let e = NetError::Io {
@@ -360,6 +370,9 @@ impl Sink {
                 at(e);
             }
         }
+        if let Some(c) = &self.carry {
+            at(c.batch.created + self.ctx.config.delivery_timeout);
+        }
         if let Link::Down {
             retry_at: Some(retry),
         } = self.link
@@ -376,23 +389,33 @@ impl Sink {
         wake
     }
 
-    fn timer(&mut self, at: Instant, queue: Arc<PartitionQueue>) {
+    fn timer(&mut self, at: Instant, queue: Arc<PartitionQueue>, linger: bool) {
         self.timer_seq += 1;
         self.timers.push(Reverse(Timer {
             at,
             seq: self.timer_seq,
             queue,
+            linger,
         }));
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        let pressure = self.ctx.ledger.under_pressure();
         while let Some(Reverse(t)) = self.timers.peek() {
-            if t.at > now && !pressure {
+            if t.at > now {
                 break;
             }
             let Reverse(t) = self.timers.pop().expect("peeked");
             self.ready.signal(&t.queue);
+        }
+        // A send waits for memory: lingering batches leave now (retries keep their backoff).
+        if self.ctx.ledger.under_pressure() && self.timers.iter().any(|Reverse(t)| t.linger) {
+            let (linger, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
+                .into_iter()
+                .partition(|Reverse(t)| t.linger);
+            self.timers = rest.into_iter().collect();
+            for Reverse(t) in linger {
+                self.ready.signal(&t.queue);
+            }
         }
     }
 
@@ -515,6 +538,8 @@ impl Sink {
                 }
                 let p = self.examine.pop_front().expect("non-empty");
                 if !p.routed_to(&self.ready) {
+                    // It moved: make sure its new sink hears of it.
+                    p.signal();
                     continue;
                 }
                 match self.ctx.accumulator.take(&p, now, &self.ctx.idempotence) {
@@ -530,12 +555,14 @@ impl Sink {
                         size += more;
                         parts.push(sent);
                     }
-                    Take::Later(at) => self.timer(at, p),
+                    Take::Later(at, linger) => self.timer(at, p, linger),
                     Take::Identity(at) => {
                         if let Some(at) = at {
-                            self.timer(at, p.clone());
+                            self.timer(at, p.clone(), false);
                         }
-                        self.waiting.push(p);
+                        if !self.waiting.iter().any(|w| Arc::ptr_eq(w, &p)) {
+                            self.waiting.push(p);
+                        }
                     }
                     Take::Busy | Take::Empty => {}
                 }
@@ -584,7 +611,13 @@ impl Sink {
 
     fn write(&mut self, mut parts: Vec<Sent>, now: Instant) {
         let Link::Up(conn, version) = &mut self.link else {
-            unreachable!("send runs only while up");
+            // Not reachable (send checks the link), but never lose the batches: back they go.
+            for s in parts {
+                self.ctx
+                    .accumulator
+                    .put_back(&s.queue, vec![s.batch], |_, _| {});
+            }
+            return;
         };
         let version = *version;
         let c = &self.ctx.config;
@@ -809,11 +842,19 @@ impl Sink {
             queue, mut batch, ..
         } = s;
         if batch.settle.is_settled() {
-            // Its records already failed (delivery.timeout.ms passed in flight).
-            let stamp = batch.stamp;
-            self.ctx
-                .accumulator
-                .dropped(&queue, stamp, &self.ctx.idempotence);
+            // Its records already failed (delivery.timeout.ms passed in flight): its numbers
+            // leave a gap (and a refused epoch is remembered).
+            let mut stamp = batch.stamp;
+            let idem = self.ctx.idempotence.clone();
+            self.ctx.accumulator.dropped_with(&queue, |seq| {
+                if v == Verdict::Refused {
+                    let kept = stamp;
+                    idem.refused(seq, &mut stamp);
+                    idem.dropped(seq, kept);
+                } else {
+                    idem.dropped(seq, stamp);
+                }
+            });
             return;
         }
         batch.maybe_stored |= failure.maybe_stored;
@@ -895,6 +936,13 @@ impl Sink {
             stamp,
             ..
         } = s;
+        if batch.settle.is_settled() {
+            // Its records already failed (delivery.timeout.ms passed in flight): not again.
+            self.ctx
+                .accumulator
+                .dropped(&queue, stamp, &self.ctx.idempotence);
+            return;
+        }
         let halves = match &batch.body {
             Body::Closed(c) => c.split(level),
             Body::Open(_) => Ok(None),
@@ -955,6 +1003,17 @@ impl Sink {
     /// flight until the answer or the request timeout settles their sequence numbers).
     fn expire_in_flight(&mut self, now: Instant) {
         let timeout = self.ctx.config.delivery_timeout;
+        if self
+            .carry
+            .as_ref()
+            .is_some_and(|c| c.batch.created + timeout <= now)
+        {
+            // Taken but never written (the request was full, then the link went slow or
+            // throttled): it was not stored.
+            let c = self.carry.take().expect("checked");
+            let err = c.batch.expiry(timeout, None);
+            self.fail(c, err);
+        }
         let who = self.who();
         for r in &mut self.in_flight {
             if r.expires.is_none_or(|e| e > now) {
