@@ -9,12 +9,14 @@
 //! cargo bench -p wafka-tests --bench producer
 //! ```
 //!
-//! The broker comes from `wafka_tests::brokers()`: `$WAFKA_TEST_BROKERS` if set,
-//! otherwise a local nisshi started through `scripts/broker` (stopped when the
-//! benchmark exits). One fresh 6-partition topic is created per run and shared
-//! by every phase. The markdown tables go to stdout, progress to stderr. A
-//! default run takes about 2.5 minutes on 2 cores (the plugin tables about
-//! 25 s of it), most of it in the wait-for-ack phases; for a quick look: `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`;
+//! Each round starts a fresh local nisshi (`wafka_tests::LocalBroker`, memory storage, stopped
+//! at the end of the round): nisshi's memory storage slows down as it fills, several times over
+//! after a few million records, which would make later rounds measure the broker's state, not
+//! the clients. `$WAFKA_BENCH_BROKERS` uses one broker for everything instead. Each
+//! (partitions, codec) of the cases gets its own topic and client pair; each round warms up
+//! each client first. The markdown tables go to stdout, progress to stderr. A default run
+//! takes about 5 minutes on 2 cores, most of it in the wait-for-ack phases; for a quick look:
+//! `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`;
 //! for the plugin tables alone: `WAFKA_BENCH_WASM=only`. The plugins are built
 //! first with `scripts/build-guests` (through `wafka_tests::guest`).
 //!
@@ -44,6 +46,10 @@
 //! | `WAFKA_BENCH_WASM` | 1 | `0` skips the plugin tables, `only` runs nothing else |
 //! | `WAFKA_BENCH_WASM_RECORDS` | 100000 | records per plugin-vs-native fire-and-forget phase (the warm-up uses `WAFKA_BENCH_WARMUP`, the rounds `WAFKA_BENCH_ROUNDS`) |
 //! | `WAFKA_BENCH_LATENCY_CALLS` | 2000 | timed calls per latency row (after 50 untimed ones) |
+//! | `WAFKA_BENCH_BROKERS` | unset | a running broker to use for everything; unset, each round (and the plugin tables) gets a fresh local nisshi, since nisshi's memory storage slows down as it fills |
+//! | `WAFKA_BENCH_WIDE_PARTITIONS` | 1000 | partitions of the wide-topic rows (`0` drops them) |
+//! | `WAFKA_BENCH_SLOW` | 1 | `0` skips the slow-broker table (librdkafka's mock cluster) |
+//! | `WAFKA_BENCH_SLOW_RECORDS` | 100000 | records per client in the slow-broker table |
 //! | `WAFKA_BENCH_BROKER_PID` | found | pid of the broker, for the broker CPU column |
 //! | `WAFKA_BROKER_LOG` | `warn` | log level of the broker the benchmark starts (nisshi's `info` level costs it ~170 µs of CPU per record) |
 //! | `RUST_LOG` | `warn` | tracing filter (wafka's logs) |
@@ -509,6 +515,16 @@ struct BrokerProcess {
 impl BrokerProcess {
     /// `$WAFKA_BENCH_BROKER_PID`, or the nisshi that `scripts/broker` started
     /// for `brokers` (its state dir under the temp dir records address and pid).
+    fn with_pid(pid: Option<u32>) -> BrokerProcess {
+        BrokerProcess {
+            pid: std::env::var("WAFKA_BENCH_BROKER_PID")
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+                .or(pid),
+            ..BrokerProcess::find("")
+        }
+    }
+
     fn find(brokers: &str) -> BrokerProcess {
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -645,6 +661,9 @@ struct Bench {
     runtime: tokio::runtime::Runtime,
     brokers: String,
     broker: BrokerProcess,
+    /// The broker of this round (a fresh one per round unless `$WAFKA_BENCH_BROKERS`).
+    own: Option<wafka_tests::LocalBroker>,
+    topics: usize,
     clients: Vec<Client>,
     capacity: usize,
     /// One per (partitions, compression) the cases use; the first is the plugin tables' too.
@@ -688,13 +707,57 @@ impl Bench {
         {
             return i;
         }
-        let topic = wafka_tests::create_topic("bench-producer", partitions);
+        let topic = self.new_topic(partitions);
         self.add_setup(topic, partitions, compression)
     }
 
-    /// The main setup, on `topic` (of `PARTITIONS` partitions, created by the caller).
-    fn setup_with_topic(&mut self, topic: String) -> usize {
-        self.add_setup(topic, PARTITIONS, "none")
+    fn new_topic(&mut self, partitions: i32) -> String {
+        self.topics += 1;
+        let topic = format!("bench-producer-{}-{partitions}", self.topics);
+        wafka_tests::create_topic_named(&self.brokers, &topic, partitions);
+        topic
+    }
+
+    /// A broker for the next measurements: a fresh one (nisshi's memory storage slows down as
+    /// it fills, so each round starts empty) unless `$WAFKA_BENCH_BROKERS` names one; the main
+    /// setup on it, and each client's warm-up (connections, producer ids, metadata, allocator).
+    fn fresh_broker(&mut self, warmup: usize) {
+        self.close_setups();
+        match std::env::var("WAFKA_BENCH_BROKERS") {
+            Ok(fixed) if !fixed.trim().is_empty() => {
+                if self.brokers.is_empty() {
+                    self.brokers = fixed.trim().to_owned();
+                    self.broker = BrokerProcess::find(&self.brokers);
+                }
+            }
+            _ => {
+                self.own = None;
+                let b = wafka_tests::LocalBroker::start("memory");
+                self.brokers = b.addr.clone();
+                self.broker = BrokerProcess::with_pid(b.pid());
+                self.own = Some(b);
+            }
+        }
+        let topic = self.new_topic(PARTITIONS);
+        self.add_setup(topic, PARTITIONS, "none");
+        for client in self.clients.clone() {
+            let fire = Case::new(Mode::FireAndForget, 100, false, warmup);
+            let ack = Case::new(Mode::WaitForAck, 100, false, WARMUP_ACKED);
+            for case in [fire, ack] {
+                if case.records > 0 {
+                    self.phase(client, &case, "warm-up");
+                }
+            }
+        }
+    }
+
+    /// Closes every setup's clients.
+    fn close_setups(&mut self) {
+        for setup in self.setups.drain(..) {
+            if let Some(w) = &setup.wafka {
+                self.runtime.block_on(w.producer.close());
+            }
+        }
     }
 
     fn add_setup(&mut self, topic: String, partitions: i32, compression: &'static str) -> usize {
@@ -2180,9 +2243,6 @@ fn main() {
     // Build the plugins first: a failed build shows at once, and the build does not run
     // during a measurement.
     let probe = (wasm != WasmMode::Skip).then(|| wafka_tests::guest("probe"));
-    let brokers = wafka_tests::brokers();
-    let topic = wafka_tests::create_topic("bench-producer", PARTITIONS);
-    let broker = BrokerProcess::find(&brokers);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -2190,41 +2250,41 @@ fn main() {
 
     let mut bench = Bench {
         runtime,
-        brokers: brokers.clone(),
-        broker,
+        brokers: String::new(),
+        broker: BrokerProcess::with_pid(None),
+        own: None,
+        topics: 0,
         clients: clients.clone(),
         capacity,
         setups: Vec::new(),
     };
-    // The main setup first: the plugin tables use it.
-    bench.setup_with_topic(topic);
     let (_, rdkafka_version) = rdkafka::util::get_rdkafka_version();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
-        "bench: broker {brokers} (pid {}), topic {} ({PARTITIONS} partitions), librdkafka {rdkafka_version}, {} CPUs, load {}",
-        bench
-            .broker
-            .pid
-            .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
-        bench.main().topic,
+        "bench: librdkafka {rdkafka_version}, {} CPUs, load {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
     );
-
-    // Warm-up: connections, producer ids, metadata, allocator, page cache.
-    for &client in &clients {
-        let fire = Case::new(Mode::FireAndForget, 100, false, warmup);
-        let ack = Case::new(Mode::WaitForAck, 100, false, WARMUP_ACKED);
-        for case in [fire, ack] {
-            if case.records > 0 {
-                bench.phase(client, &case, "warm-up");
-            }
-        }
-    }
 
     let mut all: HashMap<(usize, Client), Vec<PhaseResult>> = HashMap::new();
     let started = Instant::now();
     for round in 0..rounds {
+        if cases.is_empty() {
+            break;
+        }
+        bench.fresh_broker(warmup);
+        eprintln!(
+            "bench: round {}/{rounds} on broker {} (pid {})",
+            round + 1,
+            bench.brokers,
+            bench
+                .broker
+                .pid
+                .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+        );
         for (c, case) in cases.iter().enumerate() {
             // Alternate who goes first, so slow drift (other builds on the
             // machine, the broker's growing log) does not favour one client.
@@ -2241,11 +2301,7 @@ fn main() {
     }
     let measured = started.elapsed();
 
-    for setup in &bench.setups {
-        if let Some(w) = &setup.wafka {
-            bench.runtime.block_on(w.producer.close());
-        }
-    }
+    bench.close_setups();
     let slow = if cases.is_empty() || env_usize("WAFKA_BENCH_SLOW", 1) == 0 {
         None
     } else {
@@ -2259,6 +2315,8 @@ fn main() {
     let results: HashMap<(usize, Client), Summary> =
         all.into_iter().map(|(k, v)| (k, summarize(v))).collect();
     let wasm_report = probe.map(|probe| {
+        bench.fresh_broker(0);
+        let brokers = bench.brokers.clone();
         run_wasm(
             &bench,
             &brokers,
