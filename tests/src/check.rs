@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wafka_producer::{Callback, ProduceError, RecordMetadata};
+use wafka_producer::{Callback, ProduceError, Producer, RecordMetadata};
 
 use crate::{consume_all, Consumed};
 
@@ -215,4 +215,42 @@ pub fn check_log(
         }
     }
     log
+}
+
+/// Flushes `p`, bounded: a flush that does not return within `bound` fails the test. Returns
+/// how long it took.
+///
+/// # Panics
+///
+/// When the flush takes longer than `bound`.
+pub async fn flush_within(p: &Producer, bound: Duration) -> Duration {
+    let t = std::time::Instant::now();
+    tokio::time::timeout(bound, p.flush())
+        .await
+        .unwrap_or_else(|_| panic!("flush did not return within {bound:?}"));
+    t.elapsed()
+}
+
+/// [`check_log`] from async code (on a blocking thread).
+///
+/// # Panics
+///
+/// As [`check_log`].
+pub async fn check_log_async(
+    brokers: &str,
+    topic: &str,
+    outcomes: &Outcomes,
+    keys: &[String],
+    per_key: usize,
+    ignore: &'static str,
+) -> Vec<Consumed> {
+    let (b, t, o, k) = (
+        brokers.to_string(),
+        topic.to_string(),
+        outcomes.clone(),
+        keys.to_vec(),
+    );
+    tokio::task::spawn_blocking(move || check_log(&b, &t, &o, &k, per_key, ignore))
+        .await
+        .expect("the check panicked")
 }

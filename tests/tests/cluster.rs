@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use wafka_producer::{OwnerOptions, ProduceError, Producer, Record};
-use wafka_tests::check::{check_log, keyed_value, Outcome, Outcomes};
+use wafka_tests::check::{check_log_async, flush_within, keyed_value, Outcome, Outcomes};
 use wafka_tests::proxy::Action;
 use wafka_tests::{brokers, create_topic, librdkafka_partition, Fault, Proxy};
 
@@ -50,27 +50,7 @@ async fn send_to(p: &Producer, topic: &str, partition: i32, value: &str, outcome
     .expect("queued");
 }
 
-async fn check(topic: &str, outcomes: &Outcomes, keys: &[String], per_key: usize) {
-    let (b, t, o, k) = (
-        brokers(),
-        topic.to_string(),
-        outcomes.clone(),
-        keys.to_vec(),
-    );
-    tokio::task::spawn_blocking(move || check_log(&b, &t, &o, &k, per_key, "warm"))
-        .await
-        .unwrap();
-}
-
 // Partition `p` of a topic is led by virtual broker `p % 3 + 1` unless a test moves it.
-
-async fn flush_within(p: &Producer, bound: Duration) -> Duration {
-    let t = Instant::now();
-    tokio::time::timeout(bound, p.flush())
-        .await
-        .unwrap_or_else(|_| panic!("flush did not return within {bound:?}"));
-    t.elapsed()
-}
 
 /// A broker that accepts connections and never answers (not even ApiVersions) holds up only
 /// its own partitions: the others' records are delivered at once, its records fail after
@@ -135,10 +115,7 @@ async fn a_broker_that_never_answers_does_not_stall_the_others() {
     for (e, _) in outcomes.errors() {
         assert!(e.contains("delivery.timeout.ms=10000"), "{e}");
     }
-    let (b, t, o) = (brokers(), topic.clone(), outcomes.clone());
-    tokio::task::spawn_blocking(move || check_log(&b, &t, &o, &keys, 100, "warm"))
-        .await
-        .unwrap();
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 100, "warm").await;
 }
 
 /// A broker that stops reading: the producer's writes to it back up once the socket buffers are
@@ -239,7 +216,7 @@ async fn records_follow_their_partition_off_a_silent_broker() {
     );
     assert_eq!(outcomes.delivered(), 50, "{:?}", outcomes.errors());
     assert!(t.elapsed() < Duration::from_secs(10));
-    check(&topic, &outcomes, &keys, 50).await;
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 50, "warm").await;
 }
 
 /// A batch that was numbered and then dropped (it expired while its broker could not be
@@ -315,7 +292,15 @@ async fn a_dropped_numbered_batch_does_not_fail_the_records_after_it() {
         // Before the fix they waited for their own delivery.timeout.ms and failed.
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
         // "dropped:0" never reached the broker: the log holds warm:0 and k:0..49 only.
-        check(&topic, &outcomes, &["k".to_string()], 50).await;
+        check_log_async(
+            &brokers(),
+            &topic,
+            &outcomes,
+            &["k".to_string()],
+            50,
+            "warm",
+        )
+        .await;
     }
 }
 
@@ -353,7 +338,7 @@ async fn a_reset_keeps_the_numbers_of_batches_the_broker_may_have_stored() {
     flush_within(&p, Duration::from_secs(20)).await;
     assert_eq!(proxy.script_left(1) + proxy.script_left(2), 0);
     assert_eq!(outcomes.delivered(), 40, "{:?}", outcomes.errors());
-    check(&topic, &outcomes, &keys, 20).await;
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 20, "warm").await;
 }
 
 /// Answers lost after the broker stored the records: the retries carry the same numbers and the
@@ -394,7 +379,7 @@ async fn answers_lost_after_storing_do_not_duplicate() {
         );
     }
     assert_eq!(outcomes.delivered(), 9 * 200, "{:?}", outcomes.errors());
-    check(&topic, &outcomes, &keys, 200).await;
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 200, "warm").await;
 }
 
 /// MESSAGE_TOO_LARGE for a batch of many records: the batch is split and every record goes.
@@ -421,7 +406,7 @@ async fn a_batch_the_broker_finds_too_large_is_split() {
     assert_eq!(proxy.script_left(1), 0, "the broker was asked");
     assert_eq!(outcomes.delivered(), 100, "{:?}", outcomes.errors());
     assert!(p.stats().splits >= 1, "{:?}", p.stats());
-    check(&topic, &outcomes, &keys, 100).await;
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 100, "warm").await;
 
     // A single record the broker finds too large fails with the broker's error.
     proxy.script_produce(1, [Action::Fail(MESSAGE_TOO_LARGE)]);

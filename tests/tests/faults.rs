@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wafka_producer::{ProduceError, Producer, Record};
-use wafka_tests::check::{check_log, keyed_value, Outcome, Outcomes};
+use wafka_tests::check::{check_log_async, flush_within, keyed_value, Outcome, Outcomes};
 use wafka_tests::{consume_exactly, mock_cluster, MockKafka, RDKafkaApiKey, RDKafkaRespErr};
 
 const PARTITIONS: i32 = 4;
@@ -92,27 +92,6 @@ async fn send_all(
     }
 }
 
-/// Flushes, bounded: a flush that does not return within `bound` fails the test.
-async fn flush_within(p: &Producer, bound: Duration) -> Duration {
-    let t = Instant::now();
-    tokio::time::timeout(bound, p.flush())
-        .await
-        .unwrap_or_else(|_| panic!("flush did not return within {bound:?}"));
-    t.elapsed()
-}
-
-async fn check(bootstrap: &str, topic: &str, outcomes: &Outcomes, keys: &[String], per_key: usize) {
-    let (b, t, o, k) = (
-        bootstrap.to_string(),
-        topic.to_string(),
-        outcomes.clone(),
-        keys.to_vec(),
-    );
-    tokio::task::spawn_blocking(move || check_log(&b, &t, &o, &k, per_key, "warm"))
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_retriable_produce_errors_leave_each_record_once_in_order() {
     let topic = "faults-injected";
@@ -138,7 +117,7 @@ async fn injected_retriable_produce_errors_leave_each_record_once_in_order() {
     flush_within(&p, Duration::from_secs(30)).await;
     assert_eq!(outcomes.delivered(), 8 * 200, "{:?}", outcomes.errors());
     assert!(p.stats().retries > 0, "retried: {:?}", p.stats());
-    check(&bootstrap, topic, &outcomes, &keys, 200).await;
+    check_log_async(&bootstrap, topic, &outcomes, &keys, 200, "warm").await;
 }
 
 /// Without idempotence (acks=1) the broker cannot keep a retry from being overtaken; the
@@ -167,7 +146,7 @@ async fn without_idempotence_retries_still_keep_order() {
     flush_within(&p, Duration::from_secs(30)).await;
     assert_eq!(outcomes.delivered(), 8 * 200, "{:?}", outcomes.errors());
     assert!(p.stats().retries > 0);
-    check(&bootstrap, topic, &outcomes, &keys, 200).await;
+    check_log_async(&bootstrap, topic, &outcomes, &keys, 200, "warm").await;
 }
 
 /// Waiting for metadata and waiting for memory share one max.block.ms.
@@ -252,7 +231,7 @@ async fn injected_sequence_errors_renumber_the_batches_the_broker_lost() {
         after.epoch_bumps + after.producer_ids > before.epoch_bumps + before.producer_ids,
         "the lost batches' partitions moved to a new epoch: {after:?}"
     );
-    check(&bootstrap, topic, &outcomes, &keys, 150).await;
+    check_log_async(&bootstrap, topic, &outcomes, &keys, 150, "warm").await;
 
     // A duplicate: its records end as delivered with offset -1 and nothing more.
     mock.request_errors(
@@ -304,7 +283,7 @@ async fn requests_that_time_out_are_retried_without_loss() {
         "each late answer closed the connection: {:?}",
         p.stats()
     );
-    check(&bootstrap, topic, &outcomes, &keys, 100).await;
+    check_log_async(&bootstrap, topic, &outcomes, &keys, 100, "warm").await;
 }
 
 /// The connection drops while several requests wait for their answers.
@@ -334,7 +313,7 @@ async fn connection_drops_with_requests_in_flight() {
         after.connections >= before.connections + 3 && after.retries >= before.retries + 9,
         "three drops, each with several requests waiting: {after:?}"
     );
-    check(&bootstrap, topic, &outcomes, &keys, 100).await;
+    check_log_async(&bootstrap, topic, &outcomes, &keys, 100, "warm").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,7 +340,7 @@ async fn leader_moves_during_a_run() {
     mover.await.unwrap();
     assert_eq!(outcomes.delivered(), 6 * 300, "{:?}", outcomes.errors());
     assert!(p.stats().retries > 0, "leader moves: {:?}", p.stats());
-    check(&bootstrap, topic, &outcomes, &keys, 300).await;
+    check_log_async(&bootstrap, topic, &outcomes, &keys, 300, "warm").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +363,7 @@ async fn broker_down_and_up() {
     flush_within(&p, Duration::from_secs(30)).await;
     restorer.await.unwrap();
     assert_eq!(outcomes.delivered(), 4 * 100, "{:?}", outcomes.errors());
-    check(&bootstrap, topic, &outcomes, &keys, 100).await;
+    check_log_async(&bootstrap, topic, &outcomes, &keys, 100, "warm").await;
 }
 
 /// Records for a broker that stays down longer than delivery.timeout.ms fail with a delivery

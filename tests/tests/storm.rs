@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wafka_producer::{Producer, Record};
-use wafka_tests::check::{check_log, keyed_value, Outcomes};
+use wafka_tests::check::{check_log_async, flush_within, keyed_value, Outcomes};
 use wafka_tests::proxy::Action;
 use wafka_tests::{brokers, create_topic, Fault, LocalBroker, Proxy};
 
@@ -35,24 +35,6 @@ fn producer(proxy: &Proxy, extra: &[(&str, &str)]) -> Producer {
     ];
     props.extend_from_slice(extra);
     Producer::from_properties(props).expect("config")
-}
-
-async fn check(topic: &str, outcomes: &Outcomes, keys: &[String], per_key: usize) {
-    let (b, t, o, k) = (
-        brokers(),
-        topic.to_string(),
-        outcomes.clone(),
-        keys.to_vec(),
-    );
-    tokio::task::spawn_blocking(move || check_log(&b, &t, &o, &k, per_key, ""))
-        .await
-        .unwrap();
-}
-
-async fn flush_within(p: &Producer, bound: Duration) {
-    tokio::time::timeout(bound, p.flush())
-        .await
-        .unwrap_or_else(|_| panic!("flush did not return within {bound:?}"));
 }
 
 /// Answers that come after request.timeout.ms, for requests the broker stored: the connection
@@ -94,7 +76,7 @@ async fn late_answers_to_stored_requests_do_not_duplicate() {
     flush_within(&p, Duration::from_secs(30)).await;
     assert_eq!(outcomes.delivered(), 12 * 300, "{:?}", outcomes.errors());
     assert!(p.stats().retries > 0, "requests timed out: {:?}", p.stats());
-    check(&topic, &outcomes, &keys, 300).await;
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 300, "").await;
 }
 
 /// 100,000 keyed records while brokers drop connections, stall, stop reading, lose answers after
@@ -178,7 +160,7 @@ async fn a_hundred_thousand_records_through_a_storm_of_faults() {
         "{:?}",
         outcomes.errors()
     );
-    check(&topic, &outcomes, &keys, per_key).await;
+    check_log_async(&brokers(), &topic, &outcomes, &keys, per_key, "").await;
 }
 
 /// The broker (sqlite storage) restarts three times while records flow: every record delivered
@@ -233,9 +215,6 @@ async fn broker_restarts_lose_and_double_nothing() {
         "{:?}",
         outcomes.errors()
     );
-    let (o, k, addr) = (outcomes.clone(), keys.clone(), broker.addr.clone());
-    tokio::task::spawn_blocking(move || check_log(&addr, topic, &o, &k, per_key, ""))
-        .await
-        .unwrap();
+    check_log_async(&broker.addr, topic, &outcomes, &keys, per_key, "").await;
     drop(broker);
 }

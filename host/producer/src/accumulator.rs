@@ -765,9 +765,7 @@ fn take_locked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::ConnectOptions;
     use crate::delivery::{BatchAck, Settled};
-    use tokio::sync::watch;
 
     fn acc(linger_ms: u64, batch_size: usize) -> (Accumulator, Arc<Ledger>) {
         let ledger = Ledger::new(1 << 20);
@@ -785,22 +783,7 @@ mod tests {
     }
 
     fn no_idempotence() -> Arc<Idempotence> {
-        let options = ConnectOptions {
-            client_id: "t".into(),
-            setup_timeout: Duration::from_millis(10),
-            request_timeout: Duration::from_millis(10),
-            backoff: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(10),
-        };
-        Idempotence::new(
-            false,
-            false,
-            options,
-            vec![],
-            Duration::from_millis(10),
-            Duration::from_millis(10),
-            watch::channel(false).1,
-        )
+        crate::idempotence::for_tests(false)
     }
 
     fn append(

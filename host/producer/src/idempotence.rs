@@ -402,27 +402,33 @@ impl Idempotence {
     }
 }
 
+/// An idempotence module for unit tests: no broker behind it.
+#[cfg(test)]
+pub(crate) fn for_tests(enabled: bool) -> Arc<Idempotence> {
+    let options = ConnectOptions {
+        client_id: "t".into(),
+        setup_timeout: Duration::from_millis(10),
+        request_timeout: Duration::from_millis(10),
+        backoff: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(10),
+    };
+    Idempotence::new(
+        enabled,
+        false,
+        options,
+        vec![],
+        Duration::from_millis(10),
+        Duration::from_millis(10),
+        watch::channel(false).1,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn idem() -> Arc<Idempotence> {
-        let options = ConnectOptions {
-            client_id: "t".into(),
-            setup_timeout: Duration::from_millis(10),
-            request_timeout: Duration::from_millis(10),
-            backoff: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(10),
-        };
-        let i = Idempotence::new(
-            true,
-            false,
-            options,
-            vec![],
-            Duration::from_millis(10),
-            Duration::from_millis(10),
-            watch::channel(false).1,
-        );
+        let i = for_tests(true);
         {
             let mut st = i.state.lock();
             st.current = Some(Identity { pid: 7, epoch: 0 });

@@ -154,8 +154,8 @@ impl Ord for Timer {
 /// A batch taken for sending, stamped and sealed.
 struct Sent {
     queue: Arc<PartitionQueue>,
+    /// Its `stamp` is the one it went out with.
     batch: ProducerBatch,
-    stamp: Option<Stamp>,
     bytes: bytes::Bytes,
 }
 
@@ -604,7 +604,6 @@ impl Sink {
         Some(Sent {
             queue,
             batch,
-            stamp,
             bytes,
         })
     }
@@ -821,16 +820,20 @@ impl Sink {
     }
 
     fn fail(&mut self, s: Sent, err: ProduceError) {
-        let Sent {
-            queue,
-            mut batch,
-            stamp,
-            ..
-        } = s;
+        self.drop_batch(s.queue, s.batch, err);
+    }
+
+    /// Ends a batch's records with `err`; its numbers, if any, leave a gap.
+    fn drop_batch(
+        &mut self,
+        queue: Arc<PartitionQueue>,
+        mut batch: ProducerBatch,
+        err: ProduceError,
+    ) {
         batch.settle.finish_now(Err(err));
         self.ctx
             .accumulator
-            .dropped(&queue, stamp, &self.ctx.idempotence);
+            .dropped(&queue, batch.stamp, &self.ctx.idempotence);
     }
 
     /// Puts a batch back with a backoff (renumbered if the verdict says so), or fails it when
@@ -874,16 +877,7 @@ impl Sink {
                 timeout: c.delivery_timeout,
                 cause,
             };
-            let stamp = batch.stamp;
-            return self.fail(
-                Sent {
-                    queue,
-                    batch,
-                    stamp,
-                    bytes: bytes::Bytes::new(),
-                },
-                err,
-            );
+            return self.drop_batch(queue, batch, err);
         }
         if batch.attempts >= c.retries {
             let (name, code) = match failure.code {
@@ -897,16 +891,7 @@ impl Sink {
                 partition: queue.partition,
                 message: Some(format!("gave up after retries={}: {cause}", c.retries)),
             };
-            let stamp = batch.stamp;
-            return self.fail(
-                Sent {
-                    queue,
-                    batch,
-                    stamp,
-                    bytes: bytes::Bytes::new(),
-                },
-                err,
-            );
+            return self.drop_batch(queue, batch, err);
         }
         tracing::debug!(topic = %queue.topic, partition = queue.partition, attempt, %cause, "retrying batch");
         self.ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -930,12 +915,8 @@ impl Sink {
     /// again, numbered from where the batch started.
     fn split(&mut self, s: Sent) {
         let level = self.ctx.config.compression_level();
-        let Sent {
-            queue,
-            batch,
-            stamp,
-            ..
-        } = s;
+        let Sent { queue, batch, .. } = s;
+        let stamp = batch.stamp;
         if batch.settle.is_settled() {
             // Its records already failed (delivery.timeout.ms passed in flight): not again.
             self.ctx
@@ -961,15 +942,7 @@ impl Sink {
                     partition: queue.partition,
                     message: Some(format!("the broker refused the batch as too large{why}")),
                 };
-                return self.fail(
-                    Sent {
-                        queue,
-                        batch,
-                        stamp,
-                        bytes: bytes::Bytes::new(),
-                    },
-                    err,
-                );
+                return self.drop_batch(queue, batch, err);
             }
         };
         self.ctx.stats.splits.fetch_add(1, Ordering::Relaxed);
