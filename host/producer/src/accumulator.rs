@@ -317,6 +317,9 @@ pub(crate) struct Accumulator {
     ledger: Arc<Ledger>,
     closed: AtomicBool,
     started: Instant,
+    /// A coarse clock (ms since `started`), moved on by housekeeping: marking a topic used
+    /// costs no clock read per record.
+    coarse_ms: AtomicU64,
 }
 
 impl Accumulator {
@@ -327,6 +330,7 @@ impl Accumulator {
             ledger,
             closed: AtomicBool::new(false),
             started: Instant::now(),
+            coarse_ms: AtomicU64::new(0),
         }
     }
 
@@ -339,11 +343,17 @@ impl Accumulator {
         self.topics.read().get(topic).cloned()
     }
 
-    /// Marks `topic` as used now.
+    /// Marks `topic` as used now (by the coarse clock).
     pub(crate) fn touch(&self, topic: &TopicQueues) {
-        topic
-            .last_used
-            .store(self.millis(Instant::now()), Ordering::Relaxed);
+        let now = self.coarse_ms.load(Ordering::Relaxed);
+        if topic.last_used.load(Ordering::Relaxed) != now {
+            topic.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves the coarse clock on to `now`.
+    pub(crate) fn tick(&self, now: Instant) {
+        self.coarse_ms.store(self.millis(now), Ordering::Relaxed);
     }
 
     /// Every topic's queues.

@@ -82,6 +82,27 @@ impl Drop for Guard {
     }
 }
 
+/// `max.block.ms` from the moment a send first waits, for everything it waits for.
+struct Deadline {
+    max_block: Duration,
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    fn new(max_block: Duration) -> Self {
+        Deadline {
+            max_block,
+            at: None,
+        }
+    }
+
+    fn get(&mut self) -> Instant {
+        *self
+            .at
+            .get_or_insert_with(|| Instant::now() + self.max_block)
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -278,13 +299,13 @@ impl Core {
     async fn queues_for(
         &self,
         topic: &str,
-        deadline: Instant,
+        deadline: &mut Deadline,
     ) -> Result<Arc<TopicQueues>, ProduceError> {
         match self.accumulator.topic(topic) {
             Some(t) => Ok(t),
             None => {
                 check_topic(topic)?;
-                self.topic_queues(topic, deadline).await
+                self.topic_queues(topic, deadline.get()).await
             }
         }
     }
@@ -378,9 +399,10 @@ impl Core {
                 });
             }
         }
-        // One deadline for everything a send may wait for (metadata, then memory).
-        let deadline = Instant::now() + c.max_block;
-        let mut topic = self.queues_for(record.topic, deadline).await?;
+        // One deadline for everything a send may wait for (metadata, then memory), set when it
+        // first waits.
+        let mut deadline = Deadline::new(c.max_block);
+        let mut topic = self.queues_for(record.topic, &mut deadline).await?;
         self.accumulator.touch(&topic);
         let count = topic.partitions.len() as i32;
         let partition = match (record.partition, record.key) {
@@ -423,7 +445,7 @@ impl Core {
                 Err(NotAppended::Closed) => break Err(ProduceError::Closed),
                 Err(NotAppended::Evicted) => {
                     // The topic idled out between the lookup and the append: its new queues.
-                    topic = match self.queues_for(record.topic, deadline).await {
+                    topic = match self.queues_for(record.topic, &mut deadline).await {
                         Ok(t) => t,
                         Err(e) => break Err(e),
                     };
@@ -431,7 +453,7 @@ impl Core {
                     queue = &topic.partitions[(partition as usize).min(topic.partitions.len() - 1)];
                 }
                 Err(NotAppended::NeedMemory(n)) => {
-                    match self.reserve(n - reserved, bytes, deadline).await {
+                    match self.reserve(n - reserved, bytes, &mut deadline).await {
                         Ok(()) => reserved = n,
                         Err(e) => break Err(e),
                     }
@@ -450,7 +472,7 @@ impl Core {
         &self,
         n: usize,
         record: usize,
-        deadline: Instant,
+        deadline: &mut Deadline,
     ) -> Result<(), ProduceError> {
         let memory = &self.ledger.memory;
         let n32 = u32::try_from(n).unwrap_or(u32::MAX);
@@ -462,6 +484,7 @@ impl Core {
             Err(tokio::sync::TryAcquireError::Closed) => return Err(ProduceError::Closed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {}
         }
+        let deadline = deadline.get();
         let _pressure = self.ledger.pressure_guard();
         self.routing.wake_all();
         match tokio::time::timeout_at(deadline.into(), memory.acquire_many(n32)).await {
@@ -488,6 +511,7 @@ async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
     let mut next_idle = Instant::now() + idle_every;
     loop {
         let now = Instant::now();
+        core.accumulator.tick(now);
         let next = core.accumulator.expire_all(now, &core.idempotence);
         if now >= next_idle {
             let gone = core
