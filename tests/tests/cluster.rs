@@ -737,6 +737,48 @@ async fn a_silent_bootstrap_server_is_passed_over() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
+/// Connections that break under a sink with work queued (the broker closes them when a Produce
+/// request arrives): the sink backs off, reconnects and delivers; it does not spin on its
+/// batches while its link is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_break_under_load_are_reconnected() {
+    let topic = create_topic("breaks", 4);
+    let proxy = Proxy::start(&brokers(), 1);
+    let p = producer(
+        &proxy,
+        &[
+            ("max.request.size", "20000"),
+            ("batch.size", "16000"),
+            ("linger.ms", "0"),
+            ("reconnect.backoff.ms", "20"),
+        ],
+    );
+    p.send(&Record::new(&topic, b"warm"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    proxy.script_produce(1, [Action::DropBefore; 20]);
+    let outcomes = Outcomes::default();
+    let value = [b'x'; 300];
+    for i in 0..3000 {
+        let key = format!("k{i}");
+        p.send_with_callback(
+            &Record::new(&topic, &value).key(key.as_bytes()),
+            outcomes.callback(key.clone()),
+        )
+        .await
+        .unwrap();
+        if i % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 3000, "{:?}", outcomes.errors());
+    assert_eq!(proxy.script_left(1), 0);
+    assert!(p.stats().connections >= 10, "{:?}", p.stats());
+}
+
 /// A Produce request never exceeds max.request.size, whatever the batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_stay_within_max_request_size() {

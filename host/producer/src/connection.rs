@@ -315,6 +315,26 @@ impl Connection {
     }
 }
 
+#[cfg(test)]
+impl Connection {
+    /// A connection whose writer and reader are gone (as after the broker reset it): every
+    /// send fails.
+    pub(crate) fn gone_for_tests(addr: &str) -> Connection {
+        let (writes, _) = mpsc::unbounded_channel();
+        let (_, events) = mpsc::channel(1);
+        let task = || tokio::spawn(async {}).abort_handle();
+        Connection {
+            addr: addr.to_string(),
+            client_id: StrBytes::from_static_str("t"),
+            versions: HashMap::new(),
+            next_correlation: 0,
+            writes,
+            events,
+            tasks: [task(), task()],
+        }
+    }
+}
+
 async fn write_requests(
     mut w: OwnedWriteHalf,
     addr: String,

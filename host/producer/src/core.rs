@@ -404,21 +404,7 @@ impl Core {
         let mut deadline = Deadline::new(c.max_block);
         let mut topic = self.queues_for(record.topic, &mut deadline).await?;
         self.accumulator.touch(&topic);
-        let count = topic.partitions.len() as i32;
-        let partition = match (record.partition, record.key) {
-            (Some(p), _) if p < 0 || p >= count => {
-                return Err(ProduceError::InvalidPartition {
-                    topic: record.topic.to_string(),
-                    partition: p,
-                    count,
-                })
-            }
-            (Some(p), _) => p,
-            (None, Some(key)) if !c.partitioner_ignore_keys => partition_for_key(key, count),
-            (None, _) => topic.sticky.next(bytes, c.batch_size, count, |p| {
-                topic.partitions[p as usize].rank()
-            }),
-        };
+        let mut partition = self.partition_for(&topic, record, bytes)?;
         let mut queue = &topic.partitions[partition as usize];
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let id = owner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -450,7 +436,11 @@ impl Core {
                         Err(e) => break Err(e),
                     };
                     self.accumulator.touch(&topic);
-                    queue = &topic.partitions[(partition as usize).min(topic.partitions.len() - 1)];
+                    partition = match self.partition_for(&topic, record, bytes) {
+                        Ok(p) => p,
+                        Err(e) => break Err(e),
+                    };
+                    queue = &topic.partitions[partition as usize];
                 }
                 Err(NotAppended::NeedMemory(n)) => {
                     match self.reserve(n - reserved, bytes, &mut deadline).await {
@@ -464,6 +454,31 @@ impl Core {
             self.ledger.memory.add_permits(reserved);
         }
         result
+    }
+
+    /// The partition `record` goes to among `topic`'s partitions.
+    fn partition_for(
+        &self,
+        topic: &TopicQueues,
+        record: &Record<'_>,
+        bytes: usize,
+    ) -> Result<i32, ProduceError> {
+        let c = &self.config;
+        let count = topic.partitions.len() as i32;
+        Ok(match (record.partition, record.key) {
+            (Some(p), _) if p < 0 || p >= count => {
+                return Err(ProduceError::InvalidPartition {
+                    topic: record.topic.to_string(),
+                    partition: p,
+                    count,
+                })
+            }
+            (Some(p), _) => p,
+            (None, Some(key)) if !c.partitioner_ignore_keys => partition_for_key(key, count),
+            (None, _) => topic.sticky.next(bytes, c.batch_size, count, |p| {
+                topic.partitions[p as usize].rank()
+            }),
+        })
     }
 
     /// Takes `n` bytes of `buffer.memory` for a new batch, waiting until `deadline` if it is
@@ -514,9 +529,12 @@ async fn housekeeping(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
         core.accumulator.tick(now);
         let next = core.accumulator.expire_all(now, &core.idempotence);
         if now >= next_idle {
-            let gone = core
+            let mut gone = core
                 .accumulator
                 .evict_idle(c.metadata_max_idle, &core.idempotence);
+            // A send may have brought one back meanwhile: it stays asked for (the router also
+            // asks again for any topic with queues).
+            gone.retain(|t| core.accumulator.topic(t).is_none());
             if !gone.is_empty() {
                 tracing::debug!(topics = gone.len(), "forgot idle topics");
                 core.metadata.forget(&gone);

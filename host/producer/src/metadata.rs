@@ -150,6 +150,16 @@ impl Metadata {
         self.last_error.lock().clone()
     }
 
+    /// Asks about `topic` in the next requests (if it is not asked about already).
+    pub(crate) fn want(&self, topic: &Arc<str>) {
+        let mut wanted = self.wanted.lock();
+        if !wanted.contains_key(topic) {
+            wanted.insert(topic.clone(), Instant::now());
+            drop(wanted);
+            self.request_refresh();
+        }
+    }
+
     /// Stops asking about `topics` (nobody sends to them any more).
     pub(crate) fn forget(&self, topics: &[Arc<str>]) {
         let mut wanted = self.wanted.lock();

@@ -95,6 +95,12 @@ impl Routing {
             .set_known_brokers(cluster.broker_addrs());
         for t in self.ctx.accumulator.topics() {
             let t = match cluster.topics.get(&t.name) {
+                // Not in this answer (e.g. it was forgotten as idle while a send brought it
+                // back): keep its routes, and ask about it again.
+                None => {
+                    self.ctx.metadata.want(&t.name);
+                    continue;
+                }
                 Some(TopicMetadata::Ok { leaders }) if leaders.len() > t.partitions.len() => {
                     tracing::info!(
                         topic = %t.name,

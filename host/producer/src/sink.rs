@@ -520,7 +520,11 @@ impl Sink {
     fn send(&mut self, now: Instant) {
         let max_in_flight = self.ctx.config.max_in_flight.max(1);
         let max_size = self.ctx.config.max_request_size;
-        while self.in_flight.len() < max_in_flight && self.throttled_until.is_none_or(|t| t <= now)
+        // Only while up: a write that fails takes the link down (and puts its batches back),
+        // and must end the loop, not spin on them.
+        while matches!(self.link, Link::Up(..))
+            && self.in_flight.len() < max_in_flight
+            && self.throttled_until.is_none_or(|t| t <= now)
         {
             // Room for the request's own fields besides the batches.
             let mut size = 128usize;
@@ -1038,6 +1042,107 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accumulator::{AccumulatorConfig, NotAppended};
+    use crate::ledger::OwnerAccount;
+    use crate::record::Record;
+
+    /// A sink whose connection broke under it (writes fail) with batches of two partitions
+    /// waiting: `send` stops, the batches go back to their queues, the link goes down; it does
+    /// not spin on them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_to_a_broken_connection_ends_the_round_and_puts_batches_back() {
+        let mut config = ProducerConfig::new();
+        config.max_request_size = 300;
+        config.linger = Duration::ZERO;
+        let ledger = Ledger::new(1 << 20);
+        let accumulator = Arc::new(Accumulator::new(
+            AccumulatorConfig {
+                batch_size: 200,
+                linger: Duration::ZERO,
+                delivery_timeout: Duration::from_secs(120),
+            },
+            ledger.clone(),
+        ));
+        let connect = ConnectOptions {
+            client_id: "t".into(),
+            setup_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(1),
+        };
+        let ctx = Arc::new(SinkContext {
+            config: Arc::new(config),
+            accumulator: accumulator.clone(),
+            ledger: ledger.clone(),
+            idempotence: crate::idempotence::for_tests(false),
+            metadata: Arc::new(Metadata::default()),
+            stats: Arc::new(SinkStats::default()),
+            connect: connect.clone(),
+            shutdown: watch::channel(false).1,
+        });
+        let ready = ReadyList::new(1, Duration::ZERO);
+        let topic = accumulator.topic_with("t", 2);
+        let owner = OwnerAccount::new("o".into(), None, false);
+        let mut outcomes = Vec::new();
+        for q in &topic.partitions {
+            q.set_route(Some(ready.clone()));
+            for v in [[1u8; 150], [2u8; 150]] {
+                // Memory as if reserved (the test does not count it).
+                let mut reserved = 1 << 20;
+                match accumulator.append(
+                    q,
+                    &Record::new("t", &v),
+                    0,
+                    150,
+                    &owner,
+                    0,
+                    &mut None,
+                    &mut reserved,
+                ) {
+                    Ok((o, _)) => outcomes.push(o),
+                    Err(
+                        NotAppended::NeedMemory(_) | NotAppended::Closed | NotAppended::Evicted,
+                    ) => {
+                        panic!("append")
+                    }
+                }
+            }
+        }
+        let (_addr_tx, addr) = watch::channel("127.0.0.1:1".to_string());
+        let mut sink = Sink {
+            identity: ctx.idempotence.subscribe(),
+            codec: Codec::new(ctx.config.compression, None),
+            ctx,
+            ready: ready.clone(),
+            addr,
+            link: Link::Up(Connection::gone_for_tests("127.0.0.1:1"), 9),
+            failures: 0,
+            examine: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            waiting: Vec::new(),
+            in_flight: VecDeque::new(),
+            carry: None,
+            throttled_until: None,
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            sink.send(Instant::now());
+            let _ = done_tx.send(sink);
+        });
+        let sink = done_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("send returned (it spun on the batches)");
+        assert!(matches!(sink.link, Link::Down { .. }));
+        assert!(sink.in_flight.is_empty() && sink.carry.is_none());
+        assert!(
+            outcomes.iter().all(|o| !o.is_done()),
+            "nothing lost or failed"
+        );
+        for q in &topic.partitions {
+            assert!(q.busy(), "the batches are back in their queue");
+        }
+    }
 
     #[test]
     fn verdicts_follow_the_java_client() {
