@@ -4,11 +4,9 @@
 //! `wafka run` runs a plugin over input lines. Without `-b`, both start a local broker through
 //! the project's `scripts/broker`.
 
-mod local_broker;
-mod plugin_args;
-mod produce;
-mod run;
-mod try_plugin;
+mod cli;
+
+use cli::{produce, run, test};
 
 use clap::{Parser, Subcommand};
 
@@ -30,7 +28,7 @@ enum Command {
     /// Run a plugin: each input line is an event for its `handle`; it publishes through wafka.
     Run(run::RunArgs),
     /// Run a plugin without a broker and print the records it would publish (JSON lines).
-    Test(try_plugin::TestArgs),
+    Test(test::TestArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,7 +53,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Produce(args) => produce::run(args).await,
             Command::Run(args) => run::run(args).await,
-            Command::Test(args) => try_plugin::run(args).await,
+            Command::Test(args) => test::run(args).await,
         }
     });
     match result {

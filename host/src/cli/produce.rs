@@ -63,9 +63,9 @@ pub async fn run(args: ProduceArgs) -> Result<ExitCode> {
         Some(b) => b.clone(),
         None if config.is_explicit("bootstrap.servers") => config.bootstrap_servers.join(","),
         None => {
-            let addr = tokio::task::spawn_blocking(crate::local_broker::start).await??;
+            let addr = tokio::task::spawn_blocking(crate::cli::local_broker::start).await??;
             let (a, t, n) = (addr.clone(), args.topic.clone(), args.partitions);
-            tokio::task::spawn_blocking(move || crate::local_broker::create_topic(&a, &t, n))
+            tokio::task::spawn_blocking(move || crate::cli::local_broker::create_topic(&a, &t, n))
                 .await??;
             eprintln!(
                 "wafka: local broker at {addr}, topic `{}` with {n} partitions",

@@ -13,13 +13,13 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::acl::TopicAcl;
-use crate::bindings;
-use crate::capture::{Capture, CapturedRecord};
-use crate::limits::Limits;
-use crate::linker::Target;
-use crate::linker::{self, PublishFn};
-use crate::output::{PluginLog, Stream};
+use crate::runtime::acl::TopicAcl;
+use crate::runtime::bindings;
+use crate::runtime::capture::{Capture, CapturedRecord};
+use crate::runtime::limits::Limits;
+use crate::runtime::linker::Target;
+use crate::runtime::linker::{self, PublishFn};
+use crate::runtime::output::{PluginLog, Stream};
 
 /// Who decides whether `publish` waits for the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,7 +170,7 @@ pub struct Plugin {
     pub(crate) acl: Arc<TopicAcl>,
     pub(crate) engine: wasmtime::Engine,
     pub(crate) pre: bindings::PluginPre<PluginState>,
-    pub(crate) load: crate::engine::LoadInfo,
+    pub(crate) load: crate::runtime::engine::LoadInfo,
     pub(crate) target: Target,
 }
 
@@ -189,7 +189,7 @@ impl Plugin {
     }
 
     /// How long loading took and whether the compiled code came from the cache.
-    pub fn load_info(&self) -> crate::engine::LoadInfo {
+    pub fn load_info(&self) -> crate::runtime::engine::LoadInfo {
         self.load
     }
 

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, Linker};
 
-use crate::bindings;
-use crate::cache::ComponentCache;
-use crate::limits::EPOCH_TICK;
-use crate::linker::{plugin_linker, Target};
-use crate::plugin::{Autoflush, Plugin, PluginOptions, PluginState};
+use crate::runtime::bindings;
+use crate::runtime::cache::ComponentCache;
+use crate::runtime::limits::EPOCH_TICK;
+use crate::runtime::linker::{plugin_linker, Target};
+use crate::runtime::plugin::{Autoflush, Plugin, PluginOptions, PluginState};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -63,7 +63,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         Some(b) => b.clone(),
         None if external => config.bootstrap_servers.join(","),
         None => {
-            let addr = tokio::task::spawn_blocking(crate::local_broker::start).await??;
+            let addr = tokio::task::spawn_blocking(crate::cli::local_broker::start).await??;
             for t in &args.create_topics {
                 let (name, partitions) = match t.split_once(':') {
                     Some((n, p)) => (
@@ -75,7 +75,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
                 };
                 let a = addr.clone();
                 tokio::task::spawn_blocking(move || {
-                    crate::local_broker::create_topic(&a, &name, partitions)
+                    crate::cli::local_broker::create_topic(&a, &name, partitions)
                 })
                 .await??;
             }
@@ -85,9 +85,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     config.set("bootstrap.servers", &brokers)?;
     config.validate()?;
-    let plugin_config = crate::plugin_args::config_pairs(&args.config)?;
+    let plugin_config = crate::cli::plugin_args::config_pairs(&args.config)?;
 
-    let name = crate::plugin_args::plugin_name(&args.plugin);
+    let name = crate::cli::plugin_args::plugin_name(&args.plugin);
     let mut options = PluginOptions::new(&name);
     options.autoflush = args.autoflush;
     options.limits = Limits {
@@ -117,7 +117,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut instance = plugin.instantiate(&producer).await?;
     instance.init(&plugin_config).await?;
 
-    let input = crate::plugin_args::events(args.input.as_ref())?;
+    let input = crate::cli::plugin_args::events(args.input.as_ref())?;
     let mut trapped: Option<PluginError> = None;
     let mut shown_errors = 0;
     let mut next_progress = Instant::now() + Duration::from_secs(2);

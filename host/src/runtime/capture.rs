@@ -11,9 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use wafka_producer::partitioner::partition_for_key;
 use wasmtime::StoreContextMut;
 
-use crate::bindings::{DeliveryReport, ProduceError as GuestError, Receipt};
-use crate::plugin::{PluginState, Sink};
-use crate::publish::{check_call_time, GuestMessage, PublishResult};
+use crate::runtime::bindings::{DeliveryReport, ProduceError as GuestError, Receipt};
+use crate::runtime::plugin::{PluginState, Sink};
+use crate::runtime::publish::{check_call_time, GuestMessage, PublishResult};
 
 /// One record a plugin published in test mode.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,9 +16,9 @@ use std::pin::Pin;
 use wasmtime::component::Linker;
 use wasmtime::StoreContextMut;
 
-use crate::bindings::ProduceError as GuestError;
-use crate::plugin::{Autoflush, PluginState};
-use crate::publish::{self, GuestMessage, PublishResult};
+use crate::runtime::bindings::ProduceError as GuestError;
+use crate::runtime::plugin::{Autoflush, PluginState};
+use crate::runtime::publish::{self, GuestMessage, PublishResult};
 
 /// The instance name of the producer interface in the component model.
 const PRODUCER: &str = "wafka:producer/producer@0.1.0";
@@ -64,10 +64,13 @@ pub(crate) fn plugin_linker(
     match (target, policy) {
         (Target::Capture, _) => {
             producer.func_wrap("publish", |store, (msg,): (GuestMessage,)| {
-                crate::capture::publish(store, msg)
+                crate::runtime::capture::publish(store, msg)
             })?;
             producer.func_wrap("take-reports", |mut store, (max,): (u32,)| {
-                Ok((crate::capture::take_reports(store.data_mut(), max)?,))
+                Ok((crate::runtime::capture::take_reports(
+                    store.data_mut(),
+                    max,
+                )?,))
             })?;
         }
         (Target::Kafka, Autoflush::Off) => producer

@@ -13,8 +13,8 @@ use wafka_producer::{Delivery, Header, ProduceError, Record};
 use wasmtime::component::{ComponentType, Lift, WasmList, WasmStr};
 use wasmtime::StoreContextMut;
 
-use crate::bindings::{BrokerError, DeliveryReport, ProduceError as GuestError, Receipt};
-use crate::plugin::{PluginState, Sink};
+use crate::runtime::bindings::{BrokerError, DeliveryReport, ProduceError as GuestError, Receipt};
+use crate::runtime::plugin::{PluginState, Sink};
 
 /// `wafka:producer/types.header`, lifted without copying out of guest memory.
 #[derive(ComponentType, Lift)]

@@ -33,8 +33,8 @@ pub struct TestArgs {
 }
 
 pub async fn run(args: TestArgs) -> Result<ExitCode> {
-    let config = crate::plugin_args::config_pairs(&args.config)?;
-    let name = crate::plugin_args::plugin_name(&args.plugin);
+    let config = crate::cli::plugin_args::config_pairs(&args.config)?;
+    let name = crate::cli::plugin_args::plugin_name(&args.plugin);
     let mut options = PluginOptions::new(&name);
     options.autoflush = args.autoflush;
     options.acl = TopicAcl::new(&args.allow_topics);
@@ -48,7 +48,7 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
     let plugin = engine.load_for_test(&bytes, options)?;
     let mut instance = plugin.instantiate_capture(args.partitions).await?;
     instance.init(&config).await?;
-    let input = crate::plugin_args::events(args.input.as_ref())?;
+    let input = crate::cli::plugin_args::events(args.input.as_ref())?;
     let mut out = std::io::stdout().lock();
     let mut trapped = false;
     for (n, line) in input.split(b'\n').enumerate() {
