@@ -67,12 +67,24 @@ pub fn brokers() -> String {
         .clone()
 }
 
+/// The repository's root: the nearest folder above the running test's package (cargo sets
+/// `CARGO_MANIFEST_DIR` at run time) that has `scripts/broker`. Not this crate's compile-time
+/// path: two checkouts sharing a CARGO_TARGET_DIR share this compiled crate, and its baked-in
+/// path may be the other checkout's.
+pub fn repo_root() -> PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package
+        .ancestors()
+        .find(|dir| dir.join("scripts").join("broker").is_file())
+        .unwrap_or(&package)
+        .to_path_buf()
+}
+
 /// Path of `scripts/broker` in this repository.
 pub fn broker_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("scripts")
-        .join("broker")
+    repo_root().join("scripts").join("broker")
 }
 
 fn start_broker() -> String {
@@ -539,7 +551,7 @@ pub fn librdkafka_partition(key: &[u8], partitions: i32) -> i32 {
 /// If the build fails.
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo_root();
     BUILT.get_or_init(|| {
         // scripts/test builds every guest before the tests start.
         if std::env::var_os("WAFKA_GUESTS_BUILT").is_some() {

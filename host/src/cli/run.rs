@@ -39,9 +39,12 @@ pub struct RunArgs {
     /// Memory limit of the plugin instance, in MiB.
     #[arg(long, default_value_t = 64)]
     max_memory_mb: usize,
-    /// CPU time the plugin may run without returning to the host, in ms.
+    /// CPU time one call into the plugin may spend running its own code, in ms.
     #[arg(long, default_value_t = 5000)]
     max_cpu_ms: u64,
+    /// Wall time one call into the plugin may take, host calls and sleeps included, in ms.
+    #[arg(long, default_value_t = 10000)]
+    max_call_ms: u64,
     /// Do not use (or fill) the compile cache in ${WAFKA_CACHE:-~/.cache/wafka}/components.
     #[arg(long)]
     no_cache: bool,
@@ -93,7 +96,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     options.limits = Limits {
         memory_bytes: args.max_memory_mb << 20,
         cpu_time: Duration::from_millis(args.max_cpu_ms),
-        ..Limits::default()
+        call_time: Duration::from_millis(args.max_call_ms),
     };
     options.acl = TopicAcl::new(&args.allow_topics);
     let mut engine = Engine::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;

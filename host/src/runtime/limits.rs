@@ -15,10 +15,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Limits {
     /// Most linear memory an instance may grow to, in bytes (all its memories together).
     pub memory_bytes: usize,
-    /// Most time the plugin may run without returning to the host (a `handle` or `init` call,
-    /// or the stretch between two host calls). A plugin that loops is stopped with a trap.
+    /// Most time one call into the plugin (`init`, `handle`, instantiation) may spend running
+    /// its own code, counted in epoch ticks while it runs; host calls do not refill it. A
+    /// plugin that loops is stopped with a trap. While it runs it yields its thread every tick.
     pub cpu_time: Duration,
-    /// Most wall time one `handle` or `init` call may take, host calls included.
+    /// Most wall time one call into the plugin may take, host calls and sleeps included. An
+    /// instance that overruns it is discarded.
     pub call_time: Duration,
 }
 
@@ -27,7 +29,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             cpu_time: Duration::from_secs(5),
-            call_time: Duration::from_secs(150),
+            call_time: Duration::from_secs(10),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use wafka_producer::{Owner, OwnerOptions, ProduceError, Producer};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, Trap};
+use wasmtime::{Store, StoreLimits, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::runtime::acl::TopicAcl;
@@ -116,8 +116,16 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
-    /// The instance trapped earlier and takes no more calls.
-    #[error("plugin `{0}` was stopped by an earlier trap")]
+    /// The call ran longer than the plugin's wall-time limit. The instance is gone.
+    #[error("plugin `{plugin}` ran longer than its wall-time limit of {limit_ms} ms")]
+    TimedOut {
+        /// Plugin name.
+        plugin: String,
+        /// The limit, in milliseconds.
+        limit_ms: u128,
+    },
+    /// The instance trapped or timed out earlier and takes no more calls.
+    #[error("plugin `{0}` was stopped by an earlier trap or timeout")]
     Stopped(String),
 }
 
@@ -133,6 +141,8 @@ pub struct PluginState {
     /// The publish path in use under `Autoflush::Guest` (ignored under fixed policies).
     pub(crate) publish: PublishFn,
     pub(crate) call_deadline: Instant,
+    /// Epoch ticks the current call has run its own code for (its CPU budget's use).
+    cpu_ticks_used: u64,
     pub(crate) stats: PluginStats,
 }
 
@@ -245,20 +255,40 @@ impl Plugin {
             acl: self.acl.clone(),
             publish: linker::buffered,
             call_deadline: Instant::now() + limits.call_time,
+            cpu_ticks_used: 0,
             stats: PluginStats::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.store_limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(limits.cpu_ticks());
-        let bindings =
-            self.pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| PluginError::Instantiate {
+        // Every epoch tick the plugin's code runs, it yields its thread (a spinning plugin
+        // shares it) and uses one tick of its call's CPU budget; at the end of the budget, a
+        // trap. The budget is set per call and host calls do not refill it.
+        store.epoch_deadline_callback(|mut ctx| {
+            let st = ctx.data_mut();
+            st.cpu_ticks_used += 1;
+            if st.cpu_ticks_used >= st.limits.cpu_ticks() {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        let instantiate = self.pre.instantiate_async(&mut store);
+        let bindings = match tokio::time::timeout(limits.call_time, instantiate).await {
+            Ok(r) => r.map_err(|e| PluginError::Instantiate {
+                plugin: name.to_string(),
+                reason: describe(&e, &limits),
+            })?,
+            Err(_) => {
+                return Err(PluginError::Instantiate {
                     plugin: name.to_string(),
-                    reason: describe(&e, &limits),
-                })?;
+                    reason: format!(
+                        "it ran longer than its wall-time limit of {} ms",
+                        limits.call_time.as_millis()
+                    ),
+                })
+            }
+        };
         Ok(PluginInstance {
             store,
             bindings,
@@ -298,14 +328,27 @@ impl PluginInstance {
         self.store.data().stats
     }
 
-    fn arm(&mut self) -> Result<(), PluginError> {
+    /// Gets the instance ready for a call: a fresh CPU budget and wall-time deadline. Returns
+    /// the wall-time limit.
+    fn arm(&mut self) -> Result<std::time::Duration, PluginError> {
         if self.stopped {
             return Err(PluginError::Stopped(self.name().to_string()));
         }
         let limits = self.store.data().limits;
-        self.store.data_mut().call_deadline = Instant::now() + limits.call_time;
-        self.store.set_epoch_deadline(limits.cpu_ticks());
-        Ok(())
+        let st = self.store.data_mut();
+        st.call_deadline = Instant::now() + limits.call_time;
+        st.cpu_ticks_used = 0;
+        self.store.set_epoch_deadline(1);
+        Ok(limits.call_time)
+    }
+
+    /// The call overran its wall-time limit (its future was dropped): the instance is gone.
+    fn timed_out(&mut self, limit: std::time::Duration) -> PluginError {
+        self.stopped = true;
+        PluginError::TimedOut {
+            plugin: self.name().to_string(),
+            limit_ms: limit.as_millis(),
+        }
     }
 
     fn settle(&mut self, r: wasmtime::Result<Result<(), String>>) -> Result<(), PluginError> {
@@ -328,15 +371,27 @@ impl PluginInstance {
 
     /// Calls the plugin's `init` with its configuration.
     pub async fn init(&mut self, config: &[(String, String)]) -> Result<(), PluginError> {
-        self.arm()?;
-        let r = self.bindings.call_init(&mut self.store, config).await;
-        self.settle(r)
+        let limit = self.arm()?;
+        let call = self.bindings.call_init(&mut self.store, config);
+        match tokio::time::timeout(limit, call).await {
+            Ok(r) => self.settle(r),
+            Err(_) => Err(self.timed_out(limit)),
+        }
     }
 
     /// Calls the plugin's `handle` with one event.
     pub async fn handle(&mut self, event: &[u8]) -> Result<(), PluginError> {
-        self.arm()?;
-        let r = self.bindings.call_handle(&mut self.store, event).await;
+        let limit = self.arm()?;
+        let call = self.bindings.call_handle(&mut self.store, event);
+        let r = match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                let stats = &mut self.store.data_mut().stats;
+                stats.events += 1;
+                stats.failed_events += 1;
+                return Err(self.timed_out(limit));
+            }
+        };
         let stats = &mut self.store.data_mut().stats;
         stats.events += 1;
         if !matches!(r, Ok(Ok(()))) {
@@ -355,9 +410,31 @@ impl PluginInstance {
     }
 }
 
+/// Whether the trap's wasm backtrace is one function calling itself over and over.
+fn deep_recursion(e: &wasmtime::Error) -> bool {
+    let Some(bt) = e.downcast_ref::<WasmBacktrace>() else {
+        return false;
+    };
+    // The innermost frame may be a helper (memset filling the frame), so count the most
+    // repeated function rather than the top one; the backtrace may be cut short (20 frames were seen).
+    let mut counts = std::collections::HashMap::new();
+    bt.frames().iter().any(|f| {
+        let n = counts
+            .entry((f.module().name().map(str::to_owned), f.func_index()))
+            .or_insert(0u32);
+        *n += 1;
+        *n >= 16
+    })
+}
+
 /// One line saying why a call into a plugin failed.
 fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
     if let Some(trap) = e.downcast_ref::<Trap>() {
+        if *trap == Trap::MemoryOutOfBounds && deep_recursion(e) {
+            // Rust and C guests keep their stack in linear memory: recursing past it runs off
+            // the memory instead of off wasmtime's own stack.
+            return "stack overflow (deep recursion ran off the plugin's stack)".into();
+        }
         return match trap {
             Trap::Interrupt => format!(
                 "it ran longer than its CPU time limit of {} ms without returning to the host",

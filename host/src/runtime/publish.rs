@@ -151,18 +151,12 @@ async fn queue(
     })
 }
 
-fn rearm(store: &mut StoreContextMut<'_, PluginState>) {
-    let ticks = store.data().limits.cpu_ticks();
-    store.set_epoch_deadline(ticks);
-}
-
 /// `publish` with autoflush off: returns once the record is queued.
 pub(crate) async fn publish_buffered(
     mut store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
 ) -> PublishResult {
     let queued = queue(&mut store, &msg).await?;
-    rearm(&mut store);
     Ok((queued.map(|d| Receipt {
         id: d.id(),
         partition: d.partition(),
@@ -193,21 +187,19 @@ pub(crate) async fn publish_autoflush(
         }
         Err(e) => Err(e),
     };
-    rearm(&mut store);
     Ok((result,))
 }
 
 /// `flush`: every record of this instance acknowledged or failed; the first failure since the
 /// previous flush.
 pub(crate) async fn flush(
-    mut store: StoreContextMut<'_, PluginState>,
+    store: StoreContextMut<'_, PluginState>,
 ) -> wasmtime::Result<(Result<(), GuestError>,)> {
     check_call_time(store.data())?;
     let r = match &store.data().sink {
         Sink::Producer(owner) => owner.clone().flush().await.map_err(guest_error),
         Sink::Capture(_) => Ok(()),
     };
-    rearm(&mut store);
     Ok((r,))
 }
 

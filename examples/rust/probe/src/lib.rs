@@ -19,9 +19,13 @@
 //! | `grow MB` | allocates MB mebibytes in 1 MiB blocks and writes to every byte, then frees them and succeeds; an allocation beyond the host's memory limit aborts (a trap). |
 //! | `print TEXT` | writes TEXT (the rest of the event, spaces included) as one line to stdout and to stderr. |
 //! | `env` | succeeds only if the plugin sees no environment variable and `std::fs::read_dir("/")` fails; otherwise fails listing the variables' names and what `read_dir` gave. |
+//! | `sleep MS` | sleeps MS milliseconds (`std::thread::sleep`: a WASI `poll`, which epoch interruption does not stop), then succeeds. |
+//! | `publish-loop TOPIC` | publishes to TOPIC forever, ignoring every error: a loop of host calls. |
+//! | `recurse N` | recurses N levels deep with a 1 KiB frame each, then succeeds (a large N overflows the stack). |
 //!
 //! Configuration: with `fail-init=MESSAGE`, `init` fails with MESSAGE (to test the host's
-//! handling of a failed `init`); every other setting is ignored.
+//! handling of a failed `init`); with `sleep-init=MS`, `init` sleeps MS milliseconds first;
+//! every other setting is ignored.
 
 use std::hint::black_box;
 
@@ -32,6 +36,9 @@ struct Probe;
 
 impl Plugin for Probe {
     fn init(config: Config) -> Result<Self, String> {
+        if let Some(ms) = config.get("sleep-init") {
+            std::thread::sleep(std::time::Duration::from_millis(number(ms)?));
+        }
         match config.get("fail-init") {
             Some(message) => Err(message.to_string()),
             None => Ok(Probe),
@@ -67,6 +74,17 @@ impl Plugin for Probe {
                 Ok(())
             }
             ("env", []) => env(),
+            ("sleep", [ms]) => {
+                std::thread::sleep(std::time::Duration::from_millis(number(ms)?));
+                Ok(())
+            }
+            ("publish-loop", [topic]) => loop {
+                let _ = Record::new(*topic, "x").publish();
+            },
+            ("recurse", [n]) => {
+                black_box(recurse(number(n)?));
+                Ok(())
+            }
             _ => Err(format!("unknown command or wrong arguments: {line:?}")),
         }
     }
@@ -149,6 +167,15 @@ fn grow(mib: usize) -> Result<(), String> {
     }
     black_box(&blocks);
     Ok(())
+}
+
+/// Recursion with a 1 KiB frame per level.
+fn recurse(n: u64) -> u64 {
+    let frame = black_box([n as u8; 1024]);
+    if n == 0 {
+        return frame[0] as u64;
+    }
+    recurse(n - 1).wrapping_add(frame[(n % 1024) as usize] as u64)
 }
 
 fn env() -> Result<(), String> {
