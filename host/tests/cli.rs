@@ -241,7 +241,12 @@ fn test_prints_the_records_a_plugin_would_publish_without_a_broker() {
             r#"{"topic":"t","partition":0,"offset":0,"key":null,"value":"plain","headers":[["source","hello"]]}"#,
         ]
     );
-    assert!(out.stderr.contains("2 records captured (nothing was sent)"));
+    assert!(
+        out.stderr
+            .contains("2 records captured, 0 refused (nothing was sent)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -258,5 +263,203 @@ fn run_refuses_create_topic_on_a_given_cluster() {
         err.trim()
             .ends_with("--create-topic only works with the local broker (no -b): create topics on your cluster with its own tools"),
         "{err}"
+    );
+}
+
+#[test]
+fn run_counts_records_refused_by_the_acl_as_failures() {
+    let b = brokers();
+    let topic = create_topic("run-acl", 1);
+    let probe = wafka_tests::guest("probe");
+    let input = format!("try-publish {topic} allowed\ntry-publish denied-topic refused\n");
+    let (ok, err) = run(
+        &[probe.to_str().unwrap(), "-b", &b, "--allow-topic", &topic],
+        &input,
+        "warn",
+    );
+    assert!(!ok, "a refused record fails the run: {err}");
+    assert!(err.contains("2 events (0 failed), 1 records"), "{err}");
+    assert!(err.contains("1 delivered, 0 failed, 1 refused"), "{err}");
+    assert!(
+        err.contains("publish refused: not authorized: plugin `probe` may not publish to topic `denied-topic`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_delivers_what_a_failing_init_published() {
+    let b = brokers();
+    let topic = create_topic("run-init", 1);
+    let probe = wafka_tests::guest("probe");
+    let (ok, err) = run(
+        &[
+            probe.to_str().unwrap(),
+            "-b",
+            &b,
+            "--config",
+            &format!("publish-init={topic}"),
+            "--config",
+            "fail-init=no config for you",
+        ],
+        "never handled\n",
+        "warn",
+    );
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("wafka: init: plugin `probe` failed: no config for you"),
+        "{err}"
+    );
+    assert!(err.contains("1 delivered"), "{err}");
+    let got = consume_exactly(&b, &topic, 1, Duration::from_secs(30));
+    assert_eq!(got[0].value.as_deref(), Some(&b"init"[..]));
+}
+
+#[test]
+fn run_summarises_failures_past_the_first_ten() {
+    let b = brokers();
+    let probe = wafka_tests::guest("probe");
+    let input: String = (0..25).map(|i| format!("nonsense {i}\n")).collect();
+    let (ok, err) = run(&[probe.to_str().unwrap(), "-b", &b], &input, "warn");
+    assert!(!ok);
+    let shown = err
+        .lines()
+        .filter(|l| l.contains("unknown command"))
+        .count();
+    assert_eq!(shown, 10, "{err}");
+    assert!(
+        err.contains("… and 15 more failed events (only the first 10 are shown)"),
+        "{err}"
+    );
+    assert!(err.contains("25 events (25 failed)"), "{err}");
+}
+
+/// Mistakes in the arguments are found before a local broker is started (or installed).
+#[test]
+fn run_checks_its_arguments_before_starting_a_broker() {
+    let hello = wafka_tests::guest("hello");
+    let hello = hello.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[hello, "--config", "topic"],
+            "bad --config `topic`: expected KEY=VALUE",
+        ),
+        (
+            &[hello, "--create-topic", "t:0"],
+            "partitions must be a positive number",
+        ),
+        (
+            &[hello, "--create-topic", "bad topic"],
+            "invalid topic name",
+        ),
+        (
+            &["/no/such/plugin.wasm"],
+            "cannot read plugin `/no/such/plugin.wasm`",
+        ),
+        (
+            &[hello, "--input", "/no/such/events"],
+            "cannot open /no/such/events",
+        ),
+    ];
+    for (args, want) in cases {
+        let started = std::time::Instant::now();
+        let (ok, err) = run(args, "", "warn");
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("local broker"), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// `wafka test` answers `publish` as the real host does: offset -1 until acknowledged, i.e.
+/// unless autoflush is on.
+#[test]
+fn test_answers_receipts_as_the_real_host() {
+    let probe = wafka_tests::guest("probe");
+    let probe = probe.to_str().unwrap();
+    let off = support::wafka(
+        &["test", probe],
+        &[b"receipt t k v\n"],
+        Duration::ZERO,
+        "warn",
+    );
+    assert!(!off.ok);
+    assert!(
+        off.stderr
+            .contains("receipt not acknowledged: id=0 partition=0 offset=-1"),
+        "{}",
+        off.stderr
+    );
+    let on = support::wafka(
+        &["test", probe, "--autoflush", "on"],
+        &[b"receipt t k v\n"],
+        Duration::ZERO,
+        "warn",
+    );
+    assert!(on.ok, "{}", on.stderr);
+}
+
+/// `wafka test` refuses what the producer would: a record over `max.request.size`, an
+/// invalid topic, a topic outside the ACL.
+#[test]
+fn test_checks_records_as_the_real_host() {
+    let probe = wafka_tests::guest("probe");
+    let probe = probe.to_str().unwrap();
+    let out = support::wafka(
+        &[
+            "test",
+            probe,
+            "--allow-topic",
+            "t*",
+            "-X",
+            "max.request.size=2000",
+        ],
+        &[b"publish-size t 1000\npublish-size t 3000\npublish bad/topic k v\npublish u k v\n"],
+        Duration::ZERO,
+        "warn",
+    );
+    assert!(!out.ok);
+    let err = &out.stderr;
+    assert!(
+        err.contains("event 2: plugin `probe` failed: record too large"),
+        "{err}"
+    );
+    assert!(
+        err.contains("event 3: plugin `probe` failed: invalid topic"),
+        "{err}"
+    );
+    assert!(
+        err.contains("event 4: plugin `probe` failed: not authorized"),
+        "{err}"
+    );
+    assert!(err.contains("1 records captured, 3 refused"), "{err}");
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+}
+
+/// What a plugin writes to stdout and stderr reaches the log up to a budget per call; the rest
+/// is dropped with one warning.
+#[test]
+fn run_bounds_what_a_plugin_writes_per_call() {
+    let b = brokers();
+    let probe = wafka_tests::guest("probe");
+    // 8 MiB of stdout, logged at info level.
+    let (ok, err) = run(
+        &[probe.to_str().unwrap(), "-b", &b],
+        "stdout 8192\n",
+        "info",
+    );
+    assert!(ok, "{}", &err[err.len().saturating_sub(2000)..]);
+    assert!(
+        err.len() < 3 << 20,
+        "{} bytes of log for 8 MiB of plugin output",
+        err.len()
+    );
+    assert!(
+        err.contains("the rest of this call's output is dropped"),
+        "{}",
+        &err[err.len().saturating_sub(2000)..]
     );
 }

@@ -90,7 +90,7 @@ fn main() {
         // Cold: compiled now. Warm: a fresh engine reading what the first one cached.
         let engine = Engine::new().expect("engine");
         let (_, (cold, _)) = timed(|| engine.load_file(&path, options()).expect("load"));
-        let cache = || ComponentCache::new(&cache_dir);
+        let cache = || ComponentCache::open(&cache_dir).unwrap();
         let engine = Engine::new().expect("engine").with_cache(cache());
         engine
             .load_file(&path, options())

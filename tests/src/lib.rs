@@ -13,6 +13,7 @@
 //! - [`mock_cluster`] starts librdkafka's in-process mock cluster for fault tests.
 //! - [`Proxy`] turns the real broker into several virtual brokers that can misbehave.
 
+pub mod alloc;
 pub mod bench;
 pub mod check;
 pub mod mock;

@@ -109,7 +109,9 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn check_topic(topic: &str) -> Result<(), ProduceError> {
+/// Whether `topic` is a valid Kafka topic name (at most 249 ASCII letters, digits, `.`, `_`
+/// and `-`; not `.` or `..`). The error shows at most 64 characters of a long name.
+pub fn check_topic_name(topic: &str) -> Result<(), ProduceError> {
     let reason = if topic.is_empty() {
         Some("empty")
     } else if topic.len() > 249 {
@@ -126,7 +128,10 @@ fn check_topic(topic: &str) -> Result<(), ProduceError> {
     };
     match reason {
         Some(reason) => Err(ProduceError::InvalidTopic {
-            topic: topic.to_string(),
+            topic: match topic.char_indices().nth(64) {
+                Some((end, _)) => format!("{}… ({} bytes)", &topic[..end], topic.len()),
+                None => topic.to_string(),
+            },
             reason,
         }),
         None => Ok(()),
@@ -304,7 +309,7 @@ impl Core {
         match self.accumulator.topic(topic) {
             Some(t) => Ok(t),
             None => {
-                check_topic(topic)?;
+                check_topic_name(topic)?;
                 self.topic_queues(topic, deadline.get()).await
             }
         }

@@ -73,7 +73,7 @@ pub enum ProduceError {
     /// The topic name is not a valid Kafka topic name.
     #[error("invalid topic name `{topic}`: {reason}")]
     InvalidTopic {
-        /// The name as given.
+        /// The name as given (its first 64 characters if longer).
         topic: String,
         /// What is wrong with it.
         reason: &'static str,

@@ -48,7 +48,7 @@ mod request;
 mod routing;
 mod sink;
 
-pub use crate::core::ProducerStats;
+pub use crate::core::{check_topic_name, ProducerStats};
 pub use config::{Acks, Compression, ProducerConfig};
 pub use delivery::{BatchAck, Callback, Delivery, DeliveryReport, RecordMetadata};
 pub use error::{kafka_error_name, ConfigError, ProduceError};

@@ -1,53 +1,48 @@
 //! `wafka run PLUGIN.wasm`: feeds input lines to a plugin as events and publishes what it sends.
+//!
+//! Everything given is checked before anything starts (flags, config pairs, topics to create,
+//! the plugin itself), so a typo never costs a broker install. Records published before a
+//! failed `init`, a trap or a timeout are still delivered. The exit status is non-zero if any
+//! event failed, any record was refused (by the ACL, a limit or the producer) or failed to
+//! be delivered.
 
-use std::io::BufRead;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wafka::{Autoflush, ComponentCache, Engine, Limits, PluginError, PluginOptions, TopicAcl};
 use wafka_producer::{Producer, ProducerConfig};
+
+use crate::cli::plugin_args::{drive, PluginFlags};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The plugin: a WebAssembly component targeting wafka's `plugin` world.
-    plugin: PathBuf,
+    #[command(flatten)]
+    plugin: PluginFlags,
     /// Bootstrap brokers, host:port[,host:port]. Without it, a local broker is started.
     #[arg(short = 'b', long = "brokers")]
     brokers: Option<String>,
     /// Producer property key=value (Java client names), repeatable.
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     properties: Vec<String>,
-    /// Autoflush policy: on (publish waits for the ack), off (publish queues), guest (the
-    /// plugin chooses with set-autoflush).
-    #[arg(long, default_value = "off", value_parser = clap::value_parser!(Autoflush))]
-    autoflush: Autoflush,
-    /// Configuration passed to the plugin's init, repeatable.
-    #[arg(long = "config", value_name = "KEY=VALUE")]
-    config: Vec<String>,
-    /// Read events from FILE (one per line) instead of stdin.
-    #[arg(long, value_name = "FILE")]
-    input: Option<PathBuf>,
-    /// Topics the plugin may publish to (`name` or `prefix*`), repeatable; default: all.
-    #[arg(long = "allow-topic", value_name = "PATTERN")]
-    allow_topics: Vec<String>,
     /// Topics to create on the local broker (only without -b), `name[:partitions]`.
     #[arg(long = "create-topic", value_name = "NAME[:PARTITIONS]")]
     create_topics: Vec<String>,
-    /// Memory limit of the plugin instance, in MiB.
-    #[arg(long, default_value_t = 64)]
-    max_memory_mb: usize,
-    /// CPU time one call into the plugin may spend running its own code, in ms.
-    #[arg(long, default_value_t = 5000)]
-    max_cpu_ms: u64,
-    /// Wall time one call into the plugin may take, host calls and sleeps included, in ms.
-    #[arg(long, default_value_t = 10000)]
-    max_call_ms: u64,
-    /// Do not use (or fill) the compile cache in ${WAFKA_CACHE:-~/.cache/wafka}/components.
-    #[arg(long)]
-    no_cache: bool,
+}
+
+/// `name[:partitions]` (3 partitions by default).
+fn topic_spec(t: &str) -> Result<(String, i32)> {
+    let (name, partitions) = match t.split_once(':') {
+        Some((n, p)) => (
+            n,
+            p.parse::<i32>().ok().filter(|p| *p > 0).with_context(|| {
+                format!("bad --create-topic `{t}`: partitions must be a positive number")
+            })?,
+        ),
+        None => (t, 3),
+    };
+    wafka_producer::check_topic_name(name).with_context(|| format!("bad --create-topic `{t}`"))?;
+    Ok((name.to_string(), partitions))
 }
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -62,20 +57,21 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         // with that cluster's own tools and policies.
         bail!("--create-topic only works with the local broker (no -b): create topics on your cluster with its own tools");
     }
+    let topics = args
+        .create_topics
+        .iter()
+        .map(|t| topic_spec(t))
+        .collect::<Result<Vec<_>>>()?;
+    let setup = args.plugin.setup()?;
+    let started = Instant::now();
+    let plugin = args.plugin.load(&setup)?;
+
     let brokers = match &args.brokers {
         Some(b) => b.clone(),
         None if external => config.bootstrap_servers.join(","),
         None => {
             let addr = tokio::task::spawn_blocking(crate::cli::local_broker::start).await??;
-            for t in &args.create_topics {
-                let (name, partitions) = match t.split_once(':') {
-                    Some((n, p)) => (
-                        n.to_string(),
-                        p.parse()
-                            .with_context(|| format!("bad --create-topic `{t}`"))?,
-                    ),
-                    None => (t.clone(), 3),
-                };
+            for (name, partitions) in topics {
                 let a = addr.clone();
                 tokio::task::spawn_blocking(move || {
                     crate::cli::local_broker::create_topic(&a, &name, partitions)
@@ -88,74 +84,36 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     config.set("bootstrap.servers", &brokers)?;
     config.validate()?;
-    let plugin_config = crate::cli::plugin_args::config_pairs(&args.config)?;
 
-    let name = crate::cli::plugin_args::plugin_name(&args.plugin);
-    let mut options = PluginOptions::new(&name);
-    options.autoflush = args.autoflush;
-    options.limits = Limits {
-        memory_bytes: args.max_memory_mb << 20,
-        cpu_time: Duration::from_millis(args.max_cpu_ms),
-        call_time: Duration::from_millis(args.max_call_ms),
-    };
-    options.acl = TopicAcl::new(&args.allow_topics);
-    let mut engine = Engine::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
-    if !args.no_cache {
-        engine = engine.with_cache(ComponentCache::new(ComponentCache::default_dir()));
-    }
-    let started = Instant::now();
-    let plugin = engine.load_file(&args.plugin, options)?;
-    let load = plugin.load_info();
-    eprintln!(
-        "wafka: loaded `{name}` ({} KiB) in {} ms{}",
-        load.size / 1024,
-        load.time.as_millis(),
-        if load.from_cache {
-            " from the compile cache"
-        } else {
-            ", compiled"
-        }
-    );
     let producer = Producer::new(config);
     let mut instance = plugin.instantiate(&producer).await?;
-    instance.init(&plugin_config).await?;
-
-    let input = crate::cli::plugin_args::events(args.input.as_ref())?;
-    let mut trapped: Option<PluginError> = None;
-    let mut shown_errors = 0;
     let mut next_progress = Instant::now() + Duration::from_secs(2);
-    for (n, line) in input.split(b'\n').enumerate() {
-        let mut line = line.context("cannot read input")?;
-        if line.last() == Some(&b'\r') {
-            line.pop();
+    let outcome = match instance.init(&setup.config).await {
+        Err(e) => {
+            eprintln!("wafka: init: {e}");
+            Some(e)
         }
-        match instance.handle(&line).await {
-            Ok(()) => {}
-            Err(e @ PluginError::Failed { .. }) => {
-                if shown_errors < 10 {
-                    eprintln!("wafka: event {}: {e}", n + 1);
+        Ok(()) => {
+            let p = producer.clone();
+            drive(&mut instance, setup.events()?, |i| {
+                if Instant::now() >= next_progress {
+                    let s = i.stats();
+                    eprintln!(
+                        "wafka: {} events ({} failed), {} records queued, {} acknowledged",
+                        s.events,
+                        s.failed_events,
+                        s.records,
+                        p.stats().records_acked
+                    );
+                    next_progress += Duration::from_secs(2);
                 }
-                shown_errors += 1;
-            }
-            Err(e) => {
-                eprintln!("wafka: event {}: {e}", n + 1);
-                trapped = Some(e);
-                break;
-            }
+                Ok(())
+            })
+            .await?
+            .stopped
         }
-        if Instant::now() >= next_progress {
-            let s = instance.stats();
-            eprintln!(
-                "wafka: {} events ({} failed), {} records queued, {} acknowledged",
-                s.events,
-                s.failed_events,
-                s.records,
-                producer.stats().records_acked
-            );
-            next_progress += Duration::from_secs(2);
-        }
-    }
-    // Records published before a trap are delivered too.
+    };
+    // Records published before a failed init, a trap or a timeout are delivered too.
     let flushed = instance.flush().await;
     producer.close().await;
     let s = instance.stats();
@@ -174,7 +132,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Err(e) = &flushed {
         eprintln!("wafka: first delivery failure: {e}");
     }
-    let ok = trapped.is_none() && s.failed_events == 0 && p.records_failed == 0 && flushed.is_ok();
+    let ok = outcome.is_none()
+        && s.failed_events == 0
+        && s.refused == 0
+        && p.records_failed == 0
+        && flushed.is_ok();
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -1,85 +1,82 @@
 //! `wafka test PLUGIN`: runs a plugin over input lines without a broker and prints, as JSON
 //! lines on stdout, the records it would publish.
+//!
+//! A plugin sees the same host as under `wafka run` (same flags, limits, checks and
+//! autoflush policy: receipts have offset -1 unless autoflush is on), except that records are
+//! kept in memory: every topic has `--partitions` partitions, and `-X max.request.size` /
+//! `-X buffer.memory` bound records as the producer would.
 
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wafka::{
-    Autoflush, CapturedRecord, ComponentCache, Engine, PluginError, PluginOptions, TopicAcl,
-};
+use wafka::{CaptureOptions, CapturedRecord};
+use wafka_producer::ProducerConfig;
+
+use crate::cli::plugin_args::{drive, PluginFlags};
 
 #[derive(Args, Debug)]
 pub struct TestArgs {
-    /// The plugin: a WebAssembly component targeting wafka's `plugin` world.
-    plugin: PathBuf,
-    /// Configuration passed to the plugin's init, repeatable.
-    #[arg(long = "config", value_name = "KEY=VALUE")]
-    config: Vec<String>,
-    /// Read events from FILE (one per line) instead of stdin.
-    #[arg(long, value_name = "FILE")]
-    input: Option<PathBuf>,
+    #[command(flatten)]
+    plugin: PluginFlags,
     /// Partitions every topic is assumed to have (keyed records go where murmur2 puts them).
     #[arg(long, default_value_t = 1)]
     partitions: i32,
-    /// Autoflush policy, as for `wafka run` (decides what `set-autoflush` answers).
-    #[arg(long, default_value = "off", value_parser = clap::value_parser!(Autoflush))]
-    autoflush: Autoflush,
-    /// Topics the plugin may publish to (`name` or `prefix*`), repeatable; default: all.
-    #[arg(long = "allow-topic", value_name = "PATTERN")]
-    allow_topics: Vec<String>,
+    /// Producer property key=value (Java client names), repeatable: `max.request.size` and
+    /// `buffer.memory` bound records as they would under `wafka run`.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    properties: Vec<String>,
 }
 
 pub async fn run(args: TestArgs) -> Result<ExitCode> {
-    let config = crate::cli::plugin_args::config_pairs(&args.config)?;
-    let name = crate::cli::plugin_args::plugin_name(&args.plugin);
-    let mut options = PluginOptions::new(&name);
-    options.autoflush = args.autoflush;
-    options.acl = TopicAcl::new(&args.allow_topics);
-    let engine = Engine::new()
-        .map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?
-        .with_cache(ComponentCache::new(ComponentCache::default_dir()));
-    let bytes = std::fs::read(&args.plugin).map_err(|e| wafka::LoadError::Read {
-        path: args.plugin.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let plugin = engine.load_for_test(&bytes, options)?;
-    let mut instance = plugin.instantiate_capture(args.partitions).await?;
-    instance.init(&config).await?;
-    let input = crate::cli::plugin_args::events(args.input.as_ref())?;
+    anyhow::ensure!(args.partitions > 0, "--partitions must be at least 1");
+    let mut config = ProducerConfig::new();
+    for p in &args.properties {
+        config.set_pair(p).context("bad -X")?;
+    }
+    let setup = args.plugin.setup()?;
+    let plugin = args.plugin.load(&setup)?;
+    let mut instance = plugin
+        .instantiate_capture(CaptureOptions {
+            partitions: args.partitions,
+            max_request_size: config.max_request_size,
+            buffer_memory: config.buffer_memory,
+        })
+        .await?;
     let mut out = std::io::stdout().lock();
-    let mut trapped = false;
-    for (n, line) in input.split(b'\n').enumerate() {
-        let mut line = line.context("cannot read input")?;
-        if line.last() == Some(&b'\r') {
-            line.pop();
+    let stopped = match instance.init(&setup.config).await {
+        Err(e) => {
+            eprintln!("wafka: init: {e}");
+            Some(e)
         }
-        let r = instance.handle(&line).await;
-        for rec in instance.take_captured() {
-            writeln!(out, "{}", json(&rec))?;
+        Ok(()) => {
+            drive(&mut instance, setup.events()?, |i| {
+                for rec in i.take_captured() {
+                    writeln!(out, "{}", json(&rec))?;
+                }
+                Ok(())
+            })
+            .await?
+            .stopped
         }
-        match r {
-            Ok(()) => {}
-            Err(e @ PluginError::Failed { .. }) => eprintln!("wafka: event {}: {e}", n + 1),
-            Err(e) => {
-                eprintln!("wafka: event {}: {e}", n + 1);
-                trapped = true;
-                break;
-            }
-        }
+    };
+    // What init published, or what came before a trap.
+    for rec in instance.take_captured() {
+        writeln!(out, "{}", json(&rec))?;
     }
     let s = instance.stats();
     eprintln!(
-        "wafka: {} events ({} failed), {} records captured (nothing was sent)",
-        s.events, s.failed_events, s.records
+        "wafka: {} events ({} failed), {} records captured, {} refused (nothing was sent)",
+        s.events, s.failed_events, s.records, s.refused
     );
-    Ok(if trapped || s.failed_events > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if stopped.is_some() || s.failed_events > 0 || s.refused > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 /// `{"topic":..,"partition":..,"offset":..,"key":..,"value":..,"headers":[[k,v],..]}`; bytes

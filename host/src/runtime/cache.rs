@@ -4,37 +4,97 @@
 //! of the component and a hash of everything in the engine that compiled code depends on
 //! (wasmtime's version, target and settings). It must not compile anything itself.
 //!
-//! Loading a cached file means trusting it as native code: the cache directory must be writable
-//! only by whoever runs the host (the default is under the user's own `~/.cache`). A file that
-//! cannot be read back (truncated, from another wasmtime) is recompiled and replaced.
+//! A cached file is loaded as native code, so the cache is trusted only as far as the user
+//! running the host is: the directory is created 0700, and a directory or file that another
+//! user owns, or that group or others may write, is refused (the cache is then not used, with
+//! a one-line reason). New files are written 0600 under a fresh name (`create_new`) and renamed
+//! into place. There is no shared fallback: without `WAFKA_CACHE` or `HOME` there is no
+//! default cache. A file that cannot be read back (truncated, from another wasmtime) is
+//! recompiled and replaced.
 
+use std::fs::{DirBuilder, Metadata, OpenOptions};
 use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-/// A directory of compiled components.
+/// Why a cache directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Neither `WAFKA_CACHE` nor `HOME` is set.
+    #[error("neither WAFKA_CACHE nor HOME is set, so there is no private place for it")]
+    NoHome,
+    /// The directory cannot be created or read.
+    #[error("cannot use {dir}: {source}")]
+    Io {
+        /// The directory.
+        dir: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The directory or file may have been written by someone else.
+    #[error("{path} {problem}: compiled code there could have been planted by another user")]
+    Untrusted {
+        /// The directory or file.
+        path: String,
+        /// What is wrong: its owner, or its permissions.
+        problem: String,
+    },
+}
+
+/// A directory of compiled components, private to the user running the host.
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
     dir: PathBuf,
 }
 
 impl ComponentCache {
-    /// A cache in `dir` (created when first written).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        ComponentCache { dir: dir.into() }
+    /// The cache in `dir`, created (0700) if missing; refused if another user owns it or
+    /// group or others may write it.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, CacheError> {
+        let dir = dir.into();
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| CacheError::Io {
+                dir: dir.display().to_string(),
+                source,
+            })?;
+        let meta = std::fs::symlink_metadata(&dir).map_err(|source| CacheError::Io {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(CacheError::Untrusted {
+                path: dir.display().to_string(),
+                problem: "is not a directory (or is a symbolic link)".into(),
+            });
+        }
+        trusted(&dir, &meta)?;
+        Ok(ComponentCache { dir })
     }
 
-    /// `${WAFKA_CACHE:-~/.cache/wafka}/components`.
-    pub fn default_dir() -> PathBuf {
-        std::env::var_os("WAFKA_CACHE")
+    /// `${WAFKA_CACHE:-$HOME/.cache/wafka}/components`, opened as by [`ComponentCache::open`].
+    pub fn open_default() -> Result<Self, CacheError> {
+        let base = std::env::var_os("WAFKA_CACHE")
+            .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .or_else(|| {
-                std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").join("wafka"))
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| Path::new(&h).join(".cache").join("wafka"))
             })
-            .unwrap_or_else(std::env::temp_dir)
-            .join("components")
+            .ok_or(CacheError::NoHome)?;
+        Self::open(base.join("components"))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn path(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> PathBuf {
@@ -48,11 +108,18 @@ impl ComponentCache {
     /// The compiled component for `bytes`, if this cache has a usable one.
     pub(crate) fn get(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> Option<Component> {
         let path = self.path(engine, bytes);
-        if !path.exists() {
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.is_file() {
+            tracing::warn!(path = %path.display(), "not a regular file, recompiling");
             return None;
         }
-        // SAFETY: the file was written by `put` below from `Component::serialize` for this
-        // engine configuration (its name says so); the directory is the operator's own.
+        if let Err(e) = trusted(&path, &meta) {
+            tracing::warn!("{e}; recompiling");
+            return None;
+        }
+        // SAFETY: the file is a regular file that only this user can have written, in a
+        // directory only this user can write to; its name says it was serialized by this
+        // engine configuration (`put` below).
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => Some(c),
             Err(e) => {
@@ -66,17 +133,92 @@ impl ComponentCache {
     /// next time, so errors are logged, not returned.
     pub(crate) fn put(&self, engine: &wasmtime::Engine, bytes: &[u8], component: &Component) {
         let path = self.path(engine, bytes);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
             let data = component
                 .serialize()
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, data)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&data)?;
+            file.sync_all()?;
             std::fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
             tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
         }
+    }
+}
+
+/// Whether `path` is owned by the user running the host and not writable by anyone else.
+fn trusted(path: &Path, meta: &Metadata) -> Result<(), CacheError> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(CacheError::Untrusted {
+            path: path.display().to_string(),
+            problem: format!("belongs to user {} (wafka runs as user {me})", meta.uid()),
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(CacheError::Untrusted {
+            path: path.display().to_string(),
+            problem: format!(
+                "may be written by group or others (mode {:o})",
+                meta.mode() & 0o777
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("wafka-cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn a_new_cache_is_private() {
+        let d = scratch("new");
+        let cache = ComponentCache::open(d.join("components")).unwrap();
+        let mode = std::fs::metadata(cache.dir()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused() {
+        let d = scratch("shared");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ComponentCache::open(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("may be written by group or others (mode 777)"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_symbolic_link_is_refused() {
+        let d = scratch("link");
+        std::fs::create_dir_all(d.join("real")).unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        let e = ComponentCache::open(d.join("link"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        std::fs::remove_dir_all(d).unwrap();
     }
 }

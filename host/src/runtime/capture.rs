@@ -1,64 +1,99 @@
-//! A sink that keeps records in memory instead of sending them: `wafka test` runs plugins on it,
-//! the way FastStream's test broker runs handlers without a broker.
+//! The capture sink: records kept in memory instead of sent, for `wafka test` (the way
+//! FastStream's test broker runs handlers without a broker).
 //!
-//! Owns the captured records and the receipts and delivery reports it makes up for them
-//! (partition as the Java client would choose it for keyed records — murmur2 — or the explicit
-//! one; partition 0 for null keys; offsets counting from 0 per partition). It must not touch the
-//! producer core's batching or the network.
+//! Owns the capture's publish paths, `flush` and `take-reports`. A plugin must not be able to
+//! tell it from the Kafka sink except by the data: the same checks (`ProducerCtx::admit`), the
+//! same size limit (`max.request.size`, checked before anything is copied), receipts with
+//! offset -1 unless autoflush is on, and at most [`MAX_REPORTS`] reports kept. Partitions are
+//! what the Java client would choose for keyed records (murmur2) or the explicit one; null keys
+//! go to partition 0; offsets count from 0 per partition. It must not touch the producer
+//! core's batching or the network.
 
-use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 
+use wafka_producer::batch::single_record_batch_upper_bound;
 use wafka_producer::partitioner::partition_for_key;
+use wafka_producer::MAX_REPORTS;
 use wasmtime::StoreContextMut;
 
 use crate::runtime::bindings::{DeliveryReport, ProduceError as GuestError, Receipt};
-use crate::runtime::plugin::{PluginState, Sink};
-use crate::runtime::publish::{check_call_time, GuestMessage, PublishResult};
+use crate::runtime::message::{Borrowed, GuestMessage};
+use crate::runtime::publish::admit;
+use crate::runtime::state::{Capture, PluginState, PublishResult, Sink};
 
-/// One record a plugin published in test mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapturedRecord {
-    /// Topic.
-    pub topic: String,
-    /// Partition it would go to.
-    pub partition: i32,
-    /// Offset within the captured partition.
-    pub offset: i64,
-    /// Key (`None` for a null key).
-    pub key: Option<Vec<u8>>,
-    /// Value.
-    pub value: Vec<u8>,
-    /// Headers in order.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+pub use crate::runtime::message::CapturedRecord;
+
+/// The capture sink's settings: what a plugin in `wafka test` sees of the cluster and the
+/// producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureOptions {
+    /// Partitions every topic is assumed to have.
+    pub partitions: i32,
+    /// The producer's `max.request.size`: larger records fail with `record-too-large`.
+    pub max_request_size: usize,
+    /// The producer's `buffer.memory`: records not yet taken may hold this much, then
+    /// `buffer-full`.
+    pub buffer_memory: usize,
 }
 
-/// In-memory sink of one instance.
-#[derive(Debug, Default)]
-pub struct Capture {
-    partitions: i32,
-    records: Vec<CapturedRecord>,
-    next_offset: HashMap<(String, i32), i64>,
-    reports: VecDeque<DeliveryReport>,
-    next_id: u64,
+impl CaptureOptions {
+    /// `partitions` partitions and the producer's defaults (1 MiB requests, 32 MiB buffer).
+    pub fn new(partitions: i32) -> Self {
+        let defaults = wafka_producer::ProducerConfig::new();
+        CaptureOptions {
+            partitions,
+            max_request_size: defaults.max_request_size,
+            buffer_memory: defaults.buffer_memory,
+        }
+    }
 }
 
 impl Capture {
-    /// A sink that pretends every topic has `partitions` partitions.
-    pub fn new(partitions: i32) -> Self {
+    /// A sink that pretends every topic has `partitions` partitions, refuses records whose
+    /// single-record batch would exceed `max_request_size`, and holds at most `buffer_memory`
+    /// bytes of records not yet taken (then `buffer-full`, as a producer whose buffer stays
+    /// full).
+    pub(crate) fn new(partitions: i32, max_request_size: usize, buffer_memory: usize) -> Self {
         Capture {
             partitions: partitions.max(1),
+            max_request_size,
+            buffer_memory,
             ..Default::default()
         }
     }
 
     /// Records captured since the last call.
-    pub fn take(&mut self) -> Vec<CapturedRecord> {
+    pub(crate) fn take(&mut self) -> Vec<CapturedRecord> {
+        self.held = 0;
         std::mem::take(&mut self.records)
     }
 }
 
+/// The buffered path: the receipt has offset -1, as from the producer.
+pub(crate) fn buffered(
+    store: StoreContextMut<'_, PluginState>,
+    msg: GuestMessage,
+) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
+    Box::pin(async move {
+        let r = capture(store, msg)?;
+        Ok((r.map(|receipt| Receipt {
+            offset: -1,
+            ..receipt
+        }),))
+    })
+}
+
+/// The autoflush path: the receipt has the record's offset.
+pub(crate) fn autoflush(
+    store: StoreContextMut<'_, PluginState>,
+    msg: GuestMessage,
+) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
+    Box::pin(async move { Ok((capture(store, msg)?,)) })
+}
+
 fn capture_of(state: &mut PluginState) -> wasmtime::Result<&mut Capture> {
-    match &mut state.sink {
+    match &mut state.producer.sink {
         Sink::Capture(c) => Ok(c),
         Sink::Producer(_) => Err(wasmtime::format_err!(
             "capture function linked to a producer instance"
@@ -66,61 +101,100 @@ fn capture_of(state: &mut PluginState) -> wasmtime::Result<&mut Capture> {
     }
 }
 
-/// `publish` in test mode: copies the message out of guest memory into the capture.
-pub(crate) fn publish(
+/// Checks the message as the Kafka sink would, then copies it into the capture.
+fn capture(
     mut store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
-) -> PublishResult {
-    check_call_time(store.data())?;
-    let (topic, key, value, headers, partition) = msg.to_owned(&mut store)?;
-    let state = store.data_mut();
-    if !state.acl.allows(&topic) {
-        let name = state.name.clone();
-        return Ok((Err(GuestError::NotAuthorized(format!(
-            "plugin `{name}` may not publish to topic `{topic}`"
-        ))),));
-    }
-    state.stats.records += 1;
-    state.stats.bytes += (key.as_ref().map_or(0, Vec::len) + value.len()) as u64;
-    let capture = capture_of(state)?;
-    let partition = match (partition, &key) {
-        (Some(p), _) if p < 0 || p >= capture.partitions => {
-            return Ok((Err(GuestError::InvalidTopic(format!(
-                "partition {p} does not exist: topic `{topic}` has {} partitions in test mode",
-                capture.partitions
-            ))),))
+) -> wasmtime::Result<Result<Receipt, GuestError>> {
+    store.data().producer.check_call_time()?;
+    let captured = match admit(&mut store, &msg)? {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let limit = store.data().producer.record_limit;
+            let headers = match msg.lift_headers(&mut store, limit)? {
+                Ok(h) => h,
+                Err(at_least) => {
+                    store.data_mut().producer.stats.refused += 1;
+                    return Ok(Err(GuestError::RecordTooLarge(at_least as u64)));
+                }
+            };
+            let (max, partitions, room) = {
+                let c = capture_of(store.data_mut())?;
+                (
+                    c.max_request_size,
+                    c.partitions,
+                    c.buffer_memory.saturating_sub(c.held),
+                )
+            };
+            let s = &store;
+            let borrowed = Borrowed::new(s, &msg, &headers)?;
+            let header_refs = borrowed.headers();
+            let record = borrowed.record(&header_refs, msg.partition);
+            let size = single_record_batch_upper_bound(&record);
+            if size > max {
+                Err(GuestError::RecordTooLarge(size as u64))
+            } else if size > room {
+                Err(GuestError::BufferFull)
+            } else {
+                let partition = match (msg.partition, record.key) {
+                    (Some(p), _) if p < 0 || p >= partitions => Err(GuestError::InvalidTopic(
+                        format!(
+                            "partition {p} does not exist: topic `{}` has {partitions} partitions in test mode",
+                            record.topic
+                        ),
+                    )),
+                    (Some(p), _) => Ok(p),
+                    (None, Some(k)) => Ok(partition_for_key(k, partitions)),
+                    (None, None) => Ok(0),
+                };
+                // The one copy out of guest memory.
+                partition.map(|p| {
+                    (
+                        CapturedRecord::copy(&record, p, 0),
+                        size,
+                        record.payload_len(),
+                    )
+                })
+            }
         }
-        (Some(p), _) => p,
-        (None, Some(k)) => partition_for_key(k, capture.partitions),
-        (None, None) => 0,
     };
-    let next = capture
+    let state = store.data_mut();
+    let (mut record, held, size) = match captured {
+        Ok(c) => c,
+        Err(e) => {
+            state.producer.stats.refused += 1;
+            return Ok(Err(e));
+        }
+    };
+    state.producer.stats.records += 1;
+    state.producer.stats.bytes += size as u64;
+    let c = capture_of(state)?;
+    c.held += held;
+    let next = c
         .next_offset
-        .entry((topic.clone(), partition))
+        .entry((record.topic.as_str().into(), record.partition))
         .or_insert(0);
-    let offset = *next;
+    record.offset = *next;
     *next += 1;
-    let id = capture.next_id;
-    capture.next_id += 1;
-    capture.reports.push_back(DeliveryReport {
+    let id = c.next_id;
+    c.next_id += 1;
+    c.reports.push_back(DeliveryReport {
         id,
-        topic: topic.clone(),
-        partition,
-        outcome: Ok(offset),
+        topic: record.topic.clone(),
+        partition: record.partition,
+        outcome: Ok(record.offset),
     });
-    capture.records.push(CapturedRecord {
-        topic,
-        partition,
-        offset,
-        key,
-        value,
-        headers,
-    });
-    Ok((Ok(Receipt {
+    if c.reports.len() > MAX_REPORTS {
+        c.reports.pop_front();
+        c.reports_dropped += 1;
+    }
+    let receipt = Receipt {
         id,
-        partition,
-        offset,
-    }),))
+        partition: record.partition,
+        offset: record.offset,
+    };
+    c.records.push(record);
+    Ok(Ok(receipt))
 }
 
 /// `take-reports` in test mode.

@@ -1,10 +1,9 @@
 //! The wasmtime engine: configuration, compiling plugins, and the epoch clock.
 //!
-//! Owns the `wasmtime::Engine` (component model, async, epoch interruption), one linker per
-//! autoflush policy, and the checks that turn a bad plugin file into a one-line [`LoadError`].
+//! Owns the `wasmtime::Engine` (component model, async, epoch interruption), the one linker
+//! every plugin is linked with, and the checks that turn a bad plugin file into a one-line [`LoadError`].
 //! It must not run plugins (see `plugin`).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,8 +12,9 @@ use wasmtime::component::{Component, Linker};
 use crate::runtime::bindings;
 use crate::runtime::cache::ComponentCache;
 use crate::runtime::limits::EPOCH_TICK;
-use crate::runtime::linker::{plugin_linker, Target};
-use crate::runtime::plugin::{Autoflush, Plugin, PluginOptions, PluginState};
+use crate::runtime::linker::plugin_linker;
+use crate::runtime::plugin::{LoadInfo, Plugin, PluginOptions};
+use crate::runtime::state::PluginState;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,21 +51,10 @@ pub enum LoadError {
     },
 }
 
-/// How a plugin was loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadInfo {
-    /// Compiling (or reading from the cache) and linking.
-    pub time: std::time::Duration,
-    /// Whether the compiled code came from the disk cache.
-    pub from_cache: bool,
-    /// Size of the component in bytes.
-    pub size: usize,
-}
-
 /// Compiles and links plugins. One per host; cheap to share by reference.
 pub struct Engine {
     engine: wasmtime::Engine,
-    linkers: HashMap<(Autoflush, Target), Linker<PluginState>>,
+    linker: Linker<PluginState>,
     cache: Option<ComponentCache>,
 }
 
@@ -85,15 +74,10 @@ impl Engine {
                     None => break,
                 }
             })?;
-        let mut linkers = HashMap::new();
-        for policy in [Autoflush::On, Autoflush::Off, Autoflush::Guest] {
-            for target in [Target::Kafka, Target::Capture] {
-                linkers.insert((policy, target), plugin_linker(&engine, policy, target)?);
-            }
-        }
+        let linker = plugin_linker(&engine)?;
         Ok(Engine {
             engine,
-            linkers,
+            linker,
             cache: None,
         })
     }
@@ -114,23 +98,9 @@ impl Engine {
         self.load(&bytes, options)
     }
 
-    /// Compiles `bytes` once and links it under the options' autoflush policy.
+    /// Compiles `bytes` once and links it. Its instances can publish to a producer or to a
+    /// capture, under any options: those are given per instance, not linked in.
     pub fn load(&self, bytes: &[u8], options: PluginOptions) -> Result<Plugin, LoadError> {
-        self.load_for(bytes, options, Target::Kafka)
-    }
-
-    /// Like [`Engine::load`], linked so that instances keep records in memory instead of
-    /// sending them (`Plugin::instantiate_capture`): for testing plugins without a broker.
-    pub fn load_for_test(&self, bytes: &[u8], options: PluginOptions) -> Result<Plugin, LoadError> {
-        self.load_for(bytes, options, Target::Capture)
-    }
-
-    fn load_for(
-        &self,
-        bytes: &[u8],
-        options: PluginOptions,
-        target: Target,
-    ) -> Result<Plugin, LoadError> {
         let name = options.name.clone();
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LoadError::NotWasm(name));
@@ -154,16 +124,17 @@ impl Engine {
                 c
             }
         };
-        let linker = &self.linkers[&(options.autoflush, target)];
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             plugin: name.clone(),
             reason: first_line(&e),
         };
-        let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
         let pre = bindings::PluginPre::new(pre).map_err(wrong_world)?;
         Ok(Plugin {
-            acl: Arc::new(options.acl.clone()),
-            options,
+            options: Arc::new(options),
             engine: self.engine.clone(),
             pre,
             load: LoadInfo {
@@ -171,7 +142,6 @@ impl Engine {
                 from_cache,
                 size: bytes.len(),
             },
-            target,
         })
     }
 }

@@ -1,19 +1,33 @@
-//! What one plugin instance may use: memory and CPU time.
+//! What one plugin instance may use: memory, tables, CPU time and wall time.
 //!
-//! Owns the numbers and how they become wasmtime settings (a `StoreLimits` for memory, an epoch
-//! deadline for CPU). It must not run plugins.
+//! Owns the numbers and how they are enforced: [`StoreBudget`], the store's resource limiter,
+//! counts every linear memory and every table of an instance against one byte budget (a plugin
+//! cannot multiply its limit by declaring more memories or tables), and the epoch ticks that
+//! make up a call's CPU budget. It must not run plugins.
 
 use std::time::Duration;
-
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 
 /// How often the engine's epoch advances; CPU limits are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Host bytes counted per table element: wasmtime keeps a table's elements in host memory, a
+/// pointer-sized slot (or two) each.
+pub const TABLE_ELEMENT_BYTES: usize = 16;
+
+/// Most linear memories one instance may create. Components from every toolchain wafka
+/// supports use one; a few more are allowed for hand-made components.
+pub const MAX_MEMORIES: usize = 4;
+/// Most tables one instance may create (toolchains use one or two per core module; Python's
+/// component links about a dozen modules).
+pub const MAX_TABLES: usize = 64;
+/// Most core instances one plugin instance may create.
+pub const MAX_CORE_INSTANCES: usize = 64;
+
 /// Per-instance limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most linear memory an instance may grow to, in bytes (all its memories together).
+    /// Most bytes an instance may hold in linear memory and tables, all of them together
+    /// (table elements count [`TABLE_ELEMENT_BYTES`] each).
     pub memory_bytes: usize,
     /// Most time one call into the plugin (`init`, `handle`, instantiation) may spend running
     /// its own code, counted in epoch ticks while it runs; host calls do not refill it. A
@@ -35,18 +49,175 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub(crate) fn store_limits(&self) -> StoreLimits {
-        StoreLimitsBuilder::new()
-            .memory_size(self.memory_bytes)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            .table_elements(1 << 20)
-            .trap_on_grow_failure(true)
-            .build()
-    }
-
     pub(crate) fn cpu_ticks(&self) -> u64 {
         (self.cpu_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// What an instance holds: its memories and tables, as counted against its limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceUse {
+    /// Bytes of linear memory, all memories together.
+    pub memory_bytes: usize,
+    /// Elements of all tables together.
+    pub table_elements: usize,
+    /// Linear memories created.
+    pub memories: usize,
+    /// Tables created.
+    pub tables: usize,
+}
+
+impl ResourceUse {
+    /// Bytes counted against [`Limits::memory_bytes`].
+    pub fn counted_bytes(&self) -> usize {
+        self.memory_bytes
+            .saturating_add(self.table_elements.saturating_mul(TABLE_ELEMENT_BYTES))
+    }
+}
+
+/// The store's resource limiter: one budget for every memory and table of the instance.
+///
+/// wasmtime asks before a memory or table is created (growing from 0) and before it grows;
+/// memories and tables never shrink, so what was granted stays counted. Going over the budget
+/// traps the plugin (the error says which limit), rather than failing `memory.grow`, so that a
+/// plugin cannot probe the host's limit and so that the cause is clear. The numbers of
+/// memories, tables and core instances are capped too (wasmtime refuses an instance that
+/// would go over: "memory count too high").
+#[derive(Debug)]
+pub(crate) struct StoreBudget {
+    limit: usize,
+    used: ResourceUse,
+    /// What the last grant added, taken back if the growth then failed.
+    last_grant: usize,
+}
+
+impl StoreBudget {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        StoreBudget {
+            limit: limits.memory_bytes,
+            used: ResourceUse::default(),
+            last_grant: 0,
+        }
+    }
+
+    /// The same use under new limits (what was granted stays granted).
+    pub(crate) fn carry(old: &StoreBudget, limits: &Limits) -> Self {
+        StoreBudget {
+            limit: limits.memory_bytes,
+            used: old.used,
+            last_grant: 0,
+        }
+    }
+
+    pub(crate) fn used(&self) -> ResourceUse {
+        self.used
+    }
+
+    fn over(&self, what: &str, extra: usize) -> wasmtime::Error {
+        wasmtime::Error::new(OverLimit(format!(
+            "it tried to grow its {what} beyond its memory limit of {} MiB ({} MiB in use, {} more asked)",
+            self.limit >> 20,
+            self.used.counted_bytes() >> 20,
+            extra.div_ceil(1 << 20),
+        )))
+    }
+}
+
+/// The error that traps a plugin going over its budget (its text is the whole reason).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct OverLimit(pub(crate) String);
+
+impl wasmtime::ResourceLimiter for StoreBudget {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let extra = desired.saturating_sub(current);
+        if self.used.counted_bytes().saturating_add(extra) > self.limit {
+            return Err(self.over("memory", extra));
+        }
+        // A new memory grows from 0 (wasmtime checked their number against `memories`).
+        self.used.memories += usize::from(current == 0);
+        self.used.memory_bytes += extra;
+        self.last_grant = extra;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used.memory_bytes -= std::mem::take(&mut self.last_grant);
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let extra = desired.saturating_sub(current);
+        let bytes = extra.saturating_mul(TABLE_ELEMENT_BYTES);
+        if self.used.counted_bytes().saturating_add(bytes) > self.limit {
+            return Err(self.over("tables", bytes));
+        }
+        self.used.tables += usize::from(current == 0);
+        self.used.table_elements += extra;
+        self.last_grant = extra;
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used.table_elements -= std::mem::take(&mut self.last_grant);
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter;
+
+    use super::*;
+
+    fn budget(mib: usize) -> StoreBudget {
+        StoreBudget::new(&Limits {
+            memory_bytes: mib << 20,
+            ..Limits::default()
+        })
+    }
+
+    #[test]
+    fn every_memory_counts_against_one_budget() {
+        let mut b = budget(64);
+        assert!(b.memory_growing(0, 40 << 20, None).unwrap());
+        // A second memory of 40 MiB would be within a per-memory limit, not within the budget.
+        let e = b.memory_growing(0, 40 << 20, None).unwrap_err();
+        assert!(e.to_string().contains("limit of 64 MiB"), "{e}");
+        assert!(b.memory_growing(40 << 20, 60 << 20, None).unwrap());
+        assert_eq!(b.used().memory_bytes, 60 << 20);
+        assert_eq!(b.used().memories, 1);
+    }
+
+    #[test]
+    fn tables_count_in_the_same_budget() {
+        let mut b = budget(16);
+        assert!(b.memory_growing(0, 15 << 20, None).unwrap());
+        assert!(b.table_growing(0, 1000, None).unwrap());
+        let e = b.table_growing(1000, 1 << 20, None).unwrap_err();
+        assert!(e.to_string().contains("tables"), "{e}");
+        assert_eq!(b.used().table_elements, 1000);
     }
 }

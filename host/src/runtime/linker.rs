@@ -1,112 +1,73 @@
 //! Binds what a plugin imports: WASI 0.2 (with no capabilities) and `wafka:producer/producer`.
 //!
-//! Owns the choice made once per plugin at link time: which function `publish` is.
-//! - `Autoflush::Off` binds `publish` to the buffered path, `Autoflush::On` to the autoflush
-//!   wrapper (publish, then flush). Neither looks at a flag per record, and `set-autoflush` is
-//!   bound to a function that refuses.
-//! - `Autoflush::Guest` binds `publish` to a call through the instance's current publish
-//!   function, and `set-autoflush` to the function that swaps it: switching changes which
-//!   function runs, it adds no check.
+//! One linker serves every plugin, whatever its sink and autoflush policy: those are data of
+//! the instance (`state::ProducerCtx`), so a new configuration needs no relinking.
+//! - `publish` calls the instance's bound publish path (`ProducerCtx::publish`): buffered or
+//!   autoflush, for the producer or the capture, chosen when the instance starts. No flag is
+//!   looked at per record.
+//! - `set-autoflush` swaps that path where the policy is `guest`, and refuses otherwise.
+//! - `flush` and `take-reports` go to the instance's sink.
 //!
 //! It must not know about batches or the wire format.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use wasmtime::component::Linker;
-use wasmtime::StoreContextMut;
 
 use crate::runtime::bindings::ProduceError as GuestError;
-use crate::runtime::plugin::{Autoflush, PluginState};
-use crate::runtime::publish::{self, GuestMessage, PublishResult};
+use crate::runtime::message::GuestMessage;
+use crate::runtime::options::Autoflush;
+use crate::runtime::state::{PluginState, PublishFn, Sink};
+use crate::runtime::{capture, publish};
 
 /// The instance name of the producer interface in the component model.
 const PRODUCER: &str = "wafka:producer/producer@0.1.0";
 
-/// A publish path, as stored in an instance under `Autoflush::Guest`.
-pub(crate) type PublishFn = for<'a> fn(
-    StoreContextMut<'a, PluginState>,
-    GuestMessage,
-) -> Pin<Box<dyn Future<Output = PublishResult> + Send + 'a>>;
-
-pub(crate) fn buffered(
-    store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
-) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
-    Box::pin(publish::publish_buffered(store, msg))
+/// The publish paths of a sink: `[buffered, autoflush]`.
+pub(crate) fn paths(sink: &Sink) -> [PublishFn; 2] {
+    match sink {
+        Sink::Producer(_) => [publish::buffered, publish::autoflush],
+        Sink::Capture(_) => [capture::buffered, capture::autoflush],
+    }
 }
 
-pub(crate) fn autoflush(
-    store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
-) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
-    Box::pin(publish::publish_autoflush(store, msg))
-}
-
-/// Where a linker's `publish` sends records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Target {
-    /// The producer core (Kafka).
-    Kafka,
-    /// Memory, for `wafka test`.
-    Capture,
-}
-
-/// A linker for plugins under `policy`, publishing to `target`.
-pub(crate) fn plugin_linker(
-    engine: &wasmtime::Engine,
-    policy: Autoflush,
-    target: Target,
-) -> wasmtime::Result<Linker<PluginState>> {
-    let mut linker = Linker::new(engine);
+/// The linker for every plugin.
+pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<PluginState>> {
+    let mut linker = Linker::<PluginState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     let mut producer = linker.instance(PRODUCER)?;
-    match (target, policy) {
-        (Target::Capture, _) => {
-            producer.func_wrap("publish", |store, (msg,): (GuestMessage,)| {
-                crate::runtime::capture::publish(store, msg)
-            })?;
-            producer.func_wrap("take-reports", |mut store, (max,): (u32,)| {
-                Ok((crate::runtime::capture::take_reports(
-                    store.data_mut(),
-                    max,
-                )?,))
-            })?;
-        }
-        (Target::Kafka, Autoflush::Off) => producer
-            .func_wrap_async("publish", |store, (msg,): (GuestMessage,)| {
-                Box::new(publish::publish_buffered(store, msg))
-            })?,
-        (Target::Kafka, Autoflush::On) => producer
-            .func_wrap_async("publish", |store, (msg,): (GuestMessage,)| {
-                Box::new(publish::publish_autoflush(store, msg))
-            })?,
-        (Target::Kafka, Autoflush::Guest) => {
-            producer.func_wrap_async("publish", |store, (msg,): (GuestMessage,)| {
-                let current: PublishFn = store.data().publish;
-                Box::new(current(store, msg))
-            })?
-        }
-    }
-    if target == Target::Kafka {
-        producer.func_wrap("take-reports", |store, (max,): (u32,)| {
-            Ok((publish::take_reports(store.data(), max)?,))
-        })?;
-    }
-    match policy {
-        Autoflush::Guest => {
-            producer.func_wrap("set-autoflush", |mut store, (enabled,): (bool,)| {
-                store.data_mut().publish = if enabled { autoflush } else { buffered };
-                Ok((Ok::<(), GuestError>(()),))
-            })?
-        }
-        fixed => producer.func_wrap("set-autoflush", move |_store, (_enabled,): (bool,)| {
-            let mode = if fixed == Autoflush::On { "on" } else { "off" };
-            Ok((Err::<(), GuestError>(GuestError::NotAllowed(format!(
-                "the host fixed autoflush to {mode} for this plugin"
-            ))),))
-        })?,
-    }
-    producer.func_wrap_async("flush", |store, (): ()| Box::new(publish::flush(store)))?;
+    producer.func_wrap_async("publish", |store, (msg,): (GuestMessage,)| {
+        let bound: PublishFn = store.data().producer.publish;
+        Box::new(bound(store, msg))
+    })?;
+    producer.func_wrap("set-autoflush", |mut store, (enabled,): (bool,)| {
+        let ctx = &mut store.data_mut().producer;
+        Ok((match ctx.options.autoflush {
+            Autoflush::Guest => {
+                ctx.publish = if enabled { ctx.autoflush } else { ctx.buffered };
+                Ok(())
+            }
+            fixed => Err(GuestError::NotAllowed(format!(
+                "the host fixed autoflush to {} for this plugin",
+                if fixed == Autoflush::On { "on" } else { "off" }
+            ))),
+        },))
+    })?;
+    producer.func_wrap_async("flush", |store, (): ()| {
+        Box::new(async move {
+            match &store.data().producer.sink {
+                Sink::Producer(_) => publish::flush(store).await,
+                Sink::Capture(_) => {
+                    store.data().producer.check_call_time()?;
+                    Ok((Ok(()),))
+                }
+            }
+        })
+    })?;
+    producer.func_wrap("take-reports", |mut store, (max,): (u32,)| {
+        let state = store.data_mut();
+        Ok((match &state.producer.sink {
+            Sink::Producer(_) => publish::take_reports(state, max)?,
+            Sink::Capture(_) => capture::take_reports(state, max)?,
+        },))
+    })?;
     Ok(linker)
 }

@@ -1,18 +1,19 @@
 //! The wasm runtime: compiling plugins, linking the producer interface into them, running
 //! their instances within limits. It knows the producer's API, not its wire details.
 //!
+//! Leaves first:
+//! - [`options`] and [`limits`] are what an operator fixes per plugin (autoflush policy, ACL,
+//!   quotas; memory, CPU, wall time) and the limiter that enforces memory; [`acl`] the topic
+//!   allow-list;
+//! - `message` reads a guest's message in place; `state` is an instance's store data and the
+//!   producer context every record is checked against (`admit`);
+//! - `publish` (the producer core) and [`capture`] (memory, for `wafka test`) are the two
+//!   sinks; an instance's `publish` is bound to one of their paths when it starts;
+//! - `linker` binds WASI (no capabilities) and `wafka:producer/producer` once for every plugin;
+//! - [`plugin`] runs instances (one store each) within their limits; `trap` says in one line
+//!   why a call failed; `output` carries plugins' stdout and stderr to the log;
 //! - [`engine`] compiles plugins (once per machine, with the [`cache`] on disk) and keeps the
-//!   epoch clock that bounds a plugin's CPU time;
-//! - `linker` binds WASI (no capabilities) and `wafka:producer/producer` into a plugin.
-//!   **Autoflush is chosen there, at link time**: `publish` is bound to the buffered function or
-//!   to the autoflush wrapper, so no flag is looked at per record;
-//! - [`plugin`] is a compiled plugin and its instances (one store each);
-//! - [`limits`] and [`acl`] are what an operator fixes per plugin: memory, CPU, wall time,
-//!   topics;
-//! - `publish` turns a guest's message into a producer record, copying key, value and headers
-//!   straight from guest memory into the batch; [`capture`] keeps them in memory instead
-//!   (`wafka test`);
-//! - `output` sends a plugin's stdout and stderr to the host's log, tagged with the plugin.
+//!   epoch clock that meters CPU time.
 
 pub mod acl;
 pub mod bindings;
@@ -21,6 +22,10 @@ pub mod capture;
 pub mod engine;
 pub mod limits;
 pub(crate) mod linker;
+pub(crate) mod message;
+pub mod options;
 mod output;
 pub mod plugin;
 pub(crate) mod publish;
+pub(crate) mod state;
+mod trap;

@@ -1,9 +1,13 @@
 //! A plugin's stdout and stderr, sent line by line to the host's log tagged with the plugin.
 //!
-//! Owns the WASI output streams given to plugins. It must not give plugins anything else.
+//! Owns the WASI output streams given to plugins and their budget: at most
+//! [`MAX_OUTPUT_PER_CALL`] bytes (both streams together) per call into the plugin reach the
+//! log; the rest of that call's output is dropped, with one warning. It must not give plugins
+//! anything else.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -17,16 +21,51 @@ pub(crate) enum Stream {
     Stderr,
 }
 
+/// Most bytes of stdout and stderr together that one call into a plugin may log.
+pub const MAX_OUTPUT_PER_CALL: usize = 1 << 20;
+
+/// Bytes an instance has written in the current call (shared by its two streams).
+#[derive(Clone, Default)]
+pub(crate) struct OutputBudget(Arc<AtomicUsize>);
+
+impl OutputBudget {
+    /// A new call: the whole budget again.
+    pub(crate) fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes; whether they fit in this call's budget.
+    fn take(&self, n: usize, log: &PluginLog) -> bool {
+        let before = self.0.fetch_add(n, Ordering::Relaxed);
+        if before + n <= MAX_OUTPUT_PER_CALL {
+            return true;
+        }
+        if before <= MAX_OUTPUT_PER_CALL {
+            tracing::warn!(
+                target: "wafka::plugin",
+                plugin = &*log.plugin,
+                "wrote more than {MAX_OUTPUT_PER_CALL} bytes to stdout and stderr in one call; the rest of this call's output is dropped"
+            );
+        }
+        false
+    }
+}
+
 /// A WASI output stream that logs complete lines (and what is left at the end).
 #[derive(Clone)]
 pub(crate) struct PluginLog {
     plugin: Arc<str>,
     stream: Stream,
+    budget: OutputBudget,
 }
 
 impl PluginLog {
-    pub(crate) fn new(plugin: Arc<str>, stream: Stream) -> Self {
-        PluginLog { plugin, stream }
+    pub(crate) fn new(plugin: Arc<str>, stream: Stream, budget: OutputBudget) -> Self {
+        PluginLog {
+            plugin,
+            stream,
+            budget,
+        }
     }
 }
 
@@ -71,6 +110,10 @@ impl AsyncWrite for LineWriter {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if !self.log.budget.take(buf.len(), &self.log) {
+            // Written, as far as the plugin can tell.
+            return Poll::Ready(Ok(buf.len()));
+        }
         self.pending.extend_from_slice(buf);
         while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=i).collect();

@@ -1,92 +1,35 @@
 //! A compiled plugin and its instances: one wasmtime store each.
 //!
-//! Owns an instance's state (its WASI context with no capabilities, its limits, its producer
-//! owner, its ACL and its current publish function) and the calls into the plugin (`init`,
-//! `handle`), with traps turned into one-line errors. A trap kills the instance; records it
-//! published before stay queued and are delivered. It must not link functions (see `linker`).
+//! Owns the life of an instance: building its store (WASI with no capabilities, the resource
+//! budget, the epoch callback that meters its CPU budget and makes it yield, the producer
+//! context), and the calls into it (`init`, `handle`) with their wall-time bound. An instance
+//! that trapped or overran its wall time is stopped for good; records it published before stay
+//! queued and are delivered. It must not link functions (see `linker`) or say why a call
+//! failed (see `trap`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use wafka_producer::{Owner, OwnerOptions, ProduceError, Producer};
+use wafka_producer::{OwnerOptions, ProduceError, Producer};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, Trap, UpdateDeadline, WasmBacktrace};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::runtime::acl::TopicAcl;
 use crate::runtime::bindings;
-use crate::runtime::capture::{Capture, CapturedRecord};
-use crate::runtime::limits::Limits;
-use crate::runtime::linker::Target;
-use crate::runtime::linker::{self, PublishFn};
-use crate::runtime::output::{PluginLog, Stream};
+use crate::runtime::capture::{CaptureOptions, CapturedRecord};
+use crate::runtime::limits::{ResourceUse, StoreBudget};
+use crate::runtime::linker;
+use crate::runtime::output::{OutputBudget, PluginLog, Stream};
+use crate::runtime::state::{Capture, PluginState, ProducerCtx, Sink};
+use crate::runtime::trap::describe;
 
-/// Who decides whether `publish` waits for the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Autoflush {
-    /// Always: `publish` returns after the broker acknowledged the record.
-    On,
-    /// Never: `publish` returns once the record is queued.
-    Off,
-    /// The plugin, with `set-autoflush`; it starts off.
-    Guest,
-}
+pub use crate::runtime::options::{Autoflush, PluginOptions, PluginStats};
 
-impl std::str::FromStr for Autoflush {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "on" => Ok(Autoflush::On),
-            "off" => Ok(Autoflush::Off),
-            "guest" => Ok(Autoflush::Guest),
-            _ => Err(format!("`{s}`: expected on, off or guest")),
-        }
-    }
-}
+/// Most resources (streams, pollables…) one instance may hold in its WASI resource table.
+pub const MAX_RESOURCES: usize = 4_096;
 
-/// What an operator fixes for a plugin.
-#[derive(Debug, Clone)]
-pub struct PluginOptions {
-    /// Name used in logs and errors.
-    pub name: String,
-    /// Autoflush policy, applied when the plugin is linked.
-    pub autoflush: Autoflush,
-    /// Memory and CPU limits of each instance.
-    pub limits: Limits,
-    /// Topics the plugin may publish to.
-    pub acl: TopicAcl,
-    /// Most bytes an instance may have buffered in the producer; over it `publish` fails with
-    /// `quota-exceeded`.
-    pub buffer_quota: Option<usize>,
-}
-
-impl PluginOptions {
-    /// Defaults for a plugin called `name`: autoflush off, default limits, every topic.
-    pub fn new(name: impl Into<String>) -> Self {
-        PluginOptions {
-            name: name.into(),
-            autoflush: Autoflush::Off,
-            limits: Limits::default(),
-            acl: TopicAcl::allow_all(),
-            buffer_quota: None,
-        }
-    }
-}
-
-/// Counters of one instance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PluginStats {
-    /// Events handled (successfully or not).
-    pub events: u64,
-    /// Events the plugin returned an error for.
-    pub failed_events: u64,
-    /// Records queued.
-    pub records: u64,
-    /// Key, value and header bytes of the records queued.
-    pub bytes: u64,
-    /// Records refused by the producer (the plugin got an error back).
-    pub refused: u64,
-}
+/// Most bytes one `get-random-bytes` call may ask for.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// Why a call into a plugin did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,59 +72,23 @@ pub enum PluginError {
     Stopped(String),
 }
 
-/// The state of one instance, held by its store.
-pub struct PluginState {
-    pub(crate) name: Arc<str>,
-    wasi: WasiCtx,
-    table: ResourceTable,
-    store_limits: StoreLimits,
-    pub(crate) limits: Limits,
-    pub(crate) sink: Sink,
-    pub(crate) acl: Arc<TopicAcl>,
-    /// The publish path in use under `Autoflush::Guest` (ignored under fixed policies).
-    pub(crate) publish: PublishFn,
-    pub(crate) call_deadline: Instant,
-    /// Epoch ticks the current call has run its own code for (its CPU budget's use).
-    cpu_ticks_used: u64,
-    pub(crate) stats: PluginStats,
-}
-
-/// Where an instance's records go; fixed when it is instantiated, matching how its plugin was
-/// linked (see `linker::Target`).
-pub(crate) enum Sink {
-    /// The producer core, through this instance's owner.
-    Producer(Owner),
-    /// Memory (`wafka test`).
-    Capture(Capture),
-}
-
-impl PluginState {
-    /// The instance's producer owner (not there in test mode).
-    pub(crate) fn owner(&self) -> wasmtime::Result<&Owner> {
-        match &self.sink {
-            Sink::Producer(o) => Ok(o),
-            Sink::Capture(_) => Err(wasmtime::format_err!("no producer in test mode")),
-        }
-    }
-}
-
-impl WasiView for PluginState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
+/// How a plugin was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadInfo {
+    /// Compiling (or reading from the cache) and linking.
+    pub time: Duration,
+    /// Whether the compiled code came from the disk cache.
+    pub from_cache: bool,
+    /// Size of the component in bytes.
+    pub size: usize,
 }
 
 /// A compiled, pre-linked plugin. Instantiate it as often as needed.
 pub struct Plugin {
-    pub(crate) options: PluginOptions,
-    pub(crate) acl: Arc<TopicAcl>,
+    pub(crate) options: Arc<PluginOptions>,
     pub(crate) engine: wasmtime::Engine,
     pub(crate) pre: bindings::PluginPre<PluginState>,
-    pub(crate) load: crate::runtime::engine::LoadInfo,
-    pub(crate) target: Target,
+    pub(crate) load: LoadInfo,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -198,8 +105,15 @@ impl Plugin {
         &self.options
     }
 
+    /// New options (ACL, limits, autoflush policy, quotas) for instances started from now on,
+    /// without compiling or linking again. Running instances keep theirs until
+    /// [`PluginInstance::reconfigure`].
+    pub fn set_options(&mut self, options: PluginOptions) {
+        self.options = Arc::new(options);
+    }
+
     /// How long loading took and whether the compiled code came from the cache.
-    pub fn load_info(&self) -> crate::runtime::engine::LoadInfo {
+    pub fn load_info(&self) -> LoadInfo {
         self.load
     }
 
@@ -210,66 +124,72 @@ impl Plugin {
             memory_limit: self.options.buffer_quota,
             delivery_reports: true,
         });
-        self.instantiate_with(Target::Kafka, Sink::Producer(owner))
-            .await
+        let config = producer.config();
+        let limit = config.max_request_size.min(config.buffer_memory);
+        self.instantiate_with(Sink::Producer(owner), limit).await
     }
 
-    /// A new instance whose records are kept in memory (the plugin must have been loaded with
-    /// [`crate::Engine::load_for_test`]). Keyed records get the partition murmur2 gives among
-    /// `partitions`; null keys partition 0.
+    /// A new instance whose records are kept in memory instead of sent (`wafka test`).
     pub async fn instantiate_capture(
         &self,
-        partitions: i32,
+        capture: CaptureOptions,
     ) -> Result<PluginInstance, PluginError> {
-        self.instantiate_with(Target::Capture, Sink::Capture(Capture::new(partitions)))
-            .await
+        let sink = Sink::Capture(Capture::new(
+            capture.partitions,
+            capture.max_request_size,
+            capture.buffer_memory,
+        ));
+        let limit = capture.max_request_size.min(capture.buffer_memory);
+        self.instantiate_with(sink, limit).await
     }
 
     async fn instantiate_with(
         &self,
-        target: Target,
         sink: Sink,
+        record_limit: usize,
     ) -> Result<PluginInstance, PluginError> {
         let name: Arc<str> = Arc::from(self.options.name.as_str());
-        if target != self.target {
-            return Err(PluginError::Instantiate {
-                plugin: name.to_string(),
-                reason: "loaded for the other sink (Kafka vs. test capture)".into(),
-            });
-        }
-        // No preopened directories, no environment, no arguments, no network: only the
+        let output = OutputBudget::default();
+        // No preopened directories, no environment, no arguments, and no network, said
+        // explicitly so that a change of wasmtime-wasi's defaults cannot open it: only the
         // clocks, random numbers, and stdout/stderr into the host's log.
         let wasi = WasiCtxBuilder::new()
-            .stdout(PluginLog::new(name.clone(), Stream::Stdout))
-            .stderr(PluginLog::new(name.clone(), Stream::Stderr))
+            .stdout(PluginLog::new(name.clone(), Stream::Stdout, output.clone()))
+            .stderr(PluginLog::new(name.clone(), Stream::Stderr, output.clone()))
+            .allow_tcp(false)
+            .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
-        let limits = self.options.limits;
-        let state = PluginState {
-            name: name.clone(),
-            wasi,
-            table: ResourceTable::new(),
-            store_limits: limits.store_limits(),
-            limits,
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let paths = linker::paths(&sink);
+        let ctx = ProducerCtx::new(
+            name.clone(),
+            self.options.clone(),
             sink,
-            acl: self.acl.clone(),
-            publish: linker::buffered,
-            call_deadline: Instant::now() + limits.call_time,
-            cpu_ticks_used: 0,
-            stats: PluginStats::default(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.store_limits);
+            paths,
+            record_limit,
+        );
+        let limits = self.options.limits;
+        let mut store = Store::new(&self.engine, PluginState::new(wasi, table, ctx));
+        store.limiter(|s| &mut s.budget);
         // Every epoch tick the plugin's code runs, it yields its thread (a spinning plugin
         // shares it) and uses one tick of its call's CPU budget; at the end of the budget, a
         // trap. The budget is set per call and host calls do not refill it.
         store.epoch_deadline_callback(|mut ctx| {
             let st = ctx.data_mut();
             st.cpu_ticks_used += 1;
-            if st.cpu_ticks_used >= st.limits.cpu_ticks() {
+            if st.cpu_ticks_used >= st.producer.options.limits.cpu_ticks() {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // tokio's own yield: the worker also runs its timers and I/O before coming back
+                // (a plain wake-up would wait up to 61 polls, over half a second, for them).
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store.set_epoch_deadline(1);
@@ -292,6 +212,7 @@ impl Plugin {
         Ok(PluginInstance {
             store,
             bindings,
+            output,
             stopped: false,
         })
     }
@@ -301,23 +222,24 @@ impl Plugin {
 pub struct PluginInstance {
     store: Store<PluginState>,
     bindings: bindings::Plugin,
+    output: OutputBudget,
     stopped: bool,
 }
 
 impl PluginInstance {
     /// The plugin's name.
     pub fn name(&self) -> &str {
-        &self.store.data().name
+        &self.store.data().producer.name
     }
 
     /// The producer owner of this instance's records (`None` in test mode).
-    pub fn owner(&self) -> Option<&Owner> {
-        self.store.data().owner().ok()
+    pub fn owner(&self) -> Option<&wafka_producer::Owner> {
+        self.store.data().producer.owner().ok()
     }
 
     /// Records captured since the last call (test mode; empty otherwise).
     pub fn take_captured(&mut self) -> Vec<CapturedRecord> {
-        match &mut self.store.data_mut().sink {
+        match &mut self.store.data_mut().producer.sink {
             Sink::Capture(c) => c.take(),
             Sink::Producer(_) => Vec::new(),
         }
@@ -325,25 +247,56 @@ impl PluginInstance {
 
     /// This instance's counters.
     pub fn stats(&self) -> PluginStats {
-        self.store.data().stats
+        self.store.data().producer.stats
     }
 
-    /// Gets the instance ready for a call: a fresh CPU budget and wall-time deadline. Returns
-    /// the wall-time limit.
-    fn arm(&mut self) -> Result<std::time::Duration, PluginError> {
+    /// What the instance holds in memories and tables, as counted against its limit.
+    pub fn resources(&self) -> ResourceUse {
+        self.store.data().budget.used()
+    }
+
+    /// Distinct topics this instance has published to.
+    pub fn topics(&self) -> usize {
+        self.store.data().producer.topic_count()
+    }
+
+    /// Whether an earlier trap or timeout stopped the instance.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Takes the plugin's current options: ACL, limits and quotas apply from the next record
+    /// or call; a fixed autoflush policy rebinds `publish` (under `guest`, the plugin's own
+    /// choice stays). Memory already granted stays granted.
+    pub fn reconfigure(&mut self, plugin: &Plugin) {
+        let st = self.store.data_mut();
+        st.budget = StoreBudget::carry(&st.budget, &plugin.options.limits);
+        let ctx = &mut st.producer;
+        ctx.options = plugin.options.clone();
+        match ctx.options.autoflush {
+            Autoflush::On => ctx.publish = ctx.autoflush,
+            Autoflush::Off => ctx.publish = ctx.buffered,
+            Autoflush::Guest => {}
+        }
+    }
+
+    /// Gets the instance ready for a call: a fresh CPU budget, output budget and wall-time
+    /// deadline. Returns the wall-time limit.
+    fn arm(&mut self) -> Result<Duration, PluginError> {
         if self.stopped {
             return Err(PluginError::Stopped(self.name().to_string()));
         }
-        let limits = self.store.data().limits;
+        self.output.reset();
         let st = self.store.data_mut();
-        st.call_deadline = Instant::now() + limits.call_time;
+        let limit = st.producer.options.limits.call_time;
+        st.producer.call_deadline = Instant::now() + limit;
         st.cpu_ticks_used = 0;
         self.store.set_epoch_deadline(1);
-        Ok(limits.call_time)
+        Ok(limit)
     }
 
     /// The call overran its wall-time limit (its future was dropped): the instance is gone.
-    fn timed_out(&mut self, limit: std::time::Duration) -> PluginError {
+    fn timed_out(&mut self, limit: Duration) -> PluginError {
         self.stopped = true;
         PluginError::TimedOut {
             plugin: self.name().to_string(),
@@ -360,7 +313,7 @@ impl PluginInstance {
             }),
             Err(e) => {
                 self.stopped = true;
-                let limits = self.store.data().limits;
+                let limits = self.store.data().producer.options.limits;
                 Err(PluginError::Trapped {
                     plugin: self.name().to_string(),
                     reason: describe(&e, &limits),
@@ -383,93 +336,24 @@ impl PluginInstance {
     pub async fn handle(&mut self, event: &[u8]) -> Result<(), PluginError> {
         let limit = self.arm()?;
         let call = self.bindings.call_handle(&mut self.store, event);
-        let r = match tokio::time::timeout(limit, call).await {
-            Ok(r) => r,
-            Err(_) => {
-                let stats = &mut self.store.data_mut().stats;
-                stats.events += 1;
-                stats.failed_events += 1;
-                return Err(self.timed_out(limit));
-            }
-        };
-        let stats = &mut self.store.data_mut().stats;
+        let r = tokio::time::timeout(limit, call).await;
+        let stats = &mut self.store.data_mut().producer.stats;
         stats.events += 1;
-        if !matches!(r, Ok(Ok(()))) {
+        if !matches!(r, Ok(Ok(Ok(())))) {
             stats.failed_events += 1;
         }
-        self.settle(r)
+        match r {
+            Ok(r) => self.settle(r),
+            Err(_) => Err(self.timed_out(limit)),
+        }
     }
 
     /// Waits until every record of this instance is acknowledged or failed; the first failure
     /// since the last flush.
     pub async fn flush(&self) -> Result<(), ProduceError> {
-        match &self.store.data().sink {
+        match &self.store.data().producer.sink {
             Sink::Producer(owner) => owner.flush().await,
             Sink::Capture(_) => Ok(()),
         }
     }
-}
-
-/// Whether the trap's wasm backtrace is one function calling itself over and over.
-fn deep_recursion(e: &wasmtime::Error) -> bool {
-    let Some(bt) = e.downcast_ref::<WasmBacktrace>() else {
-        return false;
-    };
-    // The innermost frame may be a helper (memset filling the frame), so count the most
-    // repeated function rather than the top one; the backtrace may be cut short (20 frames were seen).
-    let mut counts = std::collections::HashMap::new();
-    bt.frames().iter().any(|f| {
-        let n = counts
-            .entry((f.module().name().map(str::to_owned), f.func_index()))
-            .or_insert(0u32);
-        *n += 1;
-        *n >= 16
-    })
-}
-
-/// One line saying why a call into a plugin failed.
-fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
-    if let Some(trap) = e.downcast_ref::<Trap>() {
-        if *trap == Trap::MemoryOutOfBounds && deep_recursion(e) {
-            // Rust and C guests keep their stack in linear memory: recursing past it runs off
-            // the memory instead of off wasmtime's own stack.
-            return "stack overflow (deep recursion ran off the plugin's stack)".into();
-        }
-        return match trap {
-            Trap::Interrupt => format!(
-                "it ran longer than its CPU time limit of {} ms without returning to the host",
-                limits.cpu_time.as_millis()
-            ),
-            Trap::UnreachableCodeReached => {
-                "it panicked or aborted (wasm `unreachable` executed); see its stderr above".into()
-            }
-            Trap::StackOverflow => "stack overflow".into(),
-            other => other.to_string(),
-        };
-    }
-    // The error's own text is a wasm backtrace; what happened is its innermost cause, which
-    // the debug form lists under "Caused by:".
-    let full = format!("{e:?}");
-    // One line per cause until a blank line (a Rust backtrace may follow); the last is the root.
-    let cause = full
-        .split("Caused by:")
-        .nth(1)
-        .and_then(|c| {
-            c.lines()
-                .map(str::trim)
-                .skip_while(|l| l.is_empty())
-                .take_while(|l| !l.is_empty())
-                .last()
-        })
-        .or_else(|| full.lines().next())
-        .unwrap_or("unknown error");
-    if cause.contains("growing memory") || cause.contains("memory growth") {
-        return format!(
-            "it tried to grow its memory beyond its limit of {} MiB",
-            limits.memory_bytes >> 20
-        );
-    }
-    cause
-        .trim_start_matches(|c: char| c.is_ascii_digit() || c == ':' || c == ' ')
-        .to_string()
 }

@@ -1,143 +1,73 @@
-//! From a guest's `message` to a producer record, and producer errors back to the guest.
+//! The Kafka sink: a guest's `message` becomes a producer record, and producer errors go back
+//! to the guest.
 //!
-//! Owns the two publish paths the linker chooses between — buffered, and autoflush (publish,
-//! then flush this instance's records) — and the mapping of `wafka-producer` errors to the
-//! contract's `produce-error`. Key, value and header values are read in place from guest
-//! memory (`WasmList::as_le_slice`) and copied once, into the batch. It must not choose a
-//! path per record: the linker binds one of them.
+//! Owns the two publish paths an instance can be bound to — buffered, and autoflush (publish,
+//! then settle this instance's records) — plus `flush` and `take-reports` for the producer,
+//! and the mapping of `wafka-producer` errors to the contract's `produce-error`. A record is
+//! checked (topic, ACL, number of headers, topic budget: `ProducerCtx::admit`) before any
+//! header is lifted; key, value and header values are then read in place from guest memory
+//! and copied once, into the batch, after the producer checked the size. It must not choose a
+//! path per record: the instance's context holds the bound one.
 
-use std::borrow::Cow;
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
 
-use wafka_producer::{Delivery, Header, ProduceError, Record};
-use wasmtime::component::{ComponentType, Lift, WasmList, WasmStr};
+use wafka_producer::{Delivery, ProduceError};
 use wasmtime::StoreContextMut;
 
 use crate::runtime::bindings::{BrokerError, DeliveryReport, ProduceError as GuestError, Receipt};
-use crate::runtime::plugin::{PluginState, Sink};
+use crate::runtime::message::{Borrowed, GuestMessage};
+use crate::runtime::state::{PluginState, PublishResult};
 
-/// `wafka:producer/types.header`, lifted without copying out of guest memory.
-#[derive(ComponentType, Lift)]
-#[component(record)]
-pub(crate) struct GuestHeader {
-    key: WasmStr,
-    value: Option<WasmList<u8>>,
+/// The buffered path, as a [`crate::runtime::state::PublishFn`].
+pub(crate) fn buffered(
+    store: StoreContextMut<'_, PluginState>,
+    msg: GuestMessage,
+) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
+    Box::pin(publish_buffered(store, msg))
 }
 
-/// `wafka:producer/types.message`, lifted without copying out of guest memory.
-#[derive(ComponentType, Lift)]
-#[component(record)]
-pub(crate) struct GuestMessage {
-    topic: WasmStr,
-    key: Option<WasmList<u8>>,
-    value: WasmList<u8>,
-    headers: WasmList<GuestHeader>,
-    partition: Option<i32>,
+/// The autoflush path, as a [`crate::runtime::state::PublishFn`].
+pub(crate) fn autoflush(
+    store: StoreContextMut<'_, PluginState>,
+    msg: GuestMessage,
+) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
+    Box::pin(publish_autoflush(store, msg))
 }
 
-impl GuestMessage {
-    /// Copies the message out of guest memory (test mode only; the Kafka path reads in place).
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn to_owned(
-        &self,
-        store: &mut StoreContextMut<'_, PluginState>,
-    ) -> wasmtime::Result<(
-        String,
-        Option<Vec<u8>>,
-        Vec<u8>,
-        Vec<(String, Option<Vec<u8>>)>,
-        Option<i32>,
-    )> {
-        let headers: Vec<GuestHeader> = self
-            .headers
-            .iter(&mut *store)?
-            .collect::<wasmtime::Result<_>>()?;
-        let s = &*store;
-        let mut owned = Vec::with_capacity(headers.len());
-        for h in headers {
-            owned.push((
-                h.key.to_str(s)?.into_owned(),
-                h.value.map(|v| v.as_le_slice(s).to_vec()),
-            ));
-        }
-        Ok((
-            self.topic.to_str(s)?.into_owned(),
-            self.key.as_ref().map(|k| k.as_le_slice(s).to_vec()),
-            self.value.as_le_slice(s).to_vec(),
-            owned,
-            self.partition,
-        ))
-    }
-}
-
-/// What every host function returns: the WIT result, or a trap.
-pub(crate) type PublishResult = wasmtime::Result<(Result<Receipt, GuestError>,)>;
-
-/// Stops a plugin whose call ran past its wall-time limit, even while it keeps calling us.
-pub(crate) fn check_call_time(state: &PluginState) -> wasmtime::Result<()> {
-    if Instant::now() > state.call_deadline {
-        return Err(wasmtime::format_err!(
-            "plugin exceeded its call time limit of {} ms",
-            state.limits.call_time.as_millis()
-        ));
-    }
-    Ok(())
-}
-
-/// Queues the message for the instance's owner. The borrowed slices live only inside this
-/// function; the record bytes are copied into the batch by `Owner::send`.
+/// Checks the message, then queues it for the instance's owner. The borrowed slices live only
+/// inside this function; the record bytes are copied into the batch by `Owner::send`.
 async fn queue(
     store: &mut StoreContextMut<'_, PluginState>,
     msg: &GuestMessage,
 ) -> wasmtime::Result<Result<Delivery, GuestError>> {
-    check_call_time(store.data())?;
-    // Headers are a list of records: lift their handles first (this needs the store mutably),
-    // then borrow every slice immutably for the send.
-    let headers: Vec<GuestHeader> = msg
-        .headers
-        .iter(&mut *store)?
-        .collect::<wasmtime::Result<_>>()?;
+    store.data().producer.check_call_time()?;
+    if let Err(e) = admit(store, msg)? {
+        store.data_mut().producer.stats.refused += 1;
+        return Ok(Err(e));
+    }
+    let limit = store.data().producer.record_limit;
+    let headers = match msg.lift_headers(store, limit)? {
+        Ok(h) => h,
+        Err(at_least) => {
+            store.data_mut().producer.stats.refused += 1;
+            return Ok(Err(GuestError::RecordTooLarge(at_least as u64)));
+        }
+    };
+    let owner = store.data().producer.owner()?.clone();
     // Borrow every slice out of guest memory in a block: the store itself (not `Sync`) must
     // not be held across the send's await, only the slices (which are).
-    let owner = store.data().owner()?.clone();
-    let (topic, key, value, header_keys, header_values) = {
+    let borrowed = {
         let s = &*store;
-        let topic: Cow<'_, str> = msg.topic.to_str(s)?;
-        let state = s.data();
-        if !state.acl.allows(&topic) {
-            return Ok(Err(GuestError::NotAuthorized(format!(
-                "plugin `{}` may not publish to topic `{topic}`",
-                state.name
-            ))));
-        }
-        let mut keys: Vec<Cow<'_, str>> = Vec::with_capacity(headers.len());
-        for h in &headers {
-            keys.push(h.key.to_str(s)?);
-        }
-        let values: Vec<Option<&[u8]>> = headers
-            .iter()
-            .map(|h| h.value.as_ref().map(|v| v.as_le_slice(s)))
-            .collect();
-        let key = msg.key.as_ref().map(|k| k.as_le_slice(s));
-        (topic, key, msg.value.as_le_slice(s), keys, values)
+        Borrowed::new(s, msg, &headers)?
     };
-    let header_refs: Vec<Header<'_>> = header_keys
-        .iter()
-        .zip(&header_values)
-        .map(|(k, v)| Header { key: k, value: *v })
-        .collect();
-    let record = Record {
-        topic: &topic,
-        partition: msg.partition,
-        key,
-        value: Some(value),
-        headers: &header_refs,
-        timestamp: None,
-    };
+    let header_refs = borrowed.headers();
+    let record = borrowed.record(&header_refs, msg.partition);
     let size = record.payload_len() as u64;
     let sent = owner.send(&record).await;
     drop(header_refs);
-    let stats = &mut store.data_mut().stats;
+    drop(borrowed);
+    let stats = &mut store.data_mut().producer.stats;
     Ok(match sent {
         Ok(d) => {
             stats.records += 1;
@@ -149,6 +79,25 @@ async fn queue(
             Err(guest_error(e))
         }
     })
+}
+
+/// `ProducerCtx::admit` for a message still in guest memory: its topic is borrowed, and
+/// copied into the instance's topic set only when it is new and allowed.
+pub(crate) fn admit(
+    store: &mut StoreContextMut<'_, PluginState>,
+    msg: &GuestMessage,
+) -> wasmtime::Result<Result<(), GuestError>> {
+    let s = &*store;
+    let topic = msg.topic.to_str(s)?;
+    let new = match s.data().producer.admit(&topic, msg.header_count()) {
+        Ok(new) => new,
+        Err(e) => return Ok(Err(e)),
+    };
+    if new {
+        let topic: Box<str> = topic.into();
+        store.data_mut().producer.remember_topic(topic);
+    }
+    Ok(Ok(()))
 }
 
 /// `publish` with autoflush off: returns once the record is queued.
@@ -164,7 +113,7 @@ pub(crate) async fn publish_buffered(
     }),))
 }
 
-/// `publish` with autoflush on: publish, then flush this instance's records; returns the
+/// `publish` with autoflush on: publish, then settle this instance's records; returns the
 /// record's partition and offset once the broker acknowledged it.
 pub(crate) async fn publish_autoflush(
     mut store: StoreContextMut<'_, PluginState>,
@@ -173,7 +122,7 @@ pub(crate) async fn publish_autoflush(
     let queued = queue(&mut store, &msg).await?;
     let result = match queued {
         Ok(d) => {
-            store.data().owner()?.settle().await;
+            store.data().producer.owner()?.settle().await;
             let id = d.id();
             match d.try_result() {
                 Some(Ok(m)) => Ok(Receipt {
@@ -195,17 +144,16 @@ pub(crate) async fn publish_autoflush(
 pub(crate) async fn flush(
     store: StoreContextMut<'_, PluginState>,
 ) -> wasmtime::Result<(Result<(), GuestError>,)> {
-    check_call_time(store.data())?;
-    let r = match &store.data().sink {
-        Sink::Producer(owner) => owner.clone().flush().await.map_err(guest_error),
-        Sink::Capture(_) => Ok(()),
-    };
-    Ok((r,))
+    let ctx = &store.data().producer;
+    ctx.check_call_time()?;
+    let owner = ctx.owner()?.clone();
+    Ok((owner.flush().await.map_err(guest_error),))
 }
 
 /// `take-reports`.
-pub(crate) fn take_reports(store: &PluginState, max: u32) -> wasmtime::Result<Vec<DeliveryReport>> {
-    Ok(store
+pub(crate) fn take_reports(state: &PluginState, max: u32) -> wasmtime::Result<Vec<DeliveryReport>> {
+    Ok(state
+        .producer
         .owner()?
         .take_reports(max as usize)
         .into_iter()

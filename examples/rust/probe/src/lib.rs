@@ -7,6 +7,7 @@
 //! | command | what it does |
 //! | --- | --- |
 //! | `publish TOPIC KEY VALUE [PARTITION]` | publishes one record; KEY `-` is Kafka's null key; without PARTITION the partitioner chooses. Fails with the producer error's message (e.g. `not authorized: …`). |
+//! | `try-publish TOPIC VALUE` | publishes one record, null key, and succeeds whatever `publish` answered (a refusal goes to stderr). |
 //! | `publish-n TOPIC N` | publishes N records with null keys and the values `0`, `1`, … `N-1` (decimal text). Fails at the first error with `record I: <error>`. |
 //! | `publish-size TOPIC BYTES` | publishes one record, null key, whose value is BYTES bytes of `x` (for size limits and quotas). Fails with the error's message. |
 //! | `bench TOPIC N SIZE` | publishes N records with null keys whose values are SIZE bytes of `v`, for the host's benchmark: the record is built once before the loop, so each iteration is only the `publish` call. Fails at the first error with `record I: <error>`. |
@@ -22,10 +23,17 @@
 //! | `sleep MS` | sleeps MS milliseconds (`std::thread::sleep`: a WASI `poll`, which epoch interruption does not stop), then succeeds. |
 //! | `publish-loop TOPIC` | publishes to TOPIC forever, ignoring every error: a loop of host calls. |
 //! | `recurse N` | recurses N levels deep with a 1 KiB frame each, then succeeds (a large N overflows the stack). |
+//! | `aliased-headers TOPIC N KIB` | publishes one record whose N headers all point at the same KIB KiB buffer (through the raw import: the SDK would copy each). Fails with the error case's name, e.g. `record-too-large(2097152000)`. |
+//! | `topics PREFIX N` | publishes one record to each of N topics `PREFIX-0` … `PREFIX-(N-1)`, going on past refusals. Fails if any was refused, with `R of N refused; first: record I: <error>; last: record J: <error>`. |
+//! | `connect ADDR` | opens a TCP connection to ADDR (`host:port`); succeeds if it connected, fails with the error. |
+//! | `udp ADDR` | binds a UDP socket and sends one datagram to ADDR; succeeds if it was sent, fails with the error. |
+//! | `read-file PATH` | reads the file at PATH; succeeds if it could, fails with the error. |
+//! | `stdout KIB` | writes KIB lines of 1 KiB each to stdout, then succeeds. |
 //!
-//! Configuration: with `fail-init=MESSAGE`, `init` fails with MESSAGE (to test the host's
-//! handling of a failed `init`); with `sleep-init=MS`, `init` sleeps MS milliseconds first;
-//! every other setting is ignored.
+//! Configuration: with `publish-init=TOPIC`, `init` first publishes one record (value `init`)
+//! to TOPIC; with `sleep-init=MS`, it then sleeps MS milliseconds; with `fail-init=MESSAGE`, it
+//! then fails with MESSAGE (to test the host's handling of a failed `init`); every other
+//! setting is ignored.
 
 use std::hint::black_box;
 
@@ -36,6 +44,9 @@ struct Probe;
 
 impl Plugin for Probe {
     fn init(config: Config) -> Result<Self, String> {
+        if let Some(topic) = config.get("publish-init") {
+            Record::new(topic, "init").publish()?;
+        }
         if let Some(ms) = config.get("sleep-init") {
             std::thread::sleep(std::time::Duration::from_millis(number(ms)?));
         }
@@ -53,6 +64,12 @@ impl Plugin for Probe {
             ("publish", [topic, key, value]) => publish(topic, key, value, None),
             ("publish", [topic, key, value, partition]) => {
                 publish(topic, key, value, Some(number(partition)?))
+            }
+            ("try-publish", [topic, value]) => {
+                if let Err(e) = Record::new(*topic, *value).publish() {
+                    eprintln!("probe: publish refused: {e}");
+                }
+                Ok(())
             }
             ("publish-n", [topic, n]) => publish_n(topic, number(n)?),
             ("publish-size", [topic, bytes]) => {
@@ -83,6 +100,27 @@ impl Plugin for Probe {
             },
             ("recurse", [n]) => {
                 black_box(recurse(number(n)?));
+                Ok(())
+            }
+            ("aliased-headers", [topic, n, kib]) => {
+                raw::aliased_headers(topic, number(n)?, number(kib)?)
+            }
+            ("topics", [prefix, n]) => topics(prefix, number(n)?),
+            ("connect", [addr]) => std::net::TcpStream::connect(addr)
+                .map(drop)
+                .map_err(|e| format!("cannot connect: {e}")),
+            ("udp", [addr]) => std::net::UdpSocket::bind("0.0.0.0:0")
+                .and_then(|s| s.send_to(b"probe", addr))
+                .map(drop)
+                .map_err(|e| format!("cannot send: {e}")),
+            ("read-file", [path]) => std::fs::read(path)
+                .map(drop)
+                .map_err(|e| format!("cannot read: {e}")),
+            ("stdout", [kib]) => {
+                let line = "o".repeat(1023);
+                for _ in 0..number::<u64>(kib)? {
+                    println!("{line}");
+                }
                 Ok(())
             }
             _ => Err(format!("unknown command or wrong arguments: {line:?}")),
@@ -117,6 +155,24 @@ fn publish_n(topic: &str, n: u64) -> Result<(), String> {
             .map_err(|e| format!("record {i}: {e}"))?;
     }
     Ok(())
+}
+
+fn topics(prefix: &str, n: u64) -> Result<(), String> {
+    let (mut refused, mut first, mut last) = (0, None, None);
+    for i in 0..n {
+        if let Err(e) = Record::new(format!("{prefix}-{i}"), "t").publish() {
+            refused += 1;
+            let e = format!("record {i}: {e}");
+            first.get_or_insert_with(|| e.clone());
+            last = Some(e);
+        }
+    }
+    match (first, last) {
+        (Some(first), Some(last)) => Err(format!(
+            "{refused} of {n} refused; first: {first}; last: {last}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// One record, built once, published `n` times: the loop does nothing but `publish`.
@@ -195,6 +251,118 @@ fn env() -> Result<(), String> {
         vars.len(),
         vars.join(", ")
     ))
+}
+
+/// Calls the host's `publish` through the canonical ABI by hand, to send what the SDK's
+/// bindings never would: many headers sharing one buffer.
+mod raw {
+    /// `wafka:producer/types.header` in guest memory: key (ptr, len), then an
+    /// `option<list<u8>>` (discriminant, ptr, len).
+    #[repr(C)]
+    struct Header {
+        key_ptr: *const u8,
+        key_len: usize,
+        has_value: u32,
+        value_ptr: *const u8,
+        value_len: usize,
+    }
+
+    /// Room for `result<receipt, produce-error>`, aligned for its 64-bit fields.
+    #[repr(C, align(8))]
+    struct Ret([u8; 64]);
+
+    #[cfg(target_arch = "wasm32")]
+    #[link(wasm_import_module = "wafka:producer/producer@0.1.0")]
+    extern "C" {
+        /// `publish: func(msg: message) -> result<receipt, produce-error>`, flattened: topic,
+        /// key, value, headers, partition; the result through a pointer.
+        #[link_name = "publish"]
+        fn publish(
+            topic: *const u8,
+            topic_len: usize,
+            has_key: u32,
+            key: *const u8,
+            key_len: usize,
+            value: *const u8,
+            value_len: usize,
+            headers: *const Header,
+            headers_len: usize,
+            has_partition: u32,
+            partition: i32,
+            ret: *mut Ret,
+        );
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn publish(
+        _: *const u8,
+        _: usize,
+        _: u32,
+        _: *const u8,
+        _: usize,
+        _: *const u8,
+        _: usize,
+        _: *const Header,
+        _: usize,
+        _: u32,
+        _: i32,
+        _: *mut Ret,
+    ) {
+        panic!("the raw import exists only in wasm");
+    }
+
+    pub(crate) fn aliased_headers(topic: &str, n: usize, kib: usize) -> Result<(), String> {
+        let buffer = vec![b'h'; kib << 10];
+        let key = "h";
+        let headers: Vec<Header> = (0..n)
+            .map(|_| Header {
+                key_ptr: key.as_ptr(),
+                key_len: key.len(),
+                has_value: 1,
+                value_ptr: buffer.as_ptr(),
+                value_len: buffer.len(),
+            })
+            .collect();
+        let value = b"aliased";
+        let mut ret = Ret([0; 64]);
+        // SAFETY: every pointer is valid for its length during the call; the host writes the
+        // result into `ret` (and may allocate strings we leak).
+        unsafe {
+            publish(
+                topic.as_ptr(),
+                topic.len(),
+                0,
+                std::ptr::null(),
+                0,
+                value.as_ptr(),
+                value.len(),
+                headers.as_ptr(),
+                headers.len(),
+                0,
+                0,
+                &mut ret,
+            );
+        }
+        if ret.0[0] == 0 {
+            return Ok(());
+        }
+        // The error's case at the payload's offset (8), a record-too-large size after it.
+        let case = ret.0[8];
+        let size = u64::from_le_bytes(ret.0[16..24].try_into().unwrap());
+        Err(match case {
+            0 => "not-authorized".to_string(),
+            1 => "invalid-topic".to_string(),
+            2 => format!("record-too-large({size})"),
+            3 => "buffer-full".to_string(),
+            4 => "quota-exceeded".to_string(),
+            5 => "timed-out".to_string(),
+            6 => "closed".to_string(),
+            7 => "not-allowed".to_string(),
+            8 => "broker".to_string(),
+            other => format!("unknown error case {other}"),
+        })
+    }
 }
 
 wafka_guest::export_plugin!(Probe);

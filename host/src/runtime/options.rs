@@ -1,0 +1,83 @@
+//! What an operator fixes for a plugin, and the counters an instance keeps.
+//!
+//! Owns [`PluginOptions`] (name, autoflush policy, limits, ACL, quotas) and [`PluginStats`].
+//! A leaf: it must not know about stores, linkers or the producer's internals.
+
+use crate::runtime::acl::TopicAcl;
+use crate::runtime::limits::Limits;
+
+/// Who decides whether `publish` waits for the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Autoflush {
+    /// Always: `publish` returns after the broker acknowledged the record.
+    On,
+    /// Never: `publish` returns once the record is queued.
+    Off,
+    /// The plugin, with `set-autoflush`; it starts off.
+    Guest,
+}
+
+impl std::str::FromStr for Autoflush {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(Autoflush::On),
+            "off" => Ok(Autoflush::Off),
+            "guest" => Ok(Autoflush::Guest),
+            _ => Err(format!("`{s}`: expected on, off or guest")),
+        }
+    }
+}
+
+/// Default of [`PluginOptions::max_topics`].
+pub const DEFAULT_MAX_TOPICS: usize = 1_000;
+
+/// What an operator fixes for a plugin.
+#[derive(Debug, Clone)]
+pub struct PluginOptions {
+    /// Name used in logs and errors.
+    pub name: String,
+    /// Autoflush policy: which publish path an instance starts with, and whether the plugin
+    /// may switch it.
+    pub autoflush: Autoflush,
+    /// Memory, CPU and wall-time limits of each instance.
+    pub limits: Limits,
+    /// Topics the plugin may publish to.
+    pub acl: TopicAcl,
+    /// Most bytes an instance may have buffered in the producer; over it `publish` fails with
+    /// `quota-exceeded`.
+    pub buffer_quota: Option<usize>,
+    /// Most distinct topics one instance may publish to (each enters the producer's metadata);
+    /// one more fails with `quota-exceeded`.
+    pub max_topics: usize,
+}
+
+impl PluginOptions {
+    /// Defaults for a plugin called `name`: autoflush off, default limits, every topic.
+    pub fn new(name: impl Into<String>) -> Self {
+        PluginOptions {
+            name: name.into(),
+            autoflush: Autoflush::Off,
+            limits: Limits::default(),
+            acl: TopicAcl::allow_all(),
+            buffer_quota: None,
+            max_topics: DEFAULT_MAX_TOPICS,
+        }
+    }
+}
+
+/// Counters of one instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Events handled (successfully or not).
+    pub events: u64,
+    /// Events the plugin returned an error for.
+    pub failed_events: u64,
+    /// Records queued.
+    pub records: u64,
+    /// Key, value and header bytes of the records queued.
+    pub bytes: u64,
+    /// Records refused (the plugin got an error back from `publish`): by the ACL, a limit, or
+    /// the producer.
+    pub refused: u64,
+}

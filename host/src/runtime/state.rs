@@ -1,0 +1,219 @@
+//! What one instance's store holds, and the checks every record passes before the host copies
+//! anything from it.
+//!
+//! Owns [`PluginState`] (the store's data: the WASI context with no capabilities, the resource
+//! budget, the CPU ticks of the current call, and the producer context) and [`ProducerCtx`],
+//! the producer interface's side of an instance: its options (ACL, limits, autoflush policy),
+//! its sink (the producer core or a capture), the publish path bound when it was instantiated,
+//! its call deadline, and the state a plugin can make the host keep (the topics it used, its
+//! counters), each bounded. It is a leaf of the runtime: it must not call into wasmtime
+//! beyond holding the WASI context, and must not know the wire format.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wafka_producer::Owner;
+use wasmtime::component::ResourceTable;
+use wasmtime::StoreContextMut;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::runtime::bindings::{DeliveryReport, ProduceError as GuestError, Receipt};
+use crate::runtime::limits::StoreBudget;
+use crate::runtime::message::CapturedRecord;
+use crate::runtime::message::GuestMessage;
+use crate::runtime::options::{Autoflush, PluginOptions, PluginStats};
+
+/// Most headers one record may carry. Kafka sets no number; the host does, so that a record's
+/// headers cost the host a bounded amount of work before its size is known.
+pub const MAX_HEADERS: usize = 1_000;
+
+/// Longest part of a plugin-supplied name (a topic) that the host copies into an error.
+const SHOWN_NAME: usize = 64;
+
+/// What every `publish` returns: the WIT result, or a trap.
+pub(crate) type PublishResult = wasmtime::Result<(Result<Receipt, GuestError>,)>;
+
+/// A publish path: buffered or autoflush, for the Kafka or the capture sink. Chosen when an
+/// instance starts (and by `set-autoflush` where the plugin may choose); `publish` calls it
+/// without looking at any flag.
+pub(crate) type PublishFn = for<'a> fn(
+    StoreContextMut<'a, PluginState>,
+    GuestMessage,
+) -> Pin<Box<dyn Future<Output = PublishResult> + Send + 'a>>;
+
+/// The data of one instance's store.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) budget: StoreBudget,
+    /// Epoch ticks the current call has run its own code for (its CPU budget's use).
+    pub(crate) cpu_ticks_used: u64,
+    pub(crate) producer: ProducerCtx,
+}
+
+impl PluginState {
+    pub(crate) fn new(wasi: WasiCtx, table: ResourceTable, producer: ProducerCtx) -> Self {
+        PluginState {
+            wasi,
+            table,
+            budget: StoreBudget::new(&producer.options.limits),
+            cpu_ticks_used: 0,
+            producer,
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Where an instance's records go, fixed when it is instantiated.
+pub(crate) enum Sink {
+    /// The producer core, through this instance's owner.
+    Producer(Owner),
+    /// Memory (`wafka test`).
+    Capture(Capture),
+}
+
+/// The producer interface's context of one instance.
+pub(crate) struct ProducerCtx {
+    pub(crate) name: Arc<str>,
+    /// The plugin's options when the instance started (or when it was last reconfigured).
+    pub(crate) options: Arc<PluginOptions>,
+    pub(crate) sink: Sink,
+    /// The publish path in use.
+    pub(crate) publish: PublishFn,
+    /// The other path, which `set-autoflush` swaps in where the plugin may choose.
+    pub(crate) buffered: PublishFn,
+    pub(crate) autoflush: PublishFn,
+    pub(crate) call_deadline: Instant,
+    /// Most bytes of key, value and headers one record may have before its headers are
+    /// even lifted: the sink's `max.request.size` or `buffer.memory`, whichever is smaller.
+    pub(crate) record_limit: usize,
+    /// Topics this instance has published to (each one enters the producer's metadata).
+    topics: HashSet<Box<str>>,
+    pub(crate) stats: PluginStats,
+}
+
+impl ProducerCtx {
+    pub(crate) fn new(
+        name: Arc<str>,
+        options: Arc<PluginOptions>,
+        sink: Sink,
+        paths: [PublishFn; 2],
+        record_limit: usize,
+    ) -> Self {
+        let [buffered, autoflush] = paths;
+        let publish = if options.autoflush == Autoflush::On {
+            autoflush
+        } else {
+            buffered
+        };
+        ProducerCtx {
+            call_deadline: Instant::now() + options.limits.call_time,
+            name,
+            options,
+            sink,
+            publish,
+            buffered,
+            autoflush,
+            record_limit,
+            topics: HashSet::new(),
+            stats: PluginStats::default(),
+        }
+    }
+
+    /// The instance's producer owner (not there in test mode).
+    pub(crate) fn owner(&self) -> wasmtime::Result<&Owner> {
+        match &self.sink {
+            Sink::Producer(o) => Ok(o),
+            Sink::Capture(_) => Err(wasmtime::format_err!("no producer in test mode")),
+        }
+    }
+
+    /// Stops a plugin whose call ran past its wall-time limit, even while it keeps calling us.
+    pub(crate) fn check_call_time(&self) -> wasmtime::Result<()> {
+        if Instant::now() > self.call_deadline {
+            return Err(wasmtime::format_err!(
+                "plugin exceeded its call time limit of {} ms",
+                self.options.limits.call_time.as_millis()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checks a record passes before the host lifts or copies anything but its topic:
+    /// the topic's name, the ACL, the number of headers, and the instance's topic budget.
+    /// `Ok(true)` for a topic new to this instance (to be [`ProducerCtx::remember_topic`]ed).
+    pub(crate) fn admit(&self, topic: &str, headers: usize) -> Result<bool, GuestError> {
+        if let Err(e) = wafka_producer::check_topic_name(topic) {
+            return Err(GuestError::InvalidTopic(e.to_string()));
+        }
+        if !self.options.acl.allows(topic) {
+            return Err(GuestError::NotAuthorized(format!(
+                "plugin `{}` may not publish to topic `{}`",
+                self.name,
+                shown(topic)
+            )));
+        }
+        if headers > MAX_HEADERS {
+            return Err(GuestError::NotAllowed(format!(
+                "a record may have at most {MAX_HEADERS} headers, this one has {headers}"
+            )));
+        }
+        if self.topics.contains(topic) {
+            return Ok(false);
+        }
+        let limit = self.options.max_topics;
+        if self.topics.len() >= limit {
+            return Err(GuestError::QuotaExceeded(format!(
+                "plugin `{}` may publish to at most {limit} distinct topics per instance; `{}` would be one more",
+                self.name,
+                shown(topic)
+            )));
+        }
+        Ok(true)
+    }
+
+    /// Counts a topic [`ProducerCtx::admit`] found new.
+    pub(crate) fn remember_topic(&mut self, topic: Box<str>) {
+        self.topics.insert(topic);
+    }
+
+    /// Topics this instance has published to.
+    pub(crate) fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+}
+
+/// A plugin-supplied name as the host shows it in errors: at most [`SHOWN_NAME`] characters.
+pub(crate) fn shown(name: &str) -> String {
+    match name.char_indices().nth(SHOWN_NAME) {
+        Some((end, _)) => format!("{}… ({} bytes)", &name[..end], name.len()),
+        None => name.to_string(),
+    }
+}
+
+/// The in-memory sink of one instance (`wafka test`): the records captured since they were
+/// last taken, and the receipts and reports made up for them.
+#[derive(Debug, Default)]
+pub(crate) struct Capture {
+    pub(crate) partitions: i32,
+    pub(crate) max_request_size: usize,
+    pub(crate) buffer_memory: usize,
+    /// Bytes of the records not yet taken (their single-record batch sizes).
+    pub(crate) held: usize,
+    pub(crate) records: Vec<CapturedRecord>,
+    pub(crate) next_offset: HashMap<(Box<str>, i32), i64>,
+    pub(crate) reports: VecDeque<DeliveryReport>,
+    pub(crate) reports_dropped: u64,
+    pub(crate) next_id: u64,
+}
