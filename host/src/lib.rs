@@ -12,7 +12,7 @@ pub use runtime::{acl, bindings, cache, capture, engine, limits, options, plugin
 pub use runtime::acl::TopicAcl;
 pub use runtime::cache::ComponentCache;
 pub use runtime::capture::{CaptureOptions, CapturedRecord};
-pub use runtime::engine::{Engine, LoadError};
+pub use runtime::engine::{Engine, EngineOptions, LoadError};
 pub use runtime::limits::{Limits, ResourceUse};
 pub use runtime::options::{Autoflush, PluginOptions, PluginStats};
 pub use runtime::plugin::{LoadInfo, Plugin, PluginError, PluginInstance};

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use wafka::{
-    Autoflush, ComponentCache, Engine, Limits, Plugin, PluginError, PluginInstance, PluginOptions,
-    TopicAcl,
+    Autoflush, ComponentCache, Engine, EngineOptions, Limits, Plugin, PluginError, PluginInstance,
+    PluginOptions, TopicAcl,
 };
 
 /// How many failed events are shown one by one; the rest are counted.
@@ -89,8 +89,9 @@ impl PluginFlags {
 
     /// Compiles (or reads from the compile cache) and links the plugin.
     pub fn load(&self, setup: &PluginSetup) -> Result<Plugin> {
-        let mut engine =
-            Engine::new().map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
+        // One instance runs at a time: a small pool.
+        let mut engine = Engine::with_options(EngineOptions { max_instances: 4 })
+            .map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e}"))?;
         if !self.no_cache {
             match ComponentCache::open_default() {
                 Ok(cache) => engine = engine.with_cache(cache),

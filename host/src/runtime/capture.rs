@@ -10,7 +10,6 @@
 //! core's batching or the network.
 
 use std::future::Future;
-use std::pin::Pin;
 
 use wafka_producer::batch::single_record_batch_upper_bound;
 use wafka_producer::partitioner::partition_for_key;
@@ -74,8 +73,8 @@ impl Capture {
 pub(crate) fn buffered(
     store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
-) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
-    Box::pin(async move {
+) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
+    Box::new(async move {
         let r = capture(store, msg)?;
         Ok((r.map(|receipt| Receipt {
             offset: -1,
@@ -88,8 +87,8 @@ pub(crate) fn buffered(
 pub(crate) fn autoflush(
     store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
-) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
-    Box::pin(async move { Ok((capture(store, msg)?,)) })
+) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
+    Box::new(async move { Ok((capture(store, msg)?,)) })
 }
 
 fn capture_of(state: &mut PluginState) -> wasmtime::Result<&mut Capture> {
@@ -106,7 +105,6 @@ fn capture(
     mut store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
 ) -> wasmtime::Result<Result<Receipt, GuestError>> {
-    store.data().producer.check_call_time()?;
     let captured = match admit(&mut store, &msg)? {
         Err(e) => Err(e),
         Ok(()) => {

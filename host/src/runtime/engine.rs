@@ -1,7 +1,7 @@
 //! The wasmtime engine: configuration, compiling plugins, and the epoch clock.
 //!
-//! Owns the `wasmtime::Engine` (component model, async, epoch interruption), the one linker
-//! every plugin is linked with, and the checks that turn a bad plugin file into a one-line [`LoadError`].
+//! Owns the `wasmtime::Engine` (component model, async, epoch interruption, the pooling
+//! allocator), the one linker every plugin is linked with, and the checks that turn a bad plugin file into a one-line [`LoadError`].
 //! It must not run plugins (see `plugin`).
 
 use std::path::Path;
@@ -51,6 +51,32 @@ pub enum LoadError {
     },
 }
 
+/// How an engine holds its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Most instances alive at once, all plugins together: the size of wasmtime's pooling
+    /// allocator. Its memory slots, tables, instance records and fiber stacks are reserved up
+    /// front (address space: about 8 GiB per instance, nearly all of it never touched) and
+    /// reused, and a memory starts from the plugin's copy-on-write image, so an instance
+    /// starts in microseconds. One more instance than this is refused ("maximum concurrent
+    /// instance limit"). `0` allocates every instance on demand instead: nothing reserved,
+    /// slower to start.
+    pub max_instances: u32,
+}
+
+impl Default for EngineOptions {
+    /// A pool of 100 instances.
+    fn default() -> Self {
+        EngineOptions { max_instances: 100 }
+    }
+}
+
+/// Core instances a plugin's component may make (Rust and C components use a few, Python's a
+/// dozen or so); the pool holds this many per plugin instance on average.
+const CORE_INSTANCES_PER_PLUGIN: u32 = 16;
+/// Elements one table may have in the pool (Go and Python plugins use about 6,000).
+const POOL_TABLE_ELEMENTS: usize = 100_000;
+
 /// Compiles and links plugins. One per host; cheap to share by reference.
 pub struct Engine {
     engine: wasmtime::Engine,
@@ -59,10 +85,32 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for component plugins, with its epoch clock running.
+    /// An engine for component plugins, with its epoch clock running and the default pool.
     pub fn new() -> wasmtime::Result<Engine> {
+        Self::with_options(EngineOptions::default())
+    }
+
+    /// An engine for component plugins, with its epoch clock running.
+    pub fn with_options(options: EngineOptions) -> wasmtime::Result<Engine> {
+        use crate::runtime::limits::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
+        let n = options.max_instances;
+        if n > 0 {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_PLUGIN))
+                .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
+                .total_memories(n.saturating_mul(2))
+                .max_memories_per_component(MAX_MEMORIES as u32)
+                .max_memories_per_module(MAX_MEMORIES as u32)
+                .total_tables(n.saturating_mul(4))
+                .max_tables_per_component(MAX_TABLES as u32)
+                .max_tables_per_module(MAX_TABLES as u32)
+                .table_elements(POOL_TABLE_ELEMENTS)
+                .total_stacks(n);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = wasmtime::Engine::new(&config)?;
         let weak = engine.weak();
         std::thread::Builder::new()

@@ -8,7 +8,7 @@
 //! failed (see `trap`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wafka_producer::{OwnerOptions, ProduceError, Producer};
 use wasmtime::component::ResourceTable;
@@ -273,6 +273,7 @@ impl PluginInstance {
         st.budget = StoreBudget::carry(&st.budget, &plugin.options.limits);
         let ctx = &mut st.producer;
         ctx.options = plugin.options.clone();
+        ctx.forget_last_topic();
         match ctx.options.autoflush {
             Autoflush::On => ctx.publish = ctx.autoflush,
             Autoflush::Off => ctx.publish = ctx.buffered,
@@ -289,7 +290,6 @@ impl PluginInstance {
         self.output.reset();
         let st = self.store.data_mut();
         let limit = st.producer.options.limits.call_time;
-        st.producer.call_deadline = Instant::now() + limit;
         st.cpu_ticks_used = 0;
         self.store.set_epoch_deadline(1);
         Ok(limit)

@@ -10,7 +10,6 @@
 //! path per record: the instance's context holds the bound one.
 
 use std::future::Future;
-use std::pin::Pin;
 
 use wafka_producer::{Delivery, ProduceError};
 use wasmtime::StoreContextMut;
@@ -23,16 +22,16 @@ use crate::runtime::state::{PluginState, PublishResult};
 pub(crate) fn buffered(
     store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
-) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
-    Box::pin(publish_buffered(store, msg))
+) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
+    Box::new(publish_buffered(store, msg))
 }
 
 /// The autoflush path, as a [`crate::runtime::state::PublishFn`].
 pub(crate) fn autoflush(
     store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
-) -> Pin<Box<dyn Future<Output = PublishResult> + Send + '_>> {
-    Box::pin(publish_autoflush(store, msg))
+) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
+    Box::new(publish_autoflush(store, msg))
 }
 
 /// Checks the message, then queues it for the instance's owner. The borrowed slices live only
@@ -41,7 +40,6 @@ async fn queue(
     store: &mut StoreContextMut<'_, PluginState>,
     msg: &GuestMessage,
 ) -> wasmtime::Result<Result<Delivery, GuestError>> {
-    store.data().producer.check_call_time()?;
     if let Err(e) = admit(store, msg)? {
         store.data_mut().producer.stats.refused += 1;
         return Ok(Err(e));
@@ -82,20 +80,21 @@ async fn queue(
 }
 
 /// `ProducerCtx::admit` for a message still in guest memory: its topic is borrowed, and
-/// copied into the instance's topic set only when it is new and allowed.
+/// copied only when it differs from the last one admitted.
 pub(crate) fn admit(
     store: &mut StoreContextMut<'_, PluginState>,
     msg: &GuestMessage,
 ) -> wasmtime::Result<Result<(), GuestError>> {
     let s = &*store;
     let topic = msg.topic.to_str(s)?;
-    let new = match s.data().producer.admit(&topic, msg.header_count()) {
+    let ctx = &s.data().producer;
+    let new = match ctx.admit(&topic, msg.header_count()) {
         Ok(new) => new,
         Err(e) => return Ok(Err(e)),
     };
-    if new {
-        let topic: Box<str> = topic.into();
-        store.data_mut().producer.remember_topic(topic);
+    if new || *ctx.last_topic() != *topic {
+        let topic = topic.into_owned();
+        store.data_mut().producer.admitted(&topic, new);
     }
     Ok(Ok(()))
 }
@@ -144,9 +143,7 @@ pub(crate) async fn publish_autoflush(
 pub(crate) async fn flush(
     store: StoreContextMut<'_, PluginState>,
 ) -> wasmtime::Result<(Result<(), GuestError>,)> {
-    let ctx = &store.data().producer;
-    ctx.check_call_time()?;
-    let owner = ctx.owner()?.clone();
+    let owner = store.data().producer.owner()?.clone();
     Ok((owner.flush().await.map_err(guest_error),))
 }
 

@@ -11,9 +11,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use wafka_producer::Owner;
 use wasmtime::component::ResourceTable;
@@ -42,7 +40,7 @@ pub(crate) type PublishResult = wasmtime::Result<(Result<Receipt, GuestError>,)>
 pub(crate) type PublishFn = for<'a> fn(
     StoreContextMut<'a, PluginState>,
     GuestMessage,
-) -> Pin<Box<dyn Future<Output = PublishResult> + Send + 'a>>;
+) -> Box<dyn Future<Output = PublishResult> + Send + 'a>;
 
 /// The data of one instance's store.
 pub struct PluginState {
@@ -94,12 +92,14 @@ pub(crate) struct ProducerCtx {
     /// The other path, which `set-autoflush` swaps in where the plugin may choose.
     pub(crate) buffered: PublishFn,
     pub(crate) autoflush: PublishFn,
-    pub(crate) call_deadline: Instant,
     /// Most bytes of key, value and headers one record may have before its headers are
     /// even lifted: the sink's `max.request.size` or `buffer.memory`, whichever is smaller.
     pub(crate) record_limit: usize,
     /// Topics this instance has published to (each one enters the producer's metadata).
     topics: HashSet<Box<str>>,
+    /// The topic of the last record admitted: most plugins publish to one topic over and
+    /// over, and that one needs no check again until the options change.
+    last_topic: Box<str>,
     pub(crate) stats: PluginStats,
 }
 
@@ -118,7 +118,6 @@ impl ProducerCtx {
             buffered
         };
         ProducerCtx {
-            call_deadline: Instant::now() + options.limits.call_time,
             name,
             options,
             sink,
@@ -127,6 +126,7 @@ impl ProducerCtx {
             autoflush,
             record_limit,
             topics: HashSet::new(),
+            last_topic: Box::default(),
             stats: PluginStats::default(),
         }
     }
@@ -139,21 +139,13 @@ impl ProducerCtx {
         }
     }
 
-    /// Stops a plugin whose call ran past its wall-time limit, even while it keeps calling us.
-    pub(crate) fn check_call_time(&self) -> wasmtime::Result<()> {
-        if Instant::now() > self.call_deadline {
-            return Err(wasmtime::format_err!(
-                "plugin exceeded its call time limit of {} ms",
-                self.options.limits.call_time.as_millis()
-            ));
-        }
-        Ok(())
-    }
-
     /// The checks a record passes before the host lifts or copies anything but its topic:
     /// the topic's name, the ACL, the number of headers, and the instance's topic budget.
     /// `Ok(true)` for a topic new to this instance (to be [`ProducerCtx::remember_topic`]ed).
     pub(crate) fn admit(&self, topic: &str, headers: usize) -> Result<bool, GuestError> {
+        if *self.last_topic == *topic && headers <= MAX_HEADERS {
+            return Ok(false);
+        }
         if let Err(e) = wafka_producer::check_topic_name(topic) {
             return Err(GuestError::InvalidTopic(e.to_string()));
         }
@@ -172,6 +164,7 @@ impl ProducerCtx {
         if self.topics.contains(topic) {
             return Ok(false);
         }
+        // (`last_topic` is set by `admitted`, once the store can be borrowed mutably.)
         let limit = self.options.max_topics;
         if self.topics.len() >= limit {
             return Err(GuestError::QuotaExceeded(format!(
@@ -183,9 +176,24 @@ impl ProducerCtx {
         Ok(true)
     }
 
-    /// Counts a topic [`ProducerCtx::admit`] found new.
-    pub(crate) fn remember_topic(&mut self, topic: Box<str>) {
-        self.topics.insert(topic);
+    /// Records that `topic` was admitted; `new` as [`ProducerCtx::admit`] said.
+    pub(crate) fn admitted(&mut self, topic: &str, new: bool) {
+        if *self.last_topic != *topic {
+            self.last_topic = topic.into();
+        }
+        if new {
+            self.topics.insert(topic.into());
+        }
+    }
+
+    /// The topic of the last record admitted.
+    pub(crate) fn last_topic(&self) -> &str {
+        &self.last_topic
+    }
+
+    /// The options changed: every topic is checked again.
+    pub(crate) fn forget_last_topic(&mut self) {
+        self.last_topic = Box::default();
     }
 
     /// Topics this instance has published to.

@@ -15,6 +15,7 @@
 //! | `autoflush on\|off` | switches autoflush; fails with the error's message if the host refuses (`not allowed: …`). |
 //! | `receipt TOPIC KEY VALUE` | publishes like `publish` and fails unless the receipt has an offset ≥ 0, i.e. the broker acknowledged the record before `publish` returned (only with autoflush on); the message then shows the receipt: `receipt not acknowledged: id=0 partition=1 offset=-1`. |
 //! | `reports N` | takes up to N+1 delivery reports and fails unless exactly N came back, all delivered; the message lists what came back. |
+//! | `noop` | does nothing and succeeds (the cost of a `handle` call). |
 //! | `trap` | panics: the instance traps. |
 //! | `loop` | spins forever without calling the host: only an interruption (epoch, fuel) stops it. |
 //! | `grow MB` | allocates MB mebibytes in 1 MiB blocks and writes to every byte, then frees them and succeeds; an allocation beyond the host's memory limit aborts (a trap). |
@@ -82,6 +83,7 @@ impl Plugin for Probe {
             ("autoflush", ["off"]) => Ok(wafka_guest::set_autoflush(false)?),
             ("receipt", [topic, key, value]) => receipt(topic, key, value),
             ("reports", [n]) => reports(number(n)?),
+            ("noop", []) => Ok(()),
             ("trap", []) => panic!("probe: trap requested"),
             ("loop", []) => spin(),
             ("grow", [mib]) => grow(number(mib)?),
