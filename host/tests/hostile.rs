@@ -680,3 +680,61 @@ async fn components_for_another_world_are_refused_at_load() {
         assert_eq!(text.lines().count(), 1, "{text}");
     }
 }
+
+/// With the producer on threads of its own, plugins spinning on every runtime thread do not
+/// slow a neighbour's acknowledged publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_plugins_do_not_delay_the_producers_io() {
+    let _serial = SERIAL.lock().await;
+    let engine = Engine::new().unwrap();
+    let io = wafka::ProducerRuntime::new(1).unwrap();
+    let b = brokers();
+    let config = wafka_producer::ProducerConfig::from_properties([
+        ("bootstrap.servers", b.as_str()),
+        ("linger.ms", "0"),
+    ])
+    .unwrap();
+    let shared = wafka_producer::Producer::new(config.clone());
+    let apart = io.producer(config);
+    let topic = create_topic("hostile-io", 1);
+    let neighbour = engine
+        .load_file(&guest("probe"), {
+            let mut o = PluginOptions::new("neighbour");
+            o.autoflush = wafka::Autoflush::On;
+            o
+        })
+        .unwrap();
+    let spinner = probe(&engine, |o| o.limits.cpu_time = Duration::from_millis(2000));
+    let mut p50 = Vec::new();
+    // The same producer settings on the plugins' runtime, for comparison.
+    for p in [&shared, &apart] {
+        let mut n = start(&neighbour, p, &[]).await;
+        let event = format!("publish {topic} k v");
+        n.handle(event.as_bytes()).await.unwrap();
+        let mut spinners = Vec::new();
+        for _ in 0..2 {
+            let mut s = start(&spinner, p, &[]).await;
+            spinners.push(tokio::spawn(async move { s.handle(b"loop").await }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut took = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            n.handle(event.as_bytes()).await.unwrap();
+            took.push(t.elapsed());
+        }
+        for s in spinners {
+            let _ = s.await;
+        }
+        took.sort();
+        p50.push(took[took.len() / 2]);
+    }
+    // Sharing the plugins' threads, each step of a round trip waits for a spinner's tick
+    // (about 20 ms); apart, about a millisecond.
+    let [shared, apart] = [p50[0], p50[1]];
+    assert!(
+        apart < Duration::from_millis(10),
+        "apart: {apart:?} (shared: {shared:?})"
+    );
+    assert!(apart * 2 < shared, "apart: {apart:?}, shared: {shared:?}");
+}

@@ -171,6 +171,7 @@ impl Core {
         );
         let stats = Arc::new(SinkStats::default());
         let routing = Routing::new(Arc::new(SinkContext {
+            runtime: tokio::runtime::Handle::current(),
             config: config.clone(),
             accumulator: accumulator.clone(),
             ledger: ledger.clone(),

@@ -101,6 +101,9 @@ pub(crate) struct Idempotence {
     backoff: Duration,
     backoff_max: Duration,
     shutdown: watch::Receiver<bool>,
+    /// The producer's runtime: fetches start there, whichever task asked (unit tests build
+    /// this outside one).
+    runtime: Option<tokio::runtime::Handle>,
     /// InitProducerId answers that gave an identity.
     pub(crate) producer_ids: AtomicU64,
     /// Client-side epoch bumps.
@@ -138,6 +141,7 @@ impl Idempotence {
             known_brokers: Mutex::new(Vec::new()),
             backoff,
             backoff_max,
+            runtime: tokio::runtime::Handle::try_current().ok(),
             shutdown,
             producer_ids: AtomicU64::new(0),
             epoch_bumps: AtomicU64::new(0),
@@ -242,7 +246,11 @@ impl Idempotence {
         if !st.fetching && st.retry_at.is_none_or(|at| at <= now) {
             st.fetching = true;
             let me = self.clone();
-            tokio::spawn(async move { me.fetch().await });
+            let fetch = async move { me.fetch().await };
+            match &self.runtime {
+                Some(runtime) => drop(runtime.spawn(fetch)),
+                None => drop(tokio::spawn(fetch)),
+            }
         }
         let why = match &st.last_error {
             Some(e) => format!("waiting for a producer id (InitProducerId failed: {e})"),

@@ -47,6 +47,14 @@ impl Producer {
     }
 
     /// Starts a producer. Connections are opened lazily, on the first send.
+    ///
+    /// Its tasks (one per broker, metadata, housekeeping) run on the tokio runtime that is
+    /// current here, whichever runtime later sends through it: to keep them apart from other
+    /// work (a host running plugins, say), create the producer inside a runtime of its own.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
     pub fn new(config: ProducerConfig) -> Producer {
         let core = Core::start(config);
         let default_owner = core.register("default".into(), None, false);

@@ -59,6 +59,8 @@ pub(crate) struct SinkContext {
     pub(crate) stats: Arc<SinkStats>,
     pub(crate) connect: ConnectOptions,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The producer's runtime: sinks run there, whichever task started them.
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 /// A running sink, as the router holds it.
@@ -94,6 +96,7 @@ impl SinkHandle {
 /// Starts the sink of broker `node` at `addr`.
 pub(crate) fn spawn(ctx: Arc<SinkContext>, node: i32, addr: &str) -> SinkHandle {
     let ready = ReadyList::new(node, ctx.config.partitioner_availability_timeout);
+    let runtime = ctx.runtime.clone();
     let (addr_tx, addr_rx) = watch::channel(addr.to_string());
     let sink = Sink {
         identity: ctx.idempotence.subscribe(),
@@ -111,7 +114,7 @@ pub(crate) fn spawn(ctx: Arc<SinkContext>, node: i32, addr: &str) -> SinkHandle 
         carry: None,
         throttled_until: None,
     };
-    let task = tokio::spawn(sink.run());
+    let task = runtime.spawn(sink.run());
     SinkHandle {
         ready,
         addr: addr_tx,
@@ -1071,6 +1074,7 @@ mod tests {
             backoff_max: Duration::from_secs(1),
         };
         let ctx = Arc::new(SinkContext {
+            runtime: tokio::runtime::Handle::current(),
             config: Arc::new(config),
             accumulator: accumulator.clone(),
             ledger: ledger.clone(),

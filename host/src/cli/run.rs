@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use wafka_producer::{Producer, ProducerConfig};
+use wafka::ProducerRuntime;
+use wafka_producer::ProducerConfig;
 
 use crate::cli::plugin_args::{drive, PluginFlags};
 
@@ -85,7 +86,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     config.set("bootstrap.servers", &brokers)?;
     config.validate()?;
 
-    let producer = Producer::new(config);
+    // Kafka I/O on a thread of its own: the plugin runs on this runtime.
+    let io = ProducerRuntime::new(1).context("cannot start the producer's thread")?;
+    let producer = io.producer(config);
     let mut instance = plugin.instantiate(&producer).await?;
     let mut next_progress = Instant::now() + Duration::from_secs(2);
     let outcome = match instance.init(&setup.config).await {
