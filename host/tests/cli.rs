@@ -463,3 +463,42 @@ fn run_bounds_what_a_plugin_writes_per_call() {
         &err[err.len().saturating_sub(2000)..]
     );
 }
+
+/// A compile cache that others may write is not used, in one line, and the run goes on.
+#[test]
+fn run_refuses_a_cache_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let b = brokers();
+    let topic = create_topic("run-cache", 1);
+    let hello = wafka_tests::guest("hello");
+    let dir = std::env::temp_dir().join(format!("wafka-shared-cache-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("components")).unwrap();
+    std::fs::set_permissions(
+        dir.join("components"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wafka"))
+        .args(["run", hello.to_str().unwrap(), "-b", &b])
+        .args(["--config", &format!("topic={topic}")])
+        .env("WAFKA_CACHE", &dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("not using the compile cache"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("may be written by group or others (mode 777)"),
+        "{line}"
+    );
+    assert!(err.contains(", compiled"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.join("components")).unwrap().count(),
+        0
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

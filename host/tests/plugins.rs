@@ -197,6 +197,48 @@ async fn guest_policy_lets_the_plugin_switch() {
     assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
 }
 
+/// New options reach a plugin without compiling or linking again: new instances start with
+/// them, and a running instance takes them when reconfigured (ACL from the next record,
+/// autoflush rebound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_change_without_relinking() {
+    let topic = create_topic("reconf", 1);
+    let engine = Engine::new().unwrap();
+    let mut plugin = load(&engine, "probe", |_| {});
+    let p = producer(&[("linger.ms", "60000"), ("batch.size", "1000000")]);
+    let mut running = start(&plugin, &p, &[]).await;
+    assert!(failed(
+        running
+            .handle(format!("receipt {topic} a 1").as_bytes())
+            .await
+    )
+    .contains("offset=-1"));
+    let mut options = plugin.options().clone();
+    options.autoflush = Autoflush::On;
+    options.acl = TopicAcl::new([topic.as_str()]);
+    plugin.set_options(options);
+    // The running instance keeps its options until reconfigured.
+    running
+        .handle(b"publish elsewhere k v")
+        .await
+        .expect_err("elsewhere does not exist, but the ACL allowed trying");
+    running.reconfigure(&plugin);
+    let e = failed(running.handle(b"publish elsewhere k v").await);
+    assert!(e.contains("may not publish to topic `elsewhere`"), "{e}");
+    running
+        .handle(format!("receipt {topic} b 2").as_bytes())
+        .await
+        .unwrap();
+    // A new instance starts with the new options.
+    let mut fresh = start(&plugin, &p, &[]).await;
+    fresh
+        .handle(format!("receipt {topic} c 3").as_bytes())
+        .await
+        .unwrap();
+    running.flush().await.unwrap();
+    assert_eq!(read(&topic, 3).await.len(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_flush_does_not_wait_for_another() {
     // librdkafka's mock cluster: B's topic is led by a broker that is down.

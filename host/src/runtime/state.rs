@@ -8,6 +8,11 @@
 //! its call deadline, and the state a plugin can make the host keep (the topics it used, its
 //! counters), each bounded. It is a leaf of the runtime: it must not call into wasmtime
 //! beyond holding the WASI context, and must not know the wire format.
+//!
+//! The layout follows wasmtime-wasi's (a context type, host functions per interface in their
+//! own modules, one `add_to_linker`: `linker::plugin_linker`) without its view trait: the host
+//! has one store type, so host functions reach the context as `store.data().producer`. A
+//! second store type (say, a tenant-aware one) would bring the trait in.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
