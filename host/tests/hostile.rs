@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wafka::{
-    CaptureOptions, Engine, LoadError, Plugin, PluginError, PluginInstance, PluginOptions, TopicAcl,
+    CaptureOptions, Engine, EngineOptions, LoadError, Plugin, PluginError, PluginInstance,
+    PluginOptions, TopicAcl,
 };
 use wafka_producer::Producer;
 use wafka_tests::alloc::{measure, peak_above};
@@ -475,19 +476,6 @@ async fn the_network_files_and_environment_are_closed() {
     cost.within(Duration::from_secs(5), 8 * MIB);
 }
 
-/// Output beyond the per-call budget is dropped, not buffered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn megabytes_of_output_cost_the_host_little() {
-    let _serial = SERIAL.lock().await;
-    let engine = Engine::new().unwrap();
-    let p = producer(&[]);
-    let plugin = probe(&engine, |_| {});
-    let mut i = start(&plugin, &p, &[]).await;
-    let (r, cost) = beside_a_neighbour(&p, &engine, i.handle(b"stdout 20480")).await;
-    r.unwrap();
-    cost.within(Duration::from_secs(10), 8 * MIB);
-}
-
 /// An instance that never flushes and is dropped: its records are still delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_a_plugin_that_never_flushes_are_delivered() {
@@ -559,6 +547,11 @@ async fn spinning_plugins_share_their_threads() {
 /// A component with the plugin world's exports and `extra` core modules and instances: the
 /// exports return `ok` without doing anything.
 fn component(extra: &str) -> Vec<u8> {
+    component_with(extra, "")
+}
+
+/// Like [`component`], with `handle` running `body` first.
+fn component_with(extra: &str, body: &str) -> Vec<u8> {
     let text = format!(
         r#"(component
   (core module $main
@@ -570,7 +563,7 @@ fn component(extra: &str) -> Vec<u8> {
       (global.set $bump (i32.add (local.get $p) (local.get 3)))
       (local.get $p))
     (func (export "init") (param i32 i32) (result i32) (i32.const 0))
-    (func (export "handle") (param i32 i32) (result i32) (i32.const 0)))
+    (func (export "handle") (param i32 i32) (result i32) {body} (i32.const 0)))
   (core instance $i (instantiate $main))
   {extra}
   (type $config (list (tuple string string)))
@@ -597,42 +590,59 @@ fn many(what: &str, n: usize) -> String {
 async fn many_memories_or_tables_share_one_budget() {
     let _serial = SERIAL.lock().await;
     let engine = Engine::new().unwrap();
+    let on_demand = Engine::with_options(EngineOptions { max_instances: 0 }).unwrap();
     let p = producer(&[]);
-    let load = |name: &str, extra: &str| {
+    let load = |engine: &Engine, name: &str, extra: &str| {
         let mut options = PluginOptions::new(name);
-        options.limits.memory_bytes = 16 * MIB;
+        options.limits.memory_bytes = 8 * MIB;
         engine.load(&component(extra), options)
     };
     // The harmless shape instantiates and runs.
-    let fine = load("fine", "").unwrap();
+    let fine = load(&engine, "fine", "").unwrap();
     let mut i = fine.instantiate(&p).await.unwrap();
     i.init(&[]).await.unwrap();
     i.handle(b"x").await.unwrap();
     let cases = [
-        // 3 x 8 MiB: each within a per-memory limit of 16 MiB, together not.
+        // A second memory of 8 MiB: within a per-memory limit of 8 MiB, with the first not.
         (
             "memories",
-            many("(memory 128)", 3),
-            "beyond its memory limit of 16 MiB",
+            &engine,
+            many("(memory 128)", 1),
+            "beyond its memory limit of 8 MiB",
         ),
-        // 16 tables of 100,000 elements: 13 MB of host memory at 8 bytes an element.
+        // 6 tables of 100,000 elements: 4.8 MB of host memory at 8 bytes an element.
         (
             "tables",
-            many("(table 100000 funcref)", 16),
+            &engine,
+            many("(table 100000 funcref)", 6),
             "grow its tables beyond its memory limit",
         ),
-        // More than the pool holds per instance: refused when loaded.
-        ("count", many("(memory 1)", 8), "memories"),
+        // More than an instance's share of the pool: refused when loaded.
+        ("count", &engine, many("(memory 1)", 3), "memories"),
         (
             "big-table",
+            &engine,
             many("(table 200000 funcref)", 1),
             "exceeds the limit of 100000",
+        ),
+        // Without the pool, the store's own limits count them.
+        (
+            "count-on-demand",
+            &on_demand,
+            many("(memory 1)", 3),
+            "memory count too high",
+        ),
+        (
+            "tables-on-demand",
+            &on_demand,
+            many("(table 1 funcref)", 9),
+            "table count too high",
         ),
     ];
     let (results, cost) = beside_a_neighbour(&p, &engine, async {
         let mut results = Vec::new();
-        for (name, extra, _) in &cases {
-            results.push(match load(name, extra) {
+        for (name, engine, extra, _) in &cases {
+            results.push(match load(engine, name, extra) {
                 Err(e) => e.to_string(),
                 Ok(plugin) => match plugin.instantiate(&p).await {
                     Err(e @ PluginError::Instantiate { .. }) => e.to_string(),
@@ -643,21 +653,133 @@ async fn many_memories_or_tables_share_one_budget() {
         results
     })
     .await;
-    for ((name, _, want), e) in cases.iter().zip(results) {
+    for ((name, _, _, want), e) in cases.iter().zip(results) {
         assert!(e.contains(&format!("`{name}`")), "{e}");
         assert!(e.contains(want), "{name}: {e}");
         assert_eq!(e.lines().count(), 1, "{e}");
     }
-    // Tables live on the host's heap: up to the plugin's 16 MiB of them, then no more.
-    cost.within(Duration::from_secs(5), 24 * MIB);
+    // Tables live on the host's heap: up to the plugin's 8 MiB of them, then no more.
+    cost.within(Duration::from_secs(5), 16 * MIB);
+}
+
+/// wasmtime reports a growth past 4 GiB as failed without asking the limiter: alternating a
+/// small growth with an impossible one must not grow memory past the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_growths_do_not_open_the_budget() {
+    let _serial = SERIAL.lock().await;
+    let engine = Engine::new().unwrap();
+    let p = producer(&[]);
+    let mut options = PluginOptions::new("grower");
+    options.limits.memory_bytes = 8 * MIB;
+    let body = "(loop $l
+        (drop (memory.grow (i32.const 16)))
+        (drop (memory.grow (i32.const 65536)))
+        (br $l))";
+    let plugin = engine.load(&component_with("", body), options).unwrap();
+    let mut i = plugin.instantiate(&p).await.unwrap();
+    i.init(&[]).await.unwrap();
+    let (r, cost) = beside_a_neighbour(&p, &engine, i.handle(b"x")).await;
+    match r {
+        Err(PluginError::Trapped { reason, .. }) => {
+            assert!(
+                reason.contains("beyond its memory limit of 8 MiB"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(i.resources().memory_bytes <= 8 * MIB, "{:?}", i.resources());
+    cost.within(Duration::from_secs(5), 8 * MIB);
+}
+
+/// The pool holds an instance's whole share for every slot: instances of a plugin that uses
+/// all its tables and memories leave room for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_instances_cannot_take_other_slots() {
+    let _serial = SERIAL.lock().await;
+    let engine = Engine::with_options(EngineOptions { max_instances: 3 }).unwrap();
+    let p = producer(&[]);
+    // 8 tables (the most an instance may have) and 2 memories.
+    let greedy = engine
+        .load(
+            &component(&format!(
+                "{}{}",
+                many("(table 10 funcref)", 7),
+                "(core module $m2 (memory 1)) (core instance (instantiate $m2))"
+            )),
+            PluginOptions::new("greedy"),
+        )
+        .unwrap();
+    let mut live = Vec::new();
+    for _ in 0..2 {
+        live.push(greedy.instantiate(&p).await.unwrap());
+    }
+    let hello = engine
+        .load_file(&guest("hello"), PluginOptions::new("hello"))
+        .unwrap();
+    let mut h = hello.instantiate(&p).await.unwrap();
+    h.init(&pairs(&[("topic", "unused")])).await.unwrap();
+}
+
+/// A plugin that floods the producer's buffer does not get its neighbours discarded: a publish
+/// that cannot be queued within the call's wall time answers `timed-out`, and the instance
+/// goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_times_out_publishes_not_instances() {
+    let _serial = SERIAL.lock().await;
+    let engine = Engine::new().unwrap();
+    let topic = create_topic("hostile-flood", 1);
+    let proxy = wafka_tests::Proxy::start(&brokers(), 1);
+    let p = Producer::from_properties([
+        ("bootstrap.servers", proxy.bootstrap().as_str()),
+        ("buffer.memory", "262144"),
+        ("batch.size", "16384"),
+        ("linger.ms", "0"),
+    ])
+    .unwrap();
+    let plugin = probe(&engine, |o| {
+        o.limits.call_time = Duration::from_millis(1000)
+    });
+    let mut flooder = start(&plugin, &p, &[]).await;
+    let mut victim = start(&plugin, &p, &[]).await;
+    victim
+        .handle(format!("publish {topic} k first").as_bytes())
+        .await
+        .unwrap();
+    victim.flush().await.unwrap();
+    // The broker stops answering: nothing leaves the buffer.
+    proxy.set_fault(1, wafka_tests::Fault::HoldAnswers);
+    let r = flooder
+        .handle(format!("publish-n {topic} 100000").as_bytes())
+        .await;
+    assert!(failed(r).contains("timed out"));
+    let started = Instant::now();
+    let e = failed(
+        victim
+            .handle(format!("publish {topic} k second").as_bytes())
+            .await,
+    );
+    assert!(
+        e.starts_with("timed out: the record could not be queued within this call's wall time"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!victim.is_stopped());
+    proxy.set_fault(1, wafka_tests::Fault::None);
+    victim
+        .handle(format!("publish {topic} k third").as_bytes())
+        .await
+        .unwrap();
 }
 
 /// Components for another world or with imports the host does not give are refused at load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn components_for_another_world_are_refused_at_load() {
     let engine = Engine::new().unwrap();
-    let unknown_import = component("").len(); // the shape compiles
-    assert!(unknown_import > 0);
     let with_import = wat::parse_str(
         r#"(component (import "evil:host/backdoor" (instance (export "open" (func)))))"#,
     )

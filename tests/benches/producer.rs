@@ -1305,6 +1305,7 @@ fn native_owner(producer: &Producer) -> Owner {
         name: "native".to_owned(),
         memory_limit: None,
         delivery_reports: true,
+        max_reports: Some(wafka::plugin::MAX_REPORTS),
     })
 }
 

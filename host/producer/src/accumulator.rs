@@ -827,7 +827,7 @@ mod tests {
     }
 
     fn owner() -> Arc<OwnerAccount> {
-        OwnerAccount::new("o".into(), None, false)
+        OwnerAccount::new("o".into(), None, None)
     }
 
     #[test]

@@ -109,6 +109,20 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `buffer.memory` taken by a send and not used by a batch: given back on drop.
+struct Reservation<'a> {
+    memory: &'a tokio::sync::Semaphore,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.memory.add_permits(self.bytes);
+        }
+    }
+}
+
 /// Whether `topic` is a valid Kafka topic name (at most 249 ASCII letters, digits, `.`, `_`
 /// and `-`; not `.` or `..`). The error shows at most 64 characters of a long name.
 pub fn check_topic_name(topic: &str) -> Result<(), ProduceError> {
@@ -213,7 +227,7 @@ impl Core {
         &self,
         name: String,
         memory_limit: Option<usize>,
-        reports: bool,
+        reports: Option<usize>,
     ) -> Arc<OwnerAccount> {
         let account = OwnerAccount::new(name, memory_limit, reports);
         let mut owners = self.owners.lock();
@@ -415,8 +429,13 @@ impl Core {
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let id = owner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut callback = callback;
-        let mut reserved = 0usize;
-        let result = loop {
+        // Memory taken for a new batch and not (yet) used by it goes back when this send ends,
+        // however it ends: with a result, or dropped while waiting (a caller's timeout).
+        let mut reserved = Reservation {
+            memory: &self.ledger.memory,
+            bytes: 0,
+        };
+        loop {
             match self.accumulator.append(
                 queue,
                 record,
@@ -425,41 +444,30 @@ impl Core {
                 owner,
                 id,
                 &mut callback,
-                &mut reserved,
+                &mut reserved.bytes,
             ) {
                 Ok((outcome, offset_delta)) => {
-                    break Ok(Delivery {
+                    return Ok(Delivery {
                         outcome,
                         offset_delta,
                         id,
                     })
                 }
-                Err(NotAppended::Closed) => break Err(ProduceError::Closed),
+                Err(NotAppended::Closed) => return Err(ProduceError::Closed),
                 Err(NotAppended::Evicted) => {
                     // The topic idled out between the lookup and the append: its new queues.
-                    topic = match self.queues_for(record.topic, &mut deadline).await {
-                        Ok(t) => t,
-                        Err(e) => break Err(e),
-                    };
+                    topic = self.queues_for(record.topic, &mut deadline).await?;
                     self.accumulator.touch(&topic);
-                    partition = match self.partition_for(&topic, record, bytes) {
-                        Ok(p) => p,
-                        Err(e) => break Err(e),
-                    };
+                    partition = self.partition_for(&topic, record, bytes)?;
                     queue = &topic.partitions[partition as usize];
                 }
                 Err(NotAppended::NeedMemory(n)) => {
-                    match self.reserve(n - reserved, bytes, &mut deadline).await {
-                        Ok(()) => reserved = n,
-                        Err(e) => break Err(e),
-                    }
+                    self.reserve(n - reserved.bytes, bytes, &mut deadline)
+                        .await?;
+                    reserved.bytes = n;
                 }
             }
-        };
-        if reserved > 0 {
-            self.ledger.memory.add_permits(reserved);
         }
-        result
     }
 
     /// The partition `record` goes to among `topic`'s partitions.

@@ -76,6 +76,8 @@ pub(crate) struct OwnerAccount {
     pub(crate) name: String,
     pub(crate) memory_limit: Option<usize>,
     pub(crate) reports_enabled: bool,
+    /// Most reports kept undrained.
+    max_reports: usize,
     pub(crate) buffered: AtomicUsize,
     pub(crate) next_id: AtomicU64,
     /// Batches holding this owner's records, and the length at which to prune done ones.
@@ -87,11 +89,17 @@ pub(crate) struct OwnerAccount {
 }
 
 impl OwnerAccount {
-    pub(crate) fn new(name: String, memory_limit: Option<usize>, reports: bool) -> Arc<Self> {
+    /// An account keeping up to `reports` delivery reports (`None`: none kept).
+    pub(crate) fn new(
+        name: String,
+        memory_limit: Option<usize>,
+        reports: Option<usize>,
+    ) -> Arc<Self> {
         Arc::new(OwnerAccount {
             name,
             memory_limit,
-            reports_enabled: reports,
+            reports_enabled: reports.is_some(),
+            max_reports: reports.unwrap_or(0),
             buffered: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             incomplete: Mutex::new((Vec::new(), 64)),
@@ -127,12 +135,12 @@ impl OwnerAccount {
         self.first_error.lock().take()
     }
 
-    /// Queues reports, keeping the newest [`MAX_REPORTS`] when the owner does not drain them.
+    /// Queues reports, keeping the newest `max_reports` when the owner does not drain them.
     fn push_reports(&self, reports: impl Iterator<Item = DeliveryReport>) {
         let mut q = self.reports.lock();
         q.extend(reports);
-        if q.len() > MAX_REPORTS {
-            let excess = q.len() - MAX_REPORTS;
+        if q.len() > self.max_reports {
+            let excess = q.len() - self.max_reports;
             q.drain(..excess);
             self.reports_dropped
                 .fetch_add(excess as u64, Ordering::Relaxed);
@@ -445,7 +453,7 @@ mod tests {
     fn a_dropped_completion_ends_its_records_closed_and_frees_memory() {
         let ledger = Ledger::new(1000);
         ledger.memory.try_acquire_many(100).unwrap().forget();
-        let owner = OwnerAccount::new("o".into(), None, true);
+        let owner = OwnerAccount::new("o".into(), None, Some(MAX_REPORTS));
         let mut c = Completion::new(Arc::from("t"), 0, 100, &ledger);
         c.add(&owner, 10, 0, 7, None);
         let outcome = c.outcome.clone();
@@ -462,7 +470,7 @@ mod tests {
     #[test]
     fn a_panicking_callback_is_caught_and_the_others_still_run() {
         let ledger = Ledger::new(1000);
-        let owner = OwnerAccount::new("o".into(), None, false);
+        let owner = OwnerAccount::new("o".into(), None, None);
         let mut c = Completion::new(Arc::from("t"), 0, 0, &ledger);
         let ran = Arc::new(AtomicBool::new(false));
         c.add(&owner, 1, 0, 0, Some(Box::new(|_| panic!("boom"))));
@@ -484,7 +492,7 @@ mod tests {
     #[test]
     fn split_halves_join_into_one_outcome() {
         let ledger = Ledger::new(1000);
-        let owner = OwnerAccount::new("o".into(), None, true);
+        let owner = OwnerAccount::new("o".into(), None, Some(MAX_REPORTS));
         let mut c = Completion::new(Arc::from("t"), 0, 0, &ledger);
         for i in 0..4 {
             c.add(&owner, 1, i, i as u64, None);

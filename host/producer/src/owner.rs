@@ -28,6 +28,9 @@ pub struct OwnerOptions {
     /// Whether to queue a [`DeliveryReport`] for every record, to take with
     /// [`Owner::take_reports`].
     pub delivery_reports: bool,
+    /// Most reports kept undrained (the oldest are dropped, and counted); `None` for
+    /// [`MAX_REPORTS`].
+    pub max_reports: Option<usize>,
 }
 
 /// A handle for sending records that belong to one party. Cheap to clone.

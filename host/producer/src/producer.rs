@@ -15,7 +15,7 @@ use crate::core::{Core, Guard, ProducerStats};
 use crate::delivery::{Callback, Delivery};
 use crate::error::{ConfigError, ProduceError};
 use crate::ledger::OwnerAccount;
-use crate::owner::{Owner, OwnerOptions};
+use crate::owner::{Owner, OwnerOptions, MAX_REPORTS};
 use crate::record::Record;
 
 /// A Kafka producer. Cheap to clone; all clones share one set of connections and batches.
@@ -57,7 +57,7 @@ impl Producer {
     /// Outside a tokio runtime.
     pub fn new(config: ProducerConfig) -> Producer {
         let core = Core::start(config);
-        let default_owner = core.register("default".into(), None, false);
+        let default_owner = core.register("default".into(), None, None);
         Producer {
             guard: Arc::new(Guard(core.clone())),
             core,
@@ -77,7 +77,9 @@ impl Producer {
             account: self.core.register(
                 options.name,
                 options.memory_limit,
-                options.delivery_reports,
+                options
+                    .delivery_reports
+                    .then(|| options.max_reports.unwrap_or(MAX_REPORTS).min(MAX_REPORTS)),
             ),
             core: self.core.clone(),
             _guard: self.guard.clone(),

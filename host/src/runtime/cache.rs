@@ -7,14 +7,18 @@
 //! A cached file is loaded as native code, so the cache is trusted only as far as the user
 //! running the host is: the directory is created 0700, and a directory or file that another
 //! user owns, or that group or others may write, is refused (the cache is then not used, with
-//! a one-line reason). New files are written 0600 under a fresh name (`create_new`) and renamed
-//! into place. There is no shared fallback: without `WAFKA_CACHE` or `HOME` there is no
-//! default cache. A file that cannot be read back (truncated, from another wasmtime) is
-//! recompiled and replaced.
+//! a one-line reason); so is a directory with a parent that someone else could rename it in
+//! (owned by another user than root or this one, or writable by others without the sticky
+//! bit). A file is opened without following a symbolic link, checked on the open descriptor
+//! and read into memory before wasmtime sees it, so it cannot be swapped between the check and
+//! the load. New files are written 0600 under a fresh name (`create_new`) and renamed into
+//! place. There is no shared fallback: without `WAFKA_CACHE` or `HOME` there is no default
+//! cache. A file that cannot be read back (truncated, from another wasmtime) is recompiled
+//! and replaced.
 
 use std::fs::{DirBuilder, Metadata, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -75,6 +79,16 @@ impl ComponentCache {
             });
         }
         trusted(&dir, &meta)?;
+        for parent in dir.ancestors().skip(1) {
+            if parent.as_os_str().is_empty() {
+                continue;
+            }
+            let meta = std::fs::metadata(parent).map_err(|source| CacheError::Io {
+                dir: parent.display().to_string(),
+                source,
+            })?;
+            safe_parent(parent, &meta)?;
+        }
         Ok(ComponentCache { dir })
     }
 
@@ -108,19 +122,37 @@ impl ComponentCache {
     /// The compiled component for `bytes`, if this cache has a usable one.
     pub(crate) fn get(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> Option<Component> {
         let path = self.path(engine, bytes);
-        let meta = std::fs::symlink_metadata(&path).ok()?;
-        if !meta.is_file() {
-            tracing::warn!(path = %path.display(), "not a regular file, recompiling");
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open, recompiling");
+                return None;
+            }
+        };
+        let checked = file.metadata().map_err(|e| e.to_string()).and_then(|meta| {
+            if !meta.is_file() {
+                return Err("not a regular file".to_string());
+            }
+            trusted(&path, &meta).map_err(|e| e.to_string())
+        });
+        if let Err(e) = checked {
+            tracing::warn!(path = %path.display(), "{e}; recompiling");
             return None;
         }
-        if let Err(e) = trusted(&path, &meta) {
-            tracing::warn!("{e}; recompiling");
+        let mut data = Vec::new();
+        if let Err(e) = (&file).read_to_end(&mut data) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read, recompiling");
             return None;
         }
-        // SAFETY: the file is a regular file that only this user can have written, in a
-        // directory only this user can write to; its name says it was serialized by this
-        // engine configuration (`put` below).
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        // SAFETY: the bytes were read from a regular file that only this user can have
+        // written, in a directory only this user can change; its name says it was serialized
+        // by this engine configuration (`put` below). wasmtime checks its header and version.
+        match unsafe { Component::deserialize(engine, &data) } {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "unusable compiled component, recompiling");
@@ -152,6 +184,29 @@ impl ComponentCache {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
         }
     }
+}
+
+/// Whether nobody but root and this user can rename or replace what `parent` holds.
+fn safe_parent(parent: &Path, meta: &Metadata) -> Result<(), CacheError> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(CacheError::Untrusted {
+            path: parent.display().to_string(),
+            problem: format!("belongs to user {} (wafka runs as user {me})", meta.uid()),
+        });
+    }
+    let sticky = meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 != 0 && !sticky {
+        return Err(CacheError::Untrusted {
+            path: parent.display().to_string(),
+            problem: format!(
+                "may be written by group or others (mode {:o})",
+                meta.mode() & 0o7777
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Whether `path` is owned by the user running the host and not writable by anyone else.
@@ -207,6 +262,24 @@ mod tests {
             e.contains("may be written by group or others (mode 777)"),
             "{e}"
         );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_parent_others_may_write_is_refused() {
+        let d = scratch("parent");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ComponentCache::open(d.join("components"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{} may be written", d.display())),
+            "{e}"
+        );
+        // With the sticky bit (as /tmp), others cannot rename what it holds.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        ComponentCache::open(d.join("components")).unwrap();
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -4,7 +4,7 @@
 //! Owns the capture's publish paths, `flush` and `take-reports`. A plugin must not be able to
 //! tell it from the Kafka sink except by the data: the same checks (`ProducerCtx::admit`), the
 //! same size limit (`max.request.size`, checked before anything is copied), receipts with
-//! offset -1 unless autoflush is on, and at most [`MAX_REPORTS`] reports kept. Partitions are
+//! offset -1 unless autoflush is on, and at most `plugin::MAX_REPORTS` reports kept. Partitions are
 //! what the Java client would choose for keyed records (murmur2) or the explicit one; null keys
 //! go to partition 0; offsets count from 0 per partition. It must not touch the producer
 //! core's batching or the network.
@@ -13,7 +13,6 @@ use std::future::Future;
 
 use wafka_producer::batch::single_record_batch_upper_bound;
 use wafka_producer::partitioner::partition_for_key;
-use wafka_producer::MAX_REPORTS;
 use wasmtime::StoreContextMut;
 
 use crate::runtime::bindings::{DeliveryReport, ProduceError as GuestError, Receipt};
@@ -182,7 +181,7 @@ fn capture(
         partition: record.partition,
         outcome: Ok(record.offset),
     });
-    if c.reports.len() > MAX_REPORTS {
+    if c.reports.len() > crate::runtime::plugin::MAX_REPORTS {
         c.reports.pop_front();
         c.reports_dropped += 1;
     }

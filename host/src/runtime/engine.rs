@@ -56,7 +56,8 @@ pub enum LoadError {
 pub struct EngineOptions {
     /// Most instances alive at once, all plugins together: the size of wasmtime's pooling
     /// allocator. Its memory slots, tables, instance records and fiber stacks are reserved up
-    /// front (address space: about 8 GiB per instance, nearly all of it never touched) and
+    /// front (address space: about 8 GiB per instance, two memories of 4 GiB each, nearly all
+    /// of it never touched) and
     /// reused, and a memory starts from the plugin's copy-on-write image, so an instance
     /// starts in microseconds. One more instance than this is refused ("maximum concurrent
     /// instance limit"). `0` allocates every instance on demand instead: nothing reserved,
@@ -71,9 +72,6 @@ impl Default for EngineOptions {
     }
 }
 
-/// Core instances a plugin's component may make (Rust and C components use a few, Python's a
-/// dozen or so); the pool holds this many per plugin instance on average.
-const CORE_INSTANCES_PER_PLUGIN: u32 = 16;
 /// Elements one table may have in the pool (Go and Python plugins use about 6,000).
 const POOL_TABLE_ELEMENTS: usize = 100_000;
 
@@ -98,14 +96,21 @@ impl Engine {
         let n = options.max_instances;
         if n > 0 {
             let mut pool = wasmtime::PoolingAllocationConfig::new();
+            // Every total is the per-instance cap times the slots: one plugin that uses all it
+            // may cannot leave another without a slot.
+            let (cores, memories, tables) = (
+                MAX_CORE_INSTANCES as u32,
+                MAX_MEMORIES as u32,
+                MAX_TABLES as u32,
+            );
             pool.total_component_instances(n)
-                .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_PLUGIN))
-                .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
-                .total_memories(n.saturating_mul(2))
-                .max_memories_per_component(MAX_MEMORIES as u32)
-                .max_memories_per_module(MAX_MEMORIES as u32)
-                .total_tables(n.saturating_mul(4))
-                .max_tables_per_component(MAX_TABLES as u32)
+                .total_core_instances(n.saturating_mul(cores))
+                .max_core_instances_per_component(cores)
+                .total_memories(n.saturating_mul(memories))
+                .max_memories_per_component(memories)
+                .max_memories_per_module(memories)
+                .total_tables(n.saturating_mul(tables))
+                .max_tables_per_component(tables)
                 .max_tables_per_module(MAX_TABLES as u32)
                 .table_elements(POOL_TABLE_ELEMENTS)
                 .total_stacks(n);
@@ -195,7 +200,7 @@ impl Engine {
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
-    // `{:#}` joins the context chain on one line.
+    // `{:#}` joins the context chain on one line; names in it come from the component.
     let s = format!("{e:#}");
-    s.lines().next().unwrap_or_default().to_string()
+    crate::runtime::trap::one_line(s.lines().next().unwrap_or_default())
 }

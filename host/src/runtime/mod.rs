@@ -28,4 +28,4 @@ mod output;
 pub mod plugin;
 pub(crate) mod publish;
 pub(crate) mod state;
-mod trap;
+pub(crate) mod trap;

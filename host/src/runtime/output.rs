@@ -2,17 +2,30 @@
 //!
 //! Owns the WASI output streams given to plugins and their budget: at most
 //! [`MAX_OUTPUT_PER_CALL`] bytes (both streams together) per call into the plugin reach the
-//! log; the rest of that call's output is dropped, with one warning. It must not give plugins
-//! anything else.
+//! log; the rest of that call's output is dropped, with one warning. Every handle a plugin
+//! opens on a stream shares that stream's one line buffer (at most [`MAX_LINE`] bytes) and no
+//! handle starts a task, so holding many handles costs the host next to nothing. It must not
+//! give plugins anything else.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// Most bytes of stdout and stderr together that one call into a plugin may log.
+pub const MAX_OUTPUT_PER_CALL: usize = 1 << 20;
+
+/// Longest line kept before it is logged anyway.
+const MAX_LINE: usize = 8192;
+
+/// Most bytes one `write` may carry (what `check-write` answers).
+const MAX_WRITE: usize = 64 << 10;
 
 /// Which stream a plugin wrote to.
 #[derive(Debug, Clone, Copy)]
@@ -20,9 +33,6 @@ pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
-
-/// Most bytes of stdout and stderr together that one call into a plugin may log.
-pub const MAX_OUTPUT_PER_CALL: usize = 1 << 20;
 
 /// Bytes an instance has written in the current call (shared by its two streams).
 #[derive(Clone, Default)]
@@ -33,39 +43,75 @@ impl OutputBudget {
     pub(crate) fn reset(&self) {
         self.0.store(0, Ordering::Relaxed);
     }
+}
 
-    /// Counts `n` bytes; whether they fit in this call's budget.
-    fn take(&self, n: usize, log: &PluginLog) -> bool {
-        let before = self.0.fetch_add(n, Ordering::Relaxed);
-        if before + n <= MAX_OUTPUT_PER_CALL {
-            return true;
+/// One stream of one instance: where its lines go, and the partial line not yet logged.
+struct Shared {
+    plugin: Arc<str>,
+    stream: Stream,
+    budget: OutputBudget,
+    pending: Mutex<Vec<u8>>,
+}
+
+impl Shared {
+    /// Takes `buf` into the log, whole lines at a time, within the call's budget.
+    fn write(&self, buf: &[u8]) {
+        let before = self.budget.0.fetch_add(buf.len(), Ordering::Relaxed);
+        if before + buf.len() > MAX_OUTPUT_PER_CALL {
+            if before <= MAX_OUTPUT_PER_CALL {
+                tracing::warn!(
+                    target: "wafka::plugin",
+                    plugin = &*self.plugin,
+                    "wrote more than {MAX_OUTPUT_PER_CALL} bytes to stdout and stderr in one call; the rest of this call's output is dropped"
+                );
+            }
+            return;
         }
-        if before <= MAX_OUTPUT_PER_CALL {
-            tracing::warn!(
-                target: "wafka::plugin",
-                plugin = &*log.plugin,
-                "wrote more than {MAX_OUTPUT_PER_CALL} bytes to stdout and stderr in one call; the rest of this call's output is dropped"
-            );
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.extend_from_slice(buf);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            self.emit(&line[..line.len() - 1]);
         }
-        false
+        if pending.len() > MAX_LINE {
+            let line = std::mem::take(&mut *pending);
+            self.emit(&line);
+        }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches('\r');
+        let plugin = &*self.plugin;
+        match self.stream {
+            Stream::Stdout => tracing::info!(target: "wafka::plugin", plugin, "{text}"),
+            Stream::Stderr => tracing::warn!(target: "wafka::plugin", plugin, "{text}"),
+        }
+    }
+}
+
+impl Drop for Shared {
+    /// The instance is gone: what is left of a line is logged.
+    fn drop(&mut self) {
+        let pending = std::mem::take(self.pending.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if !pending.is_empty() {
+            self.emit(&pending);
+        }
     }
 }
 
 /// A WASI output stream that logs complete lines (and what is left at the end).
 #[derive(Clone)]
-pub(crate) struct PluginLog {
-    plugin: Arc<str>,
-    stream: Stream,
-    budget: OutputBudget,
-}
+pub(crate) struct PluginLog(Arc<Shared>);
 
 impl PluginLog {
     pub(crate) fn new(plugin: Arc<str>, stream: Stream, budget: OutputBudget) -> Self {
-        PluginLog {
+        PluginLog(Arc::new(Shared {
             plugin,
             stream,
             budget,
-        }
+            pending: Mutex::new(Vec::new()),
+        }))
     }
 }
 
@@ -76,53 +122,44 @@ impl IsTerminal for PluginLog {
 }
 
 impl StdoutStream for PluginLog {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
-            log: self.clone(),
-            pending: Vec::new(),
-        })
+        Box::new(self.clone())
     }
 }
 
-struct LineWriter {
-    log: PluginLog,
-    pending: Vec<u8>,
-}
+#[wasmtime_wasi::async_trait]
+impl OutputStream for PluginLog {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.0.write(&bytes);
+        Ok(())
+    }
 
-/// Longest line kept before it is logged anyway.
-const MAX_LINE: usize = 8192;
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
 
-impl LineWriter {
-    fn emit(&self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches('\r');
-        let plugin = &*self.log.plugin;
-        match self.log.stream {
-            Stream::Stdout => tracing::info!(target: "wafka::plugin", plugin, "{text}"),
-            Stream::Stderr => tracing::warn!(target: "wafka::plugin", plugin, "{text}"),
-        }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_WRITE)
     }
 }
 
-impl AsyncWrite for LineWriter {
+#[wasmtime_wasi::async_trait]
+impl Pollable for PluginLog {
+    /// Always ready: writing only appends to the line buffer.
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for PluginLog {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if !self.log.budget.take(buf.len(), &self.log) {
-            // Written, as far as the plugin can tell.
-            return Poll::Ready(Ok(buf.len()));
-        }
-        self.pending.extend_from_slice(buf);
-        while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=i).collect();
-            self.emit(&line[..line.len() - 1]);
-        }
-        if self.pending.len() > MAX_LINE {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
-        }
+        self.0.write(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -130,20 +167,7 @@ impl AsyncWrite for LineWriter {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
-        }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
-        }
     }
 }

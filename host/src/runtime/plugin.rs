@@ -21,12 +21,16 @@ use crate::runtime::limits::{ResourceUse, StoreBudget};
 use crate::runtime::linker;
 use crate::runtime::output::{OutputBudget, PluginLog, Stream};
 use crate::runtime::state::{Capture, PluginState, ProducerCtx, Sink};
-use crate::runtime::trap::describe;
+use crate::runtime::trap::{describe, one_line};
 
 pub use crate::runtime::options::{Autoflush, PluginOptions, PluginStats};
 
 /// Most resources (streams, pollables…) one instance may hold in its WASI resource table.
 pub const MAX_RESOURCES: usize = 4_096;
+
+/// Most delivery reports an instance keeps undrained (the oldest are dropped): a plugin that
+/// never calls `take-reports` holds at most this many.
+pub const MAX_REPORTS: usize = 4_096;
 
 /// Most bytes one `get-random-bytes` call may ask for.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -123,6 +127,7 @@ impl Plugin {
             name: self.options.name.clone(),
             memory_limit: self.options.buffer_quota,
             delivery_reports: true,
+            max_reports: Some(MAX_REPORTS),
         });
         let config = producer.config();
         let limit = config.max_request_size.min(config.buffer_memory);
@@ -175,6 +180,10 @@ impl Plugin {
         let limits = self.options.limits;
         let mut store = Store::new(&self.engine, PluginState::new(wasi, table, ctx));
         store.limiter(|s| &mut s.budget);
+        // What one host call may lift out of guest memory: a whole record, and a little more.
+        // wasmtime's default (128 MiB) is above a plugin's whole memory limit; a `write` to
+        // stdout, a `poll` list or a record list larger than this traps.
+        store.set_hostcall_fuel(record_limit.saturating_add(1 << 20));
         // Every epoch tick the plugin's code runs, it yields its thread (a spinning plugin
         // shares it) and uses one tick of its call's CPU budget; at the end of the budget, a
         // trap. The budget is set per call and host calls do not refill it.
@@ -290,6 +299,7 @@ impl PluginInstance {
         self.output.reset();
         let st = self.store.data_mut();
         let limit = st.producer.options.limits.call_time;
+        st.producer.call_deadline = std::time::Instant::now() + limit;
         st.cpu_ticks_used = 0;
         self.store.set_epoch_deadline(1);
         Ok(limit)
@@ -309,7 +319,7 @@ impl PluginInstance {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(PluginError::Failed {
                 plugin: self.name().to_string(),
-                message,
+                message: one_line(&message),
             }),
             Err(e) => {
                 self.stopped = true;

@@ -62,21 +62,47 @@ async fn queue(
     let header_refs = borrowed.headers();
     let record = borrowed.record(&header_refs, msg.partition);
     let size = record.payload_len() as u64;
-    let sent = owner.send(&record).await;
+    let deadline = store.data().producer.wait_deadline();
+    let sent = within_call(owner.send(&record), deadline, "queued").await;
     drop(header_refs);
     drop(borrowed);
     let stats = &mut store.data_mut().producer.stats;
     Ok(match sent {
-        Ok(d) => {
+        Ok(Ok(d)) => {
             stats.records += 1;
             stats.bytes += size;
             Ok(d)
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             stats.refused += 1;
             Err(guest_error(e))
         }
+        Err(e) => {
+            stats.refused += 1;
+            Err(e)
+        }
     })
+}
+
+/// Awaits `wait`, but not past `deadline` (see `ProducerCtx::wait_deadline`): then the
+/// guest gets `timed-out`. What is ready at once (most sends) needs no timer.
+async fn within_call<T>(
+    wait: impl Future<Output = T>,
+    deadline: std::time::Instant,
+    what: &str,
+) -> Result<T, GuestError> {
+    let mut wait = std::pin::pin!(wait);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(wait.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(out) = first {
+        return Ok(out);
+    }
+    tokio::time::timeout_at(deadline.into(), wait)
+        .await
+        .map_err(|_| {
+            GuestError::TimedOut(format!(
+                "the record could not be {what} within this call's wall time"
+            ))
+        })
 }
 
 /// `ProducerCtx::admit` for a message still in guest memory: its topic is borrowed, and
@@ -92,7 +118,7 @@ pub(crate) fn admit(
         Ok(new) => new,
         Err(e) => return Ok(Err(e)),
     };
-    if new || *ctx.last_topic() != *topic {
+    if new || ctx.last_topic() != Some(&*topic) {
         let topic = topic.into_owned();
         store.data_mut().producer.admitted(&topic, new);
     }
@@ -121,16 +147,23 @@ pub(crate) async fn publish_autoflush(
     let queued = queue(&mut store, &msg).await?;
     let result = match queued {
         Ok(d) => {
-            store.data().producer.owner()?.settle().await;
-            let id = d.id();
-            match d.try_result() {
-                Some(Ok(m)) => Ok(Receipt {
-                    id,
-                    partition: m.partition,
-                    offset: m.offset,
-                }),
-                Some(Err(e)) => Err(guest_error(e)),
-                None => Err(GuestError::Closed),
+            let ctx = &store.data().producer;
+            let deadline = ctx.wait_deadline();
+            let owner = ctx.owner()?.clone();
+            match within_call(owner.settle(), deadline, "acknowledged").await {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let id = d.id();
+                    match d.try_result() {
+                        Some(Ok(m)) => Ok(Receipt {
+                            id,
+                            partition: m.partition,
+                            offset: m.offset,
+                        }),
+                        Some(Err(e)) => Err(guest_error(e)),
+                        None => Err(GuestError::Closed),
+                    }
+                }
             }
         }
         Err(e) => Err(e),
@@ -143,8 +176,14 @@ pub(crate) async fn publish_autoflush(
 pub(crate) async fn flush(
     store: StoreContextMut<'_, PluginState>,
 ) -> wasmtime::Result<(Result<(), GuestError>,)> {
-    let owner = store.data().producer.owner()?.clone();
-    Ok((owner.flush().await.map_err(guest_error),))
+    let ctx = &store.data().producer;
+    let (owner, deadline) = (ctx.owner()?.clone(), ctx.wait_deadline());
+    Ok((
+        match within_call(owner.flush(), deadline, "flushed").await {
+            Ok(r) => r.map_err(guest_error),
+            Err(e) => Err(e),
+        },
+    ))
 }
 
 /// `take-reports`.

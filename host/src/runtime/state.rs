@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wafka_producer::Owner;
 use wasmtime::component::ResourceTable;
@@ -104,7 +105,10 @@ pub(crate) struct ProducerCtx {
     topics: HashSet<Box<str>>,
     /// The topic of the last record admitted: most plugins publish to one topic over and
     /// over, and that one needs no check again until the options change.
-    last_topic: Box<str>,
+    last_topic: Option<Box<str>>,
+    /// When the current call must be over; host calls that would wait past
+    /// [`ProducerCtx::wait_deadline`] answer `timed-out` instead.
+    pub(crate) call_deadline: Instant,
     pub(crate) stats: PluginStats,
 }
 
@@ -131,7 +135,8 @@ impl ProducerCtx {
             autoflush,
             record_limit,
             topics: HashSet::new(),
-            last_topic: Box::default(),
+            last_topic: None,
+            call_deadline: Instant::now(),
             stats: PluginStats::default(),
         }
     }
@@ -148,7 +153,7 @@ impl ProducerCtx {
     /// the topic's name, the ACL, the number of headers, and the instance's topic budget.
     /// `Ok(true)` for a topic new to this instance (to be [`ProducerCtx::remember_topic`]ed).
     pub(crate) fn admit(&self, topic: &str, headers: usize) -> Result<bool, GuestError> {
-        if *self.last_topic == *topic && headers <= MAX_HEADERS {
+        if self.last_topic.as_deref() == Some(topic) && headers <= MAX_HEADERS {
             return Ok(false);
         }
         if let Err(e) = wafka_producer::check_topic_name(topic) {
@@ -183,8 +188,8 @@ impl ProducerCtx {
 
     /// Records that `topic` was admitted; `new` as [`ProducerCtx::admit`] said.
     pub(crate) fn admitted(&mut self, topic: &str, new: bool) {
-        if *self.last_topic != *topic {
-            self.last_topic = topic.into();
+        if self.last_topic.as_deref() != Some(topic) {
+            self.last_topic = Some(topic.into());
         }
         if new {
             self.topics.insert(topic.into());
@@ -192,13 +197,20 @@ impl ProducerCtx {
     }
 
     /// The topic of the last record admitted.
-    pub(crate) fn last_topic(&self) -> &str {
-        &self.last_topic
+    pub(crate) fn last_topic(&self) -> Option<&str> {
+        self.last_topic.as_deref()
     }
 
     /// The options changed: every topic is checked again.
     pub(crate) fn forget_last_topic(&mut self) {
-        self.last_topic = Box::default();
+        self.last_topic = None;
+    }
+
+    /// How long a host call may wait for the producer (buffer space, metadata, an ack): until
+    /// a tenth of the call's wall time before its end, so that the plugin gets `timed-out`
+    /// and time to react instead of being discarded for the producer's backlog.
+    pub(crate) fn wait_deadline(&self) -> Instant {
+        self.call_deadline - self.options.limits.call_time / 10
     }
 
     /// Topics this instance has published to.

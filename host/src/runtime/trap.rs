@@ -41,8 +41,29 @@ pub(crate) fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
         .map(ToString::to_string)
         .unwrap_or_default();
     let line = root.lines().next().unwrap_or("unknown error");
-    line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ':' || c == ' ')
-        .to_string()
+    one_line(line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ':' || c == ' '))
+}
+
+/// Most characters of plugin-supplied text (an error message, an import's name) the host
+/// shows.
+const SHOWN_TEXT: usize = 512;
+
+/// Text a plugin chose, made safe to print on one line: control characters (newlines, escape
+/// sequences) escaped, and at most [`SHOWN_TEXT`] characters kept.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(SHOWN_TEXT + 16));
+    for (n, c) in text.chars().enumerate() {
+        if n == SHOWN_TEXT {
+            out.push_str(&format!("… ({} bytes)", text.len()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Whether the trap's wasm backtrace is one function calling itself over and over.
