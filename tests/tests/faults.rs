@@ -335,7 +335,8 @@ async fn leader_moves_during_a_run() {
     };
     let keys = keys(6);
     let outcomes = Outcomes::default();
-    send_all(&p, topic, &keys, 300, 10, &outcomes).await;
+    // A pause after every round of keys: sending (~1.5 s) spans all twelve moves (~0.7 s).
+    send_all(&p, topic, &keys, 300, 1, &outcomes).await;
     flush_within(&p, Duration::from_secs(30)).await;
     mover.await.unwrap();
     assert_eq!(outcomes.delivered(), 6 * 300, "{:?}", outcomes.errors());

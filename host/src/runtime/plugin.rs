@@ -291,18 +291,19 @@ impl PluginInstance {
     }
 
     /// Gets the instance ready for a call: a fresh CPU budget, output budget and wall-time
-    /// deadline. Returns the wall-time limit.
-    fn arm(&mut self) -> Result<Duration, PluginError> {
+    /// deadline. Returns the deadline and the wall-time limit.
+    fn arm(&mut self) -> Result<(tokio::time::Instant, Duration), PluginError> {
         if self.stopped {
             return Err(PluginError::Stopped(self.name().to_string()));
         }
         self.output.reset();
         let st = self.store.data_mut();
         let limit = st.producer.options.limits.call_time;
-        st.producer.call_deadline = std::time::Instant::now() + limit;
+        let deadline = std::time::Instant::now() + limit;
+        st.producer.call_deadline = deadline;
         st.cpu_ticks_used = 0;
         self.store.set_epoch_deadline(1);
-        Ok(limit)
+        Ok((deadline.into(), limit))
     }
 
     /// The call overran its wall-time limit (its future was dropped): the instance is gone.
@@ -334,9 +335,9 @@ impl PluginInstance {
 
     /// Calls the plugin's `init` with its configuration.
     pub async fn init(&mut self, config: &[(String, String)]) -> Result<(), PluginError> {
-        let limit = self.arm()?;
+        let (deadline, limit) = self.arm()?;
         let call = self.bindings.call_init(&mut self.store, config);
-        match tokio::time::timeout(limit, call).await {
+        match tokio::time::timeout_at(deadline, call).await {
             Ok(r) => self.settle(r),
             Err(_) => Err(self.timed_out(limit)),
         }
@@ -344,9 +345,9 @@ impl PluginInstance {
 
     /// Calls the plugin's `handle` with one event.
     pub async fn handle(&mut self, event: &[u8]) -> Result<(), PluginError> {
-        let limit = self.arm()?;
+        let (deadline, limit) = self.arm()?;
         let call = self.bindings.call_handle(&mut self.store, event);
-        let r = tokio::time::timeout(limit, call).await;
+        let r = tokio::time::timeout_at(deadline, call).await;
         let stats = &mut self.store.data_mut().producer.stats;
         stats.events += 1;
         if !matches!(r, Ok(Ok(Ok(())))) {
