@@ -362,6 +362,18 @@ async fn records_the_host_refuses_are_refused_in_one_line() {
     assert!(long.len() < 300, "{} bytes: {long}", long.len());
     assert_eq!(i.stats().refused, 4);
     cost.within(Duration::from_secs(5), 8 * MIB);
+    // Several times the limit is still a typed answer; far beyond it, lifting the value out
+    // of guest memory is refused by the host call's budget: a trap.
+    let e = failed(
+        i.handle(format!("publish-size {topic} 6000000").as_bytes())
+            .await,
+    );
+    assert!(e.starts_with("record too large: 6000"), "{e}");
+    let reason = trapped(
+        i.handle(format!("publish-size {topic} 20000000").as_bytes())
+            .await,
+    );
+    assert!(reason.contains("too much data"), "{reason}");
 }
 
 /// Headers are counted and sized before anything is copied: 2,000 headers sharing one 1 MiB

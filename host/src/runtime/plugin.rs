@@ -32,6 +32,9 @@ pub const MAX_RESOURCES: usize = 4_096;
 /// never calls `take-reports` holds at most this many.
 pub const MAX_REPORTS: usize = 4_096;
 
+/// What one host call may lift out of guest memory, at least.
+const MIN_HOSTCALL_BYTES: usize = 8 << 20;
+
 /// Most bytes one `get-random-bytes` call may ask for.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
@@ -180,10 +183,11 @@ impl Plugin {
         let limits = self.options.limits;
         let mut store = Store::new(&self.engine, PluginState::new(wasi, table, ctx));
         store.limiter(|s| &mut s.budget);
-        // What one host call may lift out of guest memory: a whole record, and a little more.
-        // wasmtime's default (128 MiB) is above a plugin's whole memory limit; a `write` to
-        // stdout, a `poll` list or a record list larger than this traps.
-        store.set_hostcall_fuel(record_limit.saturating_add(1 << 20));
+        // What one host call may lift out of guest memory (wasmtime's default, 128 MiB, is
+        // above a plugin's whole memory): a record a few times over the sink's limit still
+        // gets a typed `record-too-large`; a larger one, or a `write` or `poll` list that
+        // large, traps.
+        store.set_hostcall_fuel(record_limit.saturating_add(1 << 20).max(MIN_HOSTCALL_BYTES));
         // Every epoch tick the plugin's code runs, it yields its thread (a spinning plugin
         // shares it) and uses one tick of its call's CPU budget; at the end of the budget, a
         // trap. The budget is set per call and host calls do not refill it.
