@@ -1,12 +1,13 @@
 //! The `wafka` command line.
 //!
 //! `wafka produce` sends stdin lines to a topic with wafka's own producer, like `kcat -P`.
-//! `wafka run` runs a plugin over input lines. Without `-b`, both start a local broker through
+//! `wafka run` runs a plugin over input lines. `wafka serve` serves many tenants' plugins over
+//! HTTP. Without `-b`, both start a local broker through
 //! the project's `scripts/broker`.
 
 mod cli;
 
-use cli::{produce, run, test};
+use cli::{produce, run, serve, test};
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Command {
     Run(run::RunArgs),
     /// Run a plugin without a broker and print the records it would publish (JSON lines).
     Test(test::TestArgs),
+    /// Serve many tenants' plugins over HTTP (config file: `[kafka]`, `[http]`, `[tenants.*]`).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Test(args) => test::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {

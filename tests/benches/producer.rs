@@ -1303,9 +1303,9 @@ fn wasm_mode() -> WasmMode {
 fn native_owner(producer: &Producer) -> Owner {
     producer.owner(OwnerOptions {
         name: "native".to_owned(),
-        memory_limit: None,
         delivery_reports: true,
         max_reports: Some(wafka::plugin::MAX_REPORTS),
+        ..Default::default()
     })
 }
 

@@ -827,7 +827,7 @@ mod tests {
     }
 
     fn owner() -> Arc<OwnerAccount> {
-        OwnerAccount::new("o".into(), None, None)
+        OwnerAccount::new("o".into(), None, None, None)
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::control::{ConnectOptions, ControlLink};
 use crate::delivery::{BatchOutcome, Callback, Delivery};
 use crate::error::{kafka_error_name, ProduceError};
 use crate::idempotence::Idempotence;
-use crate::ledger::{Ledger, OwnerAccount};
+use crate::ledger::{Ledger, OwnerAccount, SharedQuota};
 use crate::metadata::{Metadata, TopicMetadata};
 use crate::partitioner::partition_for_key;
 use crate::record::Record;
@@ -227,9 +227,10 @@ impl Core {
         &self,
         name: String,
         memory_limit: Option<usize>,
+        share: Option<Arc<SharedQuota>>,
         reports: Option<usize>,
     ) -> Arc<OwnerAccount> {
-        let account = OwnerAccount::new(name, memory_limit, reports);
+        let account = OwnerAccount::new(name, memory_limit, share, reports);
         let mut owners = self.owners.lock();
         owners.retain(|w| w.strong_count() > 0);
         owners.push(Arc::downgrade(&account));
@@ -416,6 +417,14 @@ impl Core {
                 return Err(ProduceError::QuotaExceeded {
                     owner: owner.name.clone(),
                     limit,
+                });
+            }
+        }
+        if let Some(share) = &owner.share {
+            if share.buffered.load(Ordering::Relaxed) + bytes > share.limit {
+                return Err(ProduceError::QuotaExceeded {
+                    owner: share.name.clone(),
+                    limit: share.limit,
                 });
             }
         }

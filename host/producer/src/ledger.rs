@@ -70,11 +70,21 @@ impl Drop for PressureGuard {
 /// Most delivery reports an owner keeps undrained; older ones are dropped (and counted).
 pub const MAX_REPORTS: usize = 65_536;
 
+/// A memory quota several owners count against together (a tenant's plugin instances).
+#[derive(Debug)]
+pub(crate) struct SharedQuota {
+    pub(crate) name: String,
+    pub(crate) limit: usize,
+    pub(crate) buffered: AtomicUsize,
+}
+
 /// One owner's account: what it has buffered, its quota, its unfinished batches, its reports.
 #[derive(Debug)]
 pub(crate) struct OwnerAccount {
     pub(crate) name: String,
     pub(crate) memory_limit: Option<usize>,
+    /// The quota this owner shares with others, if any.
+    pub(crate) share: Option<Arc<SharedQuota>>,
     pub(crate) reports_enabled: bool,
     /// Most reports kept undrained.
     max_reports: usize,
@@ -93,11 +103,13 @@ impl OwnerAccount {
     pub(crate) fn new(
         name: String,
         memory_limit: Option<usize>,
+        share: Option<Arc<SharedQuota>>,
         reports: Option<usize>,
     ) -> Arc<Self> {
         Arc::new(OwnerAccount {
             name,
             memory_limit,
+            share,
             reports_enabled: reports.is_some(),
             max_reports: reports.unwrap_or(0),
             buffered: AtomicUsize::new(0),
@@ -230,6 +242,9 @@ impl Completion {
         };
         self.owners[idx].bytes += bytes;
         owner.buffered.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(share) = &owner.share {
+            share.buffered.fetch_add(bytes, Ordering::Relaxed);
+        }
         self.records += 1;
         if owner.reports_enabled {
             self.reports.push((idx as u32, offset_delta, id));
@@ -309,6 +324,9 @@ impl Completion {
         }
         for s in &self.owners {
             s.owner.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
+            if let Some(share) = &s.owner.share {
+                share.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
+            }
         }
         ledger.memory.add_permits(self.permits);
         outcome.set(settled);
@@ -453,7 +471,7 @@ mod tests {
     fn a_dropped_completion_ends_its_records_closed_and_frees_memory() {
         let ledger = Ledger::new(1000);
         ledger.memory.try_acquire_many(100).unwrap().forget();
-        let owner = OwnerAccount::new("o".into(), None, Some(MAX_REPORTS));
+        let owner = OwnerAccount::new("o".into(), None, None, Some(MAX_REPORTS));
         let mut c = Completion::new(Arc::from("t"), 0, 100, &ledger);
         c.add(&owner, 10, 0, 7, None);
         let outcome = c.outcome.clone();
@@ -470,7 +488,7 @@ mod tests {
     #[test]
     fn a_panicking_callback_is_caught_and_the_others_still_run() {
         let ledger = Ledger::new(1000);
-        let owner = OwnerAccount::new("o".into(), None, None);
+        let owner = OwnerAccount::new("o".into(), None, None, None);
         let mut c = Completion::new(Arc::from("t"), 0, 0, &ledger);
         let ran = Arc::new(AtomicBool::new(false));
         c.add(&owner, 1, 0, 0, Some(Box::new(|_| panic!("boom"))));
@@ -492,7 +510,7 @@ mod tests {
     #[test]
     fn split_halves_join_into_one_outcome() {
         let ledger = Ledger::new(1000);
-        let owner = OwnerAccount::new("o".into(), None, Some(MAX_REPORTS));
+        let owner = OwnerAccount::new("o".into(), None, None, Some(MAX_REPORTS));
         let mut c = Completion::new(Arc::from("t"), 0, 0, &ledger);
         for i in 0..4 {
             c.add(&owner, 1, i, i as u64, None);

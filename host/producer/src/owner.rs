@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::core::{Core, Guard};
 use crate::delivery::{Callback, Delivery, DeliveryReport};
 use crate::error::ProduceError;
-use crate::ledger::OwnerAccount;
+use crate::ledger::{OwnerAccount, SharedQuota};
 use crate::record::Record;
 
 pub use crate::ledger::MAX_REPORTS;
@@ -25,12 +25,41 @@ pub struct OwnerOptions {
     /// Most bytes this owner may have buffered at once; `None` for no limit besides
     /// `buffer.memory`. Over the quota, `send` fails at once with `QuotaExceeded`.
     pub memory_limit: Option<usize>,
+    /// A memory quota this owner counts against together with other owners (a tenant's
+    /// instances): over it, `send` fails at once with `QuotaExceeded` naming the share.
+    pub share: Option<MemoryShare>,
     /// Whether to queue a [`DeliveryReport`] for every record, to take with
     /// [`Owner::take_reports`].
     pub delivery_reports: bool,
     /// Most reports kept undrained (the oldest are dropped, and counted); `None` for
     /// [`MAX_REPORTS`].
     pub max_reports: Option<usize>,
+}
+
+/// A memory quota shared by several owners: the bytes all of them have buffered together
+/// may not pass its limit. Cheap to clone; every clone is the same quota.
+#[derive(Debug, Clone)]
+pub struct MemoryShare(pub(crate) Arc<SharedQuota>);
+
+impl MemoryShare {
+    /// A quota of `limit` bytes called `name` (in errors).
+    pub fn new(name: impl Into<String>, limit: usize) -> Self {
+        MemoryShare(Arc::new(SharedQuota {
+            name: name.into(),
+            limit,
+            buffered: Default::default(),
+        }))
+    }
+
+    /// Bytes the owners sharing it have buffered now.
+    pub fn buffered_bytes(&self) -> usize {
+        self.0.buffered.load(Ordering::Relaxed)
+    }
+
+    /// The limit, in bytes.
+    pub fn limit(&self) -> usize {
+        self.0.limit
+    }
 }
 
 /// A handle for sending records that belong to one party. Cheap to clone.

@@ -57,7 +57,7 @@ impl Producer {
     /// Outside a tokio runtime.
     pub fn new(config: ProducerConfig) -> Producer {
         let core = Core::start(config);
-        let default_owner = core.register("default".into(), None, None);
+        let default_owner = core.register("default".into(), None, None, None);
         Producer {
             guard: Arc::new(Guard(core.clone())),
             core,
@@ -77,6 +77,7 @@ impl Producer {
             account: self.core.register(
                 options.name,
                 options.memory_limit,
+                options.share.map(|s| s.0),
                 options
                     .delivery_reports
                     .then(|| options.max_reports.unwrap_or(MAX_REPORTS).min(MAX_REPORTS)),

@@ -1086,7 +1086,7 @@ mod tests {
         });
         let ready = ReadyList::new(1, Duration::ZERO);
         let topic = accumulator.topic_with("t", 2);
-        let owner = OwnerAccount::new("o".into(), None, None);
+        let owner = OwnerAccount::new("o".into(), None, None, None);
         let mut outcomes = Vec::new();
         for q in &topic.partitions {
             q.set_route(Some(ready.clone()));

@@ -48,3 +48,73 @@ pub fn create_topic(broker: &str, topic: &str, partitions: i32) -> Result<()> {
     }
     Ok(())
 }
+
+/// `name[:partitions]` (3 partitions by default).
+pub fn topic_spec(t: &str) -> Result<(String, i32)> {
+    let (name, partitions) = match t.split_once(':') {
+        Some((n, p)) => (
+            n,
+            p.parse::<i32>().ok().filter(|p| *p > 0).with_context(|| {
+                format!("bad --create-topic `{t}`: partitions must be a positive number")
+            })?,
+        ),
+        None => (t, 3),
+    };
+    wafka_producer::check_topic_name(name).with_context(|| format!("bad --create-topic `{t}`"))?;
+    Ok((name.to_string(), partitions))
+}
+
+/// Where a command's records go: the brokers given (`-b` or `bootstrap.servers`), or a local
+/// broker to start, with the topics to create on it. Checked before anything starts.
+pub enum Brokers {
+    /// A cluster someone runs.
+    Given(String),
+    /// A local broker, started by [`Brokers::address`], and the topics to create.
+    Local(Vec<(String, i32)>),
+}
+
+impl Brokers {
+    /// `-b` if given, else `bootstrap.servers` if set in `config`, else a local broker;
+    /// `--create-topic` only with the local one.
+    pub fn check(
+        given: Option<String>,
+        config: &wafka_producer::ProducerConfig,
+        create_topics: &[String],
+    ) -> Result<Brokers> {
+        let given = given.or_else(|| {
+            config
+                .is_explicit("bootstrap.servers")
+                .then(|| config.bootstrap_servers.join(","))
+        });
+        match given {
+            Some(b) if create_topics.is_empty() => Ok(Brokers::Given(b)),
+            // wafka is a producer, not an admin client: on someone else's cluster, topics are
+            // made with that cluster's own tools and policies.
+            Some(_) => bail!("--create-topic only works with the local broker (no -b): create topics on your cluster with its own tools"),
+            None => Ok(Brokers::Local(
+                create_topics
+                    .iter()
+                    .map(|t| topic_spec(t))
+                    .collect::<Result<Vec<_>>>()?,
+            )),
+        }
+    }
+
+    /// The bootstrap address, starting the local broker (and creating its topics) if that is
+    /// the one.
+    pub async fn address(self) -> Result<String> {
+        match self {
+            Brokers::Given(b) => Ok(b),
+            Brokers::Local(topics) => {
+                let addr = tokio::task::spawn_blocking(start).await??;
+                for (name, partitions) in topics {
+                    let a = addr.clone();
+                    tokio::task::spawn_blocking(move || create_topic(&a, &name, partitions))
+                        .await??;
+                }
+                eprintln!("wafka: local broker at {addr}");
+                Ok(addr)
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! - [`produce`]: `wafka produce`, stdin lines to a topic (like `kcat -P`);
 //! - [`run`]: `wafka run`, a plugin over input lines;
 //! - [`test`]: `wafka test`, a plugin without a broker (records printed as JSON lines);
+//! - [`serve`]: `wafka serve`, many tenants' plugins behind HTTP;
 //! - `local_broker`: the local broker the commands start without `-b`;
 //! - `plugin_args`: what `run` and `test` read the same way (config pairs, names, events).
 
@@ -11,4 +12,5 @@ pub(crate) mod local_broker;
 pub(crate) mod plugin_args;
 pub(crate) mod produce;
 pub(crate) mod run;
+pub(crate) mod serve;
 pub(crate) mod test;

@@ -9,11 +9,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use wafka::ProducerRuntime;
 use wafka_producer::ProducerConfig;
 
+use crate::cli::local_broker::Brokers;
 use crate::cli::plugin_args::{drive, PluginFlags};
 
 #[derive(Args, Debug)]
@@ -31,58 +32,18 @@ pub struct RunArgs {
     create_topics: Vec<String>,
 }
 
-/// `name[:partitions]` (3 partitions by default).
-fn topic_spec(t: &str) -> Result<(String, i32)> {
-    let (name, partitions) = match t.split_once(':') {
-        Some((n, p)) => (
-            n,
-            p.parse::<i32>().ok().filter(|p| *p > 0).with_context(|| {
-                format!("bad --create-topic `{t}`: partitions must be a positive number")
-            })?,
-        ),
-        None => (t, 3),
-    };
-    wafka_producer::check_topic_name(name).with_context(|| format!("bad --create-topic `{t}`"))?;
-    Ok((name.to_string(), partitions))
-}
-
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut config = ProducerConfig::new();
     config.client_id = "wafka-run".into();
     for p in &args.properties {
         config.set_pair(p).context("bad -X")?;
     }
-    let external = args.brokers.is_some() || config.is_explicit("bootstrap.servers");
-    if external && !args.create_topics.is_empty() {
-        // wafka is a producer, not an admin client: on someone else's cluster, topics are made
-        // with that cluster's own tools and policies.
-        bail!("--create-topic only works with the local broker (no -b): create topics on your cluster with its own tools");
-    }
-    let topics = args
-        .create_topics
-        .iter()
-        .map(|t| topic_spec(t))
-        .collect::<Result<Vec<_>>>()?;
+    let brokers = Brokers::check(args.brokers.clone(), &config, &args.create_topics)?;
     let setup = args.plugin.setup()?;
     let started = Instant::now();
     let plugin = args.plugin.load(&setup)?;
 
-    let brokers = match &args.brokers {
-        Some(b) => b.clone(),
-        None if external => config.bootstrap_servers.join(","),
-        None => {
-            let addr = tokio::task::spawn_blocking(crate::cli::local_broker::start).await??;
-            for (name, partitions) in topics {
-                let a = addr.clone();
-                tokio::task::spawn_blocking(move || {
-                    crate::cli::local_broker::create_topic(&a, &name, partitions)
-                })
-                .await??;
-            }
-            eprintln!("wafka: local broker at {addr}");
-            addr
-        }
-    };
+    let brokers = brokers.address().await?;
     config.set("bootstrap.servers", &brokers)?;
     config.validate()?;
 

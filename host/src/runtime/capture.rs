@@ -130,6 +130,8 @@ fn capture(
             let size = single_record_batch_upper_bound(&record);
             if size > max {
                 Err(GuestError::RecordTooLarge(size as u64))
+            } else if record.payload_len() > limit {
+                Err(GuestError::RecordTooLarge(record.payload_len() as u64))
             } else if size > room {
                 Err(GuestError::BufferFull)
             } else {

@@ -4,18 +4,23 @@
 //! the instance (`state::ProducerCtx`), so a new configuration needs no relinking.
 //! - `publish` calls the instance's bound publish path (`ProducerCtx::publish`): buffered or
 //!   autoflush, for the producer or the capture, chosen when the instance starts. No flag is
-//!   looked at per record.
+//!   looked at per record. A plugin whose options carry a [`PublishGate`] (a tenant's quota
+//!   and metrics) has it asked before and told after each publish.
 //! - `set-autoflush` swaps that path where the policy is `guest`, and refuses otherwise.
 //! - `flush` and `take-reports` go to the instance's sink.
 //!
 //! It must not know about batches or the wire format.
 
+use std::sync::Arc;
+
 use wasmtime::component::Linker;
+use wasmtime::{AsContextMut, StoreContextMut};
 
 use crate::runtime::bindings::ProduceError as GuestError;
+use crate::runtime::gate::{PublishGate, Published};
 use crate::runtime::message::GuestMessage;
 use crate::runtime::options::Autoflush;
-use crate::runtime::state::{PluginState, PublishFn, Sink};
+use crate::runtime::state::{PluginState, PublishFn, PublishResult, Sink};
 use crate::runtime::{capture, publish};
 
 /// The instance name of the producer interface in the component model.
@@ -36,7 +41,10 @@ pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linke
     let mut producer = linker.instance(PRODUCER)?;
     producer.func_wrap_async("publish", |store, (msg,): (GuestMessage,)| {
         let bound: PublishFn = store.data().producer.publish;
-        bound(store, msg)
+        match store.data().producer.options.gate.clone() {
+            None => bound(store, msg),
+            Some(gate) => Box::new(gated(gate, bound, store, msg)),
+        }
     })?;
     producer.func_wrap("set-autoflush", |mut store, (enabled,): (bool,)| {
         let ctx = &mut store.data_mut().producer;
@@ -67,4 +75,48 @@ pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linke
         },))
     })?;
     Ok(linker)
+}
+
+/// A publish through `gate`: refused with `quota-exceeded` if the gate says so (before anything
+/// of the record is read), otherwise the bound path, then the gate is told what happened.
+async fn gated(
+    gate: Arc<dyn PublishGate>,
+    bound: PublishFn,
+    mut store: StoreContextMut<'_, PluginState>,
+    msg: GuestMessage,
+) -> PublishResult {
+    let started = std::time::Instant::now();
+    if let Err(why) = gate.admit() {
+        store.data_mut().producer.stats.refused += 1;
+        gate.published(&Published {
+            bytes: None,
+            refused: Some("quota-exceeded"),
+            elapsed: started.elapsed(),
+        });
+        return Ok((Err(GuestError::QuotaExceeded(why)),));
+    }
+    let bytes_before = store.data().producer.stats.bytes;
+    let (result,) = Box::into_pin(bound(store.as_context_mut(), msg)).await?;
+    let bytes = store.data().producer.stats.bytes - bytes_before;
+    gate.published(&Published {
+        bytes: result.is_ok().then_some(bytes),
+        refused: result.as_ref().err().map(error_kind),
+        elapsed: started.elapsed(),
+    });
+    Ok((result,))
+}
+
+/// The contract's name of an error's case.
+pub(crate) fn error_kind(e: &GuestError) -> &'static str {
+    match e {
+        GuestError::NotAuthorized(_) => "not-authorized",
+        GuestError::InvalidTopic(_) => "invalid-topic",
+        GuestError::RecordTooLarge(_) => "record-too-large",
+        GuestError::BufferFull => "buffer-full",
+        GuestError::QuotaExceeded(_) => "quota-exceeded",
+        GuestError::TimedOut(_) => "timed-out",
+        GuestError::Closed => "closed",
+        GuestError::NotAllowed(_) => "not-allowed",
+        GuestError::Broker(_) => "broker",
+    }
 }

@@ -4,7 +4,7 @@
 //! Leaves first:
 //! - [`options`] and [`limits`] are what an operator fixes per plugin (autoflush policy, ACL,
 //!   quotas; memory, CPU, wall time) and the limiter that enforces memory; [`acl`] the topic
-//!   allow-list;
+//!   allow-list; [`gate`] what a multi-tenant host checks and counts around each publish;
 //! - `message` reads a guest's message in place; `state` is an instance's store data and the
 //!   producer context every record is checked against (`admit`);
 //! - `publish` (the producer core) and [`capture`] (memory, for `wafka test`) are the two
@@ -20,6 +20,7 @@ pub mod bindings;
 pub mod cache;
 pub mod capture;
 pub mod engine;
+pub mod gate;
 pub mod limits;
 pub(crate) mod linker;
 pub(crate) mod message;

@@ -1,9 +1,15 @@
 //! What an operator fixes for a plugin, and the counters an instance keeps.
 //!
-//! Owns [`PluginOptions`] (name, autoflush policy, limits, ACL, quotas) and [`PluginStats`].
+//! Owns [`PluginOptions`] (name, autoflush policy, limits, ACL, quotas, the publish gate) and
+//! [`PluginStats`].
 //! A leaf: it must not know about stores, linkers or the producer's internals.
 
+use std::sync::Arc;
+
+use wafka_producer::MemoryShare;
+
 use crate::runtime::acl::TopicAcl;
+use crate::runtime::gate::PublishGate;
 use crate::runtime::limits::Limits;
 
 /// Who decides whether `publish` waits for the broker.
@@ -50,6 +56,15 @@ pub struct PluginOptions {
     /// Most distinct topics one instance may publish to (each enters the producer's metadata);
     /// one more fails with `quota-exceeded`.
     pub max_topics: usize,
+    /// Most key, value and header bytes one record may have, below the producer's own
+    /// `max.request.size`; over it `publish` fails with `record-too-large`.
+    pub max_record_bytes: Option<usize>,
+    /// A memory quota every instance of this plugin (and any other plugin given the same
+    /// share: a tenant's) counts against together; over it `publish` fails with
+    /// `quota-exceeded`.
+    pub memory_share: Option<MemoryShare>,
+    /// Checks and counts every publish (quotas, metrics), if set.
+    pub gate: Option<Arc<dyn PublishGate>>,
 }
 
 impl PluginOptions {
@@ -62,6 +77,9 @@ impl PluginOptions {
             acl: TopicAcl::allow_all(),
             buffer_quota: None,
             max_topics: DEFAULT_MAX_TOPICS,
+            max_record_bytes: None,
+            memory_share: None,
+            gate: None,
         }
     }
 }
@@ -80,4 +98,16 @@ pub struct PluginStats {
     /// Records refused (the plugin got an error back from `publish`): by the ACL, a limit, or
     /// the producer.
     pub refused: u64,
+}
+
+/// A record the broker acknowledged while `publish` waited for it (autoflush on), as kept
+/// for the host by [`crate::PluginInstance::collect_acks`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordAck {
+    /// Its topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
 }

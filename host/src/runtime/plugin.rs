@@ -23,7 +23,7 @@ use crate::runtime::output::{OutputBudget, PluginLog, Stream};
 use crate::runtime::state::{Capture, PluginState, ProducerCtx, Sink};
 use crate::runtime::trap::{describe, one_line};
 
-pub use crate::runtime::options::{Autoflush, PluginOptions, PluginStats};
+pub use crate::runtime::options::{Autoflush, PluginOptions, PluginStats, RecordAck};
 
 /// Most resources (streams, pollables…) one instance may hold in its WASI resource table.
 pub const MAX_RESOURCES: usize = 4_096;
@@ -119,6 +119,17 @@ impl Plugin {
         self.options = Arc::new(options);
     }
 
+    /// The same compiled plugin under other options (another tenant's, say): nothing is
+    /// compiled or linked again, and the compiled code is shared.
+    pub fn with_options(&self, options: PluginOptions) -> Plugin {
+        Plugin {
+            options: Arc::new(options),
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            load: self.load,
+        }
+    }
+
     /// How long loading took and whether the compiled code came from the cache.
     pub fn load_info(&self) -> LoadInfo {
         self.load
@@ -131,6 +142,7 @@ impl Plugin {
             memory_limit: self.options.buffer_quota,
             delivery_reports: true,
             max_reports: Some(MAX_REPORTS),
+            share: self.options.memory_share.clone(),
         });
         let config = producer.config();
         let limit = config.max_request_size.min(config.buffer_memory);
@@ -154,8 +166,9 @@ impl Plugin {
     async fn instantiate_with(
         &self,
         sink: Sink,
-        record_limit: usize,
+        sink_limit: usize,
     ) -> Result<PluginInstance, PluginError> {
+        let record_limit = sink_limit.min(self.options.max_record_bytes.unwrap_or(usize::MAX));
         let name: Arc<str> = Arc::from(self.options.name.as_str());
         let output = OutputBudget::default();
         // No preopened directories, no environment, no arguments, and no network, said
@@ -271,6 +284,18 @@ impl PluginInstance {
     /// Distinct topics this instance has published to.
     pub fn topics(&self) -> usize {
         self.store.data().producer.topic_count()
+    }
+
+    /// Keeps (or stops keeping) the partition and offset of every record `publish` waited for
+    /// (autoflush on), at most `state::MAX_ACKS` between two [`PluginInstance::take_acks`].
+    pub fn collect_acks(&mut self, on: bool) {
+        self.store.data_mut().producer.collect_acks(on);
+    }
+
+    /// The records acknowledged since the last call (see [`PluginInstance::collect_acks`]),
+    /// and how many more were not kept.
+    pub fn take_acks(&mut self) -> (Vec<RecordAck>, u64) {
+        self.store.data_mut().producer.take_acks()
     }
 
     /// Whether an earlier trap or timeout stopped the instance.

@@ -63,7 +63,12 @@ async fn queue(
     let record = borrowed.record(&header_refs, msg.partition);
     let size = record.payload_len() as u64;
     let deadline = store.data().producer.wait_deadline();
-    let sent = within_call(owner.send(&record), deadline, "queued").await;
+    let sent = if size > limit as u64 {
+        // Over the plugin's own `max_record_bytes` (the producer checks its limits itself).
+        Err(GuestError::RecordTooLarge(size))
+    } else {
+        within_call(owner.send(&record), deadline, "queued").await
+    };
     drop(header_refs);
     drop(borrowed);
     let stats = &mut store.data_mut().producer.stats;
@@ -155,11 +160,14 @@ pub(crate) async fn publish_autoflush(
                 Ok(()) => {
                     let id = d.id();
                     match d.try_result() {
-                        Some(Ok(m)) => Ok(Receipt {
-                            id,
-                            partition: m.partition,
-                            offset: m.offset,
-                        }),
+                        Some(Ok(m)) => {
+                            store.data_mut().producer.acked(m.partition, m.offset);
+                            Ok(Receipt {
+                                id,
+                                partition: m.partition,
+                                offset: m.offset,
+                            })
+                        }
                         Some(Err(e)) => Err(guest_error(e)),
                         None => Err(GuestError::Closed),
                     }

@@ -28,11 +28,14 @@ use crate::runtime::bindings::{DeliveryReport, ProduceError as GuestError, Recei
 use crate::runtime::limits::StoreBudget;
 use crate::runtime::message::CapturedRecord;
 use crate::runtime::message::GuestMessage;
-use crate::runtime::options::{Autoflush, PluginOptions, PluginStats};
+use crate::runtime::options::{Autoflush, PluginOptions, PluginStats, RecordAck};
 
 /// Most headers one record may carry. Kafka sets no number; the host does, so that a record's
 /// headers cost the host a bounded amount of work before its size is known.
 pub const MAX_HEADERS: usize = 1_000;
+
+/// Most acknowledgements kept between two [`ProducerCtx::take_acks`]; more are counted only.
+pub const MAX_ACKS: usize = 65_536;
 
 /// Longest part of a plugin-supplied name (a topic) that the host copies into an error.
 const SHOWN_NAME: usize = 64;
@@ -110,6 +113,10 @@ pub(crate) struct ProducerCtx {
     /// [`ProducerCtx::wait_deadline`] answer `timed-out` instead.
     pub(crate) call_deadline: Instant,
     pub(crate) stats: PluginStats,
+    /// Acknowledged records kept for the host (autoflush on), when it asked for them.
+    acks: Option<Vec<RecordAck>>,
+    /// Acknowledgements not kept since the last take, past [`MAX_ACKS`].
+    acks_dropped: u64,
 }
 
 impl ProducerCtx {
@@ -138,6 +145,8 @@ impl ProducerCtx {
             last_topic: None,
             call_deadline: Instant::now(),
             stats: PluginStats::default(),
+            acks: None,
+            acks_dropped: 0,
         }
     }
 
@@ -211,6 +220,34 @@ impl ProducerCtx {
     /// and time to react instead of being discarded for the producer's backlog.
     pub(crate) fn wait_deadline(&self) -> Instant {
         self.call_deadline - self.options.limits.call_time / 10
+    }
+
+    /// Keeps (or stops keeping) the records acknowledged under autoflush.
+    pub(crate) fn collect_acks(&mut self, on: bool) {
+        self.acks = on.then(Vec::new);
+        self.acks_dropped = 0;
+    }
+
+    /// Keeps an acknowledged record of the last topic admitted, if asked to.
+    pub(crate) fn acked(&mut self, partition: i32, offset: i64) {
+        if let Some(acks) = &mut self.acks {
+            if acks.len() >= MAX_ACKS {
+                self.acks_dropped += 1;
+            } else {
+                let topic = self.last_topic.as_deref().unwrap_or_default().to_string();
+                acks.push(RecordAck {
+                    topic,
+                    partition,
+                    offset,
+                });
+            }
+        }
+    }
+
+    /// The acknowledgements kept since the last call, and how many were not kept.
+    pub(crate) fn take_acks(&mut self) -> (Vec<RecordAck>, u64) {
+        let acks = self.acks.as_mut().map(std::mem::take).unwrap_or_default();
+        (acks, std::mem::take(&mut self.acks_dropped))
     }
 
     /// Topics this instance has published to.

@@ -1,0 +1,109 @@
+//! `wafka serve --config FILE`: tenants' plugins behind HTTP until SIGTERM or SIGINT.
+//!
+//! Reads and checks the config (one line naming the file and key on an error, before
+//! anything starts), starts the local broker when no cluster is named, the producer on a
+//! thread of its own, and the server; then reloads on SIGHUP and drains on SIGTERM/SIGINT:
+//! no new events, the ones in progress finished, every tenant's records flushed within
+//! `http.drain_timeout_ms`, exit 0 when nothing accepted was lost.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio::signal::unix::{signal, SignalKind};
+use wafka::serve::{ServeConfig, Server};
+use wafka::ProducerRuntime;
+use wafka_producer::ProducerConfig;
+
+use crate::cli::local_broker::Brokers;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The configuration: `[kafka]`, `[http]` and one `[tenants.NAME]` per tenant (README).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Bootstrap brokers, host:port[,host:port]; overrides `bootstrap.servers`. Without
+    /// either, a local broker is started.
+    #[arg(short = 'b', long = "brokers")]
+    brokers: Option<String>,
+    /// Producer property key=value (Java client names), repeatable; overrides `[kafka]`.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// Topics to create on the local broker (only without brokers), `name[:partitions]`.
+    #[arg(long = "create-topic", value_name = "NAME[:PARTITIONS]")]
+    create_topics: Vec<String>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let config = ServeConfig::load(&args.config)?;
+    let mut producer_config = ProducerConfig::new();
+    producer_config.client_id = "wafka-serve".into();
+    for (k, v) in &config.kafka {
+        producer_config.set(k, v)?;
+    }
+    for p in &args.properties {
+        producer_config.set_pair(p).context("bad -X")?;
+    }
+    let brokers = Brokers::check(args.brokers.clone(), &producer_config, &args.create_topics)?;
+    let brokers = brokers.address().await?;
+    producer_config.set("bootstrap.servers", &brokers)?;
+    producer_config.validate()?;
+
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+
+    // Kafka I/O on threads of their own: plugins run on this runtime.
+    let io = ProducerRuntime::new(2).context("cannot start the producer's threads")?;
+    let producer = io.producer(producer_config);
+    let drain_timeout = config.http.drain_timeout;
+    let tenants = config.tenants.len();
+    let file = config.file.display().to_string();
+    let server = Server::start(config, producer.clone()).await?;
+    eprintln!(
+        "wafka: serving {tenants} tenants from {file} on http://{}",
+        server.local_addr()
+    );
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match server.reload().await {
+                Ok(r) => {
+                    eprintln!(
+                        "wafka: reloaded {file}: {} tenants ({} kept, {} started, {} removed)",
+                        r.tenants, r.kept, r.started, r.removed
+                    );
+                    for w in r.warnings {
+                        eprintln!("wafka: {w}");
+                    }
+                }
+                Err(e) => eprintln!("wafka: reload refused, the running configuration stays: {e}"),
+            },
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    eprintln!("wafka: draining (at most {} ms)", drain_timeout.as_millis());
+    let drained = server.drain(drain_timeout).await;
+    producer.close().await;
+    let p = producer.stats();
+    eprintln!(
+        "wafka: drained in {} ms: {} records delivered, {} failed{}",
+        drained.took.as_millis(),
+        p.records_acked,
+        p.records_failed,
+        if drained.events_cut > 0 {
+            format!(
+                "; {} requests were still running at the bound",
+                drained.events_cut
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(if drained.flushed && drained.events_cut == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,560 @@
+//! The serve configuration file: TOML read into checked, typed settings.
+//!
+//! Owns the file's shape (`[kafka]`, `[http]`, `[tenants.NAME]` with `[[tenants.NAME.plugins]]`),
+//! its defaults and its checks. Every error is one line naming the file and the key. Unknown
+//! keys are errors (a typo must not silently leave a limit at its default). It reads plugin
+//! files only to fingerprint them; it must not compile, start or serve anything.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::runtime::options::{Autoflush, DEFAULT_MAX_TOPICS};
+
+/// Why a configuration could not be used. Always one line, naming the file and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {reason}")]
+    Read {
+        /// The file.
+        file: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// Not TOML, or not the expected shape (a wrong type, an unknown key).
+    #[error("{file}:{line}: {message}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// Line of the error (1-based; 0 when unknown).
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A value that does not make sense.
+    #[error("{file}: `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The key, dotted from the top (`tenants.acme.max_memory_mb`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Producer properties by their Java names, as strings.
+    pub kafka: BTreeMap<String, String>,
+    /// The HTTP side.
+    pub http: HttpConfig,
+    /// Tenants by name.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// SHA-256 of the admin token (`/metrics`, `/v1/admin/*`); without it those are refused.
+    pub admin_token_sha256: Option<[u8; 32]>,
+    /// Largest request body taken by default (a tenant may set its own); larger: 413.
+    pub max_body_bytes: usize,
+    /// How long a drain (SIGTERM) waits for events in progress and for every tenant's records.
+    pub drain_timeout: Duration,
+}
+
+/// `[tenants.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// SHA-256 of the tenant's bearer token.
+    pub token_sha256: [u8; 32],
+    /// Topic patterns (`name`, `prefix*`) its plugins may publish to.
+    pub topics: Vec<String>,
+    /// Autoflush policy of its plugins.
+    pub autoflush: Autoflush,
+    /// Memory of one instance, MiB.
+    pub max_memory_mb: usize,
+    /// CPU time of one call, ms.
+    pub max_cpu_ms: u64,
+    /// Wall time of one call, ms.
+    pub max_call_ms: u64,
+    /// Instances per plugin (events handled at once).
+    pub max_instances: usize,
+    /// Largest record (key, value, headers), bytes.
+    pub max_record_bytes: Option<usize>,
+    /// Distinct topics per instance.
+    pub max_topics: usize,
+    /// Largest request body, bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Bytes per second over all its plugins (Kafka's `producer_byte_rate`).
+    pub producer_byte_rate: Option<u64>,
+    /// Records per second over all its plugins.
+    pub producer_record_rate: Option<u64>,
+    /// Its share of `buffer.memory`, as a fraction; `None`: an equal share.
+    pub buffer_memory_share: Option<f64>,
+    /// Its plugins by name.
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// `[[tenants.NAME.plugins]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginConfig {
+    /// The component file (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// Passed to the plugin's `init`.
+    pub config: Vec<(String, String)>,
+    /// SHA-256 of the file's bytes when the config was read: a reload compares it.
+    pub file_sha256: [u8; 32],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    kafka: toml::Table,
+    http: RawHttp,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+    admin_token_sha256: Option<String>,
+    max_body_bytes: Option<usize>,
+    drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    token_sha256: String,
+    topics: Vec<String>,
+    autoflush: Option<String>,
+    max_memory_mb: Option<usize>,
+    max_cpu_ms: Option<u64>,
+    max_call_ms: Option<u64>,
+    max_instances: Option<usize>,
+    max_record_bytes: Option<usize>,
+    max_topics: Option<usize>,
+    max_body_bytes: Option<usize>,
+    producer_byte_rate: Option<u64>,
+    producer_record_rate: Option<u64>,
+    buffer_memory_share: Option<f64>,
+    #[serde(default)]
+    plugins: Vec<RawPlugin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: String,
+    path: PathBuf,
+    #[serde(default)]
+    config: toml::Table,
+}
+
+/// Default of [`HttpConfig::max_body_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default of [`HttpConfig::drain_timeout`].
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`TenantConfig::max_instances`].
+pub const DEFAULT_MAX_INSTANCES: usize = 4;
+
+impl ServeConfig {
+    /// Reads and checks `file`; plugin files are read to fingerprint them.
+    pub fn load(file: &Path) -> Result<ServeConfig, ConfigError> {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Read {
+            file: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &name, base)
+    }
+
+    /// Checks `text` as the contents of `file`, with relative plugin paths under `base`.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<ServeConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_string(),
+            line: e.span().map_or(0, |s| {
+                text[..s.start.min(text.len())].lines().count().max(1)
+            }),
+            message: e.message().replace('\n', " ").trim().to_string(),
+        })?;
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key,
+            message,
+        };
+        let mut kafka = BTreeMap::new();
+        flatten("", &raw.kafka, &mut kafka).map_err(|(k, m)| invalid(format!("kafka.{k}"), m))?;
+        let mut probe = wafka_producer::ProducerConfig::new();
+        for (k, v) in &kafka {
+            probe
+                .set(k, v)
+                .map_err(|e| invalid(format!("kafka.{k}"), e.to_string()))?;
+        }
+
+        let admin_token_sha256 = match &raw.http.admin_token_sha256 {
+            Some(h) => {
+                Some(sha256_hex(h).map_err(|m| invalid("http.admin_token_sha256".into(), m))?)
+            }
+            None => None,
+        };
+        raw.http
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| {
+                invalid(
+                    "http.listen".into(),
+                    format!("`{}` is not an address:port ({e})", raw.http.listen),
+                )
+            })?;
+        let http = HttpConfig {
+            listen: raw.http.listen,
+            admin_token_sha256,
+            max_body_bytes: positive(
+                raw.http.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+                "http.max_body_bytes",
+            )
+            .map_err(|(k, m)| invalid(k, m))?,
+            drain_timeout: Duration::from_millis(
+                raw.http
+                    .drain_timeout_ms
+                    .unwrap_or(DEFAULT_DRAIN_TIMEOUT.as_millis() as u64),
+            ),
+        };
+
+        let mut tenants = BTreeMap::new();
+        let mut tokens: BTreeMap<[u8; 32], String> = BTreeMap::new();
+        for (name, t) in raw.tenants {
+            let key = |k: &str| format!("tenants.{name}.{k}");
+            check_name(&name).map_err(|m| invalid(format!("tenants.{name}"), m))?;
+            let token_sha256 =
+                sha256_hex(&t.token_sha256).map_err(|m| invalid(key("token_sha256"), m))?;
+            if let Some(other) = tokens.insert(token_sha256, name.clone()) {
+                return Err(invalid(
+                    key("token_sha256"),
+                    format!("the same token as tenant `{other}`: every tenant needs its own"),
+                ));
+            }
+            for p in &t.topics {
+                let prefix = p.strip_suffix('*').unwrap_or(p);
+                if prefix.contains('*') || (p == prefix && p.is_empty()) {
+                    return Err(invalid(
+                        key("topics"),
+                        format!("`{p}`: expected a topic name or `prefix*`"),
+                    ));
+                }
+            }
+            let autoflush = match &t.autoflush {
+                Some(a) => a.parse().map_err(|m| invalid(key("autoflush"), m))?,
+                None => Autoflush::Off,
+            };
+            let one = |v: Option<u64>, default: u64, k: &str| {
+                positive(v.map(|v| v as usize), default as usize, &key(k))
+                    .map(|v| v as u64)
+                    .map_err(|(k, m)| invalid(k, m))
+            };
+            let max_memory_mb = one(t.max_memory_mb.map(|v| v as u64), 64, "max_memory_mb")?;
+            let max_cpu_ms = one(t.max_cpu_ms, 5_000, "max_cpu_ms")?;
+            let max_call_ms = one(t.max_call_ms, 10_000, "max_call_ms")?;
+            let max_instances = one(
+                t.max_instances.map(|v| v as u64),
+                DEFAULT_MAX_INSTANCES as u64,
+                "max_instances",
+            )?;
+            let max_topics = one(
+                t.max_topics.map(|v| v as u64),
+                DEFAULT_MAX_TOPICS as u64,
+                "max_topics",
+            )?;
+            for (k, v) in [
+                ("max_record_bytes", t.max_record_bytes.map(|v| v as u64)),
+                ("max_body_bytes", t.max_body_bytes.map(|v| v as u64)),
+                ("producer_byte_rate", t.producer_byte_rate),
+                ("producer_record_rate", t.producer_record_rate),
+            ] {
+                if v == Some(0) {
+                    return Err(invalid(key(k), "must be at least 1".into()));
+                }
+            }
+            if let Some(s) = t.buffer_memory_share {
+                if !(s > 0.0 && s <= 1.0) {
+                    return Err(invalid(
+                        key("buffer_memory_share"),
+                        format!("{s}: expected a fraction of buffer.memory in (0, 1]"),
+                    ));
+                }
+            }
+            let mut plugins = BTreeMap::new();
+            for (i, p) in t.plugins.into_iter().enumerate() {
+                let pkey = |k: &str| format!("tenants.{name}.plugins[{i}].{k}");
+                check_name(&p.name).map_err(|m| invalid(pkey("name"), m))?;
+                let path = if p.path.is_absolute() {
+                    p.path.clone()
+                } else {
+                    base.join(&p.path)
+                };
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    invalid(pkey("path"), format!("cannot read {}: {e}", path.display()))
+                })?;
+                let mut config = BTreeMap::new();
+                flatten("", &p.config, &mut config)
+                    .map_err(|(k, m)| invalid(pkey(&format!("config.{k}")), m))?;
+                let plugin = PluginConfig {
+                    path,
+                    config: config.into_iter().collect(),
+                    file_sha256: Sha256::digest(&bytes).into(),
+                };
+                if plugins.insert(p.name.clone(), plugin).is_some() {
+                    return Err(invalid(
+                        pkey("name"),
+                        format!("tenant `{name}` has two plugins called `{}`", p.name),
+                    ));
+                }
+            }
+            tenants.insert(
+                name.clone(),
+                TenantConfig {
+                    token_sha256,
+                    topics: t.topics,
+                    autoflush,
+                    max_memory_mb: max_memory_mb as usize,
+                    max_cpu_ms,
+                    max_call_ms,
+                    max_instances: max_instances as usize,
+                    max_record_bytes: t.max_record_bytes,
+                    max_topics: max_topics as usize,
+                    max_body_bytes: t.max_body_bytes,
+                    producer_byte_rate: t.producer_byte_rate,
+                    producer_record_rate: t.producer_record_rate,
+                    buffer_memory_share: t.buffer_memory_share,
+                    plugins,
+                },
+            );
+        }
+        Ok(ServeConfig {
+            file: PathBuf::from(file),
+            kafka,
+            http,
+            tenants,
+        })
+    }
+
+    /// Whether the file names a cluster (`bootstrap.servers` in `[kafka]`).
+    pub fn has_brokers(&self) -> bool {
+        self.kafka.contains_key("bootstrap.servers")
+    }
+}
+
+/// A tenant or plugin name: it is part of URLs and metric labels.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}`: a name may have 1 to 64 of A-Z a-z 0-9 . _ -"
+        ))
+    }
+}
+
+/// 64 hex digits.
+fn sha256_hex(h: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(h.trim(), &mut out)
+        .map_err(|_| "expected 64 hex digits (the SHA-256 of the token, e.g. from `printf %s TOKEN | sha256sum`)".to_string())?;
+    Ok(out)
+}
+
+/// `v`, which must be at least 1, or `default`; errors as (key, message).
+fn positive(v: Option<usize>, default: usize, key: &str) -> Result<usize, (String, String)> {
+    match v {
+        Some(0) => Err((key.to_string(), "must be at least 1".into())),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+/// A table's values as strings under dotted keys: `linger.ms = 5` (a nested table in TOML)
+/// and `"linger.ms" = "5"` both give `linger.ms` → `5`.
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), (String, String)> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let text = match v {
+            toml::Value::Table(t) => {
+                flatten(&key, t, out)?;
+                continue;
+            }
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(a) => {
+                // Lists (bootstrap.servers) as Kafka writes them: comma-separated.
+                let mut items = Vec::new();
+                for item in a {
+                    match item {
+                        toml::Value::String(s) => items.push(s.clone()),
+                        toml::Value::Integer(i) => items.push(i.to_string()),
+                        _ => return Err((key, "expected a list of strings".into())),
+                    }
+                }
+                items.join(",")
+            }
+            toml::Value::Datetime(_) => return Err((key, "a date is not a value here".into())),
+        };
+        out.insert(key, text);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    const OTHER: &str = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
+
+    fn base() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wafka-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("p.wasm"), b"\0asm").unwrap();
+        dir
+    }
+
+    fn parse(text: &str) -> Result<ServeConfig, ConfigError> {
+        ServeConfig::parse(text, "serve.toml", &base())
+    }
+
+    fn err(text: &str) -> String {
+        let e = parse(text).expect_err("an error").to_string();
+        assert!(!e.contains('\n'), "one line: {e}");
+        e
+    }
+
+    #[test]
+    fn a_whole_config_reads_with_its_defaults() {
+        let c = parse(&format!(
+            r#"
+[kafka]
+bootstrap.servers = "127.0.0.1:9092"
+linger.ms = 5
+"enable.idempotence" = true
+[http]
+listen = "127.0.0.1:0"
+admin_token_sha256 = "{OTHER}"
+[tenants.acme]
+token_sha256 = "{TOKEN}"
+topics = ["acme-*", "shared"]
+autoflush = "on"
+producer_byte_rate = 1000
+[[tenants.acme.plugins]]
+name = "hello"
+path = "p.wasm"
+config = {{ topic = "acme-x", n = 3 }}
+"#
+        ))
+        .unwrap();
+        assert_eq!(c.kafka["bootstrap.servers"], "127.0.0.1:9092");
+        assert_eq!(c.kafka["linger.ms"], "5");
+        assert_eq!(c.kafka["enable.idempotence"], "true");
+        assert!(c.has_brokers());
+        let t = &c.tenants["acme"];
+        assert_eq!(t.autoflush, Autoflush::On);
+        assert_eq!(t.max_memory_mb, 64);
+        assert_eq!(t.max_instances, DEFAULT_MAX_INSTANCES);
+        assert_eq!(t.producer_byte_rate, Some(1000));
+        let p = &t.plugins["hello"];
+        assert_eq!(p.path, base().join("p.wasm"));
+        assert_eq!(
+            p.config,
+            vec![("n".into(), "3".into()), ("topic".into(), "acme-x".into())]
+        );
+        assert_eq!(c.http.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_file_and_key() {
+        let http = "[http]\nlisten = \"127.0.0.1:0\"\n";
+        let e = err(&format!(
+            "{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\nmax_memroy_mb = 3\n"
+        ));
+        assert!(
+            e.starts_with("serve.toml:5:") && e.contains("max_memroy_mb"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{http}[tenants.a]\ntoken_sha256 = \"abc\"\ntopics = []\n"
+        ));
+        assert!(
+            e.contains("`tenants.a.token_sha256`") && e.contains("64 hex"),
+            "{e}"
+        );
+        let e = err(&format!("{http}[kafka]\nlinger.ms = \"soon\"\n"));
+        assert!(e.contains("`kafka.linger.ms`"), "{e}");
+        let e = err(&format!("{http}[kafka]\nno.such.property = 1\n"));
+        assert!(e.contains("`kafka.no.such.property`"), "{e}");
+        let e = err(&format!(
+            "{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\nmax_cpu_ms = 0\n"
+        ));
+        assert!(
+            e.contains("`tenants.a.max_cpu_ms`: must be at least 1"),
+            "{e}"
+        );
+        let e = err(&format!("{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n[tenants.b]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n"));
+        assert!(
+            e.contains("`tenants.b.token_sha256`") && e.contains("tenant `a`"),
+            "{e}"
+        );
+        let e = err(&format!("{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n[[tenants.a.plugins]]\nname = \"x\"\npath = \"missing.wasm\"\n"));
+        assert!(
+            e.contains("`tenants.a.plugins[0].path`: cannot read"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{http}[tenants.\"a/b\"]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n"
+        ));
+        assert!(e.contains("`tenants.a/b`"), "{e}");
+        let e = err(&format!(
+            "{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = [\"a*b*\"]\n"
+        ));
+        assert!(e.contains("`tenants.a.topics`"), "{e}");
+        let e = err(&format!("{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\nbuffer_memory_share = 1.5\n"));
+        assert!(e.contains("`tenants.a.buffer_memory_share`"), "{e}");
+        let e = err("[http]\nlisten = \"nowhere\"\n");
+        assert!(e.contains("`http.listen`"), "{e}");
+        let e = err("[htp]\nlisten = \"127.0.0.1:0\"\n");
+        assert!(e.starts_with("serve.toml:1:") && e.contains("htp"), "{e}");
+        let e = ServeConfig::load(Path::new("/no/such/serve.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/no/such/serve.toml: cannot read"), "{e}");
+    }
+}

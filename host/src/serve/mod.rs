@@ -1,0 +1,26 @@
+//! Tenancy: many tenants' plugins in one host, over HTTP, isolated and fair (`wafka serve`).
+//!
+//! Leaves first:
+//! - [`config`] reads the TOML file into checked settings (one-line errors naming the key);
+//! - [`quota`] measures rates as Kafka's quota manager does and says how long to throttle;
+//! - [`metrics`] counts, for Prometheus;
+//! - [`pool`] keeps one plugin's instances for one tenant;
+//! - [`tenant`] builds the tenants in effect from a config (ACL, limits, quota, memory share,
+//!   pools) and the gate each plugin's publishes pass;
+//! - `server` holds the state (tenants, producer, engine), reloads and drains;
+//! - `http` is the interface.
+//!
+//! It sits on the wasm runtime (`crate::runtime`) and the producer core; nothing below it
+//! knows it exists: the runtime sees a tenant only as plugin options and a
+//! [`crate::runtime::gate::PublishGate`].
+
+pub mod config;
+mod http;
+pub mod metrics;
+pub mod pool;
+pub mod quota;
+mod server;
+pub mod tenant;
+
+pub use config::{ConfigError, ServeConfig};
+pub use server::{Drained, Reloaded, Server, StartError};

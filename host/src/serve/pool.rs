@@ -1,0 +1,177 @@
+//! A pool of instances of one tenant's plugin.
+//!
+//! Owns the instances of one plugin (at most the tenant's `max_instances`): an event is handed
+//! to a free instance, started from the pooling allocator and `init`ed when none is idle; an
+//! instance that trapped or overran its wall time is dropped and replaced by the next lease.
+//! A dropped instance's records stay queued in the producer and are delivered. It must not
+//! read HTTP requests or parse events (see `http`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wafka_producer::Producer;
+
+use crate::runtime::plugin::{Plugin, PluginError, PluginInstance};
+use crate::serve::metrics::PluginMetrics;
+
+/// Why no instance could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    /// Every instance stayed busy for the wait given.
+    #[error("all {0} instances of the plugin are busy")]
+    Busy(usize),
+    /// A new instance could not start, or its `init` failed.
+    #[error("{0}")]
+    Start(PluginError),
+}
+
+/// The instances of one plugin of one tenant.
+pub struct PluginPool {
+    plugin: Plugin,
+    config: Vec<(String, String)>,
+    producer: Producer,
+    idle: Mutex<Vec<PluginInstance>>,
+    slots: Arc<Semaphore>,
+    max: usize,
+    live: AtomicUsize,
+    pub(crate) metrics: PluginMetrics,
+}
+
+impl std::fmt::Debug for PluginPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginPool")
+            .field("plugin", &self.plugin.options().name)
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl PluginPool {
+    /// A pool of at most `max` instances of `plugin`, each `init`ed with `config`, publishing
+    /// through `producer`.
+    pub fn new(
+        plugin: Plugin,
+        config: Vec<(String, String)>,
+        producer: Producer,
+        max: usize,
+        metrics: PluginMetrics,
+    ) -> Arc<PluginPool> {
+        Arc::new(PluginPool {
+            plugin,
+            config,
+            producer,
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(max.max(1))),
+            max: max.max(1),
+            live: AtomicUsize::new(0),
+            metrics,
+        })
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// Instances alive (idle or leased).
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Starts one instance ahead of the first event, so that it costs no `init`.
+    pub async fn prewarm(self: &Arc<Self>) -> Result<(), LeaseError> {
+        let lease = self.lease(Duration::ZERO).await?;
+        drop(lease);
+        Ok(())
+    }
+
+    /// A free instance, waiting at most `wait` for one (then [`LeaseError::Busy`]).
+    pub async fn lease(self: &Arc<Self>, wait: Duration) -> Result<Lease, LeaseError> {
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::time::timeout(wait, self.slots.clone().acquire_owned())
+                .await
+                .map_err(|_| LeaseError::Busy(self.max))?
+                .map_err(|_| LeaseError::Busy(self.max))?,
+        };
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let instance = match idle {
+            Some(i) => i,
+            None => {
+                let mut i = self
+                    .plugin
+                    .instantiate(&self.producer)
+                    .await
+                    .map_err(LeaseError::Start)?;
+                self.live.fetch_add(1, Ordering::Relaxed);
+                // Un-counted again if `init` fails or the request goes away meanwhile.
+                let uncount = Uncount(&self.live);
+                let started = i.init(&self.config).await;
+                if let Err(e) = started {
+                    return Err(LeaseError::Start(e));
+                }
+                std::mem::forget(uncount);
+                i
+            }
+        };
+        Ok(Lease {
+            pool: self.clone(),
+            instance: Some(instance),
+            _permit: permit,
+        })
+    }
+}
+
+/// Takes one from a live count when dropped.
+struct Uncount<'a>(&'a AtomicUsize);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An instance lent to one request; back to the pool when dropped, unless it was stopped.
+pub struct Lease {
+    pool: Arc<PluginPool>,
+    instance: Option<PluginInstance>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// The instance.
+    pub fn instance(&mut self) -> &mut PluginInstance {
+        self.instance.as_mut().expect("leased")
+    }
+
+    /// The pool it came from.
+    pub fn pool(&self) -> &Arc<PluginPool> {
+        &self.pool
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(i) = self.instance.take() {
+            if i.is_stopped() {
+                self.pool.live.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                self.pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(i);
+            }
+        }
+    }
+}
+
+impl Drop for PluginPool {
+    fn drop(&mut self) {
+        // Idle instances go with the pool; their records stay queued in the producer.
+        let n = self.idle.get_mut().map(|v| v.len()).unwrap_or(0);
+        self.live.fetch_sub(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,322 @@
+//! A serving host: the tenants in effect, the HTTP listener, reload and drain.
+//!
+//! Owns [`Server`] and its shared state: the engine (one for every tenant, with the compile
+//! cache and a pool sized from the tenants' instance limits), the one producer every tenant
+//! publishes through, the tenants (swapped whole by a reload, never edited in place), the
+//! metrics, and the draining flag with the count of events in progress. It must not parse
+//! requests (see `http`) or know the config file's shape (see `config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use wafka_producer::Producer;
+
+use crate::runtime::cache::ComponentCache;
+use crate::runtime::engine::{Engine, EngineOptions};
+use crate::serve::config::{ConfigError, HttpConfig, ServeConfig};
+use crate::serve::metrics::Metrics;
+use crate::serve::tenant::Tenants;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration (a plugin in it) could not be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// wasmtime could not start.
+    #[error("cannot start wasmtime: {0}")]
+    Engine(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        reason: String,
+    },
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Tenants in effect now.
+    pub tenants: usize,
+    /// Tenants kept as they were (same configuration and plugin files).
+    pub kept: usize,
+    /// Tenants new or changed: they got new instances.
+    pub started: usize,
+    /// Tenants removed.
+    pub removed: usize,
+    /// What was read but not applied (the producer's and the listener's settings need a
+    /// restart).
+    pub warnings: Vec<String>,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    /// Events still in progress when the bound ran out (0: all finished).
+    pub events_cut: usize,
+    /// Whether every accepted record was acknowledged or failed within the bound.
+    pub flushed: bool,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// The shared state of a serving host.
+pub(crate) struct State {
+    pub(crate) file: PathBuf,
+    pub(crate) http: RwLock<HttpConfig>,
+    kafka: RwLock<std::collections::BTreeMap<String, String>>,
+    tenants: RwLock<Arc<Tenants>>,
+    engine: Engine,
+    pub(crate) producer: Producer,
+    pub(crate) metrics: Arc<Metrics>,
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl State {
+    /// The tenants in effect (a snapshot: a reload does not change it).
+    pub(crate) fn tenants(&self) -> Arc<Tenants> {
+        self.tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Counts an event batch in progress until the guard is dropped; `None` while draining.
+    pub(crate) fn begin(self: &Arc<Self>) -> Option<InFlight> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.is_draining() {
+            self.end();
+            return None;
+        }
+        Some(InFlight(self.clone()))
+    }
+
+    fn end(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Re-reads the configuration file and the plugin files; the tenants it describes take
+    /// over. On an error, nothing changes.
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<Reloaded, ConfigError> {
+        let _one = self.reloading.lock().await;
+        let file = self.file.clone();
+        let config = tokio::task::spawn_blocking(move || ServeConfig::load(&file))
+            .await
+            .map_err(|e| ConfigError::Read {
+                file: self.file.display().to_string(),
+                reason: e.to_string(),
+            })??;
+        let previous = self.tenants();
+        let state = self.clone();
+        let prev = previous.clone();
+        let cfg = config.clone();
+        let tenants = tokio::task::spawn_blocking(move || {
+            Tenants::build(
+                &cfg,
+                &state.engine,
+                &state.producer,
+                &state.metrics,
+                Some(&prev),
+            )
+        })
+        .await
+        .map_err(|e| ConfigError::Read {
+            file: self.file.display().to_string(),
+            reason: e.to_string(),
+        })??;
+        prewarm(&tenants).await;
+        let mut warnings = Vec::new();
+        if *self.kafka.read().unwrap_or_else(|e| e.into_inner()) != config.kafka {
+            warnings
+                .push("[kafka] changed: the producer keeps its settings until a restart".into());
+        }
+        {
+            let mut http = self.http.write().unwrap_or_else(|e| e.into_inner());
+            if http.listen != config.http.listen {
+                warnings.push(format!(
+                    "http.listen changed: still listening on {} until a restart",
+                    http.listen
+                ));
+            }
+            let listen = std::mem::take(&mut http.listen);
+            *http = HttpConfig {
+                listen,
+                ..config.http.clone()
+            };
+        }
+        let kept = tenants
+            .iter()
+            .filter(|t| previous.get(&t.name).is_some_and(|old| Arc::ptr_eq(old, t)))
+            .count();
+        let removed = previous
+            .iter()
+            .filter(|t| tenants.get(&t.name).is_none())
+            .count();
+        let reloaded = Reloaded {
+            tenants: config.tenants.len(),
+            kept,
+            started: config.tenants.len() - kept,
+            removed,
+            warnings,
+        };
+        *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tenants);
+        Ok(reloaded)
+    }
+}
+
+/// An event batch in progress.
+pub(crate) struct InFlight(Arc<State>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// Starts one instance of every plugin ahead of its first event (from the pooling
+/// allocator, `init` run); a plugin whose instance cannot start is logged and tried again
+/// on its first event.
+async fn prewarm(tenants: &Tenants) {
+    for t in tenants.iter() {
+        for (name, pool) in &t.plugins {
+            if pool.live() == 0 {
+                if let Err(e) = pool.prewarm().await {
+                    tracing::warn!(tenant = %t.name, plugin = %name, "cannot start an instance ahead: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// A serving host: tenants' plugins behind HTTP.
+pub struct Server {
+    state: Arc<State>,
+    addr: SocketAddr,
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Loads every tenant's plugins, starts one instance of each, and listens.
+    /// `producer` carries every tenant's records (create it on a runtime of its own:
+    /// [`crate::ProducerRuntime`]).
+    pub async fn start(config: ServeConfig, producer: Producer) -> Result<Server, StartError> {
+        // Room for every pool twice over: a reload starts new instances while old ones finish.
+        let slots = Tenants::instance_slots(&config);
+        let engine_options = EngineOptions {
+            max_instances: (slots * 2 + 16).min(u32::MAX as usize) as u32,
+        };
+        let mut engine =
+            Engine::with_options(engine_options).map_err(|e| StartError::Engine(e.to_string()))?;
+        match ComponentCache::open_default() {
+            Ok(cache) => engine = engine.with_cache(cache),
+            Err(e) => tracing::warn!("not using the compile cache: {e}"),
+        }
+        let metrics = Metrics::new(&producer);
+        // Compiling blocks this thread: nothing else is being served yet.
+        let tenants = Tenants::build(&config, &engine, &producer, &metrics, None)?;
+        prewarm(&tenants).await;
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .map_err(|e| StartError::Listen {
+                addr: config.http.listen.clone(),
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| StartError::Listen {
+            addr: config.http.listen.clone(),
+            reason: e.to_string(),
+        })?;
+        let state = Arc::new(State {
+            file: config.file.clone(),
+            http: RwLock::new(config.http.clone()),
+            kafka: RwLock::new(config.kafka.clone()),
+            tenants: RwLock::new(Arc::new(tenants)),
+            engine,
+            producer,
+            metrics,
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            reloading: tokio::sync::Mutex::new(()),
+        });
+        let stop = Arc::new(Notify::new());
+        let app = crate::serve::http::router(state.clone());
+        let signal = stop.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { signal.notified().await });
+            if let Err(e) = serve.await {
+                tracing::error!("the HTTP server stopped: {e}");
+            }
+        });
+        Ok(Server {
+            state,
+            addr,
+            stop,
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Re-reads the configuration and plugin files (see `POST /v1/admin/reload`).
+    pub async fn reload(&self) -> Result<Reloaded, ConfigError> {
+        self.state.reload().await
+    }
+
+    /// Whether a drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.state.is_draining()
+    }
+
+    /// Stops taking events (`/readyz` and new requests answer 503), waits for the events in
+    /// progress, stops listening and flushes every tenant's records, all within `timeout`.
+    pub async fn drain(self, timeout: Duration) -> Drained {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let s = &self.state;
+        s.draining.store(true, Ordering::Release);
+        loop {
+            let idle = s.idle.notified();
+            if s.in_flight.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline.into(), idle)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let events_cut = s.in_flight.load(Ordering::Acquire);
+        self.stop.notify_one();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let flushed = s.producer.flush_timeout(left).await.is_ok();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+        Drained {
+            events_cut,
+            flushed,
+            took: started.elapsed(),
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Tenants: who may publish, what each may use, and their plugins' instance pools.
+//!
+//! Owns [`Tenants`] (the set in effect, built from a [`ServeConfig`], reusing the tenants a
+//! reload did not change), [`Tenant`] (token, limits, rate quotas, share of `buffer.memory`,
+//! plugin pools) and [`TenantGate`], which the runtime asks before and tells after every
+//! publish of a tenant's plugin (quotas, metrics). A plugin file is compiled once however many
+//! tenants use it. It must not read HTTP requests (see `http`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+use wafka_producer::{MemoryShare, Producer};
+
+use crate::runtime::acl::TopicAcl;
+use crate::runtime::engine::Engine;
+use crate::runtime::gate::{PublishGate, Published};
+use crate::runtime::limits::Limits;
+use crate::runtime::options::PluginOptions;
+use crate::runtime::plugin::Plugin;
+use crate::serve::config::{ConfigError, ServeConfig, TenantConfig};
+use crate::serve::metrics::{Metrics, PluginMetrics};
+use crate::serve::pool::PluginPool;
+use crate::serve::quota::Throttle;
+
+/// One tenant in effect.
+#[derive(Debug)]
+pub struct Tenant {
+    /// Its name.
+    pub name: String,
+    /// Its configuration, as read (a reload compares it).
+    pub config: TenantConfig,
+    /// Its rate quotas.
+    pub throttle: Arc<Throttle>,
+    /// Its share of `buffer.memory`, counted over all its instances.
+    pub share: MemoryShare,
+    /// Its plugins.
+    pub plugins: BTreeMap<String, Arc<PluginPool>>,
+}
+
+impl Tenant {
+    /// Whether `token_sha256` is this tenant's (constant time).
+    pub fn owns(&self, token_sha256: &[u8; 32]) -> bool {
+        self.config.token_sha256.ct_eq(token_sha256).into()
+    }
+}
+
+/// Checks a tenant's rate quotas before and counts after each publish of one of its plugins.
+#[derive(Debug)]
+pub struct TenantGate {
+    tenant: String,
+    throttle: Arc<Throttle>,
+    metrics: PluginMetrics,
+}
+
+impl PublishGate for TenantGate {
+    fn admit(&self) -> Result<(), String> {
+        if !self.throttle.is_limited() {
+            return Ok(());
+        }
+        let left = self.throttle.remaining(Instant::now());
+        if left.is_zero() {
+            Ok(())
+        } else {
+            Err(format!(
+                "tenant `{}` is over its quota ({}): throttled for {} ms more",
+                self.tenant,
+                self.throttle.describe(),
+                left.as_millis().max(1)
+            ))
+        }
+    }
+
+    fn published(&self, outcome: &Published) {
+        self.metrics
+            .publish_seconds
+            .observe(outcome.elapsed.as_secs_f64());
+        if let Some(bytes) = outcome.bytes {
+            self.metrics.records.inc();
+            self.metrics.bytes.inc_by(bytes);
+            if self.throttle.is_limited() {
+                self.throttle.record(bytes, Instant::now());
+            }
+        }
+        if let Some(kind) = outcome.refused {
+            self.metrics.error(kind);
+        }
+    }
+}
+
+/// The tenants in effect: swapped whole by a reload.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    by_name: BTreeMap<String, Arc<Tenant>>,
+    /// Token hash to tenant name, to tell a wrong token (401) from another tenant's (403).
+    by_token: HashMap<[u8; 32], String>,
+}
+
+impl Tenants {
+    /// The tenant called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.by_name.get(name)
+    }
+
+    /// The tenant whose token hashes to `token_sha256`, if any.
+    pub fn by_token(&self, token_sha256: &[u8; 32]) -> Option<&str> {
+        self.by_token.get(token_sha256).map(String::as_str)
+    }
+
+    /// Every tenant.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_name.values()
+    }
+
+    /// Every instance pool, for instance limits: `max_instances` over all plugins.
+    pub fn instance_slots(config: &ServeConfig) -> usize {
+        config
+            .tenants
+            .values()
+            .map(|t| t.max_instances * t.plugins.len())
+            .sum()
+    }
+
+    /// The tenants `config` describes. A tenant whose configuration (plugin files included) is
+    /// the same in `previous` is kept as it is, instances and quotas included; the others get
+    /// new pools. Plugins are compiled (or read from the compile cache) once per file.
+    pub fn build(
+        config: &ServeConfig,
+        engine: &Engine,
+        producer: &Producer,
+        metrics: &Metrics,
+        previous: Option<&Tenants>,
+    ) -> Result<Tenants, ConfigError> {
+        let file = config.file.display().to_string();
+        let buffer_memory = producer.config().buffer_memory;
+        let largest_record = producer.config().max_request_size.min(buffer_memory);
+        let n = config.tenants.len().max(1);
+        let mut compiled: HashMap<[u8; 32], Plugin> = HashMap::new();
+        let mut out = Tenants::default();
+        for (name, t) in &config.tenants {
+            out.by_token.insert(t.token_sha256, name.clone());
+            if let Some(old) = previous.and_then(|p| p.by_name.get(name)) {
+                if old.config == *t {
+                    out.by_name.insert(name.clone(), old.clone());
+                    continue;
+                }
+            }
+            // Unless set, an equal share of buffer.memory, never below one whole record.
+            let share_bytes = match t.buffer_memory_share {
+                Some(f) => ((buffer_memory as f64) * f) as usize,
+                None => buffer_memory / n,
+            }
+            .max(largest_record)
+            .min(buffer_memory);
+            let share = MemoryShare::new(format!("tenant {name}"), share_bytes);
+            let throttle = Arc::new(Throttle::new(t.producer_byte_rate, t.producer_record_rate));
+            let mut plugins = BTreeMap::new();
+            for (pname, p) in &t.plugins {
+                let metrics = metrics.plugin(name, pname);
+                let mut options = PluginOptions::new(format!("{name}/{pname}"));
+                options.autoflush = t.autoflush;
+                options.acl = TopicAcl::new(&t.topics);
+                options.max_topics = t.max_topics;
+                options.max_record_bytes = t.max_record_bytes;
+                options.memory_share = Some(share.clone());
+                options.limits = Limits {
+                    memory_bytes: t.max_memory_mb << 20,
+                    cpu_time: Duration::from_millis(t.max_cpu_ms),
+                    call_time: Duration::from_millis(t.max_call_ms),
+                };
+                options.gate = Some(Arc::new(TenantGate {
+                    tenant: name.clone(),
+                    throttle: throttle.clone(),
+                    metrics: metrics.clone(),
+                }));
+                let plugin = match compiled.get(&p.file_sha256) {
+                    Some(c) => c.with_options(options),
+                    None => {
+                        let bytes = std::fs::read(&p.path).map_err(|e| ConfigError::Invalid {
+                            file: file.clone(),
+                            key: format!("tenants.{name}.plugins.{pname}.path"),
+                            message: format!("cannot read {}: {e}", p.path.display()),
+                        })?;
+                        let plugin =
+                            engine
+                                .load(&bytes, options)
+                                .map_err(|e| ConfigError::Invalid {
+                                    file: file.clone(),
+                                    key: format!("tenants.{name}.plugins.{pname}.path"),
+                                    message: e.to_string(),
+                                })?;
+                        compiled.insert(p.file_sha256, plugin.with_options(PluginOptions::new("")));
+                        plugin
+                    }
+                };
+                plugins.insert(
+                    pname.clone(),
+                    PluginPool::new(
+                        plugin,
+                        p.config.clone(),
+                        producer.clone(),
+                        t.max_instances,
+                        metrics,
+                    ),
+                );
+            }
+            out.by_name.insert(
+                name.clone(),
+                Arc::new(Tenant {
+                    name: name.clone(),
+                    config: t.clone(),
+                    throttle,
+                    share,
+                    plugins,
+                }),
+            );
+        }
+        Ok(out)
+    }
+}

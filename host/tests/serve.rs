@@ -1,0 +1,536 @@
+//! `wafka serve`: tenants over real HTTP (reqwest over a socket), publishing to the real broker,
+//! read back with librdkafka. The server runs in this process (`wafka::serve::Server`) except
+//! where the command itself is the subject (config errors, SIGTERM, SIGHUP: `serve_cli`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wafka::serve::{ServeConfig, Server};
+use wafka_producer::Producer;
+use wafka_tests::{brokers, consume_exactly, create_topic, guest};
+
+/// One test at a time: they share the machine's two cores, and timing bounds are asserted.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const ADMIN: &str = "admin-secret";
+
+fn sha(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A config directory with `serve.toml`: `[http]` on a free port, the admin token, and
+/// `tenants` (TOML text of `[tenants.*]` tables; `PROBE` stands for the probe plugin's path).
+fn config_dir(tenants: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wafka-serve-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_config(&dir, tenants);
+    dir
+}
+
+fn write_config(dir: &Path, tenants: &str) {
+    let text = format!(
+        "[kafka]\nbootstrap.servers = \"{}\"\nlinger.ms = 5\n\n[http]\nlisten = \"127.0.0.1:0\"\nadmin_token_sha256 = \"{}\"\n\n{}",
+        brokers(),
+        sha(ADMIN),
+        tenants.replace("PROBE", &guest("probe").display().to_string())
+    );
+    std::fs::write(dir.join("serve.toml"), text).unwrap();
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A tenant table: `name` with token `NAME-token`, the probe plugin, and `extra` lines.
+fn tenant(name: &str, topics: &[&str], extra: &str) -> String {
+    let topics: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "[tenants.{name}]\ntoken_sha256 = \"{}\"\ntopics = [{}]\n{extra}\n[[tenants.{name}.plugins]]\nname = \"probe\"\npath = \"PROBE\"\n\n",
+        sha(&format!("{name}-token")),
+        topics.join(", ")
+    )
+}
+
+struct Serving {
+    server: Server,
+    producer: Producer,
+    base: String,
+    http: reqwest::Client,
+    dir: PathBuf,
+}
+
+async fn serve(tenants: &str) -> Serving {
+    let dir = config_dir(tenants);
+    let config = ServeConfig::load(&dir.join("serve.toml")).unwrap();
+    let producer = Producer::from_properties([
+        ("bootstrap.servers", brokers().as_str()),
+        ("linger.ms", "5"),
+    ])
+    .unwrap();
+    let server = Server::start(config, producer.clone()).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    Serving {
+        server,
+        producer,
+        base,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+/// An answer: status, `Retry-After`, and the body as JSON (or as a string if it is not).
+struct Answer {
+    status: u16,
+    retry_after: Option<u64>,
+    body: Value,
+}
+
+impl Serving {
+    async fn post(&self, tenant: &str, plugin: &str, token: Option<&str>, body: String) -> Answer {
+        let url = format!("{}/v1/tenants/{tenant}/plugins/{plugin}/events", self.base);
+        let mut req = self.http.post(url).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        answer(req.send().await.expect("an HTTP answer")).await
+    }
+
+    async fn events(&self, tenant: &str, body: String) -> Answer {
+        self.post(tenant, "probe", Some(&format!("{tenant}-token")), body)
+            .await
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+}
+
+async fn answer(r: reqwest::Response) -> Answer {
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        retry_after,
+        body,
+    }
+}
+
+fn lines(n: usize, f: impl Fn(usize) -> String) -> String {
+    (0..n).map(|i| f(i) + "\n").collect()
+}
+
+fn count(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `{key}` in {v}"))
+}
+
+fn read_back(topic: &str, n: usize) -> Vec<wafka_tests::Consumed> {
+    consume_exactly(&brokers(), topic, n, Duration::from_secs(30))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_publish_only_where_their_acl_allows() {
+    let _one = SERIAL.lock().await;
+    let a_topic = create_topic("acme-orders", 3);
+    let b_topic = create_topic("beta-events", 3);
+    let s = serve(&(tenant("acme", &["acme-*"], "") + &tenant("beta", &[&b_topic], ""))).await;
+    let a = s
+        .events(
+            "acme",
+            lines(50, |i| format!("publish {a_topic} k{} a{i}", i % 5)),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        (
+            count(&a.body, "events"),
+            count(&a.body, "failed"),
+            count(&a.body, "records")
+        ),
+        (50, 0, 50),
+        "{}",
+        a.body
+    );
+    // acme may not write beta's topic: refused, nothing sent.
+    let denied = s
+        .events("acme", format!("publish {b_topic} k x\nnoop\n"))
+        .await;
+    assert_eq!(denied.status, 200);
+    assert_eq!(count(&denied.body, "failed"), 1, "{}", denied.body);
+    assert_eq!(count(&denied.body, "refused"), 1);
+    let error = denied.body["errors"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("not-authorized") || error.contains("may not publish"),
+        "{error}"
+    );
+    assert_eq!(denied.body["errors"][0]["event"], 1);
+    let b = s
+        .events("beta", lines(20, |i| format!("publish {b_topic} k b{i}")))
+        .await;
+    assert_eq!(count(&b.body, "records"), 20, "{}", b.body);
+    s.producer.flush().await;
+    let got = read_back(&a_topic, 50);
+    assert_eq!(got.len(), 50);
+    let got = read_back(&b_topic, 20);
+    assert_eq!(got.len(), 20, "beta's topic holds beta's records only");
+    assert!(got
+        .iter()
+        .all(|c| c.value.as_deref().unwrap().starts_with(b"b")));
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_before_anything_runs() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("tokens", 1);
+    let s = serve(&(tenant("acme", &["*"], "") + &tenant("beta", &["*"], ""))).await;
+    let body = || format!("publish {topic} k v\n");
+    let missing = s.post("acme", "probe", None, body()).await;
+    assert_eq!(missing.status, 401, "{}", missing.body);
+    let wrong = s.post("acme", "probe", Some("guess"), body()).await;
+    assert_eq!(wrong.status, 401);
+    let other = s.post("acme", "probe", Some("beta-token"), body()).await;
+    assert_eq!(other.status, 403, "{}", other.body);
+    assert!(other.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("may not act for tenant `acme`"));
+    // A tenant that does not exist is not revealed: the same answers.
+    let nobody = s.post("nobody", "probe", Some("beta-token"), body()).await;
+    assert_eq!(nobody.status, 403);
+    let nobody = s.post("nobody", "probe", Some("guess"), body()).await;
+    assert_eq!(nobody.status, 401);
+    let no_plugin = s.post("acme", "nope", Some("acme-token"), body()).await;
+    assert_eq!(no_plugin.status, 404, "{}", no_plugin.body);
+    // Admin endpoints: the admin token only.
+    assert_eq!(s.get("/metrics", None).await.status, 401);
+    assert_eq!(s.get("/metrics", Some("acme-token")).await.status, 403);
+    assert_eq!(s.get("/healthz", None).await.status, 200);
+    assert_eq!(s.get("/readyz", None).await.status, 200);
+    let ok = s.events("acme", body()).await;
+    assert_eq!(count(&ok.body, "records"), 1);
+    s.producer.flush().await;
+    // Only the one authorized request published.
+    assert_eq!(read_back(&topic, 1).len(), 1);
+    let m = s.get("/metrics", Some(ADMIN)).await;
+    assert_eq!(m.status, 200);
+    let text = m.body.as_str().unwrap();
+    for want in [
+        "wafka_tenant_records_total{tenant=\"acme\",plugin=\"probe\"} 1",
+        "wafka_tenant_events_total{tenant=\"acme\",plugin=\"probe\"} 1",
+        "wafka_tenant_instances{tenant=\"beta\",plugin=\"probe\"} 1",
+        "wafka_tenant_publish_seconds_count{tenant=\"acme\",plugin=\"probe\"} 1",
+        "wafka_http_requests_total{code=\"401\"} 4",
+        "wafka_producer_records_acked_total 1",
+    ] {
+        assert!(text.contains(want), "`{want}` not in:\n{text}");
+    }
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_refused_whole() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("body-limit", 1);
+    let s = serve(&tenant("acme", &["*"], "max_body_bytes = 1000")).await;
+    let big = lines(100, |i| format!("publish {topic} k {i:020}"));
+    assert!(big.len() > 1000);
+    let r = s.events("acme", big).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("at most 1000 bytes"));
+    let ok = s.events("acme", format!("publish {topic} k small\n")).await;
+    assert_eq!(count(&ok.body, "records"), 1);
+    s.producer.flush().await;
+    assert_eq!(
+        read_back(&topic, 1).len(),
+        1,
+        "nothing of the large body was run"
+    );
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_autoflush_the_answer_carries_every_records_offset() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("acked", 3);
+    let s = serve(&tenant("acme", &["*"], "autoflush = \"on\"")).await;
+    let r = s
+        .events(
+            "acme",
+            lines(12, |i| format!("publish {topic} key{i} v{i}")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let acks = r.body["acks"].as_array().expect("acks").clone();
+    assert_eq!(acks.len(), 12, "{}", r.body);
+    // Answered after the broker acknowledged: the records are readable now, where the
+    // answer says.
+    let got = read_back(&topic, 12);
+    assert_eq!(got.len(), 12);
+    for (i, a) in acks.iter().enumerate() {
+        assert_eq!(a["topic"], topic.as_str());
+        let (p, o) = (
+            a["partition"].as_i64().unwrap(),
+            a["offset"].as_i64().unwrap(),
+        );
+        let c = got
+            .iter()
+            .find(|c| c.partition as i64 == p && c.offset == o)
+            .unwrap_or_else(|| panic!("no record at {p}/{o}"));
+        assert_eq!(c.value.as_deref(), Some(format!("v{i}").as_bytes()));
+    }
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_quota_gets_429_and_others_go_on() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("quota", 3);
+    let good_topic = create_topic("quota-good", 3);
+    // 1 KB/s over Kafka's ten-second window: one 20 KB record is twice the quota, so the
+    // tenant is throttled for (2,000 - 1,000) / 1,000 x 10 s = 10 s after it.
+    let s = serve(
+        &(tenant("flood", &["*"], "producer_byte_rate = 1000") + &tenant("good", &["*"], "")),
+    )
+    .await;
+    let first = s
+        .events("flood", lines(3, |_| format!("publish-size {topic} 20000")))
+        .await;
+    assert_eq!(first.status, 429, "{}", first.body);
+    let wait = first.retry_after.expect("Retry-After");
+    assert!((5..=10).contains(&wait), "{wait}");
+    assert_eq!(
+        (
+            count(&first.body, "events"),
+            count(&first.body, "records"),
+            count(&first.body, "not_run")
+        ),
+        (1, 1, 2),
+        "{}",
+        first.body
+    );
+    let again = s
+        .events("flood", format!("publish-size {topic} 1000\n"))
+        .await;
+    assert_eq!(again.status, 429, "throttled before running anything");
+    assert!(again.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("producer_byte_rate = 1000)"));
+    let good = s
+        .events(
+            "good",
+            lines(300, |i| format!("publish {good_topic} k {i}")),
+        )
+        .await;
+    assert_eq!((good.status, count(&good.body, "records")), (200, 300));
+    s.producer.flush().await;
+    assert_eq!(read_back(&good_topic, 300).len(), 300);
+    let flooded = read_back(&topic, count(&first.body, "records") as usize);
+    assert_eq!(flooded.len() as u64, count(&first.body, "records"));
+    let m = s.get("/metrics", Some(ADMIN)).await;
+    let text = m.body.as_str().unwrap();
+    assert!(
+        text.contains("wafka_tenant_throttled_seconds{tenant=\"flood\"}"),
+        "{text}"
+    );
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+/// A hostile tenant (loop, memory bomb, sleep, trap) beside a good one publishing over HTTP at
+/// the same time: the hostile one gets its errors in bounded time, its instance is replaced,
+/// and the good one loses and duplicates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_tenant_is_contained_while_a_good_one_loses_nothing() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("good-neighbour", 3);
+    let s = Arc::new(
+        serve(
+            &(tenant(
+                "evil",
+                &["*"],
+                "max_cpu_ms = 200\nmax_call_ms = 1000\nmax_memory_mb = 16\nmax_instances = 2",
+            ) + &tenant("good", &[&topic], "")),
+        )
+        .await,
+    );
+    let good = {
+        let s = s.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            for round in 0..20 {
+                let r = s
+                    .events(
+                        "good",
+                        lines(50, |i| format!("publish {topic} k{} r{round}-{i}", i % 3)),
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                assert_eq!(count(&r.body, "failed"), 0, "{}", r.body);
+                sent += count(&r.body, "records");
+            }
+            sent
+        })
+    };
+    for (attack, cause) in [
+        ("loop", "CPU time limit of 200 ms"),
+        ("grow 64", "memory limit of 16 MiB"),
+        ("sleep 5000", "wall-time limit of 1000 ms"),
+        ("trap", "panicked"),
+    ] {
+        let started = Instant::now();
+        let r = s.events("evil", format!("{attack}\nnoop\nnoop\n")).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 200, "{attack}: {}", r.body);
+        let error = r.body["errors"][0]["error"].as_str().unwrap().to_string();
+        assert!(
+            error.contains(cause) && error.contains("evil/probe"),
+            "{attack}: {error}"
+        );
+        assert_eq!(
+            count(&r.body, "not_run"),
+            2,
+            "{attack}: the rest of the body waits"
+        );
+        assert!(took < Duration::from_secs(10), "{attack} took {took:?}");
+        // The next request gets a fresh instance.
+        let next = s.events("evil", "noop\n".into()).await;
+        assert_eq!(
+            (next.status, count(&next.body, "failed")),
+            (200, 0),
+            "{}",
+            next.body
+        );
+    }
+    let sent = good.await.unwrap();
+    assert_eq!(sent, 1000);
+    s.producer.flush().await;
+    let got = read_back(&topic, 1000);
+    assert_eq!(got.len(), 1000, "none lost, none doubled");
+    let m = s.get("/metrics", Some(ADMIN)).await;
+    let text = m.body.as_str().unwrap();
+    assert!(
+        text.contains("wafka_tenant_traps_total{tenant=\"evil\",plugin=\"probe\"} 4"),
+        "{text}"
+    );
+}
+
+/// Reload under load: a changed tenant gets new instances, and every record the old ones
+/// accepted is delivered; a config that does not parse leaves the running one in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_loses_nothing() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("reload", 3);
+    let s = Arc::new(serve(&tenant("acme", &["*"], "max_instances = 2")).await);
+    let load = {
+        let s = s.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            for round in 0..40 {
+                let r = s
+                    .events(
+                        "acme",
+                        lines(25, |i| format!("publish {topic} k{i} {round}-{i}")),
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                sent += count(&r.body, "records");
+            }
+            sent
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    write_config(&s.dir, &tenant("acme", &["*"], "max_instances = 3"));
+    let r = s.server.reload().await.unwrap();
+    assert_eq!((r.tenants, r.started, r.kept), (1, 1, 0), "{r:?}");
+    // A broken file: refused, one line, the running tenants stay.
+    std::fs::write(s.dir.join("serve.toml"), "[http\n").unwrap();
+    let e = s.server.reload().await.unwrap_err().to_string();
+    assert!(e.contains("serve.toml:1:") && !e.contains('\n'), "{e}");
+    let admin = s
+        .http
+        .post(format!("{}/v1/admin/reload", s.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status().as_u16(), 400);
+    let sent = load.await.unwrap();
+    assert_eq!(sent, 1000);
+    s.producer.flush().await;
+    assert_eq!(read_back(&topic, 1000).len(), 1000);
+}
+
+/// Drain: new requests and `/readyz` get 503 at once, the request in progress finishes, and
+/// every record it was answered for is on the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_finishes_what_it_accepted() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("drain", 3);
+    let s = serve(&tenant("acme", &["*"], "")).await;
+    let http = s.http.clone();
+    let url = format!("{}/v1/tenants/acme/plugins/probe/events", s.base);
+    // A slow request: 20 events of 50 ms each, publishing as it goes.
+    let body = lines(20, |i| format!("sleep 50\npublish {topic} k {i}"));
+    let slow = tokio::spawn({
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            answer(
+                http.post(url)
+                    .bearer_auth("acme-token")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let base = s.base.clone();
+    let drain = tokio::spawn(s.server.drain(Duration::from_secs(20)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = answer(
+        http.post(&url)
+            .bearer_auth("acme-token")
+            .body(format!("publish {topic} k late\n"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    let ready = answer(http.get(format!("{base}/readyz")).send().await.unwrap()).await;
+    assert_eq!(ready.status, 503);
+    let slow = slow.await.unwrap();
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    assert_eq!(count(&slow.body, "records"), 20);
+    let drained = drain.await.unwrap();
+    assert!(drained.flushed && drained.events_cut == 0, "{drained:?}");
+    assert_eq!(read_back(&topic, 20).len(), 20);
+}
