@@ -272,6 +272,44 @@ async fn a_body_over_the_limit_is_refused_whole() {
     s.server.drain(Duration::from_secs(10)).await;
 }
 
+/// A tenant's own record limit, below the producer's `max.request.size`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_over_the_tenants_limit_is_refused() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("record-limit", 1);
+    let s = serve(&tenant("acme", &["*"], "max_record_bytes = 100")).await;
+    let r = s
+        .events(
+            "acme",
+            format!(
+                "publish-size {topic} 101
+publish-size {topic} 90
+"
+            ),
+        )
+        .await;
+    assert_eq!(
+        (
+            count(&r.body, "records"),
+            count(&r.body, "refused"),
+            count(&r.body, "failed")
+        ),
+        (1, 1, 1),
+        "{}",
+        r.body
+    );
+    let error = r.body["errors"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("record too large") || error.contains("record-too-large"),
+        "{error}"
+    );
+    s.producer.flush().await;
+    let got = read_back(&topic, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value.as_ref().map(Vec::len), Some(90));
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_autoflush_the_answer_carries_every_records_offset() {
     let _one = SERIAL.lock().await;
@@ -533,4 +571,196 @@ async fn a_drain_finishes_what_it_accepted() {
     let drained = drain.await.unwrap();
     assert!(drained.flushed && drained.events_cut == 0, "{drained:?}");
     assert_eq!(read_back(&topic, 20).len(), 20);
+}
+
+/// `wafka serve` as a process: its stderr collected as it comes.
+struct Command {
+    child: std::process::Child,
+    stderr: Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Command {
+    fn start(args: &[&str]) -> Command {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wafka"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run wafka");
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let (pipe, all) = (child.stderr.take().unwrap(), stderr.clone());
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut all = all.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        Command {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits until stderr has a line containing `what`; returns that line.
+    fn wait_for(&mut self, what: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .lines()
+                .find(|l| l.contains(what))
+            {
+                return l.to_string();
+            }
+            let exited = self.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "no `{what}` from wafka serve ({exited:?}):\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for the exit (at most `timeout`); its success and stderr.
+    fn finish(mut self, timeout: Duration) -> (bool, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("wafka serve did not exit:\n{}", self.stderr.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.reader.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.success(), stderr)
+    }
+}
+
+fn serving_address(line: &str) -> String {
+    line.rsplit("http://").next().unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cli_a_config_error_is_one_line_before_anything_starts() {
+    let _one = SERIAL.lock().await;
+    let dir = config_dir(&tenant("acme", &["*"], "max_memroy_mb = 3"));
+    // No brokers named anywhere either: the error comes before a local broker would start.
+    let text = std::fs::read_to_string(dir.join("serve.toml"))
+        .unwrap()
+        .replace(&format!("bootstrap.servers = \"{}\"\n", brokers()), "");
+    std::fs::write(dir.join("serve.toml"), text).unwrap();
+    let file = dir.join("serve.toml").display().to_string();
+    let started = Instant::now();
+    let (ok, stderr) =
+        Command::start(&["serve", "--config", &file]).finish(Duration::from_secs(30));
+    assert!(!ok);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("wafka: {file}:")) && stderr.contains("max_memroy_mb"),
+        "{stderr}"
+    );
+}
+
+/// SIGTERM under load: requests in progress finish, later ones are refused, the process
+/// exits 0, and every record an answer counted is on the broker. SIGHUP reloads first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cli_reloads_on_sighup_and_drains_on_sigterm() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("sigterm", 3);
+    let dir = config_dir(&tenant("acme", &["*"], ""));
+    let file = dir.join("serve.toml").display().to_string();
+    let mut cmd = Command::start(&["serve", "--config", &file]);
+    let line = cmd.wait_for("serving 1 tenants", Duration::from_secs(120));
+    let base = format!("http://{}", serving_address(&line));
+    let http = reqwest::Client::new();
+    // SIGHUP: a second tenant appears.
+    write_config(
+        &dir,
+        &(tenant("acme", &["*"], "") + &tenant("beta", &["*"], "")),
+    );
+    cmd.signal(libc::SIGHUP);
+    cmd.wait_for("reloaded", Duration::from_secs(60));
+    let beta = answer(
+        http.post(format!("{base}/v1/tenants/beta/plugins/probe/events"))
+            .bearer_auth("beta-token")
+            .body(format!("publish {topic} b beta\n"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (beta.status, count(&beta.body, "records")),
+        (200, 1),
+        "{}",
+        beta.body
+    );
+    // Load: four clients in a loop, each request 10 events that sleep and publish.
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (http, base, topic) = (http.clone(), base.clone(), topic.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut records, mut refused) = (0u64, 0u64);
+            for round in 0.. {
+                let body = lines(10, |i| format!("sleep 5\npublish {topic} c{c} {round}-{i}"));
+                let r = http
+                    .post(format!("{base}/v1/tenants/acme/plugins/probe/events"))
+                    .bearer_auth("acme-token")
+                    .body(body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) => {
+                        let a = answer(r).await;
+                        match a.status {
+                            200 => records += count(&a.body, "records"),
+                            503 => refused += 1,
+                            s => panic!("status {s}: {}", a.body),
+                        }
+                    }
+                    // The listener closed: the drain is over.
+                    Err(_) => break,
+                }
+                if refused > 0 {
+                    break;
+                }
+            }
+            records
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cmd.signal(libc::SIGTERM);
+    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(ok, "exit 0 after a drain:\n{stderr}");
+    assert!(stderr.contains("drained in"), "{stderr}");
+    let mut records = 1; // beta's
+    for c in clients {
+        records += c.await.unwrap();
+    }
+    assert!(records > 10, "the load ran: {records}");
+    let got = read_back(&topic, records as usize);
+    assert_eq!(
+        got.len() as u64,
+        records,
+        "every record an answer counted, once"
+    );
 }

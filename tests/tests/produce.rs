@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use wafka_producer::{Header, OwnerOptions, ProduceError, Producer, Record};
+use wafka_producer::{Header, MemoryShare, OwnerOptions, ProduceError, Producer, Record};
 use wafka_tests::{
     brokers, consume, consume_exactly, create_topic, librdkafka_partition, Consumed,
 };
@@ -376,4 +376,57 @@ async fn an_unreachable_broker_is_a_clear_error_in_bounded_time() {
         msg.contains(&addr) && msg.contains("max.block.ms=1500"),
         "{msg}"
     );
+}
+
+/// Owners given one `MemoryShare` (a tenant's instances) count against it together: what
+/// one holds, the other cannot take; an owner outside the share is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_sharing_a_memory_quota_count_together() {
+    let topic = create_topic("shared-quota", 1);
+    let p = producer(&[("linger.ms", "30000")]);
+    let share = MemoryShare::new("tenant acme", 4_000);
+    let owner = |name: &str, share: Option<MemoryShare>| {
+        p.owner(OwnerOptions {
+            name: name.into(),
+            share,
+            ..Default::default()
+        })
+    };
+    let (a, b, other) = (
+        owner("a", Some(share.clone())),
+        owner("b", Some(share.clone())),
+        owner("other", None),
+    );
+    let value = vec![b'x'; 900];
+    let mut sent = 0;
+    let refused = loop {
+        let o = if sent % 2 == 0 { &a } else { &b };
+        match o.send(&Record::new(&topic, &value)).await {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 10, "the share did not stop them");
+    };
+    assert!(
+        matches!(&refused, ProduceError::QuotaExceeded { owner, limit: 4_000 } if owner == "tenant acme"),
+        "{refused}"
+    );
+    assert!(
+        (3..=4).contains(&sent),
+        "{sent} records of 900 B in 4,000 B"
+    );
+    assert!(share.buffered_bytes() <= 4_000 && share.buffered_bytes() > 2_700);
+    assert!(
+        a.buffered_bytes() > 0 && b.buffered_bytes() > 0,
+        "both took part"
+    );
+    // An owner outside the share is not held back.
+    for _ in 0..10 {
+        other.send(&Record::new(&topic, &value)).await.unwrap();
+    }
+    p.flush().await;
+    assert_eq!(share.buffered_bytes(), 0, "given back when delivered");
+    a.send(&Record::new(&topic, &value)).await.unwrap();
+    p.close().await;
+    assert_eq!(read(&topic, sent + 11).await.len(), sent + 11);
 }
