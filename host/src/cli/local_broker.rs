@@ -64,6 +64,42 @@ pub fn topic_spec(t: &str) -> Result<(String, i32)> {
     Ok((name.to_string(), partitions))
 }
 
+/// Where a command sends its records, as `wafka run` and `wafka serve` take it.
+#[derive(clap::Args, Debug)]
+pub struct ClusterFlags {
+    /// Bootstrap brokers, host:port[,host:port] (over `bootstrap.servers`). Without either, a
+    /// local broker is started.
+    #[arg(short = 'b', long = "brokers")]
+    brokers: Option<String>,
+    /// Producer property key=value (Java client names), repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// Topics to create on the local broker (only without brokers), `name[:partitions]`.
+    #[arg(long = "create-topic", value_name = "NAME[:PARTITIONS]")]
+    create_topics: Vec<String>,
+}
+
+impl ClusterFlags {
+    /// The producer's settings (`base` properties, then `-X`) and where its brokers are,
+    /// checked without starting anything.
+    pub fn check<'a>(
+        &self,
+        client_id: &str,
+        base: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<(wafka_producer::ProducerConfig, Brokers)> {
+        let mut config = wafka_producer::ProducerConfig::new();
+        config.client_id = client_id.into();
+        for (k, v) in base {
+            config.set(k, v)?;
+        }
+        for p in &self.properties {
+            config.set_pair(p).context("bad -X")?;
+        }
+        let brokers = Brokers::check(self.brokers.clone(), &config, &self.create_topics)?;
+        Ok((config, brokers))
+    }
+}
+
 /// Where a command's records go: the brokers given (`-b` or `bootstrap.servers`), or a local
 /// broker to start, with the topics to create on it. Checked before anything starts.
 pub enum Brokers {

@@ -12,33 +12,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use wafka::ProducerRuntime;
-use wafka_producer::ProducerConfig;
 
-use crate::cli::local_broker::Brokers;
+use crate::cli::local_broker::ClusterFlags;
 use crate::cli::plugin_args::{drive, PluginFlags};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
     plugin: PluginFlags,
-    /// Bootstrap brokers, host:port[,host:port]. Without it, a local broker is started.
-    #[arg(short = 'b', long = "brokers")]
-    brokers: Option<String>,
-    /// Producer property key=value (Java client names), repeatable.
-    #[arg(short = 'X', value_name = "KEY=VALUE")]
-    properties: Vec<String>,
-    /// Topics to create on the local broker (only without -b), `name[:partitions]`.
-    #[arg(long = "create-topic", value_name = "NAME[:PARTITIONS]")]
-    create_topics: Vec<String>,
+    #[command(flatten)]
+    cluster: ClusterFlags,
 }
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
-    let mut config = ProducerConfig::new();
-    config.client_id = "wafka-run".into();
-    for p in &args.properties {
-        config.set_pair(p).context("bad -X")?;
-    }
-    let brokers = Brokers::check(args.brokers.clone(), &config, &args.create_topics)?;
+    let (mut config, brokers) = args.cluster.check("wafka-run", [])?;
     let setup = args.plugin.setup()?;
     let started = Instant::now();
     let plugin = args.plugin.load(&setup)?;

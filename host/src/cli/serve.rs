@@ -14,38 +14,21 @@ use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 use wafka::serve::{ServeConfig, Server};
 use wafka::ProducerRuntime;
-use wafka_producer::ProducerConfig;
 
-use crate::cli::local_broker::Brokers;
+use crate::cli::local_broker::ClusterFlags;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The configuration: `[kafka]`, `[http]` and one `[tenants.NAME]` per tenant (README).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// Bootstrap brokers, host:port[,host:port]; overrides `bootstrap.servers`. Without
-    /// either, a local broker is started.
-    #[arg(short = 'b', long = "brokers")]
-    brokers: Option<String>,
-    /// Producer property key=value (Java client names), repeatable; overrides `[kafka]`.
-    #[arg(short = 'X', value_name = "KEY=VALUE")]
-    properties: Vec<String>,
-    /// Topics to create on the local broker (only without brokers), `name[:partitions]`.
-    #[arg(long = "create-topic", value_name = "NAME[:PARTITIONS]")]
-    create_topics: Vec<String>,
+    #[command(flatten)]
+    cluster: ClusterFlags,
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = ServeConfig::load(&args.config)?;
-    let mut producer_config = ProducerConfig::new();
-    producer_config.client_id = "wafka-serve".into();
-    for (k, v) in &config.kafka {
-        producer_config.set(k, v)?;
-    }
-    for p in &args.properties {
-        producer_config.set_pair(p).context("bad -X")?;
-    }
-    let brokers = Brokers::check(args.brokers.clone(), &producer_config, &args.create_topics)?;
+    let (mut producer_config, brokers) = args.cluster.check("wafka-serve", &config.kafka)?;
     let brokers = brokers.address().await?;
     producer_config.set("bootstrap.servers", &brokers)?;
     producer_config.validate()?;
