@@ -764,3 +764,78 @@ async fn serve_cli_reloads_on_sighup_and_drains_on_sigterm() {
         "every record an answer counted, once"
     );
 }
+
+/// Requests per second a tenant's one client gets through in `window`, each of `events`
+/// publishes.
+async fn rate(s: &Serving, tenant: &str, topic: &str, window: Duration) -> (f64, u64) {
+    let t0 = Instant::now();
+    let (mut n, mut records) = (0u64, 0u64);
+    while t0.elapsed() < window {
+        let r = s
+            .events(
+                tenant,
+                lines(20, |i| format!("publish {topic} k{i} {n}-{i}")),
+            )
+            .await;
+        assert_eq!((r.status, count(&r.body, "failed")), (200, 0), "{}", r.body);
+        records += count(&r.body, "records");
+        n += 1;
+    }
+    (n as f64 / t0.elapsed().as_secs_f64(), records)
+}
+
+/// A tenant spinning on every instance it has, and another flooding past its quota, beside a
+/// good tenant: the good one keeps a share of the host (bounded slowdown) and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_and_flooding_tenants_leave_a_good_one_its_share() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("fair", 3);
+    let flood_topic = create_topic("fair-flood", 3);
+    let s = Arc::new(
+        serve(
+            &(tenant("spin", &["*"], "max_cpu_ms = 300\nmax_instances = 2")
+                + &tenant(
+                    "flood",
+                    &["*"],
+                    "producer_byte_rate = 100000\nmax_instances = 2",
+                )
+                + &tenant("good", &[&topic], "")),
+        )
+        .await,
+    );
+    let window = Duration::from_secs(2);
+    let (alone, mut records) = rate(&s, "good", &topic, window).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    for (who, event) in [
+        ("spin", "loop".to_string()),
+        ("spin", "loop".to_string()),
+        ("flood", format!("publish-size {flood_topic} 10000")),
+        ("flood", format!("publish-size {flood_topic} 10000")),
+    ] {
+        let (s, stop) = (s.clone(), stop.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut answers = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = s.events(who, lines(50, |_| event.clone())).await;
+                assert!([200, 429].contains(&r.status), "{}", r.body);
+                answers += 1;
+            }
+            answers
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (attacked, more) = rate(&s, "good", &topic, window).await;
+    records += more;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for a in attackers {
+        assert!(a.await.unwrap() > 0);
+    }
+    eprintln!("good tenant: {alone:.0} requests/s alone, {attacked:.0} beside the attackers");
+    assert!(
+        attacked >= alone / 10.0,
+        "{alone:.0} requests/s alone, {attacked:.0} beside the attackers"
+    );
+    s.producer.flush().await;
+    assert_eq!(read_back(&topic, records as usize).len() as u64, records);
+}

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 /// How often the engine's epoch advances; CPU limits are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Host bytes counted per table element: wasmtime keeps a table's elements in host memory, a
 /// pointer-sized slot (or two) each.
