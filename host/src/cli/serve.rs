@@ -48,24 +48,46 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         "wafka: serving {tenants} tenants from {file} on http://{}",
         server.local_addr()
     );
+    // A reload compiles plugins and starts instances (their `init`s may be slow): it runs on a
+    // task of its own so that SIGTERM is taken at once even then.
+    let server = std::sync::Arc::new(server);
+    let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
-            _ = hangup.recv() => match server.reload().await {
-                Ok(r) => {
-                    eprintln!(
-                        "wafka: reloaded {file}: {} tenants ({} kept, {} started, {} removed)",
-                        r.tenants, r.kept, r.started, r.removed
-                    );
-                    for w in r.warnings {
-                        eprintln!("wafka: {w}");
-                    }
+            _ = hangup.recv() => {
+                if reloading.as_ref().is_some_and(|r| !r.is_finished()) {
+                    eprintln!("wafka: a reload is already running; SIGHUP ignored");
+                    continue;
                 }
-                Err(e) => eprintln!("wafka: reload refused, the running configuration stays: {e}"),
-            },
+                let (server, file) = (server.clone(), file.clone());
+                reloading = Some(tokio::spawn(async move {
+                    match server.reload().await {
+                        Ok(r) => {
+                            eprintln!(
+                                "wafka: reloaded {file}: {} tenants ({} kept, {} started, {} removed)",
+                                r.tenants, r.kept, r.started, r.removed
+                            );
+                            for w in r.warnings {
+                                eprintln!("wafka: {w}");
+                            }
+                        }
+                        Err(e) => eprintln!("wafka: reload refused, the running configuration stays: {e}"),
+                    }
+                }));
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
+    if let Some(r) = reloading {
+        // A reload not done yet is dropped: the running configuration stays.
+        r.abort();
+        let _ = r.await;
+    }
+    let server = match std::sync::Arc::try_unwrap(server) {
+        Ok(s) => s,
+        Err(_) => anyhow::bail!("the server is still in use"),
+    };
     eprintln!("wafka: draining (at most {} ms)", drain_timeout.as_millis());
     let drained = server.drain(drain_timeout).await;
     producer.close().await;

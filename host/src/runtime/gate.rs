@@ -21,7 +21,8 @@ pub trait PublishGate: Send + Sync + std::fmt::Debug {
 /// What one `publish` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
-    /// Key, value and header bytes of the record if it was queued; `None` if it was refused.
+    /// Key, value and header bytes of the record if it was queued (under autoflush: also when
+    /// waiting for its acknowledgement then failed); `None` if it was refused before.
     pub bytes: Option<u64>,
     /// Why it was refused: the contract's `produce-error` case (`"not-authorized"`,
     /// `"record-too-large"`, …); `None` if it was queued.

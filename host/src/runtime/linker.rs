@@ -97,9 +97,12 @@ async fn gated(
     }
     let bytes_before = store.data().producer.stats.bytes;
     let (result,) = Box::into_pin(bound(store.as_context_mut(), msg)).await?;
+    // Bytes queued count even when waiting for the acknowledgement then failed (the record
+    // may still be delivered): quotas and metrics count what entered the producer.
     let bytes = store.data().producer.stats.bytes - bytes_before;
+    let queued = bytes > 0 || result.is_ok();
     gate.published(&Published {
-        bytes: result.is_ok().then_some(bytes),
+        bytes: queued.then_some(bytes),
         refused: result.as_ref().err().map(error_kind),
         elapsed: started.elapsed(),
     });

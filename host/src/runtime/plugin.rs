@@ -240,6 +240,7 @@ impl Plugin {
             bindings,
             output,
             stopped: false,
+            in_call: false,
         })
     }
 }
@@ -250,6 +251,9 @@ pub struct PluginInstance {
     bindings: bindings::Plugin,
     output: OutputBudget,
     stopped: bool,
+    /// A call began and has not ended: if its future was dropped (the caller went away),
+    /// wasmtime left the instance unusable, so it counts as stopped.
+    in_call: bool,
 }
 
 impl PluginInstance {
@@ -298,9 +302,10 @@ impl PluginInstance {
         self.store.data_mut().producer.take_acks()
     }
 
-    /// Whether an earlier trap or timeout stopped the instance.
+    /// Whether an earlier trap or timeout stopped the instance, or a call into it was
+    /// abandoned midway (its future dropped).
     pub fn is_stopped(&self) -> bool {
-        self.stopped
+        self.stopped || self.in_call
     }
 
     /// Takes the plugin's current options: ACL, limits and quotas apply from the next record
@@ -322,9 +327,10 @@ impl PluginInstance {
     /// Gets the instance ready for a call: a fresh CPU budget, output budget and wall-time
     /// deadline. Returns the deadline and the wall-time limit.
     fn arm(&mut self) -> Result<(tokio::time::Instant, Duration), PluginError> {
-        if self.stopped {
+        if self.is_stopped() {
             return Err(PluginError::Stopped(self.name().to_string()));
         }
+        self.in_call = true;
         self.output.reset();
         let st = self.store.data_mut();
         let limit = st.producer.options.limits.call_time;
@@ -337,6 +343,7 @@ impl PluginInstance {
 
     /// The call overran its wall-time limit (its future was dropped): the instance is gone.
     fn timed_out(&mut self, limit: Duration) -> PluginError {
+        self.in_call = false;
         self.stopped = true;
         PluginError::TimedOut {
             plugin: self.name().to_string(),
@@ -345,6 +352,7 @@ impl PluginInstance {
     }
 
     fn settle(&mut self, r: wasmtime::Result<Result<(), String>>) -> Result<(), PluginError> {
+        self.in_call = false;
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(PluginError::Failed {

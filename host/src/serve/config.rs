@@ -71,6 +71,13 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long a drain (SIGTERM) waits for events in progress and for every tenant's records.
     pub drain_timeout: Duration,
+    /// How long a client may take to send a request's headers (also: how long an idle
+    /// connection stays open); then the connection is closed.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body; then 408.
+    pub body_timeout: Duration,
+    /// Connections open at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 /// `[tenants.NAME]`.
@@ -90,6 +97,9 @@ pub struct TenantConfig {
     pub max_call_ms: u64,
     /// Instances per plugin (events handled at once).
     pub max_instances: usize,
+    /// Requests in progress at once, all its plugins together (running or waiting for an
+    /// instance); more get 429 before their body is read.
+    pub max_requests: usize,
     /// Largest record (key, value, headers), bytes.
     pub max_record_bytes: Option<usize>,
     /// Distinct topics per instance.
@@ -134,6 +144,9 @@ struct RawHttp {
     admin_token_sha256: Option<String>,
     max_body_bytes: Option<usize>,
     drain_timeout_ms: Option<u64>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +159,7 @@ struct RawTenant {
     max_cpu_ms: Option<u64>,
     max_call_ms: Option<u64>,
     max_instances: Option<usize>,
+    max_requests: Option<usize>,
     max_record_bytes: Option<usize>,
     max_topics: Option<usize>,
     max_body_bytes: Option<usize>,
@@ -169,6 +183,8 @@ struct RawPlugin {
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// Default of [`HttpConfig::drain_timeout`].
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`HttpConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default of [`TenantConfig::max_instances`].
 pub const DEFAULT_MAX_INSTANCES: usize = 4;
 
@@ -236,6 +252,28 @@ impl ServeConfig {
                     .drain_timeout_ms
                     .unwrap_or(DEFAULT_DRAIN_TIMEOUT.as_millis() as u64),
             ),
+            header_timeout: Duration::from_millis(
+                positive(
+                    raw.http.header_timeout_ms.map(|v| v as usize),
+                    10_000,
+                    "http.header_timeout_ms",
+                )
+                .map_err(|(k, m)| invalid(k, m))? as u64,
+            ),
+            body_timeout: Duration::from_millis(
+                positive(
+                    raw.http.body_timeout_ms.map(|v| v as usize),
+                    30_000,
+                    "http.body_timeout_ms",
+                )
+                .map_err(|(k, m)| invalid(k, m))? as u64,
+            ),
+            max_connections: positive(
+                raw.http.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+                "http.max_connections",
+            )
+            .map_err(|(k, m)| invalid(k, m))?,
         };
 
         let mut tenants = BTreeMap::new();
@@ -277,6 +315,24 @@ impl ServeConfig {
                 DEFAULT_MAX_INSTANCES as u64,
                 "max_instances",
             )?;
+            let plugin_count = t.plugins.len().max(1) as u64;
+            let max_requests = one(
+                t.max_requests.map(|v| v as u64),
+                2 * max_instances * plugin_count,
+                "max_requests",
+            )?;
+            if max_cpu_ms > max_call_ms {
+                return Err(invalid(
+                    key("max_cpu_ms"),
+                    format!("{max_cpu_ms} is over max_call_ms ({max_call_ms}): the wall time ends first"),
+                ));
+            }
+            if max_memory_mb > 1 << 16 {
+                return Err(invalid(
+                    key("max_memory_mb"),
+                    format!("{max_memory_mb}: at most 65536 (64 GiB)"),
+                ));
+            }
             let max_topics = one(
                 t.max_topics.map(|v| v as u64),
                 DEFAULT_MAX_TOPICS as u64,
@@ -337,6 +393,7 @@ impl ServeConfig {
                     max_cpu_ms,
                     max_call_ms,
                     max_instances: max_instances as usize,
+                    max_requests: max_requests as usize,
                     max_record_bytes: t.max_record_bytes,
                     max_topics: max_topics as usize,
                     max_body_bytes: t.max_body_bytes,
@@ -346,6 +403,24 @@ impl ServeConfig {
                     plugins,
                 },
             );
+        }
+        if let Some(a) = &http.admin_token_sha256 {
+            if let Some(t) = tokens.get(a) {
+                return Err(invalid(
+                    "http.admin_token_sha256".into(),
+                    format!("the same token as tenant `{t}`"),
+                ));
+            }
+        }
+        let shares: f64 = tenants
+            .values()
+            .filter_map(|t: &TenantConfig| t.buffer_memory_share)
+            .sum();
+        if shares > 1.0 + 1e-9 {
+            return Err(invalid(
+                "tenants.*.buffer_memory_share".into(),
+                format!("the shares add up to {shares:.3}, over the whole of buffer.memory"),
+            ));
         }
         Ok(ServeConfig {
             file: PathBuf::from(file),

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::runtime::options::{Autoflush, RecordAck};
 use crate::runtime::plugin::PluginError;
-use crate::serve::pool::LeaseError;
+use crate::serve::pool::{LeaseError, PluginPool};
 use crate::serve::server::State;
 use crate::serve::tenant::Tenant;
 
@@ -48,6 +48,62 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/readyz", get(ready))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
+}
+
+/// Serves `app` on `listener` until `stop` turns true: HTTP/1.1 through hyper, with a bound
+/// on the time a client may take to send its headers (idle keep-alive connections are closed
+/// after it too) and on the connections open at once (more are closed as they come). When
+/// stopped, open connections finish the request they are in and close.
+pub(crate) async fn accept(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    (max_connections, header_timeout): (usize, Duration),
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = async { stop.wait_for(|s| *s).await.is_ok() } => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "{max_connections} connections open (http.max_connections): one more closed"
+            );
+            continue;
+        };
+        while tasks.try_join_next().is_some() {}
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { stop.wait_for(|s| *s).await.is_ok() } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Counts every answer by status.
@@ -193,8 +249,13 @@ struct EventsAnswer {
     records: u64,
     /// Records refused (ACL, limits, quotas, producer).
     refused: u64,
-    /// Events of the body not handed to the plugin (after a trap, a timeout, or the quota).
+    /// Events of the body not handed to the plugin (after a trap, a timeout, the quota, or
+    /// when the host began draining): send them again.
     not_run: u64,
+    /// When the quota stopped the body: how long the tenant is throttled (also in
+    /// `Retry-After`).
+    #[serde(skip_serializing_if = "is_zero")]
+    throttled_ms: u64,
     /// The first failures: the event's line number (from 1) and what happened.
     errors: Vec<EventError>,
     /// Failures past those listed.
@@ -264,12 +325,12 @@ async fn events(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(_in_flight) = state.begin() else {
+    if state.is_draining() {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "draining: try another host",
         );
-    };
+    }
     let tenant = match authorize(&state, &tenant, &headers) {
         Ok(t) => t,
         Err(r) => return r.into_response(),
@@ -299,17 +360,68 @@ async fn events(
             throttled,
         );
     }
-    let limit = tenant.config.max_body_bytes.unwrap_or_else(|| {
-        state
-            .http
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .max_body_bytes
-    });
-    let body = match read_body(&headers, body, limit).await {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
+    // A tenant's requests past its instances (and a few waiting for one) are refused before
+    // their bodies are read: waiting requests cannot pile up bodies in the host's memory.
+    let Ok(admitted) = tenant.requests.clone().try_acquire_owned() else {
+        return retry_after(
+            refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "tenant `{}` has {} requests in progress, its most",
+                    tenant.name, tenant.max_requests
+                ),
+            ),
+            Duration::from_secs(1),
+        );
     };
+    let (limit, body_timeout) = {
+        let http = state.http.read().unwrap_or_else(|e| e.into_inner());
+        (
+            tenant.config.max_body_bytes.unwrap_or(http.max_body_bytes),
+            http.body_timeout,
+        )
+    };
+    let body = match tokio::time::timeout(body_timeout, read_body(&headers, body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(r)) => return r,
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body took longer than {} ms", body_timeout.as_millis()),
+            )
+        }
+    };
+    // From here the events are accepted: they run to their end on a task of their own even if
+    // the client goes away (a call abandoned midway would leave its instance unusable), and a
+    // drain waits for them.
+    let Some(in_flight) = state.begin() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: try another host",
+        );
+    };
+    let run = tokio::spawn(async move {
+        let r = run_events(&state, &tenant, &pool, &body).await;
+        drop((in_flight, admitted));
+        r
+    });
+    match run.await {
+        Ok(r) => r,
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the events' task failed: {e}"),
+        ),
+    }
+}
+
+/// Hands each line of `body` to an instance of `pool`, in order; stops at a trap or timeout,
+/// when the tenant goes over its quota, or when the host starts draining.
+async fn run_events(
+    state: &State,
+    tenant: &Tenant,
+    pool: &Arc<PluginPool>,
+    body: &[u8],
+) -> Response {
     let wait = Duration::from_millis(tenant.config.max_call_ms);
     let mut lease = match pool.lease(wait).await {
         Ok(l) => l,
@@ -325,18 +437,22 @@ async fn events(
         }
     };
     let acks = tenant.config.autoflush != Autoflush::Off;
-    let metrics = pool.metrics.clone();
+    let metrics = &pool.metrics;
     let instance = lease.instance();
     instance.collect_acks(acks);
     let before = instance.stats();
     let mut answer = EventsAnswer::default();
-    let mut lines = body.split(|b| *b == b'\n').collect::<Vec<_>>();
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    let total = lines.len() as u64;
-    let mut over_quota = Duration::ZERO;
-    for (n, line) in lines.into_iter().enumerate() {
+    let body = body.strip_suffix(b"\n").unwrap_or(body);
+    let total = if body.is_empty() {
+        0
+    } else {
+        body.iter().filter(|b| **b == b'\n').count() as u64 + 1
+    };
+    let mut throttled = Duration::ZERO;
+    for (n, line) in body.split(|b| *b == b'\n').enumerate() {
+        if total == 0 {
+            break;
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let started = Instant::now();
         let r = instance.handle(line).await;
@@ -346,32 +462,35 @@ async fn events(
             .observe(started.elapsed().as_secs_f64());
         answer.events += 1;
         let event = n as u64 + 1;
-        match r {
-            Ok(()) => {}
-            Err(e) => {
-                answer.failed += 1;
-                let kind = match &e {
-                    PluginError::Failed { .. } => "event-failed",
-                    PluginError::TimedOut { .. } => "timed-out",
-                    _ => "trapped",
-                };
-                metrics.error(kind);
-                let stops = !matches!(e, PluginError::Failed { .. });
-                answer.error(event, e.to_string());
-                if stops {
-                    metrics.traps.inc();
+        if let Err(e) = r {
+            answer.failed += 1;
+            let kind = match &e {
+                PluginError::Failed { .. } => "event-failed",
+                PluginError::TimedOut { .. } => "timed-out",
+                _ => "trapped",
+            };
+            metrics.error(kind);
+            let stops = !matches!(e, PluginError::Failed { .. });
+            answer.error(event, e.to_string());
+            if stops {
+                metrics.traps.inc();
+                break;
+            }
+        }
+        if event < total {
+            if tenant.throttle.is_limited() {
+                throttled = tenant.throttle.remaining(Instant::now());
+                if !throttled.is_zero() {
                     break;
                 }
             }
-        }
-        if tenant.throttle.is_limited() && event < total {
-            over_quota = tenant.throttle.remaining(Instant::now());
-            if !over_quota.is_zero() {
+            if state.is_draining() {
                 break;
             }
         }
     }
     answer.not_run = total - answer.events;
+    answer.throttled_ms = throttled.as_millis() as u64;
     let after = instance.stats();
     answer.records = after.records - before.records;
     answer.refused = after.refused - before.refused;
@@ -383,12 +502,11 @@ async fn events(
     }
     drop(lease);
     let r = Json(&answer).into_response();
-    if over_quota.is_zero() {
+    if throttled.is_zero() {
         r
     } else {
-        let (mut parts, body) = r.into_parts();
-        parts.status = StatusCode::TOO_MANY_REQUESTS;
-        retry_after(Response::from_parts(parts, body), over_quota)
+        // The events that ran stand (200); the header says when to send the rest.
+        retry_after(r, throttled)
     }
 }
 

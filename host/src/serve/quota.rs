@@ -5,7 +5,7 @@
 //! and [`Throttle`], a tenant's byte and record quotas with the time until which its publishes
 //! are refused. As in Kafka's `ClientQuotaManager` (KIP-219), a quota is not checked before a
 //! record but after it: once the measured rate passes the quota, the tenant is throttled for
-//! `(rate - quota) / quota × window` and its publishes answer `quota-exceeded` (HTTP: 429 with
+//! `(rate - quota) / quota × window` (uncapped) and its publishes answer `quota-exceeded` (HTTP: 429 with
 //! `Retry-After`) until then. A leaf: no HTTP, no wasm.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,13 +79,15 @@ impl Rate {
 }
 
 /// How long to throttle when `rate` is measured against `quota` (both per second): zero
-/// when within, else `(rate - quota) / quota` of the measured window, at most the window.
+/// when within, else `(rate - quota) / quota` of the measured window. Not capped, as Kafka's
+/// byte-rate quotas: a burst far over the quota waits until the rate is back at it (a cap
+/// would let one more large record through after every capped wait).
 pub fn throttle_time(rate: f64, quota: f64) -> Duration {
     if rate <= quota || quota <= 0.0 {
         return Duration::ZERO;
     }
     let window = (WINDOW * (WINDOWS as u32 - 1)).as_secs_f64();
-    Duration::from_secs_f64(((rate - quota) / quota * window).min(window))
+    Duration::from_secs_f64(((rate - quota) / quota * window).min(1e9))
 }
 
 /// A tenant's rate quotas and the throttle they impose.
@@ -191,7 +193,12 @@ mod tests {
         assert_eq!(throttle_time(100.0, 100.0), Duration::ZERO);
         assert_eq!(throttle_time(200.0, 100.0), Duration::from_secs(10));
         assert_eq!(throttle_time(150.0, 100.0), Duration::from_secs(5));
-        assert_eq!(throttle_time(1e9, 100.0), Duration::from_secs(10));
+        // 1 MiB at 1,000 B/s: about 17 minutes, the time the quota needs to pay it back.
+        let big = throttle_time(1_048_576.0 / 10.0, 1_000.0);
+        assert!(
+            big > Duration::from_secs(1_000) && big < Duration::from_secs(1_100),
+            "{big:?}"
+        );
     }
 
     #[test]

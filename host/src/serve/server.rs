@@ -81,6 +81,8 @@ pub(crate) struct State {
     in_flight: AtomicUsize,
     idle: Notify,
     reloading: tokio::sync::Mutex<()>,
+    /// Instances the engine's pool holds (fixed at start).
+    capacity: usize,
 }
 
 impl State {
@@ -98,8 +100,10 @@ impl State {
 
     /// Counts an event batch in progress until the guard is dropped; `None` while draining.
     pub(crate) fn begin(self: &Arc<Self>) -> Option<InFlight> {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if self.is_draining() {
+        // SeqCst with the drain's store-then-load: either the drain sees this request, or this
+        // request sees the drain.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.draining.load(Ordering::SeqCst) {
             self.end();
             return None;
         }
@@ -107,7 +111,7 @@ impl State {
     }
 
     fn end(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
         }
     }
@@ -124,6 +128,22 @@ impl State {
                 reason: e.to_string(),
             })??;
         let previous = self.tenants();
+        let wanted = Tenants::instance_slots(&config);
+        let running: usize = previous
+            .iter()
+            .flat_map(|t| t.plugins.values())
+            .map(|p| p.live())
+            .sum();
+        if wanted + running > self.capacity {
+            return Err(ConfigError::Invalid {
+                file: self.file.display().to_string(),
+                key: "tenants.*.max_instances".into(),
+                message: format!(
+                    "{wanted} instances next to the {running} running exceed this host's pool of {} (sized at start): restart to grow it",
+                    self.capacity
+                ),
+            });
+        }
         let state = self.clone();
         let prev = previous.clone();
         let cfg = config.clone();
@@ -209,7 +229,7 @@ async fn prewarm(tenants: &Tenants) {
 pub struct Server {
     state: Arc<State>,
     addr: SocketAddr,
-    stop: Arc<Notify>,
+    stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -220,8 +240,9 @@ impl Server {
     pub async fn start(config: ServeConfig, producer: Producer) -> Result<Server, StartError> {
         // Room for every pool twice over: a reload starts new instances while old ones finish.
         let slots = Tenants::instance_slots(&config);
+        let capacity = (slots * 2 + 16).min(u32::MAX as usize);
         let engine_options = EngineOptions {
-            max_instances: (slots * 2 + 16).min(u32::MAX as usize) as u32,
+            max_instances: capacity as u32,
         };
         let mut engine =
             Engine::with_options(engine_options).map_err(|e| StartError::Engine(e.to_string()))?;
@@ -255,17 +276,15 @@ impl Server {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             reloading: tokio::sync::Mutex::new(()),
+            capacity,
         });
-        let stop = Arc::new(Notify::new());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let app = crate::serve::http::router(state.clone());
-        let signal = stop.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { signal.notified().await });
-            if let Err(e) = serve.await {
-                tracing::error!("the HTTP server stopped: {e}");
-            }
-        });
+        let limits = {
+            let h = state.http.read().unwrap_or_else(|e| e.into_inner());
+            (h.max_connections, h.header_timeout)
+        };
+        let task = tokio::spawn(crate::serve::http::accept(listener, app, limits, stopped));
         Ok(Server {
             state,
             addr,
@@ -295,21 +314,24 @@ impl Server {
         let started = Instant::now();
         let deadline = started + timeout;
         let s = &self.state;
-        s.draining.store(true, Ordering::Release);
+        s.draining.store(true, Ordering::SeqCst);
+        // Events get three quarters of the bound (each body stops after its current event);
+        // flushing the records gets the rest at least.
+        let events_deadline = started + timeout * 3 / 4;
         loop {
             let idle = s.idle.notified();
-            if s.in_flight.load(Ordering::Acquire) == 0 {
+            if s.in_flight.load(Ordering::SeqCst) == 0 {
                 break;
             }
-            if tokio::time::timeout_at(deadline.into(), idle)
+            if tokio::time::timeout_at(events_deadline.into(), idle)
                 .await
                 .is_err()
             {
                 break;
             }
         }
-        let events_cut = s.in_flight.load(Ordering::Acquire);
-        self.stop.notify_one();
+        let events_cut = s.in_flight.load(Ordering::SeqCst);
+        let _ = self.stop.send(true);
         let left = deadline.saturating_duration_since(Instant::now());
         let flushed = s.producer.flush_timeout(left).await.is_ok();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;

@@ -37,6 +37,10 @@ pub struct Tenant {
     pub share: MemoryShare,
     /// Its plugins.
     pub plugins: BTreeMap<String, Arc<PluginPool>>,
+    /// Its requests in progress (see `TenantConfig::max_requests`).
+    pub requests: Arc<tokio::sync::Semaphore>,
+    /// The most requests it may have in progress.
+    pub max_requests: usize,
 }
 
 impl Tenant {
@@ -135,26 +139,35 @@ impl Tenants {
         let file = config.file.display().to_string();
         let buffer_memory = producer.config().buffer_memory;
         let largest_record = producer.config().max_request_size.min(buffer_memory);
-        let n = config.tenants.len().max(1);
         let mut compiled: HashMap<[u8; 32], Plugin> = HashMap::new();
         let mut out = Tenants::default();
         for (name, t) in &config.tenants {
             out.by_token.insert(t.token_sha256, name.clone());
             if let Some(old) = previous.and_then(|p| p.by_name.get(name)) {
-                if old.config == *t {
+                let same_share =
+                    old.share.limit() == share_of(config, t, buffer_memory, largest_record);
+                if old.config == *t && same_share {
                     out.by_name.insert(name.clone(), old.clone());
                     continue;
                 }
             }
-            // Unless set, an equal share of buffer.memory, never below one whole record.
-            let share_bytes = match t.buffer_memory_share {
-                Some(f) => ((buffer_memory as f64) * f) as usize,
-                None => buffer_memory / n,
-            }
-            .max(largest_record)
-            .min(buffer_memory);
-            let share = MemoryShare::new(format!("tenant {name}"), share_bytes);
-            let throttle = Arc::new(Throttle::new(t.producer_byte_rate, t.producer_record_rate));
+            let share_bytes = share_of(config, t, buffer_memory, largest_record);
+            let old = previous.and_then(|p| p.by_name.get(name));
+            // A changed tenant keeps its quota's measurements and its memory share (its old
+            // instances' records still count on it) where those settings did not change.
+            let share = match old {
+                Some(o) if o.share.limit() == share_bytes => o.share.clone(),
+                _ => MemoryShare::new(format!("tenant {name}"), share_bytes),
+            };
+            let throttle = match old {
+                Some(o)
+                    if (o.config.producer_byte_rate, o.config.producer_record_rate)
+                        == (t.producer_byte_rate, t.producer_record_rate) =>
+                {
+                    o.throttle.clone()
+                }
+                _ => Arc::new(Throttle::new(t.producer_byte_rate, t.producer_record_rate)),
+            };
             let mut plugins = BTreeMap::new();
             for (pname, p) in &t.plugins {
                 let metrics = metrics.plugin(name, pname);
@@ -213,9 +226,42 @@ impl Tenants {
                     throttle,
                     share,
                     plugins,
+                    requests: Arc::new(tokio::sync::Semaphore::new(t.max_requests)),
+                    max_requests: t.max_requests,
                 }),
             );
         }
         Ok(out)
     }
+}
+
+/// A tenant's share of `buffer.memory` in bytes: its `buffer_memory_share`, or an equal part of
+/// what the explicit shares leave; never less than one whole record (with many tenants the
+/// shares then add up to more than the buffer, and each can hold at most its share).
+fn share_of(
+    config: &ServeConfig,
+    t: &TenantConfig,
+    buffer_memory: usize,
+    largest_record: usize,
+) -> usize {
+    let fraction = match t.buffer_memory_share {
+        Some(f) => f,
+        None => {
+            let explicit: f64 = config
+                .tenants
+                .values()
+                .filter_map(|t| t.buffer_memory_share)
+                .sum();
+            let rest = config
+                .tenants
+                .values()
+                .filter(|t| t.buffer_memory_share.is_none())
+                .count()
+                .max(1);
+            (1.0 - explicit).max(0.0) / rest as f64
+        }
+    };
+    ((buffer_memory as f64 * fraction) as usize)
+        .max(largest_record)
+        .min(buffer_memory)
 }
