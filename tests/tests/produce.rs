@@ -430,3 +430,45 @@ async fn owners_sharing_a_memory_quota_count_together() {
     p.close().await;
     assert_eq!(read(&topic, sent + 11).await.len(), sent + 11);
 }
+
+/// The share is taken when a send is checked, not when its record lands in a batch: sends
+/// that all wait (here for the topic's metadata) cannot pass the check together and then
+/// overrun the share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_cannot_overrun_a_shared_quota() {
+    let topic = create_topic("shared-race", 1);
+    let p = producer(&[("linger.ms", "30000")]);
+    let share = MemoryShare::new("tenant race", 4_000);
+    let mut sends = Vec::new();
+    for i in 0..40 {
+        let o = p.owner(OwnerOptions {
+            name: format!("o{i}"),
+            share: Some(share.clone()),
+            ..Default::default()
+        });
+        let topic = topic.clone();
+        sends.push(tokio::spawn(async move {
+            o.send(&Record::new(&topic, &[b'x'; 900])).await.map(|_| o)
+        }));
+    }
+    let mut ok = Vec::new();
+    for s in sends {
+        if let Ok(o) = s.await.unwrap() {
+            ok.push(o);
+        }
+    }
+    assert!(
+        (1..=4).contains(&ok.len()),
+        "{} sends of 900 B went into a 4,000 B share",
+        ok.len()
+    );
+    assert!(
+        share.buffered_bytes() <= 4_000,
+        "{}",
+        share.buffered_bytes()
+    );
+    p.flush().await;
+    assert_eq!(share.buffered_bytes(), 0);
+    p.close().await;
+    assert_eq!(read(&topic, ok.len()).await.len(), ok.len());
+}

@@ -420,14 +420,18 @@ impl Core {
                 });
             }
         }
-        if let Some(share) = &owner.share {
-            if share.buffered.load(Ordering::Relaxed) + bytes > share.limit {
-                return Err(ProduceError::QuotaExceeded {
-                    owner: share.name.clone(),
-                    limit: share.limit,
-                });
-            }
-        }
+        // A shared quota is taken now, given back if the send ends without a batch.
+        let share_hold = match &owner.share {
+            Some(share) => Some(
+                share
+                    .take(bytes)
+                    .ok_or_else(|| ProduceError::QuotaExceeded {
+                        owner: share.name.clone(),
+                        limit: share.limit,
+                    })?,
+            ),
+            None => None,
+        };
         // One deadline for everything a send may wait for (metadata, then memory), set when it
         // first waits.
         let mut deadline = Deadline::new(c.max_block);
@@ -456,11 +460,14 @@ impl Core {
                 &mut reserved.bytes,
             ) {
                 Ok((outcome, offset_delta)) => {
+                    if let Some(h) = share_hold {
+                        h.keep();
+                    }
                     return Ok(Delivery {
                         outcome,
                         offset_delta,
                         id,
-                    })
+                    });
                 }
                 Err(NotAppended::Closed) => return Err(ProduceError::Closed),
                 Err(NotAppended::Evicted) => {

@@ -78,6 +78,41 @@ pub(crate) struct SharedQuota {
     pub(crate) buffered: AtomicUsize,
 }
 
+impl SharedQuota {
+    /// Takes `bytes` of the quota if they fit (atomically: concurrent sends cannot all pass a
+    /// check and then overrun it); the hold gives them back when dropped, unless
+    /// [`ShareHold::keep`] hands them to the batch the record went into.
+    pub(crate) fn take(&self, bytes: usize) -> Option<ShareHold<'_>> {
+        self.buffered
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b + bytes <= self.limit).then_some(b + bytes)
+            })
+            .ok()
+            .map(|_| ShareHold { share: self, bytes })
+    }
+}
+
+/// Bytes taken from a [`SharedQuota`] for a send in progress.
+pub(crate) struct ShareHold<'a> {
+    share: &'a SharedQuota,
+    bytes: usize,
+}
+
+impl ShareHold<'_> {
+    /// The record is in a batch: its completion gives the bytes back.
+    pub(crate) fn keep(mut self) {
+        self.bytes = 0;
+    }
+}
+
+impl Drop for ShareHold<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.share.buffered.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
+}
+
 /// One owner's account: what it has buffered, its quota, its unfinished batches, its reports.
 #[derive(Debug)]
 pub(crate) struct OwnerAccount {
@@ -242,9 +277,7 @@ impl Completion {
         };
         self.owners[idx].bytes += bytes;
         owner.buffered.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(share) = &owner.share {
-            share.buffered.fetch_add(bytes, Ordering::Relaxed);
-        }
+        // (A shared quota was taken when the send was checked: `SharedQuota::take`.)
         self.records += 1;
         if owner.reports_enabled {
             self.reports.push((idx as u32, offset_delta, id));
