@@ -19,6 +19,6 @@ pub use runtime::cache::ComponentCache;
 pub use runtime::capture::{CaptureOptions, CapturedRecord};
 pub use runtime::engine::{Engine, EngineOptions, LoadError};
 pub use runtime::gate::{PublishGate, Published};
-pub use runtime::limits::{Limits, ResourceUse};
+pub use runtime::limits::{CpuGroup, Limits, ResourceUse};
 pub use runtime::options::{Autoflush, PluginOptions, PluginStats, RecordAck};
 pub use runtime::plugin::{LoadInfo, Plugin, PluginError, PluginInstance};

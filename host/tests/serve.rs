@@ -845,7 +845,7 @@ async fn spinning_and_flooding_tenants_leave_a_good_one_its_share() {
     let flood_topic = create_topic("fair-flood", 3);
     let s = Arc::new(
         serve(
-            &(tenant("spin", &["*"], "max_cpu_ms = 300\nmax_instances = 2")
+            &(tenant("spin", &["*"], "max_cpu_ms = 300\nmax_instances = 6")
                 + &tenant(
                     "flood",
                     &["*"],
@@ -860,6 +860,10 @@ async fn spinning_and_flooding_tenants_leave_a_good_one_its_share() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut attackers = Vec::new();
     for (who, event) in [
+        ("spin", "loop".to_string()),
+        ("spin", "loop".to_string()),
+        ("spin", "loop".to_string()),
+        ("spin", "loop".to_string()),
         ("spin", "loop".to_string()),
         ("spin", "loop".to_string()),
         ("flood", format!("publish-size {flood_topic} 10000")),
@@ -884,8 +888,11 @@ async fn spinning_and_flooding_tenants_leave_a_good_one_its_share() {
         assert!(a.await.unwrap() > 0);
     }
     eprintln!("good tenant: {alone:.0} requests/s alone, {attacked:.0} beside the attackers");
+    // Three tenants on two cores: about a third each, whatever number of instances the
+    // others keep busy (measured: 0.41 of its rate alone; 0.13 before a tenant's instances
+    // shared one CPU group). A fifth is the bound, for a noisy machine.
     assert!(
-        attacked >= alone / 10.0,
+        attacked >= alone / 5.0,
         "{alone:.0} requests/s alone, {attacked:.0} beside the attackers"
     );
     s.producer.flush().await;

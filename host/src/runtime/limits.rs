@@ -23,6 +23,37 @@ pub const MAX_TABLES: usize = 8;
 /// Most core instances one plugin instance may create.
 pub const MAX_CORE_INSTANCES: usize = 16;
 
+/// Instances that share one instance's worth of CPU when they all spin (a tenant's): each
+/// yields its thread once per tick for every call of the group running at that moment, so a
+/// group with k calls running gets about what a group with one gets, and a party cannot take
+/// more of the host by keeping more instances busy. Cheap to share (`Arc`).
+#[derive(Debug, Default)]
+pub struct CpuGroup {
+    running: std::sync::atomic::AtomicUsize,
+}
+
+impl CpuGroup {
+    /// A group with nothing running.
+    pub fn new() -> std::sync::Arc<CpuGroup> {
+        std::sync::Arc::default()
+    }
+
+    /// Calls of the group running now.
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn enter(&self) {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn leave(&self) {
+        self.running
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Per-instance limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

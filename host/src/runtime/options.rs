@@ -10,7 +10,7 @@ use wafka_producer::MemoryShare;
 
 use crate::runtime::acl::TopicAcl;
 use crate::runtime::gate::PublishGate;
-use crate::runtime::limits::Limits;
+use crate::runtime::limits::{CpuGroup, Limits};
 
 /// Who decides whether `publish` waits for the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +65,8 @@ pub struct PluginOptions {
     pub memory_share: Option<MemoryShare>,
     /// Checks and counts every publish (quotas, metrics), if set.
     pub gate: Option<Arc<dyn PublishGate>>,
+    /// The CPU group its calls count in (a tenant's), if any: see [`CpuGroup`].
+    pub cpu_group: Option<Arc<CpuGroup>>,
 }
 
 impl PluginOptions {
@@ -80,6 +82,7 @@ impl PluginOptions {
             max_record_bytes: None,
             memory_share: None,
             gate: None,
+            cpu_group: None,
         }
     }
 }

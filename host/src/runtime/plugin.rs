@@ -208,13 +208,30 @@ impl Plugin {
             let st = ctx.data_mut();
             st.cpu_ticks_used += 1;
             if st.cpu_ticks_used >= st.producer.options.limits.cpu_ticks() {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // tokio's own yield: the worker also runs its timers and I/O before coming back
-                // (a plain wake-up would wait up to 61 polls, over half a second, for them).
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            // tokio's own yield: the worker also runs its timers and I/O before coming back
+            // (a plain wake-up would wait up to 61 polls, over half a second, for them). In a
+            // CPU group, once for every call of the group running now.
+            let turns = st
+                .producer
+                .options
+                .cpu_group
+                .as_ref()
+                .map_or(1, |g| g.running().max(1));
+            if turns == 1 {
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::task::yield_now()),
+                ))
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        for _ in 0..turns {
+                            tokio::task::yield_now().await;
+                        }
+                    }),
                 ))
             }
         });
@@ -242,6 +259,13 @@ impl Plugin {
             stopped: false,
             in_call: false,
         })
+    }
+}
+
+impl Drop for PluginInstance {
+    /// A call abandoned midway no longer runs.
+    fn drop(&mut self) {
+        self.end_call();
     }
 }
 
@@ -331,6 +355,9 @@ impl PluginInstance {
             return Err(PluginError::Stopped(self.name().to_string()));
         }
         self.in_call = true;
+        if let Some(g) = &self.store.data().producer.options.cpu_group {
+            g.enter();
+        }
         self.output.reset();
         let st = self.store.data_mut();
         let limit = st.producer.options.limits.call_time;
@@ -343,7 +370,7 @@ impl PluginInstance {
 
     /// The call overran its wall-time limit (its future was dropped): the instance is gone.
     fn timed_out(&mut self, limit: Duration) -> PluginError {
-        self.in_call = false;
+        self.end_call();
         self.stopped = true;
         PluginError::TimedOut {
             plugin: self.name().to_string(),
@@ -351,8 +378,17 @@ impl PluginInstance {
         }
     }
 
+    /// The call that `arm` began is over.
+    fn end_call(&mut self) {
+        if std::mem::replace(&mut self.in_call, false) {
+            if let Some(g) = &self.store.data().producer.options.cpu_group {
+                g.leave();
+            }
+        }
+    }
+
     fn settle(&mut self, r: wasmtime::Result<Result<(), String>>) -> Result<(), PluginError> {
-        self.in_call = false;
+        self.end_call();
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(PluginError::Failed {

@@ -16,7 +16,7 @@ use wafka_producer::{MemoryShare, Producer};
 use crate::runtime::acl::TopicAcl;
 use crate::runtime::engine::Engine;
 use crate::runtime::gate::{PublishGate, Published};
-use crate::runtime::limits::Limits;
+use crate::runtime::limits::{CpuGroup, Limits};
 use crate::runtime::options::PluginOptions;
 use crate::runtime::plugin::Plugin;
 use crate::serve::config::{ConfigError, ServeConfig, TenantConfig};
@@ -41,6 +41,8 @@ pub struct Tenant {
     pub requests: Arc<tokio::sync::Semaphore>,
     /// The most requests it may have in progress.
     pub max_requests: usize,
+    /// The CPU group of all its instances.
+    pub cpu_group: Option<Arc<CpuGroup>>,
 }
 
 impl Tenant {
@@ -168,6 +170,8 @@ impl Tenants {
                 }
                 _ => Arc::new(Throttle::new(t.producer_byte_rate, t.producer_record_rate)),
             };
+            // All of a tenant's instances, every plugin, share one instance's worth of CPU.
+            let cpu_group = old.and_then(|o| o.cpu_group.clone()).unwrap_or_default();
             let mut plugins = BTreeMap::new();
             for (pname, p) in &t.plugins {
                 let metrics = metrics.plugin(name, pname);
@@ -177,6 +181,7 @@ impl Tenants {
                 options.max_topics = t.max_topics;
                 options.max_record_bytes = t.max_record_bytes;
                 options.memory_share = Some(share.clone());
+                options.cpu_group = Some(cpu_group.clone());
                 options.limits = Limits {
                     memory_bytes: t.max_memory_mb << 20,
                     cpu_time: Duration::from_millis(t.max_cpu_ms),
@@ -227,6 +232,7 @@ impl Tenants {
                     share,
                     plugins,
                     requests: Arc::new(tokio::sync::Semaphore::new(t.max_requests)),
+                    cpu_group: Some(cpu_group),
                     max_requests: t.max_requests,
                 }),
             );
