@@ -383,7 +383,8 @@ async fn an_unreachable_broker_is_a_clear_error_in_bounded_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_sharing_a_memory_quota_count_together() {
     let topic = create_topic("shared-quota", 1);
-    let p = producer(&[("linger.ms", "30000")]);
+    // Batches of 1,000 B: each 900 B record opens one, which the share pays for.
+    let p = producer(&[("linger.ms", "30000"), ("batch.size", "1000")]);
     let share = MemoryShare::new("tenant acme", 4_000);
     let owner = |name: &str, share: Option<MemoryShare>| {
         p.owner(OwnerOptions {
@@ -437,7 +438,7 @@ async fn owners_sharing_a_memory_quota_count_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sends_cannot_overrun_a_shared_quota() {
     let topic = create_topic("shared-race", 1);
-    let p = producer(&[("linger.ms", "30000")]);
+    let p = producer(&[("linger.ms", "30000"), ("batch.size", "1000")]);
     let share = MemoryShare::new("tenant race", 4_000);
     let mut sends = Vec::new();
     for i in 0..40 {
@@ -471,4 +472,48 @@ async fn concurrent_sends_cannot_overrun_a_shared_quota() {
     assert_eq!(share.buffered_bytes(), 0);
     p.close().await;
     assert_eq!(read(&topic, ok.len()).await.len(), ok.len());
+}
+
+/// What a tenant's records pin of `buffer.memory` is what counts against its share: a new
+/// batch reserves `batch.size`, so one tiny record to each of many partitions holds far more
+/// of the buffer than its bytes, and the share must see that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_a_shared_owner_opens_count_whole_against_its_share() {
+    let topic = create_topic("shared-batches", 20);
+    let p = producer(&[("linger.ms", "30000"), ("batch.size", "16384")]);
+    // Room for four batches and a little.
+    let share = MemoryShare::new("tenant tiny", 4 * 16384 + 1000);
+    let o = p.owner(OwnerOptions {
+        name: "o".into(),
+        share: Some(share.clone()),
+        ..Default::default()
+    });
+    let mut sent = 0;
+    for partition in 0..20 {
+        match o
+            .send(&Record::new(&topic, b"tiny").partition(partition))
+            .await
+        {
+            Ok(_) => sent += 1,
+            Err(ProduceError::QuotaExceeded { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        (1..=4).contains(&sent),
+        "{sent} batches of 16 KiB opened within a 64 KiB share"
+    );
+    assert!(
+        share.buffered_bytes() <= 64 * 1024,
+        "{}",
+        share.buffered_bytes()
+    );
+    // A record into a batch already open costs only its bytes.
+    o.send(&Record::new(&topic, b"more").partition(0))
+        .await
+        .expect("room in an open batch");
+    p.flush().await;
+    assert_eq!(share.buffered_bytes(), 0, "all given back");
+    p.close().await;
+    assert_eq!(read(&topic, sent + 1).await.len(), sent + 1);
 }

@@ -474,15 +474,18 @@ impl Accumulator {
                 return Err(NotAppended::NeedMemory(need));
             }
             *reserved -= need;
+            let mut completion =
+                Completion::new(queue.topic.clone(), queue.partition, need, &self.ledger);
+            // An owner in a shared quota pays for the batch it opens, beyond its record: the
+            // sender took that from the share before reserving the memory.
+            completion.share_charge = owner
+                .share
+                .as_ref()
+                .map(|s| (s.clone(), need.saturating_sub(bytes)));
             st.open = Some(OpenBatch {
                 builder: BatchBuilder::new(need),
                 created: Instant::now(),
-                completion: Completion::new(
-                    queue.topic.clone(),
-                    queue.partition,
-                    need,
-                    &self.ledger,
-                ),
+                completion,
             });
             // A new batch starts to linger: its sink must learn when it is due.
             signal = true;

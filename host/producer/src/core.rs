@@ -448,7 +448,9 @@ impl Core {
             memory: &self.ledger.memory,
             bytes: 0,
         };
+        let mut batch_hold: Option<crate::ledger::ShareHold<'_>> = None;
         loop {
+            let reserved_before_append = reserved.bytes;
             match self.accumulator.append(
                 queue,
                 record,
@@ -462,6 +464,13 @@ impl Core {
                 Ok((outcome, offset_delta)) => {
                     if let Some(h) = share_hold {
                         h.keep();
+                    }
+                    // The batch this send opened (if it took the reservation) carries the
+                    // share's charge for it now; otherwise the hold gives it back.
+                    if let Some(h) = batch_hold {
+                        if reserved.bytes < reserved_before_append {
+                            h.keep();
+                        }
                     }
                     return Ok(Delivery {
                         outcome,
@@ -478,6 +487,18 @@ impl Core {
                     queue = &topic.partitions[partition as usize];
                 }
                 Err(NotAppended::NeedMemory(n)) => {
+                    // A shared quota pays for the batch this record would open.
+                    if batch_hold.is_none() {
+                        if let Some(share) = &owner.share {
+                            let extra = n.saturating_sub(bytes);
+                            batch_hold = Some(share.take(extra).ok_or_else(|| {
+                                ProduceError::QuotaExceeded {
+                                    owner: share.name.clone(),
+                                    limit: share.limit,
+                                }
+                            })?);
+                        }
+                    }
                     self.reserve(n - reserved.bytes, bytes, &mut deadline)
                         .await?;
                     reserved.bytes = n;

@@ -226,6 +226,9 @@ pub(crate) struct Completion {
     callbacks: Vec<(i32, Callback)>,
     /// Bytes of `buffer.memory` the batch holds.
     permits: usize,
+    /// What the owner that opened the batch was charged in its shared quota for the batch's
+    /// reservation beyond its own record (see `SharedQuota::take`), given back with the batch.
+    pub(crate) share_charge: Option<(Arc<SharedQuota>, usize)>,
     records: u64,
     ledger: Arc<Ledger>,
     done: bool,
@@ -245,6 +248,7 @@ impl Completion {
             reports: Vec::new(),
             callbacks: Vec::new(),
             permits,
+            share_charge: None,
             records: 0,
             ledger: ledger.clone(),
             done: false,
@@ -360,6 +364,9 @@ impl Completion {
             if let Some(share) = &s.owner.share {
                 share.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
             }
+        }
+        if let Some((share, bytes)) = self.share_charge.take() {
+            share.buffered.fetch_sub(bytes, Ordering::AcqRel);
         }
         ledger.memory.add_permits(self.permits);
         outcome.set(settled);

@@ -140,7 +140,13 @@ impl Tenants {
     ) -> Result<Tenants, ConfigError> {
         let file = config.file.display().to_string();
         let buffer_memory = producer.config().buffer_memory;
-        let largest_record = producer.config().max_request_size.min(buffer_memory);
+        // The least a share can be: one whole record, or one batch (a share pays for the
+        // batches its records open).
+        let largest_record = producer
+            .config()
+            .max_request_size
+            .max(producer.config().batch_size)
+            .min(buffer_memory);
         let mut compiled: HashMap<[u8; 32], Plugin> = HashMap::new();
         let mut out = Tenants::default();
         for (name, t) in &config.tenants {
@@ -242,8 +248,9 @@ impl Tenants {
 }
 
 /// A tenant's share of `buffer.memory` in bytes: its `buffer_memory_share`, or an equal part of
-/// what the explicit shares leave; never less than one whole record (with many tenants the
-/// shares then add up to more than the buffer, and each can hold at most its share).
+/// what the explicit shares leave; never less than one whole record or batch (with many
+/// tenants the shares then add up to more than the buffer, and each can hold at most its
+/// share).
 fn share_of(
     config: &ServeConfig,
     t: &TenantConfig,
