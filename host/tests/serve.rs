@@ -1014,3 +1014,22 @@ async fn slow_and_piling_clients_are_cut_off() {
         "the refused request published nothing"
     );
 }
+
+/// A config asking for more instances than one host's pool can reserve is refused at start,
+/// in one line naming the key, before any address space is reserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_instances_for_one_host_are_refused_at_start() {
+    let _one = SERIAL.lock().await;
+    let dir = config_dir(&tenant("big", &["*"], "max_instances = 7000"));
+    let config = ServeConfig::load(&dir.join("serve.toml")).unwrap();
+    let producer = Producer::from_properties([("bootstrap.servers", brokers().as_str())]).unwrap();
+    let e = Server::start(config, producer)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("`tenants.*.max_instances`") && e.contains("at most 12000") && !e.contains('\n'),
+        "{e}"
+    );
+}

@@ -41,6 +41,10 @@ pub enum StartError {
     },
 }
 
+/// Most instance slots one host's pool may have (about 8 GiB of address space each; twice
+/// the configured instances are pooled, for reloads).
+pub const MAX_POOL_SLOTS: usize = 12_000;
+
 /// What a reload did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Reloaded {
@@ -240,7 +244,19 @@ impl Server {
     pub async fn start(config: ServeConfig, producer: Producer) -> Result<Server, StartError> {
         // Room for every pool twice over: a reload starts new instances while old ones finish.
         let slots = Tenants::instance_slots(&config);
-        let capacity = (slots * 2 + 16).min(u32::MAX as usize);
+        // Each slot reserves about 8 GiB of address space (see `EngineOptions`): past
+        // MAX_POOL_SLOTS the pool no longer fits in a process's 128 TiB (16,000 failed here).
+        if slots * 2 + 16 > MAX_POOL_SLOTS {
+            return Err(StartError::Config(ConfigError::Invalid {
+                file: config.file.display().to_string(),
+                key: "tenants.*.max_instances".into(),
+                message: format!(
+                    "{slots} instances in all (max_instances x plugins, over every tenant) need a pool of {} slots; one host holds at most {MAX_POOL_SLOTS}: lower max_instances or spread the tenants over more hosts",
+                    slots * 2 + 16
+                ),
+            }));
+        }
+        let capacity = slots * 2 + 16;
         let engine_options = EngineOptions {
             max_instances: capacity as u32,
         };
