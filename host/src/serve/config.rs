@@ -278,6 +278,8 @@ impl ServeConfig {
 
         let mut tenants = BTreeMap::new();
         let mut tokens: BTreeMap<[u8; 32], String> = BTreeMap::new();
+        // Each plugin file is read and hashed once, however many tenants use it.
+        let mut hashed: BTreeMap<PathBuf, [u8; 32]> = BTreeMap::new();
         for (name, t) in raw.tenants {
             let key = |k: &str| format!("tenants.{name}.{k}");
             check_name(&name).map_err(|m| invalid(format!("tenants.{name}"), m))?;
@@ -365,16 +367,24 @@ impl ServeConfig {
                 } else {
                     base.join(&p.path)
                 };
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    invalid(pkey("path"), format!("cannot read {}: {e}", path.display()))
-                })?;
+                let file_sha256 = match hashed.get(&path) {
+                    Some(h) => *h,
+                    None => {
+                        let bytes = std::fs::read(&path).map_err(|e| {
+                            invalid(pkey("path"), format!("cannot read {}: {e}", path.display()))
+                        })?;
+                        let h: [u8; 32] = Sha256::digest(&bytes).into();
+                        hashed.insert(path.clone(), h);
+                        h
+                    }
+                };
                 let mut config = BTreeMap::new();
                 flatten("", &p.config, &mut config)
                     .map_err(|(k, m)| invalid(pkey(&format!("config.{k}")), m))?;
                 let plugin = PluginConfig {
                     path,
                     config: config.into_iter().collect(),
-                    file_sha256: Sha256::digest(&bytes).into(),
+                    file_sha256,
                 };
                 if plugins.insert(p.name.clone(), plugin).is_some() {
                     return Err(invalid(

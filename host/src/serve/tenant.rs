@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sha2::Digest;
 use subtle::ConstantTimeEq;
 use wafka_producer::{MemoryShare, Producer};
 
@@ -206,6 +207,18 @@ impl Tenants {
                             key: format!("tenants.{name}.plugins.{pname}.path"),
                             message: format!("cannot read {}: {e}", p.path.display()),
                         })?;
+                        // What is compiled is what the config's fingerprint says, or nothing.
+                        let sha: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+                        if sha != p.file_sha256 {
+                            return Err(ConfigError::Invalid {
+                                file: file.clone(),
+                                key: format!("tenants.{name}.plugins.{pname}.path"),
+                                message: format!(
+                                    "{} changed while it was being loaded: load again",
+                                    p.path.display()
+                                ),
+                            });
+                        }
                         let plugin =
                             engine
                                 .load(&bytes, options)
