@@ -1032,3 +1032,42 @@ async fn too_many_instances_for_one_host_are_refused_at_start() {
         "{e}"
     );
 }
+
+/// A tenant removed by a reload while one of its requests runs: that request finishes and its
+/// records are delivered; its token no longer works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_removed_mid_request_keeps_what_it_sent() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("removed", 1);
+    let s = serve(&(tenant("acme", &["*"], "") + &tenant("gone", &["*"], ""))).await;
+    let running = tokio::spawn({
+        let (http, base, topic) = (s.http.clone(), s.base.clone(), topic.clone());
+        async move {
+            let body = format!("publish {topic} k before\nsleep 500\npublish {topic} k after\n");
+            answer(
+                http.post(format!("{base}/v1/tenants/gone/plugins/probe/events"))
+                    .bearer_auth("gone-token")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    write_config(&s.dir, &tenant("acme", &["*"], ""));
+    let r = s.server.reload().await.unwrap();
+    assert_eq!((r.tenants, r.kept, r.removed), (1, 1, 1), "{r:?}");
+    let a = running.await.unwrap();
+    assert_eq!(
+        (a.status, count(&a.body, "records")),
+        (200, 2),
+        "{}",
+        a.body
+    );
+    let after = s.events("gone", format!("publish {topic} k late\n")).await;
+    assert_eq!(after.status, 401, "{}", after.body);
+    s.producer.flush().await;
+    assert_eq!(read_back(&topic, 2).len(), 2);
+}

@@ -427,7 +427,7 @@ impl Core {
                     .take(bytes)
                     .ok_or_else(|| ProduceError::QuotaExceeded {
                         owner: share.name.clone(),
-                        limit: share.limit,
+                        limit: share.limit.load(Ordering::Relaxed),
                     })?,
             ),
             None => None,
@@ -494,7 +494,7 @@ impl Core {
                             batch_hold = Some(share.take(extra).ok_or_else(|| {
                                 ProduceError::QuotaExceeded {
                                     owner: share.name.clone(),
-                                    limit: share.limit,
+                                    limit: share.limit.load(Ordering::Relaxed),
                                 }
                             })?);
                         }

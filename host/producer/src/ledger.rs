@@ -74,7 +74,8 @@ pub const MAX_REPORTS: usize = 65_536;
 #[derive(Debug)]
 pub(crate) struct SharedQuota {
     pub(crate) name: String,
-    pub(crate) limit: usize,
+    /// Can change while owners use it (a tenant's share after a reload).
+    pub(crate) limit: AtomicUsize,
     pub(crate) buffered: AtomicUsize,
 }
 
@@ -85,7 +86,7 @@ impl SharedQuota {
     pub(crate) fn take(&self, bytes: usize) -> Option<ShareHold<'_>> {
         self.buffered
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                (b + bytes <= self.limit).then_some(b + bytes)
+                (b + bytes <= self.limit.load(Ordering::Relaxed)).then_some(b + bytes)
             })
             .ok()
             .map(|_| ShareHold { share: self, bytes })

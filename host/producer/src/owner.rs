@@ -46,7 +46,7 @@ impl MemoryShare {
     pub fn new(name: impl Into<String>, limit: usize) -> Self {
         MemoryShare(Arc::new(SharedQuota {
             name: name.into(),
-            limit,
+            limit: limit.into(),
             buffered: Default::default(),
         }))
     }
@@ -58,7 +58,12 @@ impl MemoryShare {
 
     /// The limit, in bytes.
     pub fn limit(&self) -> usize {
-        self.0.limit
+        self.0.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new limit, from the next send on (bytes already held stay held).
+    pub fn set_limit(&self, limit: usize) {
+        self.0.limit.store(limit, Ordering::Relaxed);
     }
 }
 

@@ -150,23 +150,31 @@ impl Tenants {
             .min(buffer_memory);
         let mut compiled: HashMap<[u8; 32], Plugin> = HashMap::new();
         let mut out = Tenants::default();
+        let mut resized = Vec::new();
         for (name, t) in &config.tenants {
             out.by_token.insert(t.token_sha256, name.clone());
             if let Some(old) = previous.and_then(|p| p.by_name.get(name)) {
-                let same_share =
-                    old.share.limit() == share_of(config, t, buffer_memory, largest_record);
-                if old.config == *t && same_share {
+                if old.config == *t {
+                    // Kept as it is; its share (an equal part: the number of tenants may have
+                    // changed) is resized in place once the whole config loaded.
+                    resized.push((
+                        old.share.clone(),
+                        share_of(config, t, buffer_memory, largest_record),
+                    ));
                     out.by_name.insert(name.clone(), old.clone());
                     continue;
                 }
             }
             let share_bytes = share_of(config, t, buffer_memory, largest_record);
             let old = previous.and_then(|p| p.by_name.get(name));
-            // A changed tenant keeps its quota's measurements and its memory share (its old
-            // instances' records still count on it) where those settings did not change.
+            // A changed tenant keeps its quota's measurements where its quotas did not change,
+            // and its memory share (its old instances' records still count on it), resized.
             let share = match old {
-                Some(o) if o.share.limit() == share_bytes => o.share.clone(),
-                _ => MemoryShare::new(format!("tenant {name}"), share_bytes),
+                Some(o) => {
+                    resized.push((o.share.clone(), share_bytes));
+                    o.share.clone()
+                }
+                None => MemoryShare::new(format!("tenant {name}"), share_bytes),
             };
             let throttle = match old {
                 Some(o)
@@ -255,6 +263,9 @@ impl Tenants {
                     max_requests: t.max_requests,
                 }),
             );
+        }
+        for (share, bytes) in resized {
+            share.set_limit(bytes);
         }
         Ok(out)
     }
