@@ -115,8 +115,7 @@ impl Serving {
     }
 
     async fn events(&self, tenant: &str, body: String) -> Answer {
-        self.post(tenant, "probe", Some(&format!("{tenant}-token")), body)
-            .await
+        post_events(&self.http, &self.base, tenant, body).await
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> Answer {
@@ -126,6 +125,19 @@ impl Serving {
         }
         answer(req.send().await.unwrap()).await
     }
+}
+
+/// A tenant's events posted to its `probe` plugin with its token (`NAME-token`).
+async fn post_events(http: &reqwest::Client, base: &str, tenant: &str, body: String) -> Answer {
+    let url = format!("{base}/v1/tenants/{tenant}/plugins/probe/events");
+    let r = http
+        .post(url)
+        .bearer_auth(format!("{tenant}-token"))
+        .body(body)
+        .send()
+        .await
+        .expect("an HTTP answer");
+    answer(r).await
 }
 
 async fn answer(r: reqwest::Response) -> Answer {
@@ -748,15 +760,7 @@ async fn serve_cli_reloads_on_sighup_and_drains_on_sigterm() {
     );
     cmd.signal(libc::SIGHUP);
     cmd.wait_for("reloaded", Duration::from_secs(60));
-    let beta = answer(
-        http.post(format!("{base}/v1/tenants/beta/plugins/probe/events"))
-            .bearer_auth("beta-token")
-            .body(format!("publish {topic} b beta\n"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let beta = post_events(&http, &base, "beta", format!("publish {topic} b beta\n")).await;
     assert_eq!(
         (beta.status, count(&beta.body, "records")),
         (200, 1),
@@ -987,17 +991,7 @@ async fn slow_and_piling_clients_are_cut_off() {
     // max_requests = 1: a second request while one runs is refused before its body.
     let first = tokio::spawn({
         let (http, base) = (s.http.clone(), s.base.clone());
-        async move {
-            answer(
-                http.post(format!("{base}/v1/tenants/acme/plugins/probe/events"))
-                    .bearer_auth("acme-token")
-                    .body("sleep 1000\n")
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
-        }
+        async move { post_events(&http, &base, "acme", "sleep 1000\n".to_string()).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = s.events("acme", format!("publish {topic} k v\n")).await;
@@ -1044,15 +1038,7 @@ async fn a_tenant_removed_mid_request_keeps_what_it_sent() {
         let (http, base, topic) = (s.http.clone(), s.base.clone(), topic.clone());
         async move {
             let body = format!("publish {topic} k before\nsleep 500\npublish {topic} k after\n");
-            answer(
-                http.post(format!("{base}/v1/tenants/gone/plugins/probe/events"))
-                    .bearer_auth("gone-token")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
+            post_events(&http, &base, "gone", body).await
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
