@@ -9,8 +9,8 @@
 //! (outcomes), `ledger` (what settles a batch), `partitioner`, `idempotence` (producer id,
 //! epochs, sequences), `connection` and `control` (sockets), `metadata`, `accumulator` (queues,
 //! linger, memory, ready lists), `request` (Produce wire layout), `sink` (one per broker),
-//! `routing` (partitions to sinks), `core` (send path, flush, close, housekeeping), `owner`
-//! and `producer` (the public handles).
+//! `security` (SASL exchanges), `routing` (partitions to sinks), `core` (send path, flush,
+//! close, housekeeping), `owner` and `producer` (the public handles).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,6 +46,7 @@ mod producer;
 mod record;
 mod request;
 mod routing;
+pub mod security;
 mod sink;
 
 pub use crate::core::{check_topic_name, ProducerStats};
