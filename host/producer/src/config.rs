@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::security::sasl::{Credentials, Mechanism};
+use crate::security::settings::{
+    is_secret, parse_jaas, JaasModule, Pem, SecurityProtocol, SecuritySettings,
+};
 
 /// How many replicas must acknowledge a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +144,22 @@ pub struct ProducerConfig {
     pub reconnect_backoff: Duration,
     /// `reconnect.backoff.max.ms` (default 1 s).
     pub reconnect_backoff_max: Duration,
+    /// `security.protocol`, `sasl.*` and `ssl.*`.
+    pub security: SecuritySettings,
+    /// The properties set, as given (secret values as `(hidden)`).
     explicit: BTreeMap<String, String>,
+    /// `sasl.username` / `sasl.password` (librdkafka's names), joined when both are set.
+    sasl_user: (Option<String>, Option<Hidden>),
+}
+
+/// A secret kept for a while; `Debug` does not show it.
+#[derive(Clone)]
+struct Hidden(String);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
 }
 
 /// Properties of the Java producer that wafka refuses, with the reason.
@@ -164,10 +183,14 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "the sticky partitioner is uniform among partitions whose leader is connected",
     ),
     ("interceptor.classes", "there are no interceptors"),
-    ("sasl.mechanism", "only PLAINTEXT is implemented"),
-    ("sasl.jaas.config", "only PLAINTEXT is implemented"),
-    ("ssl.truststore.location", "only PLAINTEXT is implemented"),
-    ("ssl.keystore.location", "only PLAINTEXT is implemented"),
+    (
+        "ssl.key.password",
+        "encrypted private keys are not read: give an unencrypted PKCS#8, SEC1 or RSA PEM key",
+    ),
+    (
+        "sasl.login.callback.handler.class",
+        "SASL credentials come from sasl.jaas.config or sasl.username/sasl.password",
+    ),
     ("send.buffer.bytes", "socket buffers are left to the OS"),
     ("receive.buffer.bytes", "socket buffers are left to the OS"),
     (
@@ -216,7 +239,9 @@ impl ProducerConfig {
             connection_setup_timeout: Duration::from_millis(10_000),
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_millis(1000),
+            security: SecuritySettings::default(),
             explicit: BTreeMap::new(),
+            sasl_user: (None, None),
         }
     }
 
@@ -237,18 +262,41 @@ impl ProducerConfig {
 
     /// Parses one `key=value` string (as given to `-X`) and applies it.
     pub fn set_pair(&mut self, pair: &str) -> Result<(), ConfigError> {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| ConfigError::Malformed(pair.to_string()))?;
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            // A mistyped secret must not be echoed.
+            let lower = pair.to_ascii_lowercase();
+            ConfigError::Malformed(
+                if lower.contains("password") || lower.contains("jaas") || lower.contains("key") {
+                    "(hidden)".into()
+                } else {
+                    pair.to_string()
+                },
+            )
+        })?;
         self.set(k.trim(), v.trim())
     }
 
     /// Sets one property. Call [`ProducerConfig::validate`] after the last one.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let shown = if is_secret(name) { "(hidden)" } else { value };
         let invalid = |reason: &str| ConfigError::Invalid {
             name: name.to_string(),
-            value: value.to_string(),
+            value: shown.to_string(),
             reason: reason.to_string(),
+        };
+        let pem_path = || -> Result<Pem, ConfigError> {
+            if value.trim().is_empty() {
+                Err(invalid("expected the path of a PEM file"))
+            } else {
+                Ok(Pem::File(value.trim().into()))
+            }
+        };
+        let pem_text = || -> Result<Pem, ConfigError> {
+            if value.contains("-----BEGIN ") {
+                Ok(Pem::Inline(value.to_string()))
+            } else {
+                Err(invalid("expected PEM text (-----BEGIN ...)"))
+            }
         };
         let ms = || -> Result<Duration, ConfigError> {
             value
@@ -337,11 +385,60 @@ impl ProducerConfig {
             "reconnect.backoff.ms" => self.reconnect_backoff = ms()?,
             "reconnect.backoff.max.ms" => self.reconnect_backoff_max = ms()?,
             "security.protocol" => {
-                if !value.eq_ignore_ascii_case("PLAINTEXT") {
+                self.security.protocol = SecurityProtocol::parse(value)
+                    .ok_or_else(|| invalid("expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))?
+            }
+            "sasl.mechanism" => {
+                if value.trim().eq_ignore_ascii_case("GSSAPI") {
                     return Err(ConfigError::Unsupported {
                         name: name.to_string(),
-                        reason: "only PLAINTEXT is implemented",
+                        reason: "GSSAPI (Kerberos) is not spoken: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
                     });
+                }
+                self.security.mechanism = Some(value.parse::<Mechanism>().map_err(|e| invalid(&e))?)
+            }
+            "sasl.jaas.config" => {
+                let (module, credentials) = parse_jaas(value).map_err(|e| invalid(&e))?;
+                self.security.jaas_module = Some(module);
+                self.security.credentials = Some(credentials);
+            }
+            "sasl.username" | "sasl.password" => {
+                if name == "sasl.username" {
+                    self.sasl_user.0 = Some(value.to_string());
+                } else {
+                    self.sasl_user.1 = Some(Hidden(value.to_string()));
+                }
+                if let (Some(u), Some(p)) = &self.sasl_user {
+                    self.security.credentials = Some(Credentials::new(u.clone(), p.0.clone()));
+                }
+            }
+            "ssl.truststore.type" | "ssl.keystore.type" => {
+                if !value.trim().eq_ignore_ascii_case("PEM") {
+                    return Err(ConfigError::Unsupported {
+                        name: name.to_string(),
+                        reason: "only PEM stores are read (convert JKS or PKCS12 with keytool or openssl)",
+                    });
+                }
+            }
+            "ssl.truststore.location" | "ssl.ca.location" => {
+                self.security.tls.trust = Some(pem_path()?)
+            }
+            "ssl.truststore.certificates" => self.security.tls.trust = Some(pem_text()?),
+            "ssl.keystore.location" => {
+                // One PEM file holding the private key and the certificate chain.
+                let pem = pem_path()?;
+                self.security.tls.client_chain = Some(pem.clone());
+                self.security.tls.client_key = Some(pem);
+            }
+            "ssl.keystore.certificate.chain" => self.security.tls.client_chain = Some(pem_text()?),
+            "ssl.keystore.key" => self.security.tls.client_key = Some(pem_text()?),
+            "ssl.certificate.location" => self.security.tls.client_chain = Some(pem_path()?),
+            "ssl.key.location" => self.security.tls.client_key = Some(pem_path()?),
+            "ssl.endpoint.identification.algorithm" => {
+                self.security.tls.verify_hostname = match value.trim() {
+                    "" | "none" => false,
+                    v if v.eq_ignore_ascii_case("https") => true,
+                    _ => return Err(invalid("expected https, or empty to turn it off")),
                 }
             }
             _ => {
@@ -354,7 +451,7 @@ impl ProducerConfig {
                 return Err(ConfigError::Unknown(name.to_string()));
             }
         }
-        self.explicit.insert(name.to_string(), value.to_string());
+        self.explicit.insert(name.to_string(), shown.to_string());
         Ok(())
     }
 
@@ -412,6 +509,7 @@ impl ProducerConfig {
                 ),
             });
         }
+        self.validate_security()?;
         if self.retry_backoff_max < self.retry_backoff {
             self.retry_backoff_max = self.retry_backoff;
         }
@@ -438,6 +536,65 @@ impl ProducerConfig {
                 }
                 self.enable_idempotence = false;
             }
+        }
+        Ok(())
+    }
+}
+
+impl ProducerConfig {
+    /// The rules between `security.protocol`, `sasl.*` and `ssl.*`.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let sec = &self.security;
+        let invalid = |name: &str, reason: String| ConfigError::Invalid {
+            name: name.into(),
+            value: self.explicit.get(name).cloned().unwrap_or_default(),
+            reason,
+        };
+        if sec.protocol.sasl() {
+            let Some(mechanism) = sec.mechanism else {
+                return Err(invalid(
+                    "sasl.mechanism",
+                    "required with SASL (Kafka's default, GSSAPI, is not spoken): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+                ));
+            };
+            if sec.credentials.is_none() {
+                return Err(invalid(
+                    "sasl.jaas.config",
+                    format!("{} needs credentials: sasl.jaas.config, or sasl.username and sasl.password", mechanism.name()),
+                ));
+            }
+            let module_fits = matches!(
+                (sec.jaas_module, mechanism),
+                (None, _)
+                    | (Some(JaasModule::Plain), Mechanism::Plain)
+                    | (
+                        Some(JaasModule::Scram),
+                        Mechanism::ScramSha256 | Mechanism::ScramSha512
+                    )
+            );
+            if !module_fits {
+                return Err(invalid(
+                    "sasl.jaas.config",
+                    format!(
+                        "its login module does not fit sasl.mechanism={}",
+                        mechanism.name()
+                    ),
+                ));
+            }
+        }
+        let tls = &sec.tls;
+        if tls.client_chain.is_some() != tls.client_key.is_some() {
+            return Err(invalid(
+                "ssl.keystore.key",
+                "a client certificate needs its key and the key its certificate (ssl.keystore.certificate.chain with ssl.keystore.key, or ssl.keystore.location)".into(),
+            ));
+        }
+        if sec.protocol != SecurityProtocol::Plaintext {
+            // Until the connection speaks them, refuse rather than connect in the clear.
+            return Err(ConfigError::Unsupported {
+                name: "security.protocol".into(),
+                reason: "TLS and SASL connections are not implemented yet: only PLAINTEXT connects",
+            });
         }
         Ok(())
     }
@@ -533,5 +690,94 @@ mod tests {
             ("request.timeout.ms", "500")
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn security_properties_as_java_and_librdkafka_name_them() {
+        let mut c = ProducerConfig::new();
+        for (k, v) in [
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            (
+                "sasl.jaas.config",
+                r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="s3cret";"#,
+            ),
+            ("ssl.truststore.type", "PEM"),
+            ("ssl.truststore.location", "/etc/ca.pem"),
+            ("ssl.endpoint.identification.algorithm", ""),
+        ] {
+            c.set(k, v).unwrap();
+        }
+        let s = &c.security;
+        assert_eq!(s.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(s.mechanism, Some(Mechanism::ScramSha512));
+        assert_eq!(s.credentials, Some(Credentials::new("alice", "s3cret")));
+        assert_eq!(s.tls.trust, Some(Pem::File("/etc/ca.pem".into())));
+        assert!(!s.tls.verify_hostname);
+        // librdkafka's names, as kcat users type them.
+        let mut k = ProducerConfig::new();
+        for (n, v) in [
+            ("sasl.username", "bob"),
+            ("sasl.password", "pw"),
+            ("ssl.ca.location", "/ca.pem"),
+        ] {
+            k.set(n, v).unwrap();
+        }
+        assert_eq!(k.security.credentials, Some(Credentials::new("bob", "pw")));
+        assert_eq!(k.security.tls.trust, Some(Pem::File("/ca.pem".into())));
+        // No secret in Debug output or in the properties listed.
+        for shown in [format!("{c:?}"), format!("{k:?}")] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("\"pw\""),
+                "{shown}"
+            );
+        }
+        assert!(c.explicit_properties().all(|(_, v)| !v.contains("s3cret")));
+    }
+
+    #[test]
+    fn security_rules_and_errors_without_secrets() {
+        let e = |pairs: &[(&str, &str)]| cfg(pairs).unwrap_err().to_string();
+        let m = e(&[("security.protocol", "SASL_PLAINTEXT")]);
+        assert!(m.contains("sasl.mechanism") && m.contains("GSSAPI"), "{m}");
+        let m = e(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+        ]);
+        assert!(m.contains("needs credentials"), "{m}");
+        let m = e(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+            (
+                "sasl.jaas.config",
+                r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="hush";"#,
+            ),
+        ]);
+        assert!(
+            m.contains("does not fit sasl.mechanism=SCRAM-SHA-256") && !m.contains("hush"),
+            "{m}"
+        );
+        let m = e(&[(
+            "sasl.jaas.config",
+            "Krb5LoginModule required password=\"hush\";",
+        )]);
+        assert!(m.contains("(hidden)") && !m.contains("hush"), "{m}");
+        let m = e(&[("sasl.mechanism", "GSSAPI")]);
+        assert!(m.contains("Kerberos"), "{m}");
+        let m = e(&[("ssl.keystore.type", "JKS")]);
+        assert!(m.contains("only PEM"), "{m}");
+        let m = e(&[(
+            "ssl.keystore.certificate.chain",
+            "-----BEGIN CERTIFICATE-----",
+        )]);
+        assert!(m.contains("needs its key"), "{m}");
+        let m = ProducerConfig::new()
+            .set_pair("sasl.password:hush")
+            .unwrap_err()
+            .to_string();
+        assert!(!m.contains("hush"), "{m}");
+        // Until connections speak TLS and SASL, a config asking for them is refused.
+        let m = e(&[("security.protocol", "SSL")]);
+        assert!(m.contains("not implemented yet"), "{m}");
     }
 }

@@ -1,5 +1,7 @@
 //! Security of a broker connection: SASL authentication (and, next, TLS).
 //!
+//! [`settings`] is what the properties say (protocol, mechanism, credentials, TLS files).
+//!
 //! Owns the mechanisms' exchanges, independent of sockets: [`sasl`] turns credentials and the
 //! broker's challenges into the bytes of each `SaslAuthenticate` round (PLAIN, RFC 4616;
 //! SCRAM-SHA-256/512, RFC 5802/7677, in [`scram`]). The connection drives the rounds; this
@@ -8,3 +10,4 @@
 
 pub mod sasl;
 pub mod scram;
+pub mod settings;
