@@ -1,6 +1,7 @@
 //! Security of a broker connection: SASL authentication (and, next, TLS).
 //!
-//! [`settings`] is what the properties say (protocol, mechanism, credentials, TLS files).
+//! [`settings`] is what the properties say (protocol, mechanism, credentials, TLS files);
+//! [`tls`] makes a rustls configuration of them and runs the handshake.
 //!
 //! Owns the mechanisms' exchanges, independent of sockets: [`sasl`] turns credentials and the
 //! broker's challenges into the bytes of each `SaslAuthenticate` round (PLAIN, RFC 4616;
@@ -11,3 +12,4 @@
 pub mod sasl;
 pub mod scram;
 pub mod settings;
+pub mod tls;
