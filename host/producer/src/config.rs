@@ -589,6 +589,16 @@ impl ProducerConfig {
                 "a client certificate needs its key and the key its certificate (ssl.keystore.certificate.chain with ssl.keystore.key, or ssl.keystore.location)".into(),
             ));
         }
+        if sec.protocol.tls() {
+            // Trust store and client key are read now, so a bad file is a config error.
+            if let Err(e) = crate::security::tls::client_config(tls) {
+                return Err(ConfigError::Invalid {
+                    name: "security.protocol".into(),
+                    value: "SSL".into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
         if sec.protocol != SecurityProtocol::Plaintext {
             // Until the connection speaks them, refuse rather than connect in the clear.
             return Err(ConfigError::Unsupported {

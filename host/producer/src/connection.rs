@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::security::sasl::{Credentials, Mechanism, SaslClient, Step};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -52,6 +54,15 @@ pub enum NetError {
         /// The timeout that passed.
         timeout: Duration,
     },
+    /// SASL authentication failed: wrong credentials, or a mechanism the broker does not
+    /// enable. Trying again will not help until the configuration changes.
+    #[error("authentication with {addr} failed: {reason}")]
+    Auth {
+        /// `host:port`
+        addr: String,
+        /// The broker's answer (never a secret).
+        reason: String,
+    },
     /// The broker sent something we cannot read, or does not support what we need.
     #[error("protocol error with {addr}: {reason}")]
     Protocol {
@@ -78,6 +89,45 @@ struct Outgoing {
     written: Option<i32>,
 }
 
+/// How connections are secured: TLS (a rustls configuration built once per producer) and
+/// SASL (mechanism and credentials), each if the protocol asks for it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnSecurity {
+    pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub(crate) sasl: Option<(Mechanism, Credentials)>,
+}
+
+impl ConnSecurity {
+    /// What `settings` ask of every connection. A TLS configuration that cannot be built was
+    /// refused when the config was validated; should it fail here (a file removed since), the
+    /// connections fail with that error instead of falling back to plaintext.
+    pub(crate) fn from_settings(settings: &crate::security::settings::SecuritySettings) -> Self {
+        let tls = settings.protocol.tls().then(|| {
+            crate::security::tls::client_config(&settings.tls).unwrap_or_else(|e| {
+                tracing::error!("TLS cannot be set up, connections will fail: {e}");
+                std::sync::Arc::new(unusable_tls())
+            })
+        });
+        let sasl = if settings.protocol.sasl() {
+            settings.mechanism.zip(settings.credentials.clone())
+        } else {
+            None
+        };
+        ConnSecurity { tls, sasl }
+    }
+}
+
+/// A TLS configuration that trusts nothing: every handshake fails.
+fn unusable_tls() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default versions")
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth()
+}
+
 /// A live connection to a broker, owned by one task.
 pub(crate) struct Connection {
     addr: String,
@@ -87,6 +137,8 @@ pub(crate) struct Connection {
     writes: mpsc::UnboundedSender<Outgoing>,
     events: mpsc::Receiver<Event>,
     tasks: [AbortHandle; 2],
+    /// When the broker's SASL session ends (KIP-368), if it set a lifetime.
+    session_ends: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -106,32 +158,54 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Connects within `setup_timeout`, then negotiates API versions within `request_timeout`.
+    /// Connects (TCP, then TLS if asked) within `setup_timeout`, negotiates API versions and
+    /// authenticates (SASL, if asked) within `request_timeout` per request.
     pub(crate) async fn connect(
         addr: &str,
         client_id: &str,
         setup_timeout: Duration,
         request_timeout: Duration,
+        security: &ConnSecurity,
     ) -> Result<Connection, NetError> {
         let connect_err = |reason: String| NetError::Connect {
             addr: addr.to_string(),
             reason,
         };
+        let started = tokio::time::Instant::now();
         let stream = tokio::time::timeout(setup_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| connect_err(format!("timed out after {} ms", setup_timeout.as_millis())))?
             .map_err(|e| connect_err(e.to_string()))?;
         stream.set_nodelay(true).ok();
-        let (read, write) = stream.into_split();
         let (events_tx, events) = mpsc::channel(16);
         let (writes, writes_rx) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_answers(read, addr.to_string(), events_tx.clone()));
-        let writer = tokio::spawn(write_requests(
-            write,
-            addr.to_string(),
-            writes_rx,
-            events_tx,
-        ));
+        let name = addr.to_string();
+        let tasks = match &security.tls {
+            None => {
+                let (read, write) = stream.into_split();
+                spawn_io(read, write, name, writes_rx, events_tx)
+            }
+            Some(config) => {
+                let left = setup_timeout.saturating_sub(started.elapsed());
+                let tls = tokio::time::timeout(
+                    left,
+                    crate::security::tls::handshake(config.clone(), addr, stream),
+                )
+                .await
+                .map_err(|_| {
+                    connect_err(format!(
+                        "the TLS handshake took longer than {} ms",
+                        setup_timeout.as_millis()
+                    ))
+                })?
+                .map_err(|e| match e {
+                    crate::security::tls::TlsError::Handshake { reason, .. } => connect_err(reason),
+                    other => connect_err(other.to_string()),
+                })?;
+                let (read, write) = tokio::io::split(tls);
+                spawn_io(read, write, name, writes_rx, events_tx)
+            }
+        };
         let mut conn = Connection {
             addr: addr.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
@@ -139,10 +213,94 @@ impl Connection {
             next_correlation: 0,
             writes,
             events,
-            tasks: [reader.abort_handle(), writer.abort_handle()],
+            tasks,
+            session_ends: None,
         };
         conn.versions = conn.negotiate(request_timeout).await?;
+        if let Some((mechanism, credentials)) = &security.sasl {
+            conn.authenticate(*mechanism, credentials, request_timeout)
+                .await?;
+        }
         Ok(conn)
+    }
+
+    /// When the broker's SASL session on this connection ends, if it said (KIP-368): the
+    /// connection must be replaced before then. (The sinks do not act on it yet: issue 11.)
+    #[allow(dead_code)]
+    pub(crate) fn session_ends(&self) -> Option<tokio::time::Instant> {
+        self.session_ends
+    }
+
+    /// SaslHandshake, then SaslAuthenticate rounds until the mechanism is done.
+    async fn authenticate(
+        &mut self,
+        mechanism: Mechanism,
+        credentials: &Credentials,
+        timeout: Duration,
+    ) -> Result<(), NetError> {
+        let auth = |conn: &Connection, reason: String| NetError::Auth {
+            addr: conn.addr.clone(),
+            reason,
+        };
+        let version = self.version::<SaslHandshakeRequest>(1)?;
+        let mut hs = SaslHandshakeRequest::default();
+        hs.mechanism = StrBytes::from_static_str(mechanism.name());
+        let resp = self.request(&hs, version, timeout).await?;
+        if resp.error_code != 0 {
+            let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(auth(
+                self,
+                if resp.error_code == 33 {
+                    format!(
+                        "the broker does not enable {} (it enables: {})",
+                        mechanism.name(),
+                        if enabled.is_empty() {
+                            "none".to_string()
+                        } else {
+                            enabled.join(", ")
+                        }
+                    )
+                } else {
+                    format!(
+                        "SaslHandshake answered {}",
+                        crate::error::kafka_error_name(resp.error_code)
+                    )
+                },
+            ));
+        }
+        let version = self.version::<SaslAuthenticateRequest>(2)?;
+        let mut client = SaslClient::new(mechanism, credentials);
+        let mut out = client.start();
+        loop {
+            let mut req = SaslAuthenticateRequest::default();
+            req.auth_bytes = Bytes::from(std::mem::take(&mut out));
+            let resp = self.request(&req, version, timeout).await?;
+            if resp.error_code != 0 {
+                return Err(auth(
+                    self,
+                    format!(
+                        "{} with {}: {}",
+                        crate::error::kafka_error_name(resp.error_code),
+                        mechanism.name(),
+                        resp.error_message
+                            .as_ref()
+                            .map(|m| m.as_str().to_string())
+                            .unwrap_or_else(|| "(no message)".into())
+                    ),
+                ));
+            }
+            if resp.session_lifetime_ms > 0 {
+                self.session_ends = Some(
+                    tokio::time::Instant::now()
+                        + Duration::from_millis(resp.session_lifetime_ms as u64),
+                );
+            }
+            match client.step(&resp.auth_bytes) {
+                Ok(Step::Send(next)) => out = next,
+                Ok(Step::Done) => return Ok(()),
+                Err(e) => return Err(auth(self, e.to_string())),
+            }
+        }
     }
 
     /// `host:port` of the broker.
@@ -331,12 +489,30 @@ impl Connection {
             writes,
             events,
             tasks: [task(), task()],
+            session_ends: None,
         }
     }
 }
 
-async fn write_requests(
-    mut w: OwnedWriteHalf,
+/// Starts the reader and writer tasks of a connection's two halves.
+fn spawn_io<R, W>(
+    read: R,
+    write: W,
+    addr: String,
+    writes: mpsc::UnboundedReceiver<Outgoing>,
+    events: mpsc::Sender<Event>,
+) -> [AbortHandle; 2]
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let reader = tokio::spawn(read_answers(read, addr.clone(), events.clone()));
+    let writer = tokio::spawn(write_requests(write, addr, writes, events));
+    [reader.abort_handle(), writer.abort_handle()]
+}
+
+async fn write_requests<W: AsyncWrite + Unpin>(
+    mut w: W,
     addr: String,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     events: mpsc::Sender<Event>,
@@ -361,8 +537,8 @@ async fn write_requests(
 
 /// Writes every segment, in order, with vectored writes: the batch bytes go to the socket from
 /// where they are.
-async fn write_all_segments(
-    w: &mut OwnedWriteHalf,
+async fn write_all_segments<W: AsyncWrite + Unpin>(
+    w: &mut W,
     mut segments: Vec<Bytes>,
 ) -> std::io::Result<()> {
     let mut first = 0;
@@ -396,7 +572,7 @@ async fn write_all_segments(
     Ok(())
 }
 
-async fn read_answers(mut r: OwnedReadHalf, addr: String, events: mpsc::Sender<Event>) {
+async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc::Sender<Event>) {
     let closed = |reason: String| {
         Event::Closed(NetError::Io {
             addr: addr.clone(),

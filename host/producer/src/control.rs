@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kafka_protocol::protocol::Request;
 
-use crate::connection::{Connection, NetError};
+use crate::connection::{ConnSecurity, Connection, NetError};
 
 /// Connection settings taken from the producer config.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub(crate) struct ConnectOptions {
     pub(crate) backoff: Duration,
     /// `reconnect.backoff.max.ms`
     pub(crate) backoff_max: Duration,
+    /// TLS and SASL, as `security.protocol` says.
+    pub(crate) security: ConnSecurity,
 }
 
 impl ConnectOptions {
@@ -37,6 +39,7 @@ impl ConnectOptions {
             &self.client_id,
             self.setup_timeout,
             self.setup_timeout,
+            &self.security,
         )
         .await
     }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::accumulator::{Accumulator, AccumulatorConfig, NotAppended, TopicQueues};
 use crate::batch::{record_size_upper_bound, single_record_batch_upper_bound};
 use crate::config::ProducerConfig;
+use crate::connection::ConnSecurity;
 use crate::control::{ConnectOptions, ControlLink};
 use crate::delivery::{BatchOutcome, Callback, Delivery};
 use crate::error::{kafka_error_name, ProduceError};
@@ -172,6 +173,7 @@ impl Core {
             request_timeout: config.request_timeout,
             backoff: config.reconnect_backoff,
             backoff_max: config.reconnect_backoff_max,
+            security: ConnSecurity::from_settings(&config.security),
         };
         let metadata = Arc::new(Metadata::new(config.retry_backoff));
         let idempotence = Idempotence::new(

@@ -419,6 +419,7 @@ pub(crate) fn for_tests(enabled: bool) -> Arc<Idempotence> {
         request_timeout: Duration::from_millis(10),
         backoff: Duration::from_millis(10),
         backoff_max: Duration::from_millis(10),
+        security: Default::default(),
     };
     Idempotence::new(
         enabled,

@@ -1072,6 +1072,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             backoff: Duration::from_secs(1),
             backoff_max: Duration::from_secs(1),
+            security: Default::default(),
         };
         let ctx = Arc::new(SinkContext {
             runtime: tokio::runtime::Handle::current(),
