@@ -66,6 +66,9 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
         }
     });
+    // Work a command left behind (a reload still compiling when `serve` was stopped) must not
+    // hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -40,7 +40,6 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     // Kafka I/O on threads of their own: plugins run on this runtime.
     let io = ProducerRuntime::new(2).context("cannot start the producer's threads")?;
     let producer = io.producer(producer_config);
-    let drain_timeout = config.http.drain_timeout;
     let tenants = config.tenants.len();
     let file = config.file.display().to_string();
     let server = Server::start(config, producer.clone()).await?;
@@ -88,9 +87,15 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         Ok(s) => s,
         Err(_) => anyhow::bail!("the server is still in use"),
     };
+    // The bound as last reloaded; closing the producer gets what the drain left of it (at
+    // least a second), so the process ends within about the bound even with the cluster down.
+    let drain_timeout = server.drain_timeout();
     eprintln!("wafka: draining (at most {} ms)", drain_timeout.as_millis());
     let drained = server.drain(drain_timeout).await;
-    producer.close().await;
+    let left = drain_timeout
+        .saturating_sub(drained.took)
+        .max(std::time::Duration::from_secs(1));
+    let closed = producer.close_timeout(left).await;
     let p = producer.stats();
     eprintln!(
         "wafka: drained in {} ms: {} records delivered, {} failed{}",
@@ -106,9 +111,14 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             String::new()
         }
     );
-    Ok(if drained.flushed && drained.events_cut == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    if let Err(e) = &closed {
+        eprintln!("wafka: closing the producer: {e}");
+    }
+    Ok(
+        if drained.flushed && drained.events_cut == 0 && closed.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

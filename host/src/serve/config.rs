@@ -183,6 +183,10 @@ struct RawPlugin {
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// Default of [`HttpConfig::drain_timeout`].
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most instance slots one host's engine pool may have: each reserves about 8 GiB of address
+/// space (two memories of 4 GiB, nearly all untouched), and 16,000 do not fit in a process.
+pub const MAX_POOL_SLOTS: usize = 12_000;
+
 /// Default of [`HttpConfig::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default of [`TenantConfig::max_instances`].
@@ -329,6 +333,12 @@ impl ServeConfig {
                     format!("{max_cpu_ms} is over max_call_ms ({max_call_ms}): the wall time ends first"),
                 ));
             }
+            if max_instances > MAX_POOL_SLOTS as u64 / 2 {
+                return Err(invalid(
+                    key("max_instances"),
+                    format!("{max_instances}: at most {}", MAX_POOL_SLOTS / 2),
+                ));
+            }
             if max_memory_mb > 1 << 16 {
                 return Err(invalid(
                     key("max_memory_mb"),
@@ -413,6 +423,21 @@ impl ServeConfig {
                     plugins,
                 },
             );
+        }
+        // Each pool slot reserves about 8 GiB of address space; the pool holds twice the
+        // instances configured (a reload starts new ones while old ones finish), plus 16.
+        let slots: usize = tenants
+            .values()
+            .map(|t: &TenantConfig| t.max_instances * t.plugins.len())
+            .sum();
+        if slots * 2 + 16 > MAX_POOL_SLOTS {
+            return Err(invalid(
+                "tenants.*.max_instances".into(),
+                format!(
+                    "{slots} instances in all (max_instances x plugins, over every tenant) need a pool of {} slots; one host holds at most {MAX_POOL_SLOTS}: lower max_instances or spread the tenants over more hosts",
+                    slots * 2 + 16
+                ),
+            ));
         }
         if let Some(a) = &http.admin_token_sha256 {
             if let Some(t) = tokens.get(a) {

@@ -52,18 +52,20 @@ pub(crate) fn router(state: Shared) -> Router {
 
 /// Serves `app` on `listener` until `stop` turns true: HTTP/1.1 through hyper, with a bound
 /// on the time a client may take to send its headers (idle keep-alive connections are closed
-/// after it too) and on the connections open at once (more are closed as they come). When
-/// stopped, open connections finish the request they are in and close.
+/// after it too), on how long a write may stall (a client that does not read its answers),
+/// and on the connections open at once (more are closed as they come, one warning a second
+/// at most). When stopped, open connections finish the request they are in and close.
 pub(crate) async fn accept(
     listener: tokio::net::TcpListener,
     app: Router,
-    (max_connections, header_timeout): (usize, Duration),
+    (max_connections, header_timeout, write_timeout): (usize, Duration, Duration),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut last_warning: Option<Instant> = None;
     loop {
         let (stream, _) = tokio::select! {
             _ = async { stop.wait_for(|s| *s).await.is_ok() } => break,
@@ -78,9 +80,12 @@ pub(crate) async fn accept(
             },
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "{max_connections} connections open (http.max_connections): one more closed"
-            );
+            if last_warning.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(1)) {
+                tracing::warn!(
+                    "{max_connections} connections open (http.max_connections): more are closed"
+                );
+                last_warning = Some(Instant::now());
+            }
             continue;
         };
         while tasks.try_join_next().is_some() {}
@@ -91,7 +96,7 @@ pub(crate) async fn accept(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(Stalling::new(stream, write_timeout)), service);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -104,6 +109,90 @@ pub(crate) async fn accept(
     }
     drop(listener);
     while tasks.join_next().await.is_some() {}
+}
+
+/// A connection whose writes may not stall longer than a bound: a client that sends requests
+/// and never reads the answers loses its connection (and the connection slot and buffers it
+/// held) after `limit`, instead of keeping them forever.
+struct Stalling<T> {
+    io: T,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> Stalling<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        Stalling {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// `Pending` from the socket starts (or continues) the stall clock; anything else stops it.
+    fn watch<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::future::Future;
+        match r {
+            std::task::Poll::Pending => {
+                let limit = self.limit;
+                let sleep = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client took no data for too long",
+                    )));
+                }
+                std::task::Poll::Pending
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Stalling<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Stalling<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, r)
+    }
 }
 
 /// Counts every answer by status.
@@ -453,6 +542,17 @@ async fn run_events(
         if total == 0 {
             break;
         }
+        // Before each event, the first too (the request may have waited for an instance): a
+        // drain or the tenant's quota stops the body here.
+        if state.is_draining() {
+            break;
+        }
+        if tenant.throttle.is_limited() {
+            throttled = tenant.throttle.remaining(Instant::now());
+            if !throttled.is_zero() {
+                break;
+            }
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let started = Instant::now();
         let r = instance.handle(line).await;
@@ -477,17 +577,6 @@ async fn run_events(
                 break;
             }
         }
-        if event < total {
-            if tenant.throttle.is_limited() {
-                throttled = tenant.throttle.remaining(Instant::now());
-                if !throttled.is_zero() {
-                    break;
-                }
-            }
-            if state.is_draining() {
-                break;
-            }
-        }
     }
     answer.not_run = total - answer.events;
     answer.throttled_ms = throttled.as_millis() as u64;
@@ -501,11 +590,19 @@ async fn run_events(
         instance.collect_acks(false);
     }
     drop(lease);
-    let r = Json(&answer).into_response();
+    let mut r = Json(&answer).into_response();
+    if answer.events == 0 && total > 0 {
+        // Nothing ran: the whole body can be sent again.
+        *r.status_mut() = if throttled.is_zero() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+    }
     if throttled.is_zero() {
         r
     } else {
-        // The events that ran stand (200); the header says when to send the rest.
+        // The events that ran stand; the header says when to send the rest.
         retry_after(r, throttled)
     }
 }
@@ -539,4 +636,49 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A peer that never reads: the writes stall, and after the bound the write fails (hyper
+    /// then closes the connection) instead of waiting forever.
+    #[tokio::test]
+    async fn a_stalled_write_fails_after_the_bound() {
+        let (near, _far) = tokio::io::duplex(1024);
+        let mut io = Stalling::new(near, Duration::from_millis(200));
+        let t0 = Instant::now();
+        let big = vec![0u8; 1 << 20];
+        let r = tokio::time::timeout(Duration::from_secs(10), io.write_all(&big))
+            .await
+            .expect("the write ended");
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+
+    /// A peer that reads slowly but steadily is not cut off: the clock restarts at each write.
+    #[tokio::test]
+    async fn a_slow_reader_is_served() {
+        use tokio::io::AsyncReadExt;
+        let (near, mut far) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let mut total = 0;
+            while let Ok(n) = far.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            total
+        });
+        let mut io = Stalling::new(near, Duration::from_millis(200));
+        io.write_all(&vec![1u8; 64 * 1024]).await.unwrap();
+        io.shutdown().await.unwrap();
+        drop(io);
+        assert_eq!(reader.await.unwrap(), 64 * 1024);
+    }
 }

@@ -36,6 +36,8 @@ pub struct PluginPool {
     slots: Arc<Semaphore>,
     max: usize,
     live: AtomicUsize,
+    /// Instances alive in every pool of the host (the engine's pool is shared by all).
+    host_live: Arc<AtomicUsize>,
     pub(crate) metrics: PluginMetrics,
 }
 
@@ -57,6 +59,7 @@ impl PluginPool {
         producer: Producer,
         max: usize,
         metrics: PluginMetrics,
+        host_live: Arc<AtomicUsize>,
     ) -> Arc<PluginPool> {
         Arc::new(PluginPool {
             plugin,
@@ -66,6 +69,7 @@ impl PluginPool {
             slots: Arc::new(Semaphore::new(max.max(1))),
             max: max.max(1),
             live: AtomicUsize::new(0),
+            host_live,
             metrics,
         })
     }
@@ -105,9 +109,9 @@ impl PluginPool {
                     .instantiate(&self.producer)
                     .await
                     .map_err(LeaseError::Start)?;
-                self.live.fetch_add(1, Ordering::Relaxed);
+                self.count(1);
                 // Un-counted again if `init` fails or the request goes away meanwhile.
-                let uncount = Uncount(&self.live);
+                let uncount = Uncount(self);
                 let started = i.init(&self.config).await;
                 if let Err(e) = started {
                     return Err(LeaseError::Start(e));
@@ -124,12 +128,24 @@ impl PluginPool {
     }
 }
 
-/// Takes one from a live count when dropped.
-struct Uncount<'a>(&'a AtomicUsize);
+/// Takes one from the live counts when dropped.
+struct Uncount<'a>(&'a PluginPool);
 
 impl Drop for Uncount<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.uncount(1);
+    }
+}
+
+impl PluginPool {
+    fn count(&self, n: usize) {
+        self.live.fetch_add(n, Ordering::Relaxed);
+        self.host_live.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn uncount(&self, n: usize) {
+        self.live.fetch_sub(n, Ordering::Relaxed);
+        self.host_live.fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -156,7 +172,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(i) = self.instance.take() {
             if i.is_stopped() {
-                self.pool.live.fetch_sub(1, Ordering::Relaxed);
+                self.pool.uncount(1);
             } else {
                 self.pool
                     .idle
@@ -172,6 +188,6 @@ impl Drop for PluginPool {
     fn drop(&mut self) {
         // Idle instances go with the pool; their records stay queued in the producer.
         let n = self.idle.get_mut().map(|v| v.len()).unwrap_or(0);
-        self.live.fetch_sub(n, Ordering::Relaxed);
+        self.uncount(n);
     }
 }

@@ -41,10 +41,6 @@ pub enum StartError {
     },
 }
 
-/// Most instance slots one host's pool may have (about 8 GiB of address space each; twice
-/// the configured instances are pooled, for reloads).
-pub const MAX_POOL_SLOTS: usize = 12_000;
-
 /// What a reload did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Reloaded {
@@ -87,6 +83,8 @@ pub(crate) struct State {
     reloading: tokio::sync::Mutex<()>,
     /// Instances the engine's pool holds (fixed at start).
     capacity: usize,
+    /// Instances alive in every pool, retired ones included.
+    host_live: Arc<AtomicUsize>,
 }
 
 impl State {
@@ -132,22 +130,6 @@ impl State {
                 reason: e.to_string(),
             })??;
         let previous = self.tenants();
-        let wanted = Tenants::instance_slots(&config);
-        let running: usize = previous
-            .iter()
-            .flat_map(|t| t.plugins.values())
-            .map(|p| p.live())
-            .sum();
-        if wanted + running > self.capacity {
-            return Err(ConfigError::Invalid {
-                file: self.file.display().to_string(),
-                key: "tenants.*.max_instances".into(),
-                message: format!(
-                    "{wanted} instances next to the {running} running exceed this host's pool of {} (sized at start): restart to grow it",
-                    self.capacity
-                ),
-            });
-        }
         let state = self.clone();
         let prev = previous.clone();
         let cfg = config.clone();
@@ -158,6 +140,7 @@ impl State {
                 &state.producer,
                 &state.metrics,
                 Some(&prev),
+                &state.host_live,
             )
         })
         .await
@@ -165,6 +148,26 @@ impl State {
             file: self.file.display().to_string(),
             reason: e.to_string(),
         })??;
+        let mut tenants = tenants;
+        // The engine's pool is shared by every instance of the host, old and new: the new
+        // tenants' instances, plus those of pools this reload (or an earlier one) retires
+        // that still finish their events, must fit in it.
+        let wanted = Tenants::instance_slots(&config);
+        let kept_live: usize = tenants.kept_pools(&previous).map(|p| p.live()).sum();
+        let retiring = self
+            .host_live
+            .load(Ordering::Relaxed)
+            .saturating_sub(kept_live);
+        if wanted + retiring > self.capacity {
+            return Err(ConfigError::Invalid {
+                file: self.file.display().to_string(),
+                key: "tenants.*.max_instances".into(),
+                message: format!(
+                    "{wanted} instances, next to the {retiring} of replaced tenants still running, exceed this host's pool of {} (sized at start): restart to grow it",
+                    self.capacity
+                ),
+            });
+        }
         prewarm(&tenants).await;
         let mut warnings = Vec::new();
         if *self.kafka.read().unwrap_or_else(|e| e.into_inner()) != config.kafka {
@@ -179,9 +182,22 @@ impl State {
                     http.listen
                 ));
             }
-            let listen = std::mem::take(&mut http.listen);
+            if (http.header_timeout, http.max_connections)
+                != (config.http.header_timeout, config.http.max_connections)
+            {
+                warnings.push(
+                    "http.header_timeout_ms and http.max_connections apply after a restart".into(),
+                );
+            }
+            let keep = (
+                std::mem::take(&mut http.listen),
+                http.header_timeout,
+                http.max_connections,
+            );
             *http = HttpConfig {
-                listen,
+                listen: keep.0,
+                header_timeout: keep.1,
+                max_connections: keep.2,
                 ..config.http.clone()
             };
         }
@@ -200,7 +216,13 @@ impl State {
             removed,
             warnings,
         };
-        *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tenants);
+        // Swap, then resize carried-over shares: nothing awaits in between, so an abandoned
+        // reload changes nothing.
+        {
+            let mut current = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+            tenants.took_over();
+            *current = Arc::new(tenants);
+        }
         Ok(reloaded)
     }
 }
@@ -244,18 +266,7 @@ impl Server {
     pub async fn start(config: ServeConfig, producer: Producer) -> Result<Server, StartError> {
         // Room for every pool twice over: a reload starts new instances while old ones finish.
         let slots = Tenants::instance_slots(&config);
-        // Each slot reserves about 8 GiB of address space (see `EngineOptions`): past
-        // MAX_POOL_SLOTS the pool no longer fits in a process's 128 TiB (16,000 failed here).
-        if slots * 2 + 16 > MAX_POOL_SLOTS {
-            return Err(StartError::Config(ConfigError::Invalid {
-                file: config.file.display().to_string(),
-                key: "tenants.*.max_instances".into(),
-                message: format!(
-                    "{slots} instances in all (max_instances x plugins, over every tenant) need a pool of {} slots; one host holds at most {MAX_POOL_SLOTS}: lower max_instances or spread the tenants over more hosts",
-                    slots * 2 + 16
-                ),
-            }));
-        }
+        // (`ServeConfig` refused more than MAX_POOL_SLOTS.)
         let capacity = slots * 2 + 16;
         let engine_options = EngineOptions {
             max_instances: capacity as u32,
@@ -268,7 +279,8 @@ impl Server {
         }
         let metrics = Metrics::new(&producer);
         // Compiling blocks this thread: nothing else is being served yet.
-        let tenants = Tenants::build(&config, &engine, &producer, &metrics, None)?;
+        let host_live = Arc::new(AtomicUsize::new(0));
+        let tenants = Tenants::build(&config, &engine, &producer, &metrics, None, &host_live)?;
         prewarm(&tenants).await;
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
@@ -293,12 +305,13 @@ impl Server {
             idle: Notify::new(),
             reloading: tokio::sync::Mutex::new(()),
             capacity,
+            host_live,
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let app = crate::serve::http::router(state.clone());
         let limits = {
             let h = state.http.read().unwrap_or_else(|e| e.into_inner());
-            (h.max_connections, h.header_timeout)
+            (h.max_connections, h.header_timeout, h.body_timeout)
         };
         let task = tokio::spawn(crate::serve::http::accept(listener, app, limits, stopped));
         Ok(Server {
@@ -317,6 +330,15 @@ impl Server {
     /// Re-reads the configuration and plugin files (see `POST /v1/admin/reload`).
     pub async fn reload(&self) -> Result<Reloaded, ConfigError> {
         self.state.reload().await
+    }
+
+    /// How long a drain may take (`http.drain_timeout_ms`, as last reloaded).
+    pub fn drain_timeout(&self) -> Duration {
+        self.state
+            .http
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain_timeout
     }
 
     /// Whether a drain has begun.

@@ -102,9 +102,30 @@ pub struct Tenants {
     by_name: BTreeMap<String, Arc<Tenant>>,
     /// Token hash to tenant name, to tell a wrong token (401) from another tenant's (403).
     by_token: HashMap<[u8; 32], String>,
+    /// Shares of tenants carried over from the previous set, with their new sizes: applied
+    /// when this set takes over ([`Tenants::took_over`]), not before.
+    resizes: Vec<(MemoryShare, usize)>,
 }
 
 impl Tenants {
+    /// This set is the one in effect now: carried-over shares take their new sizes.
+    pub fn took_over(&mut self) {
+        for (share, bytes) in self.resizes.drain(..) {
+            share.set_limit(bytes);
+        }
+    }
+
+    /// The pools this set keeps from `previous` (same `Arc`).
+    pub fn kept_pools<'a>(
+        &'a self,
+        previous: &'a Tenants,
+    ) -> impl Iterator<Item = &'a Arc<PluginPool>> {
+        previous.iter().flat_map(move |old| {
+            let kept = self.get(&old.name).is_some_and(|t| Arc::ptr_eq(t, old));
+            old.plugins.values().filter(move |_| kept)
+        })
+    }
+
     /// The tenant called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Tenant>> {
         self.by_name.get(name)
@@ -138,6 +159,7 @@ impl Tenants {
         producer: &Producer,
         metrics: &Metrics,
         previous: Option<&Tenants>,
+        host_live: &Arc<std::sync::atomic::AtomicUsize>,
     ) -> Result<Tenants, ConfigError> {
         let file = config.file.display().to_string();
         let buffer_memory = producer.config().buffer_memory;
@@ -247,6 +269,7 @@ impl Tenants {
                         producer.clone(),
                         t.max_instances,
                         metrics,
+                        host_live.clone(),
                     ),
                 );
             }
@@ -264,9 +287,7 @@ impl Tenants {
                 }),
             );
         }
-        for (share, bytes) in resized {
-            share.set_limit(bytes);
-        }
+        out.resizes = resized;
         Ok(out)
     }
 }
