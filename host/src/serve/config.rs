@@ -327,6 +327,12 @@ impl ServeConfig {
                 2 * max_instances * plugin_count,
                 "max_requests",
             )?;
+            if max_requests > 1_000_000 {
+                return Err(invalid(
+                    key("max_requests"),
+                    format!("{max_requests}: at most 1000000"),
+                ));
+            }
             if max_cpu_ms > max_call_ms {
                 return Err(invalid(
                     key("max_cpu_ms"),
