@@ -256,22 +256,10 @@ impl ServeConfig {
                     .drain_timeout_ms
                     .unwrap_or(DEFAULT_DRAIN_TIMEOUT.as_millis() as u64),
             ),
-            header_timeout: Duration::from_millis(
-                positive(
-                    raw.http.header_timeout_ms.map(|v| v as usize),
-                    10_000,
-                    "http.header_timeout_ms",
-                )
-                .map_err(|(k, m)| invalid(k, m))? as u64,
-            ),
-            body_timeout: Duration::from_millis(
-                positive(
-                    raw.http.body_timeout_ms.map(|v| v as usize),
-                    30_000,
-                    "http.body_timeout_ms",
-                )
-                .map_err(|(k, m)| invalid(k, m))? as u64,
-            ),
+            header_timeout: millis(raw.http.header_timeout_ms, 10_000, "http.header_timeout_ms")
+                .map_err(|(k, m)| invalid(k, m))?,
+            body_timeout: millis(raw.http.body_timeout_ms, 30_000, "http.body_timeout_ms")
+                .map_err(|(k, m)| invalid(k, m))?,
             max_connections: positive(
                 raw.http.max_connections,
                 DEFAULT_MAX_CONNECTIONS,
@@ -508,6 +496,11 @@ fn positive(v: Option<usize>, default: usize, key: &str) -> Result<usize, (Strin
         Some(v) => Ok(v),
         None => Ok(default),
     }
+}
+
+/// `v` milliseconds, at least 1, or `default`; errors as (key, message).
+fn millis(v: Option<u64>, default: u64, key: &str) -> Result<Duration, (String, String)> {
+    positive(v.map(|v| v as usize), default as usize, key).map(|v| Duration::from_millis(v as u64))
 }
 
 /// A table's values as strings under dotted keys: `linger.ms = 5` (a nested table in TOML)
