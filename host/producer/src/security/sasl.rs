@@ -86,6 +86,17 @@ pub enum SaslError {
         /// What is wrong (never a secret).
         reason: String,
     },
+    /// The server refused the credentials inside the exchange (SCRAM's `e=`): in Kafka's
+    /// terms, SASL_AUTHENTICATION_FAILED.
+    #[error("SASL_AUTHENTICATION_FAILED: {mechanism} refused for user `{user}`, wrong user name or password? (the broker says: {reason})")]
+    Refused {
+        /// The mechanism.
+        mechanism: &'static str,
+        /// The user name.
+        user: String,
+        /// The server's word.
+        reason: String,
+    },
 }
 
 /// What to do after a server message.
@@ -100,6 +111,7 @@ pub enum Step {
 /// One client exchange.
 pub struct SaslClient {
     state: State,
+    user: String,
 }
 
 enum State {
@@ -127,7 +139,10 @@ impl SaslClient {
                 State::Scram(ScramClient::new(ScramHash::Sha512, credentials))
             }
         };
-        SaslClient { state }
+        SaslClient {
+            state,
+            user: credentials.username.clone(),
+        }
     }
 
     /// The first message, sent before the server said anything.
@@ -143,12 +158,17 @@ impl SaslClient {
         match &mut self.state {
             // PLAIN is one message; the server's (empty) answer ends it.
             State::Plain { .. } => Ok(Step::Done),
-            State::Scram(s) => s
-                .step(challenge)
-                .map_err(|e: ScramError| SaslError::Exchange {
+            State::Scram(s) => s.step(challenge).map_err(|e| match e {
+                ScramError::Refused(reason) => SaslError::Refused {
+                    mechanism: s.mechanism(),
+                    user: self.user.clone(),
+                    reason,
+                },
+                e => SaslError::Exchange {
                     mechanism: s.mechanism(),
                     reason: e.to_string(),
-                }),
+                },
+            }),
         }
     }
 }
@@ -176,6 +196,22 @@ mod tests {
         // RFC 4616 section 4's example, without an authorization identity.
         assert_eq!(c.start(), b"\0tim\0tanstaaftanstaaf");
         assert_eq!(c.step(b"").unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn a_refusal_inside_scram_reads_as_kafkas_authentication_failure() {
+        let mut c = SaslClient::new(
+            Mechanism::ScramSha256,
+            &Credentials::new("alice", "hunter2"),
+        );
+        c.start();
+        let e = c.step(b"e=invalid-proof").unwrap_err().to_string();
+        assert!(
+            e.starts_with("SASL_AUTHENTICATION_FAILED: SCRAM-SHA-256 refused for user `alice`")
+                && e.contains("invalid-proof")
+                && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]
