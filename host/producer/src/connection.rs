@@ -137,8 +137,9 @@ pub(crate) struct Connection {
     writes: mpsc::UnboundedSender<Outgoing>,
     events: mpsc::Receiver<Event>,
     tasks: [AbortHandle; 2],
-    /// When the broker's SASL session ends (KIP-368), if it set a lifetime.
-    session_ends: Option<tokio::time::Instant>,
+    /// When to replace this connection because the broker's SASL session ends (KIP-368):
+    /// at 85% of the lifetime the broker gave, as Java re-authenticates at 85-95%.
+    renew_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -214,7 +215,7 @@ impl Connection {
             writes,
             events,
             tasks,
-            session_ends: None,
+            renew_at: None,
         };
         conn.versions = conn.negotiate(request_timeout).await?;
         if let Some((mechanism, credentials)) = &security.sasl {
@@ -224,11 +225,12 @@ impl Connection {
         Ok(conn)
     }
 
-    /// When the broker's SASL session on this connection ends, if it said (KIP-368): the
-    /// connection must be replaced before then. (The sinks do not act on it yet: issue 11.)
-    #[allow(dead_code)]
-    pub(crate) fn session_ends(&self) -> Option<tokio::time::Instant> {
-        self.session_ends
+    /// When this connection should be replaced, if the broker limits its SASL session
+    /// (KIP-368): a new connection authenticates again. Java re-authenticates on the same
+    /// connection; wafka opens a new one, which the broker's view of the session cannot tell
+    /// apart.
+    pub(crate) fn renew_at(&self) -> Option<std::time::Instant> {
+        self.renew_at
     }
 
     /// SaslHandshake, then SaslAuthenticate rounds until the mechanism is done.
@@ -290,10 +292,8 @@ impl Connection {
                 ));
             }
             if resp.session_lifetime_ms > 0 {
-                self.session_ends = Some(
-                    tokio::time::Instant::now()
-                        + Duration::from_millis(resp.session_lifetime_ms as u64),
-                );
+                let lifetime = Duration::from_millis(resp.session_lifetime_ms as u64);
+                self.renew_at = Some(std::time::Instant::now() + lifetime.mul_f64(0.85));
             }
             match client.step(&resp.auth_bytes) {
                 Ok(Step::Send(next)) => out = next,
@@ -489,7 +489,7 @@ impl Connection {
             writes,
             events,
             tasks: [task(), task()],
-            session_ends: None,
+            renew_at: None,
         }
     }
 }

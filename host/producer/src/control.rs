@@ -86,6 +86,15 @@ impl ControlLink {
         F: Fn(&Connection) -> Result<(R, i16), NetError>,
     {
         let timeout = self.options.request_timeout;
+        // A connection whose SASL session ends soon (KIP-368) is replaced.
+        if self
+            .conn
+            .as_ref()
+            .and_then(Connection::renew_at)
+            .is_some_and(|t| t <= std::time::Instant::now())
+        {
+            self.conn = None;
+        }
         if let Some(conn) = self.conn.as_mut() {
             let r = match build(conn) {
                 Ok((req, version)) => conn.request(&req, version, timeout).await,

@@ -279,6 +279,16 @@ impl Sink {
                 }
             }
             match &self.link {
+                Link::Up(conn, _) if conn.renew_at().is_some_and(|t| t <= now) => {
+                    // KIP-368: the broker's SASL session ends soon. No new requests here;
+                    // once the ones in flight are answered, a new connection authenticates.
+                    if self.in_flight.is_empty() {
+                        self.link = Link::Down { retry_at: None };
+                        if self.has_work() {
+                            self.connect();
+                        }
+                    }
+                }
                 Link::Up(..) => self.send(now),
                 Link::Down { retry_at } => {
                     if self.has_work() && retry_at.is_none_or(|at| at <= now) {
@@ -375,6 +385,11 @@ impl Sink {
         }
         if let Some(c) = &self.carry {
             at(c.batch.created + self.ctx.config.delivery_timeout);
+        }
+        if let Link::Up(conn, _) = &self.link {
+            if let Some(t) = conn.renew_at() {
+                at(t);
+            }
         }
         if let Link::Down {
             retry_at: Some(retry),
