@@ -12,12 +12,15 @@
 //!   partitioner (the Java client's default) picks for a key.
 //! - [`mock_cluster`] starts librdkafka's in-process mock cluster for fault tests.
 //! - [`Proxy`] turns the real broker into several virtual brokers that can misbehave.
+//! - [`secure::secure_broker`] starts brokers behind TLS and SASL; every helper here reaches
+//!   them over their protocol.
 
 pub mod alloc;
 pub mod bench;
 pub mod check;
 pub mod mock;
 pub mod proxy;
+pub mod secure;
 
 pub use mock::{mock_cluster, MockKafka};
 pub use proxy::{Fault, Proxy};
@@ -30,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -162,8 +164,7 @@ pub fn create_topic(prefix: &str, partitions: i32) -> String {
 ///
 /// If the topic cannot be created or does not become visible within 30 s.
 pub fn create_topic_named(brokers: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<DefaultClientContext> = secure::client_config(brokers)
         .create()
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
@@ -186,8 +187,7 @@ pub fn create_topic_named(brokers: &str, name: &str, partitions: i32) {
 ///
 /// If that does not happen within `timeout`.
 pub fn wait_for_topic(brokers: &str, topic: &str, partitions: i32, timeout: Duration) {
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let client: BaseConsumer = secure::client_config(brokers)
         .create()
         .expect("metadata client");
     let deadline = Instant::now() + timeout;
@@ -287,8 +287,7 @@ pub fn consume_exactly(
 /// time.
 pub fn consume_all(brokers: &str, topic: &str, timeout: Duration) -> Vec<Consumed> {
     let deadline = Instant::now() + timeout;
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let probe: BaseConsumer = secure::client_config(brokers)
         .create()
         .expect("watermark client");
     let partitions = partition_count(&probe, brokers, topic, deadline);
@@ -395,8 +394,7 @@ fn consume_inner(
     linger: Duration,
 ) -> Vec<Consumed> {
     let deadline = Instant::now() + timeout;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = secure::client_config(brokers)
         // librdkafka's consumer wants a group id; no group protocol is used,
         // because partitions are assigned explicitly and nothing is committed.
         .set("group.id", format!("wafka-tests-{}", random_suffix()))

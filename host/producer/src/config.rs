@@ -599,13 +599,6 @@ impl ProducerConfig {
                 });
             }
         }
-        if sec.protocol != SecurityProtocol::Plaintext {
-            // Until the connection speaks them, refuse rather than connect in the clear.
-            return Err(ConfigError::Unsupported {
-                name: "security.protocol".into(),
-                reason: "TLS and SASL connections are not implemented yet: only PLAINTEXT connects",
-            });
-        }
         Ok(())
     }
 }
@@ -786,8 +779,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!m.contains("hush"), "{m}");
-        // Until connections speak TLS and SASL, a config asking for them is refused.
-        let m = e(&[("security.protocol", "SSL")]);
-        assert!(m.contains("not implemented yet"), "{m}");
     }
 }

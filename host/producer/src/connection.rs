@@ -63,6 +63,15 @@ pub enum NetError {
         /// The broker's answer (never a secret).
         reason: String,
     },
+    /// TLS failed: the broker's certificate is refused, or one side speaks TLS and the other
+    /// does not. Trying again will not help until the configuration changes.
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls {
+        /// `host:port`
+        addr: String,
+        /// What went wrong, in words (never a secret).
+        reason: String,
+    },
     /// The broker sent something we cannot read, or does not support what we need.
     #[error("protocol error with {addr}: {reason}")]
     Protocol {
@@ -71,6 +80,15 @@ pub enum NetError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl NetError {
+    /// Whether the broker refused us for our security settings (SASL credentials or
+    /// mechanism, TLS certificate or protocol), as opposed to a network or broker fault:
+    /// Java's `AuthenticationException`. Waiting will not help; sends fail at once.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, NetError::Auth { .. } | NetError::Tls { .. })
+    }
 }
 
 /// What a connection tells its owner, in order.
@@ -140,6 +158,10 @@ pub(crate) struct Connection {
     /// When to replace this connection because the broker's SASL session ends (KIP-368):
     /// at 85% of the lifetime the broker gave, as Java re-authenticates at 85-95%.
     renew_at: Option<std::time::Instant>,
+    /// Answers read so far (ApiVersions is the first).
+    answers: u64,
+    /// Whether this connection authenticated with SASL.
+    authenticated: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -188,20 +210,26 @@ impl Connection {
             }
             Some(config) => {
                 let left = setup_timeout.saturating_sub(started.elapsed());
+                let tls_err = |reason: String| NetError::Tls {
+                    addr: addr.to_string(),
+                    reason,
+                };
                 let tls = tokio::time::timeout(
                     left,
                     crate::security::tls::handshake(config.clone(), addr, stream),
                 )
                 .await
                 .map_err(|_| {
-                    connect_err(format!(
-                        "the TLS handshake took longer than {} ms",
+                    // A plain listener reads the ClientHello as the length of a huge request
+                    // and waits for the rest.
+                    tls_err(format!(
+                        "the broker did not answer the TLS handshake within {} ms: is its listener PLAINTEXT? (security.protocol)",
                         setup_timeout.as_millis()
                     ))
                 })?
                 .map_err(|e| match e {
-                    crate::security::tls::TlsError::Handshake { reason, .. } => connect_err(reason),
-                    other => connect_err(other.to_string()),
+                    crate::security::tls::TlsError::Handshake { reason, .. } => tls_err(reason),
+                    other => tls_err(other.to_string()),
                 })?;
                 let (read, write) = tokio::io::split(tls);
                 spawn_io(read, write, name, writes_rx, events_tx)
@@ -216,11 +244,14 @@ impl Connection {
             events,
             tasks,
             renew_at: None,
+            answers: 0,
+            authenticated: false,
         };
         conn.versions = conn.negotiate(request_timeout).await?;
         if let Some((mechanism, credentials)) = &security.sasl {
             conn.authenticate(*mechanism, credentials, request_timeout)
                 .await?;
+            conn.authenticated = true;
         }
         Ok(conn)
     }
@@ -419,9 +450,35 @@ impl Connection {
 
     /// The next event; `Closed` forever once the connection is gone. Cancel-safe.
     pub(crate) async fn next_event(&mut self) -> Event {
-        match self.events.recv().await {
+        let event = match self.events.recv().await {
             Some(e) => e,
             None => Event::Closed(self.gone()),
+        };
+        match event {
+            Event::Answer(_) => {
+                self.answers += 1;
+                event
+            }
+            Event::Closed(e) => Event::Closed(self.hint_sasl(e)),
+            written => written,
+        }
+    }
+
+    /// A listener that requires SASL answers ApiVersions, then closes the connection on the
+    /// first other request of a client that did not authenticate: say so. Only a hint (a
+    /// broker going away looks the same), so not a refusal: sends wait as for any lost
+    /// connection.
+    fn hint_sasl(&self, e: NetError) -> NetError {
+        match e {
+            NetError::Io { addr, reason } if !self.authenticated && self.answers == 1 => {
+                NetError::Io {
+                    addr,
+                    reason: format!(
+                        "{reason} after its first request: if its listener requires SASL, set security.protocol=SASL_PLAINTEXT or SASL_SSL and sasl.mechanism"
+                    ),
+                }
+            }
+            other => other,
         }
     }
 
@@ -490,6 +547,8 @@ impl Connection {
             events,
             tasks: [task(), task()],
             renew_at: None,
+            answers: 0,
+            authenticated: false,
         }
     }
 }
@@ -572,6 +631,13 @@ async fn write_all_segments<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Whether an answer's first bytes are a TLS record header (an alert or a handshake) rather
+/// than a Kafka length: a plain client talking to a TLS listener. As a length they would
+/// announce more than [`MAX_ANSWER`], so no real answer is mistaken for one.
+fn looks_like_tls(head: &[u8]) -> bool {
+    matches!(head, [0x15 | 0x16, 0x03, 0x00..=0x04, _])
+}
+
 async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc::Sender<Event>) {
     let closed = |reason: String| {
         Event::Closed(NetError::Io {
@@ -583,6 +649,15 @@ async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc
     loop {
         let need = if buf.len() >= 4 {
             let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+            if looks_like_tls(&buf[..4]) {
+                let _ = events
+                    .send(Event::Closed(NetError::Tls {
+                        addr: addr.clone(),
+                        reason: "the broker answered in TLS: its listener expects TLS (security.protocol=SSL or SASL_SSL)".into(),
+                    }))
+                    .await;
+                return;
+            }
             if len > MAX_ANSWER {
                 let _ = events
                     .send(Event::Closed(NetError::Protocol {

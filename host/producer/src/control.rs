@@ -75,7 +75,8 @@ impl ControlLink {
 
     /// Sends the request `build` makes for a connection (it picks the version) and returns the
     /// answer. Tries the current connection, then each of `known` and the bootstrap servers
-    /// once, in turn; returns the last error when none answered.
+    /// once, in turn; returns the last error when none answered (the last refusal, if any
+    /// broker refused our security settings).
     pub(crate) async fn request<R, F>(
         &mut self,
         known: &[String],
@@ -135,7 +136,11 @@ impl ControlLink {
                 }
                 Err(e) => {
                     tracing::debug!(addr, error = %e, "control request failed");
-                    last = e;
+                    // A refusal (credentials, certificates) says more than another broker
+                    // being down: keep it.
+                    if e.is_refusal() || !last.is_refusal() {
+                        last = e;
+                    }
                 }
             }
         }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::accumulator::{Accumulator, AccumulatorConfig, NotAppended, TopicQueues};
 use crate::batch::{record_size_upper_bound, single_record_batch_upper_bound};
 use crate::config::ProducerConfig;
-use crate::connection::ConnSecurity;
+use crate::connection::{ConnSecurity, NetError};
 use crate::control::{ConnectOptions, ControlLink};
 use crate::delivery::{BatchOutcome, Callback, Delivery};
 use crate::error::{kafka_error_name, ProduceError};
@@ -343,6 +343,11 @@ impl Core {
             m = self.metadata.topic(topic, deadline) => m,
             _ = shutdown.wait_for(|s| *s) => return Err(ProduceError::Closed),
         };
+        let meta = meta.map_err(|refused| ProduceError::Refused {
+            topic: topic.to_string(),
+            tls: matches!(refused, NetError::Tls { .. }),
+            reason: refused.to_string(),
+        })?;
         match meta {
             None => Err(ProduceError::MetadataTimeout {
                 topic: topic.to_string(),

@@ -98,6 +98,19 @@ pub enum ProduceError {
         /// The last thing that went wrong (e.g. the broker is unreachable).
         cause: String,
     },
+    /// The cluster refuses our security settings: SASL refused the credentials or the
+    /// mechanism, or TLS failed (an untrusted or misnamed certificate, or a listener that
+    /// speaks the other protocol). Sends fail with it at once, as Java's
+    /// `AuthenticationException`, while the producer keeps trying in the background.
+    #[error("cannot send to `{topic}`: {reason}")]
+    Refused {
+        /// Topic name.
+        topic: String,
+        /// Whether TLS failed (else SASL).
+        tls: bool,
+        /// What the broker or the handshake said (never a secret).
+        reason: String,
+    },
     /// The cluster's metadata for the topic makes no sense (e.g. a negative partition index).
     #[error("the cluster's metadata for topic `{topic}` cannot be used: {reason}")]
     BadMetadata {

@@ -21,6 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{watch, Notify};
 
+use crate::connection::NetError;
 use crate::control::ControlLink;
 
 /// Leaders of one topic's partitions, or why the topic cannot be used.
@@ -92,6 +93,9 @@ pub struct Metadata {
     refresh: Notify,
     attempts: watch::Sender<u64>,
     last_error: Mutex<Option<String>>,
+    /// Set when the last refresh failed because the cluster refused our security settings
+    /// (see [`NetError::is_refusal`]): sends waiting for metadata fail with it at once.
+    refused: Mutex<Option<NetError>>,
     /// Metadata requests sent.
     requests: AtomicU64,
 }
@@ -116,6 +120,7 @@ impl Metadata {
             refresh: Notify::new(),
             attempts: watch::channel(0).0,
             last_error: Mutex::new(None),
+            refused: Mutex::new(None),
             requests: AtomicU64::new(0),
         }
     }
@@ -169,9 +174,15 @@ impl Metadata {
     }
 
     /// Metadata for `topic`, fetching it if needed and waiting until `deadline`, also while
-    /// the cluster answers with an error that passes (see `passing`). `None` means the
-    /// deadline passed first.
-    pub async fn topic(&self, topic: &str, deadline: Instant) -> Option<TopicMetadata> {
+    /// the cluster answers with an error that passes (see `passing`). `Ok(None)` means the
+    /// deadline passed first; `Err` that the cluster refuses our security settings (the
+    /// last refresh failed so, before or while waiting), as Java's producer fails a send on
+    /// an `AuthenticationException` instead of waiting `max.block.ms`.
+    pub async fn topic(
+        &self,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<Option<TopicMetadata>, NetError> {
         let mut attempts = self.attempts.subscribe();
         let mut asked = false;
         loop {
@@ -190,8 +201,12 @@ impl Metadata {
                 };
                 if answer {
                     self.wanted.lock().insert(Arc::from(topic), Instant::now());
-                    return Some(t.clone());
+                    return Ok(Some(t.clone()));
                 }
+            }
+            if let Some(refused) = self.refused.lock().clone() {
+                self.wanted.lock().insert(Arc::from(topic), Instant::now());
+                return Err(refused);
             }
             if !asked {
                 self.wanted.lock().insert(Arc::from(topic), Instant::now());
@@ -203,7 +218,7 @@ impl Metadata {
                 .await
                 .is_err()
             {
-                return None;
+                return Ok(None);
             }
         }
     }
@@ -250,6 +265,7 @@ impl Metadata {
                     let cluster = Arc::new(cluster);
                     *self.snapshot.write() = cluster.clone();
                     *self.last_error.lock() = None;
+                    *self.refused.lock() = None;
                     self.published.send_replace(cluster);
                     self.attempts.send_modify(|n| *n += 1);
                     // Refreshes asked for while fetching are served by the next loop, at most
@@ -260,7 +276,8 @@ impl Metadata {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "metadata refresh failed");
-                    *self.last_error.lock() = Some(e);
+                    *self.last_error.lock() = Some(e.to_string());
+                    *self.refused.lock() = e.is_refusal().then(|| e.clone());
                     self.attempts.send_modify(|n| *n += 1);
                     let wait = backoff
                         .saturating_mul(1 << failures.min(10))
@@ -277,7 +294,7 @@ impl Metadata {
         }
     }
 
-    async fn fetch(&self, link: &mut ControlLink) -> Result<Cluster, String> {
+    async fn fetch(&self, link: &mut ControlLink) -> Result<Cluster, NetError> {
         let known = self.snapshot().broker_addrs();
         let wanted: Vec<Arc<str>> = self.wanted.lock().keys().cloned().collect();
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -298,8 +315,7 @@ impl Metadata {
                 );
                 Ok((req, version))
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(parse(resp))
     }
 }

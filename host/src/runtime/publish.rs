@@ -238,6 +238,16 @@ pub(crate) fn guest_error(e: ProduceError) -> GuestError {
             code,
             message,
         }),
+        // Kafka has a code for SASL's refusal only; a TLS failure never reaches a broker.
+        ProduceError::Refused { tls, .. } => GuestError::Broker(BrokerError {
+            name: if tls {
+                "SSL_HANDSHAKE_FAILED".into()
+            } else {
+                "SASL_AUTHENTICATION_FAILED".into()
+            },
+            code: if tls { -1 } else { 58 },
+            message: Some(text),
+        }),
         ProduceError::Fatal(m) => GuestError::Broker(BrokerError {
             name: "PRODUCER_FAILED".into(),
             code: -1,

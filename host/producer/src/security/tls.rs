@@ -150,8 +150,13 @@ fn explain(e: &std::io::Error, host: &str) -> String {
         }
         Some(rustls::Error::AlertReceived(a)) => format!("the broker refused the handshake ({a:?})"),
         Some(other) => other.to_string(),
-        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the broker closed the connection during the handshake: is its listener TLS?".into()
+        None if matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ) =>
+        {
+            // A plain listener reads the ClientHello as a request far over its size limit.
+            "the broker closed the connection during the TLS handshake: is its listener PLAINTEXT? (security.protocol=SSL and SASL_SSL need a TLS listener)".into()
         }
         None => e.to_string(),
     }
