@@ -31,6 +31,16 @@ impl ProducerRuntime {
         let _inside = self.runtime.as_ref().expect("running").enter();
         Producer::new(config)
     }
+
+    /// Something that starts producers on this runtime, from any thread (for
+    /// [`crate::serve::Producers`]: cores started as tenants with their own identity come).
+    pub fn starter(&self) -> crate::serve::producers::StartProducer {
+        let handle = self.runtime.as_ref().expect("running").handle().clone();
+        std::sync::Arc::new(move |config| {
+            let _inside = handle.enter();
+            Producer::new(config)
+        })
+    }
 }
 
 impl Drop for ProducerRuntime {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use wafka::serve::{ServeConfig, Server};
+use wafka::serve::{Producers, ServeConfig, Server};
 use wafka_producer::Producer;
 use wafka_tests::{brokers, consume_exactly, create_topic, guest};
 
@@ -86,7 +86,8 @@ async fn serve_with(http: &str, tenants: &str) -> Serving {
         ("linger.ms", "5"),
     ])
     .unwrap();
-    let server = Server::start(config, producer.clone()).await.unwrap();
+    let producers = Arc::new(Producers::new(producer.clone(), Arc::new(Producer::new)));
+    let server = Server::start(config, producers).await.unwrap();
     let base = format!("http://{}", server.local_addr());
     Serving {
         server,
@@ -1096,4 +1097,136 @@ async fn connections_past_the_cap_are_closed_at_once() {
     drop(open);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(s.get("/healthz", None).await.status, 200, "served again");
+}
+
+/// Tenants with Kafka identities of their own (`[tenants.NAME.kafka]`) publish as themselves:
+/// over SASL_SSL, each through the producer core of its SCRAM user (tenants with the same
+/// identity share one), a tenant with a wrong password is refused fast with the broker's
+/// words (and never its password) while the others deliver, and the records are read back
+/// by librdkafka over SASL_SSL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_publish_with_their_own_credentials() {
+    use wafka_tests::secure::{
+        jaas, secure_broker, Secured, PASSWORD, SCRAM256_USER, SCRAM512_USER,
+    };
+    let _one = SERIAL.lock().await;
+    let broker = secure_broker(Secured::SaslSsl);
+    let topic = format!(
+        "own-identity-{}",
+        rand_suffix() + 1000 * std::process::id() as u64
+    );
+    wafka_tests::create_topic_named(&broker.addr, &topic, 3);
+    let ca = broker.ca_file.display().to_string();
+    let host = [
+        ("bootstrap.servers", broker.addr.clone()),
+        ("linger.ms", "5".into()),
+        ("security.protocol", "SASL_SSL".into()),
+        ("ssl.truststore.location", ca.clone()),
+        ("sasl.mechanism", "SCRAM-SHA-512".into()),
+        ("sasl.jaas.config", jaas(SCRAM512_USER, PASSWORD)),
+    ];
+    let mut text = String::from("[kafka]\n");
+    for (k, v) in &host {
+        text.push_str(&format!("\"{k}\" = '{v}'\n"));
+    }
+    text.push_str(&format!(
+        "\n[http]\nlisten = \"127.0.0.1:0\"\nadmin_token_sha256 = \"{}\"\n\n",
+        sha(ADMIN)
+    ));
+    let own_256 = format!(
+        "[tenants.NAME.kafka]\n\"sasl.mechanism\" = \"SCRAM-SHA-256\"\n\"sasl.jaas.config\" = '{}'\n\"client.id\" = \"acme-client\"\n",
+        jaas(SCRAM256_USER, PASSWORD)
+    );
+    let wrong_password = "not-the-password";
+    for (name, own) in [
+        // acme and delta have the same identity (SCRAM-SHA-256 user, client.id): one core;
+        // beta is the host's user, gamma has a wrong password.
+        ("acme", own_256.clone()),
+        ("delta", own_256.clone()),
+        ("beta", String::new()),
+        (
+            "gamma",
+            format!(
+                "[tenants.gamma.kafka]\n\"sasl.username\" = \"{SCRAM512_USER}\"\n\"sasl.password\" = \"{wrong_password}\"\n"
+            ),
+        ),
+    ] {
+        let t = tenant(name, &["*"], "autoflush = \"on\"").replace("PROBE", &guest("probe").display().to_string());
+        // The tenant's own table goes before its plugins' array of tables.
+        let (head, plugins) = t.split_once("[[tenants.").unwrap();
+        let own = own.replace("[tenants.NAME.kafka]", &format!("[tenants.{name}.kafka]"));
+        text.push_str(&format!("{head}{own}\n[[tenants.{plugins}"));
+    }
+    let dir = config_dir("");
+    std::fs::write(dir.join("serve.toml"), &text).unwrap();
+    let config = ServeConfig::load(&dir.join("serve.toml")).unwrap();
+    assert!(
+        !format!("{config:?}").contains(PASSWORD)
+            && !format!("{config:?}").contains(wrong_password),
+        "Debug shows a password"
+    );
+    let producer = Producer::from_properties(host.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+    let producers = Arc::new(Producers::new(producer.clone(), Arc::new(Producer::new)));
+    let server = Server::start(config, producers).await.unwrap();
+    let s = Serving {
+        server,
+        producer,
+        base: String::new(),
+        http: reqwest::Client::new(),
+        dir,
+    };
+    let s = Serving {
+        base: format!("http://{}", s.server.local_addr()),
+        ..s
+    };
+    for name in ["acme", "delta", "beta"] {
+        let r = s
+            .events(
+                name,
+                lines(10, |i| format!("publish {topic} {name} {name}{i}")),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(count(&r.body, "failed"), 0, "{name}: {}", r.body);
+        assert_eq!(
+            r.body["acks"].as_array().map(Vec::len),
+            Some(10),
+            "{}",
+            r.body
+        );
+    }
+    let started = Instant::now();
+    let r = s
+        .events(
+            "gamma",
+            lines(3, |i| format!("publish {topic} gamma gamma{i}")),
+        )
+        .await;
+    let took = started.elapsed();
+    let body = r.body.to_string();
+    assert!(
+        took < Duration::from_secs(10),
+        "refused after {took:?}: {body}"
+    );
+    assert_eq!(count(&r.body, "failed"), 3, "{body}");
+    assert!(body.contains("SASL_AUTHENTICATION_FAILED"), "{body}");
+    assert!(body.contains(SCRAM512_USER), "{body}");
+    assert!(
+        !body.contains(wrong_password) && !body.contains(PASSWORD),
+        "{body}"
+    );
+    // The host's core, the one acme and delta share, gamma's.
+    wait_for_metric(&s, "wafka_producer_cores 3").await;
+    let got = consume_exactly(&broker.addr, &topic, 30, Duration::from_secs(30));
+    for name in ["acme", "delta", "beta"] {
+        let mine = got
+            .iter()
+            .filter(|c| c.key.as_deref() == Some(name.as_bytes()))
+            .count();
+        assert_eq!(mine, 10, "{name}'s records");
+    }
+    assert!(got
+        .iter()
+        .all(|c| c.key.as_deref() != Some(b"gamma".as_slice())));
+    s.server.drain(Duration::from_secs(10)).await;
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wafka::serve::{ServeConfig, Server};
+use wafka::serve::{Producers, ServeConfig, Server};
 use wafka::{Engine, EngineOptions, PluginOptions};
 use wafka_producer::Producer;
 use wafka_tests::bench::{env_list, env_usize};
@@ -89,7 +89,8 @@ async fn serve_row(brokers: &str, topic: &str, tenants: usize, seconds: u64, eve
     let p = producer(brokers);
     let before = rss();
     let started = Instant::now();
-    let server = Server::start(config, p.clone()).await.unwrap();
+    let producers = Arc::new(Producers::new(p.clone(), Arc::new(Producer::new)));
+    let server = Server::start(config, producers).await.unwrap();
     let start_us_per_instance = started.elapsed().as_secs_f64() * 1e6 / tenants as f64;
     let kib_per_tenant = rss().saturating_sub(before) / tenants / 1024;
     let base = format!("http://{}", server.local_addr());

@@ -78,7 +78,10 @@ impl SecureBroker {
     /// The Java-named producer properties that reach it (trust store, SASL as SCRAM-SHA-512
     /// user [`SCRAM512_USER`]), without `bootstrap.servers`.
     pub fn producer_properties(&self) -> Vec<(String, String)> {
-        let mut props = vec![("security.protocol".to_owned(), self.kind.protocol().to_owned())];
+        let mut props = vec![(
+            "security.protocol".to_owned(),
+            self.kind.protocol().to_owned(),
+        )];
         if self.kind.tls() {
             props.push(("ssl.truststore.type".into(), "PEM".into()));
             props.push((
@@ -200,7 +203,11 @@ fn start(kind: Secured) -> SecureBroker {
         // Users first, on a plain broker over the same sqlite storage.
         let plain = script(&["start", "--engine", "sqlite", "--state-dir"], &dir, &[]);
         for (user, mechanism) in [(SCRAM256_USER, "scram256"), (SCRAM512_USER, "scram512")] {
-            script(&["user", &plain, user, PASSWORD, mechanism], Path::new(""), &[]);
+            script(
+                &["user", &plain, user, PASSWORD, mechanism],
+                Path::new(""),
+                &[],
+            );
         }
         script(&["stop", "--state-dir"], &dir, &[]);
     }
@@ -218,13 +225,20 @@ fn start(kind: Secured) -> SecureBroker {
     if kind.sasl() {
         extra.push("--authentication".into());
     }
-    let addr = script(&["start", "--engine", "sqlite", "--state-dir"], &dir, &extra);
+    let addr = script(
+        &["start", "--engine", "sqlite", "--state-dir"],
+        &dir,
+        &extra,
+    );
 
     let mut props = vec![("security.protocol".to_owned(), kind.protocol().to_owned())];
     if kind.tls() {
         props.push(("ssl.ca.location".into(), ca_file.display().to_string()));
         if kind == Secured::SslWrongName {
-            props.push(("ssl.endpoint.identification.algorithm".into(), "none".into()));
+            props.push((
+                "ssl.endpoint.identification.algorithm".into(),
+                "none".into(),
+            ));
         }
     }
     if kind.sasl() {

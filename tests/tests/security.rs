@@ -64,10 +64,11 @@ async fn round_trip(p: &Producer, addr: &str, topic: &str, n: usize, tag: &str) 
         assert!(meta.offset >= 0);
     }
     let (addr, topic) = (addr.to_owned(), topic.to_owned());
-    let records =
-        tokio::task::spawn_blocking(move || consume_exactly(&addr, &topic, n, Duration::from_secs(30)))
-            .await
-            .unwrap();
+    let records = tokio::task::spawn_blocking(move || {
+        consume_exactly(&addr, &topic, n, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
     assert_eq!(records.len(), n);
     let mut values: Vec<String> = records
         .iter()
@@ -80,7 +81,10 @@ async fn round_trip(p: &Producer, addr: &str, topic: &str, n: usize, tag: &str) 
         let value = String::from_utf8(r.value.clone().unwrap()).unwrap();
         let i = value.rsplit('-').next().unwrap();
         assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_bytes()));
-        assert_eq!(r.headers, vec![("via".to_owned(), Some(tag.as_bytes().to_vec()))]);
+        assert_eq!(
+            r.headers,
+            vec![("via".to_owned(), Some(tag.as_bytes().to_vec()))]
+        );
     }
 }
 
@@ -89,7 +93,9 @@ async fn refused(p: &Producer, topic: &str) -> (ProduceError, String) {
     let started = Instant::now();
     let err = match p.send(&Record::new(topic, b"x")).await {
         Err(e) => e,
-        Ok(d) => d.await.expect_err("a refused connection delivered a record"),
+        Ok(d) => d
+            .await
+            .expect_err("a refused connection delivered a record"),
     };
     let took = started.elapsed();
     let text = err.to_string();
@@ -97,7 +103,10 @@ async fn refused(p: &Producer, topic: &str) -> (ProduceError, String) {
         took < REFUSAL_BOUND,
         "refused only after {took:?} (bound {REFUSAL_BOUND:?}): {text}"
     );
-    assert!(!text.contains(PASSWORD), "the error shows the password: {text}");
+    assert!(
+        !text.contains(PASSWORD),
+        "the error shows the password: {text}"
+    );
     assert!(!text.contains('\n'), "not one line: {text}");
     (err, text)
 }
@@ -127,7 +136,10 @@ async fn ssl_round_trip_with_a_pem_trust_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_plaintext_round_trip_with_scram_256_and_512() {
     let broker = secure_broker(Secured::SaslPlaintext);
-    for (mechanism, user) in [("SCRAM-SHA-256", SCRAM256_USER), ("SCRAM-SHA-512", SCRAM512_USER)] {
+    for (mechanism, user) in [
+        ("SCRAM-SHA-256", SCRAM256_USER),
+        ("SCRAM-SHA-512", SCRAM512_USER),
+    ] {
         let topic = topic_on(&broker, "sasl-plain", 3);
         let p = producer(
             &broker.addr,
@@ -152,7 +164,10 @@ async fn sasl_ssl_round_trip_with_scram_256_and_512_and_librdkafka_names() {
             ("security.protocol", "SASL_SSL"),
             ("sasl.mechanism", "SCRAM-SHA-256"),
             ("sasl.jaas.config", &jaas(SCRAM256_USER, PASSWORD)),
-            ("ssl.truststore.location", &broker.ca_file.display().to_string()),
+            (
+                "ssl.truststore.location",
+                &broker.ca_file.display().to_string(),
+            ),
         ]),
     );
     round_trip(&p, &broker.addr, &topic, 40, "sha256").await;
@@ -181,9 +196,15 @@ async fn a_wrong_password_is_refused_fast_with_the_brokers_words() {
     props.push(("sasl.jaas.config".into(), jaas(SCRAM512_USER, wrong)));
     let p = producer(&broker.addr, &props);
     let (err, text) = refused(&p, &topic).await;
-    assert!(matches!(err, ProduceError::Refused { tls: false, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProduceError::Refused { tls: false, .. }),
+        "{err:?}"
+    );
     assert!(text.contains("SASL_AUTHENTICATION_FAILED"), "{text}");
-    assert!(text.contains("SCRAM-SHA-512") && text.contains(SCRAM512_USER), "{text}");
+    assert!(
+        text.contains("SCRAM-SHA-512") && text.contains(SCRAM512_USER),
+        "{text}"
+    );
     assert!(text.contains("invalid-proof"), "the broker's words: {text}");
     assert!(!text.contains(wrong), "{text}");
     // An unknown user too.
@@ -192,7 +213,10 @@ async fn a_wrong_password_is_refused_fast_with_the_brokers_words() {
     props.push(("sasl.jaas.config".into(), jaas("mallory", PASSWORD)));
     let p = producer(&broker.addr, &props);
     let (_, text) = refused(&p, &topic).await;
-    assert!(text.contains("SASL_AUTHENTICATION_FAILED") && text.contains("mallory"), "{text}");
+    assert!(
+        text.contains("SASL_AUTHENTICATION_FAILED") && text.contains("mallory"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,9 +232,15 @@ async fn a_mechanism_the_broker_does_not_enable_names_the_ones_it_does() {
         ]),
     );
     let (err, text) = refused(&p, "any-topic").await;
-    assert!(matches!(err, ProduceError::Refused { tls: false, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProduceError::Refused { tls: false, .. }),
+        "{err:?}"
+    );
     assert!(text.contains("does not enable PLAIN"), "{text}");
-    assert!(text.contains("SCRAM-SHA-256") && text.contains("SCRAM-SHA-512"), "{text}");
+    assert!(
+        text.contains("SCRAM-SHA-256") && text.contains("SCRAM-SHA-512"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,8 +255,14 @@ async fn an_untrusted_certificate_is_refused_fast() {
         ]),
     );
     let (err, text) = refused(&p, "any-topic").await;
-    assert!(matches!(err, ProduceError::Refused { tls: true, .. }), "{err:?}");
-    assert!(text.contains("not signed by a CA in the trust store"), "{text}");
+    assert!(
+        matches!(err, ProduceError::Refused { tls: true, .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("not signed by a CA in the trust store"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,11 +271,20 @@ async fn a_certificate_for_another_name_is_refused_unless_the_check_is_off() {
     let mut props = broker.producer_properties();
     let p = producer(&broker.addr, &props);
     let (err, text) = refused(&p, "any-topic").await;
-    assert!(matches!(err, ProduceError::Refused { tls: true, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProduceError::Refused { tls: true, .. }),
+        "{err:?}"
+    );
     assert!(text.contains("does not name `127.0.0.1`"), "{text}");
-    assert!(text.contains("ssl.endpoint.identification.algorithm"), "{text}");
+    assert!(
+        text.contains("ssl.endpoint.identification.algorithm"),
+        "{text}"
+    );
     // Java's way to turn the check off: an empty algorithm. The chain is still checked.
-    props.push(("ssl.endpoint.identification.algorithm".into(), String::new()));
+    props.push((
+        "ssl.endpoint.identification.algorithm".into(),
+        String::new(),
+    ));
     let topic = topic_on(&broker, "no-name-check", 1);
     let p = producer(&broker.addr, &props);
     round_trip(&p, &broker.addr, &topic, 5, "unchecked").await;
@@ -256,7 +301,10 @@ async fn a_tls_client_against_a_plain_listener_says_so() {
         ]),
     );
     let (err, text) = refused(&p, "any-topic").await;
-    assert!(matches!(err, ProduceError::Refused { tls: true, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProduceError::Refused { tls: true, .. }),
+        "{err:?}"
+    );
     assert!(text.contains("PLAINTEXT"), "{text}");
 }
 
@@ -265,7 +313,10 @@ async fn a_plain_client_against_a_tls_listener_says_so() {
     let broker = secure_broker(Secured::Ssl);
     let p = producer(&broker.addr, &[]);
     let (err, text) = refused(&p, "any-topic").await;
-    assert!(matches!(err, ProduceError::Refused { tls: true, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProduceError::Refused { tls: true, .. }),
+        "{err:?}"
+    );
     assert!(text.contains("expects TLS"), "{text}");
 }
 
@@ -281,7 +332,10 @@ async fn sasl_against_a_listener_without_it_and_the_reverse_say_so() {
         ]),
     );
     let (err, text) = refused(&p, "any-topic").await;
-    assert!(matches!(err, ProduceError::Refused { tls: false, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProduceError::Refused { tls: false, .. }),
+        "{err:?}"
+    );
     assert!(text.contains("SASL"), "{text}");
     // No SASL against a broker that requires it: the broker answers ApiVersions, then hangs
     // up. A broker going away looks the same, so this is a hint, not a refusal: the send
@@ -290,8 +344,18 @@ async fn sasl_against_a_listener_without_it_and_the_reverse_say_so() {
     let p = producer(&broker.addr, &owned(&[("max.block.ms", "1500")]));
     let started = Instant::now();
     let err = p.send(&Record::new("any-topic", b"x")).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     let text = err.to_string();
-    assert!(matches!(err, ProduceError::MetadataTimeout { .. }), "{err:?}");
-    assert!(text.contains("security.protocol=SASL_PLAINTEXT or SASL_SSL"), "{text}");
+    assert!(
+        matches!(err, ProduceError::MetadataTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("security.protocol=SASL_PLAINTEXT or SASL_SSL"),
+        "{text}"
+    );
 }

@@ -1,6 +1,7 @@
 //! The serve configuration file: TOML read into checked, typed settings.
 //!
-//! Owns the file's shape (`[kafka]`, `[http]`, `[tenants.NAME]` with `[[tenants.NAME.plugins]]`),
+//! Owns the file's shape (`[kafka]`, `[http]`, `[tenants.NAME]` with `[tenants.NAME.kafka]` and
+//! `[[tenants.NAME.plugins]]`),
 //! its defaults and its checks. Every error is one line naming the file and the key. Unknown
 //! keys are errors (a typo must not silently leave a limit at its default). It reads plugin
 //! files only to fingerprint them; it must not compile, start or serve anything.
@@ -47,8 +48,8 @@ pub enum ConfigError {
     },
 }
 
-/// The whole configuration, checked.
-#[derive(Debug, Clone, PartialEq)]
+/// The whole configuration, checked. `Debug` hides secrets (passwords, keys) in `[kafka]`.
+#[derive(Clone, PartialEq)]
 pub struct ServeConfig {
     /// The file it was read from.
     pub file: PathBuf,
@@ -58,6 +59,17 @@ pub struct ServeConfig {
     pub http: HttpConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("file", &self.file)
+            .field("kafka", &KafkaIdentity(self.kafka.clone()))
+            .field("http", &self.http)
+            .field("tenants", &self.tenants)
+            .finish()
+    }
 }
 
 /// `[http]`.
@@ -112,8 +124,57 @@ pub struct TenantConfig {
     pub producer_record_rate: Option<u64>,
     /// Its share of `buffer.memory`, as a fraction; `None`: an equal share.
     pub buffer_memory_share: Option<f64>,
+    /// Its own Kafka identity (`[tenants.NAME.kafka]`), over `[kafka]`: empty, it publishes
+    /// through the host's producer.
+    pub kafka: KafkaIdentity,
     /// Its plugins by name.
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// Producer properties a tenant may set for itself: who it is to the cluster (SASL user,
+/// client certificate, `client.id`), so the broker's ACLs and quotas apply to it. Everything
+/// else (brokers, trust store, batching) is the host's: tenants with the same identity share
+/// one producer core, which cannot differ in anything else.
+pub const TENANT_KAFKA_PROPERTIES: &[&str] = &[
+    "client.id",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.jaas.config",
+    "sasl.username",
+    "sasl.password",
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.certificate.location",
+    "ssl.key.location",
+];
+
+/// A tenant's own producer properties (see [`TENANT_KAFKA_PROPERTIES`]); `Debug` hides the
+/// secrets' values.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KafkaIdentity(pub BTreeMap<String, String>);
+
+impl KafkaIdentity {
+    /// Whether the tenant uses the host's identity.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for KafkaIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if wafka_producer::security::settings::is_secret(k) {
+                    "(hidden)"
+                } else {
+                    v.as_str()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
 }
 
 /// `[[tenants.NAME.plugins]]`.
@@ -166,6 +227,8 @@ struct RawTenant {
     producer_byte_rate: Option<u64>,
     producer_record_rate: Option<u64>,
     buffer_memory_share: Option<f64>,
+    #[serde(default)]
+    kafka: toml::Table,
     #[serde(default)]
     plugins: Vec<RawPlugin>,
 }
@@ -362,6 +425,16 @@ impl ServeConfig {
                     ));
                 }
             }
+            let identity = tenant_kafka(&kafka, &t.kafka).map_err(|(k, m)| {
+                invalid(
+                    if k.is_empty() {
+                        key("kafka")
+                    } else {
+                        key(&format!("kafka.{k}"))
+                    },
+                    m,
+                )
+            })?;
             let mut plugins = BTreeMap::new();
             for (i, p) in t.plugins.into_iter().enumerate() {
                 let pkey = |k: &str| format!("tenants.{name}.plugins[{i}].{k}");
@@ -414,6 +487,7 @@ impl ServeConfig {
                     producer_byte_rate: t.producer_byte_rate,
                     producer_record_rate: t.producer_record_rate,
                     buffer_memory_share: t.buffer_memory_share,
+                    kafka: identity,
                     plugins,
                 },
             );
@@ -463,6 +537,58 @@ impl ServeConfig {
     pub fn has_brokers(&self) -> bool {
         self.kafka.contains_key("bootstrap.servers")
     }
+}
+
+/// A tenant's `[tenants.NAME.kafka]`, checked: only identity properties, and together with
+/// the host's `[kafka]` a configuration the producer accepts (credentials that fit the
+/// protocol, files that load). Errors name the key (empty: the table as a whole).
+fn tenant_kafka(
+    host: &BTreeMap<String, String>,
+    table: &toml::Table,
+) -> Result<KafkaIdentity, (String, String)> {
+    let mut own = BTreeMap::new();
+    flatten("", table, &mut own)?;
+    if own.is_empty() {
+        return Ok(KafkaIdentity::default());
+    }
+    for k in own.keys() {
+        if !TENANT_KAFKA_PROPERTIES.contains(&k.as_str()) {
+            return Err((
+                k.clone(),
+                "not a tenant's own: a tenant may set only who it is to the cluster (client.id, security.protocol, sasl.*, ssl.keystore.*, ssl.certificate.location, ssl.key.location); the rest belongs in [kafka]".into(),
+            ));
+        }
+    }
+    let mut probe = wafka_producer::ProducerConfig::new();
+    // The cluster may be named on the command line (or be the local broker) instead.
+    probe
+        .set("bootstrap.servers", "localhost:9092")
+        .map_err(|e| (String::new(), e.to_string()))?;
+    for (k, v) in host.iter().chain(own.iter()) {
+        probe.set(k, v).map_err(|e| (k.clone(), e.to_string()))?;
+    }
+    probe
+        .validate()
+        .map_err(|e| (String::new(), e.to_string()))?;
+    let sasl = own.keys().any(|k| k.starts_with("sasl."));
+    let protocol = probe.security.protocol;
+    if sasl && !protocol.sasl() {
+        return Err((
+            String::new(),
+            "SASL credentials need security.protocol=SASL_PLAINTEXT or SASL_SSL (here or in [kafka])".into(),
+        ));
+    }
+    let certificate = own.keys().any(|k| {
+        k.starts_with("ssl.keystore.") || k == "ssl.certificate.location" || k == "ssl.key.location"
+    });
+    if certificate && !protocol.tls() {
+        return Err((
+            String::new(),
+            "a client certificate needs security.protocol=SSL or SASL_SSL (here or in [kafka])"
+                .into(),
+        ));
+    }
+    Ok(KafkaIdentity(own))
 }
 
 /// A tenant or plugin name: it is part of URLs and metric labels.
@@ -607,6 +733,57 @@ config = {{ topic = "acme-x", n = 3 }}
             vec![("n".into(), "3".into()), ("topic".into(), "acme-x".into())]
         );
         assert_eq!(c.http.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn a_tenant_may_have_its_own_identity_and_nothing_else() {
+        let head =
+            "[kafka]\n\"security.protocol\" = \"SASL_SSL\"\n[http]\nlisten = \"127.0.0.1:0\"\n";
+        let tenant = |own: &str| {
+            format!("{head}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n[tenants.a.kafka]\n{own}")
+        };
+        let c = parse(&tenant(
+            "\"sasl.mechanism\" = \"SCRAM-SHA-256\"\n\"sasl.username\" = \"alice\"\n\"sasl.password\" = \"hunter2\"\n\"client.id\" = \"a\"\n",
+        ))
+        .unwrap();
+        let own = &c.tenants["a"].kafka;
+        assert_eq!(own.0["sasl.username"], "alice");
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("(hidden)"),
+            "{shown}"
+        );
+        // Not an identity property: the host's alone.
+        let e = err(&tenant("\"linger.ms\" = 5\n"));
+        assert!(
+            e.contains("`tenants.a.kafka.linger.ms`") && e.contains("[kafka]"),
+            "{e}"
+        );
+        let e = err(&tenant("\"bootstrap.servers\" = \"elsewhere:9092\"\n"));
+        assert!(e.contains("`tenants.a.kafka.bootstrap.servers`"), "{e}");
+        // Checked with the host's settings: credentials need a SASL protocol, and must be
+        // whole; the password never shows.
+        let plain = "[http]\nlisten = \"127.0.0.1:0\"\n[tenants.a]\ntoken_sha256 = \"".to_string()
+            + TOKEN
+            + "\"\ntopics = []\n[tenants.a.kafka]\n\"sasl.username\" = \"alice\"\n\"sasl.password\" = \"hunter2\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n";
+        let e = err(&plain);
+        assert!(
+            e.contains("`tenants.a.kafka`") && e.contains("SASL_PLAINTEXT or SASL_SSL"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = err(&tenant("\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n"));
+        assert!(
+            e.contains("`tenants.a.kafka`") && e.contains("credentials"),
+            "{e}"
+        );
+        let e = err(&tenant(
+            "\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"a\"\n\"sasl.password\" = \"b\"\n\"ssl.keystore.location\" = \"/no/such/key.pem\"\n",
+        ));
+        assert!(
+            e.contains("`tenants.a.kafka") && e.contains("/no/such/key.pem"),
+            "{e}"
+        );
     }
 
     #[test]

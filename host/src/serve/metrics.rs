@@ -10,14 +10,15 @@
 
 use std::sync::Arc;
 
+use crate::serve::producers::Producers;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use wafka_producer::Producer;
 
 /// Labels of a plugin's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,9 +115,10 @@ impl PluginMetrics {
     }
 }
 
-/// The producer's counters, read when scraped.
+/// The producer cores' counters (added up over the host's and the tenant identities'), read
+/// when scraped.
 #[derive(Debug)]
-struct ProducerCollector(Producer);
+struct ProducerCollector(Arc<Producers>);
 
 impl Collector for ProducerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -167,13 +169,20 @@ impl Collector for ProducerCollector {
             let c = ConstCounter::new(v);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
+        let cores = ConstGauge::new(self.0.all().len() as i64);
+        cores.encode(encoder.encode_descriptor(
+            "wafka_producer_cores",
+            "Producer cores: the host's, and one per distinct tenant identity",
+            None,
+            cores.metric_type(),
+        )?)?;
         Ok(())
     }
 }
 
 impl Metrics {
-    /// The families, registered, with `producer`'s counters.
-    pub fn new(producer: &Producer) -> Arc<Metrics> {
+    /// The families, registered, with the producer cores' counters.
+    pub fn new(producers: Arc<Producers>) -> Arc<Metrics> {
         let mut registry = Registry::default();
         let m = Metrics {
             events: Family::default(),
@@ -236,7 +245,7 @@ impl Metrics {
             "HTTP requests answered, by status",
             m.requests.clone(),
         );
-        registry.register_collector(Box::new(ProducerCollector(producer.clone())));
+        registry.register_collector(Box::new(ProducerCollector(producers)));
         Arc::new(Metrics { registry, ..m })
     }
 

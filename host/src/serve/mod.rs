@@ -7,7 +7,8 @@
 //! - [`pool`] keeps one plugin's instances for one tenant;
 //! - [`tenant`] builds the tenants in effect from a config (ACL, limits, quota, memory share,
 //!   pools) and the gate each plugin's publishes pass;
-//! - `server` holds the state (tenants, producer, engine), reloads and drains;
+//! - [`producers`] keeps the producer cores: the host's, and one per tenant identity;
+//! - `server` holds the state (tenants, producers, engine), reloads and drains;
 //! - `http` is the interface.
 //!
 //! It sits on the wasm runtime (`crate::runtime`) and the producer core; nothing below it
@@ -18,9 +19,11 @@ pub mod config;
 mod http;
 pub mod metrics;
 pub mod pool;
+pub mod producers;
 pub mod quota;
 mod server;
 pub mod tenant;
 
 pub use config::{ConfigError, ServeConfig};
+pub use producers::Producers;
 pub use server::{Drained, Reloaded, Server, StartError};

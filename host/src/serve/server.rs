@@ -1,8 +1,8 @@
 //! A serving host: the tenants in effect, the HTTP listener, reload and drain.
 //!
 //! Owns [`Server`] and its shared state: the engine (one for every tenant, with the compile
-//! cache and a pool sized from the tenants' instance limits), the one producer every tenant
-//! publishes through, the tenants (swapped whole by a reload, never edited in place), the
+//! cache and a pool sized from the tenants' instance limits), the producer cores the tenants
+//! publish through ([`Producers`]), the tenants (swapped whole by a reload, never edited in place), the
 //! metrics, and the draining flag with the count of events in progress. It must not parse
 //! requests (see `http`) or know the config file's shape (see `config`).
 
@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::Notify;
-use wafka_producer::Producer;
 
 use crate::runtime::cache::ComponentCache;
 use crate::runtime::engine::{Engine, EngineOptions};
 use crate::serve::config::{ConfigError, HttpConfig, ServeConfig};
 use crate::serve::metrics::Metrics;
+use crate::serve::producers::Producers;
 use crate::serve::tenant::Tenants;
 
 /// Why a server could not start.
@@ -75,7 +75,7 @@ pub(crate) struct State {
     kafka: RwLock<std::collections::BTreeMap<String, String>>,
     tenants: RwLock<Arc<Tenants>>,
     engine: Engine,
-    pub(crate) producer: Producer,
+    pub(crate) producers: Arc<Producers>,
     pub(crate) metrics: Arc<Metrics>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
@@ -137,7 +137,7 @@ impl State {
             Tenants::build(
                 &cfg,
                 &state.engine,
-                &state.producer,
+                &state.producers,
                 &state.metrics,
                 Some(&prev),
                 &state.host_live,
@@ -223,6 +223,15 @@ impl State {
             tenants.took_over();
             *current = Arc::new(tenants);
         }
+        // Identities no tenant has any more: their cores close once the replaced tenants'
+        // last events had the drain timeout to finish.
+        let grace = self
+            .http
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain_timeout;
+        self.producers
+            .retire_unused(config.tenants.values().map(|t| &t.kafka), grace);
         Ok(reloaded)
     }
 }
@@ -261,9 +270,12 @@ pub struct Server {
 
 impl Server {
     /// Loads every tenant's plugins, starts one instance of each, and listens.
-    /// `producer` carries every tenant's records (create it on a runtime of its own:
-    /// [`crate::ProducerRuntime`]).
-    pub async fn start(config: ServeConfig, producer: Producer) -> Result<Server, StartError> {
+    /// `producers` carry the tenants' records: the host's core, and one per tenant identity
+    /// (start them on a runtime of their own: [`crate::ProducerRuntime`]).
+    pub async fn start(
+        config: ServeConfig,
+        producers: Arc<Producers>,
+    ) -> Result<Server, StartError> {
         // Room for every pool twice over: a reload starts new instances while old ones finish.
         let slots = Tenants::instance_slots(&config);
         // (`ServeConfig` refused more than MAX_POOL_SLOTS.)
@@ -277,10 +289,10 @@ impl Server {
             Ok(cache) => engine = engine.with_cache(cache),
             Err(e) => tracing::warn!("not using the compile cache: {e}"),
         }
-        let metrics = Metrics::new(&producer);
+        let metrics = Metrics::new(producers.clone());
         // Compiling blocks this thread: nothing else is being served yet.
         let host_live = Arc::new(AtomicUsize::new(0));
-        let tenants = Tenants::build(&config, &engine, &producer, &metrics, None, &host_live)?;
+        let tenants = Tenants::build(&config, &engine, &producers, &metrics, None, &host_live)?;
         prewarm(&tenants).await;
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
@@ -298,7 +310,7 @@ impl Server {
             kafka: RwLock::new(config.kafka.clone()),
             tenants: RwLock::new(Arc::new(tenants)),
             engine,
-            producer,
+            producers,
             metrics,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -371,7 +383,7 @@ impl Server {
         let events_cut = s.in_flight.load(Ordering::SeqCst);
         let _ = self.stop.send(true);
         let left = deadline.saturating_duration_since(Instant::now());
-        let flushed = s.producer.flush_timeout(left).await.is_ok();
+        let flushed = s.producers.flush_timeout(left).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
         Drained {
             events_cut,

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest;
 use subtle::ConstantTimeEq;
-use wafka_producer::{MemoryShare, Producer};
+use wafka_producer::MemoryShare;
+
+use crate::serve::producers::Producers;
 
 use crate::runtime::acl::TopicAcl;
 use crate::runtime::engine::Engine;
@@ -156,12 +158,13 @@ impl Tenants {
     pub fn build(
         config: &ServeConfig,
         engine: &Engine,
-        producer: &Producer,
+        producers: &Producers,
         metrics: &Metrics,
         previous: Option<&Tenants>,
         host_live: &Arc<std::sync::atomic::AtomicUsize>,
     ) -> Result<Tenants, ConfigError> {
         let file = config.file.display().to_string();
+        let producer = producers.host();
         let buffer_memory = producer.config().buffer_memory;
         // The least a share can be: one whole record, or one batch (a share pays for the
         // batches its records open).
@@ -209,6 +212,15 @@ impl Tenants {
             };
             // All of a tenant's instances, every plugin, share one instance's worth of CPU.
             let cpu_group = old.and_then(|o| o.cpu_group.clone()).unwrap_or_default();
+            // Its identity's producer core (the host's when it has none of its own).
+            let producer =
+                producers
+                    .for_identity(&t.kafka)
+                    .map_err(|message| ConfigError::Invalid {
+                        file: file.clone(),
+                        key: format!("tenants.{name}.kafka"),
+                        message,
+                    })?;
             let mut plugins = BTreeMap::new();
             for (pname, p) in &t.plugins {
                 let metrics = metrics.plugin(name, pname);
