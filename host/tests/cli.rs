@@ -502,3 +502,99 @@ fn run_refuses_a_cache_others_may_write() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `produce` and `run` reach a SASL_SSL cluster with kcat's `-X` names; at debug log level
+/// the password still appears nowhere in what they print.
+#[test]
+fn produce_and_run_over_sasl_ssl_with_x_properties() {
+    use wafka_tests::secure::{secure_broker, Secured, PASSWORD, SCRAM256_USER};
+    let broker = secure_broker(Secured::SaslSsl);
+    let topic = format!("cli-sasl-{}", std::process::id());
+    wafka_tests::create_topic_named(&broker.addr, &topic, 2);
+    let ca = format!("ssl.ca.location={}", broker.ca_file.display());
+    let user = format!("sasl.username={SCRAM256_USER}");
+    let password = format!("sasl.password={PASSWORD}");
+    let security: Vec<&str> = vec![
+        "-X",
+        "security.protocol=SASL_SSL",
+        "-X",
+        "sasl.mechanism=SCRAM-SHA-256",
+        "-X",
+        &user,
+        "-X",
+        &password,
+        "-X",
+        &ca,
+    ];
+    let mut args = vec!["-b", broker.addr.as_str(), "-t", topic.as_str(), "-K", ":"];
+    args.extend_from_slice(&security);
+    let input: String = (0..20).map(|i| format!("k{i}:v{i}\n")).collect();
+    let (ok, err) = support::wafka_at_once("produce", &args, &input, "debug");
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("20 delivered, 0 failed of 20 records"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "the password is in the output");
+
+    let hello = wafka_tests::guest("hello");
+    let config = format!("topic={topic}");
+    let mut args = vec![
+        hello.to_str().unwrap(),
+        "-b",
+        broker.addr.as_str(),
+        "--config",
+        config.as_str(),
+        "--config",
+        "key-delimiter==",
+    ];
+    args.extend_from_slice(&security);
+    let input: String = (0..10).map(|i| format!("r{i}=w{i}\n")).collect();
+    let (ok, err) = run(&args, &input, "debug");
+    assert!(ok, "{err}");
+    assert!(err.contains("10 delivered, 0 failed"), "{err}");
+    assert!(!err.contains(PASSWORD), "the password is in the output");
+    let got = consume_exactly(&broker.addr, &topic, 30, Duration::from_secs(30));
+    assert_eq!(got.len(), 30);
+}
+
+/// A wrong password: `produce` fails fast, non-zero, with the broker's refusal in one line
+/// that names the user and never the password.
+#[test]
+fn produce_with_a_wrong_password_says_so_in_one_line() {
+    use wafka_tests::secure::{secure_broker, Secured, SCRAM512_USER};
+    let broker = secure_broker(Secured::SaslSsl);
+    let ca = format!("ssl.ca.location={}", broker.ca_file.display());
+    let user = format!("sasl.username={SCRAM512_USER}");
+    let started = std::time::Instant::now();
+    let (ok, err) = produce(
+        &[
+            "-b",
+            &broker.addr,
+            "-t",
+            "any-topic",
+            "-X",
+            "security.protocol=SASL_SSL",
+            "-X",
+            "sasl.mechanism=SCRAM-SHA-512",
+            "-X",
+            &user,
+            "-X",
+            "sasl.password=wr0ng-pa55",
+            "-X",
+            &ca,
+        ],
+        "x\n",
+    );
+    let took = started.elapsed();
+    assert!(!ok);
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(err.contains("SASL_AUTHENTICATION_FAILED"), "{err}");
+    assert!(err.contains(SCRAM512_USER), "{err}");
+    assert!(!err.contains("wr0ng-pa55"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("SASL_AUTHENTICATION_FAILED"))
+        .unwrap();
+    assert!(line.len() < 400, "{line}");
+}
