@@ -15,6 +15,8 @@
 //! (a huge length prefix, garbage), dropping connections on Produce. [`Proxy::drop_connections`]
 //! cuts live connections; [`Proxy::set_upstream`] points new connections at another broker
 //! (a restarted one). [`Proxy::set_metadata_hook`] lets a test corrupt Metadata answers.
+//! In front of a SASL_PLAINTEXT broker, [`Proxy::set_session_lifetime`] shortens SASL sessions
+//! (KIP-368) and closes connections used after theirs ended, as a broker does.
 //!
 //! The proxy runs on a runtime of its own (one worker thread), so it keeps working whatever
 //! the test's runtime does, and it stops when dropped.
@@ -28,7 +30,7 @@ use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader,
+    ResponseHeader, SaslAuthenticateResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,6 +89,12 @@ struct Shared {
     metadata_hook: Mutex<Option<MetadataHook>>,
     /// Topics named by the last Metadata request (-1: all topics).
     metadata_topics: AtomicI64,
+    /// The SASL session lifetime the proxy sets (0: the broker's own).
+    session_lifetime_ms: AtomicI64,
+    /// Successful SaslAuthenticate answers passed on.
+    authentications: AtomicU64,
+    /// Requests that came after their connection's session ended (the connection was closed).
+    expired_requests: AtomicU64,
 }
 
 /// A running proxy; stops when dropped.
@@ -150,6 +158,9 @@ impl Proxy {
             leaders: Mutex::new(HashMap::new()),
             metadata_hook: Mutex::new(None),
             metadata_topics: AtomicI64::new(-1),
+            session_lifetime_ms: AtomicI64::new(0),
+            authentications: AtomicU64::new(0),
+            expired_requests: AtomicU64::new(0),
         });
         for (i, listener) in listeners.into_iter().enumerate() {
             let shared = shared.clone();
@@ -251,6 +262,26 @@ impl Proxy {
     pub fn connections(&self, node: i32) -> u64 {
         self.node(node).connections.load(Ordering::Relaxed)
     }
+
+    /// Gives every SASL session this lifetime (KIP-368: SaslAuthenticate's
+    /// `session_lifetime_ms`, rewritten in the broker's answer) and enforces it as a broker
+    /// does: a request other than ApiVersions or SASL's after the session ended closes the
+    /// connection (counted by [`Proxy::expired_requests`]).
+    pub fn set_session_lifetime(&self, lifetime: std::time::Duration) {
+        self.shared
+            .session_lifetime_ms
+            .store(lifetime.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// Successful SASL authentications passed on, every virtual broker together.
+    pub fn authentications(&self) -> u64 {
+        self.shared.authentications.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent on a connection whose SASL session had ended.
+    pub fn expired_requests(&self) -> u64 {
+        self.shared.expired_requests.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Proxy {
@@ -301,12 +332,21 @@ async fn serve(shared: Arc<Shared>, index: usize, client: TcpStream) {
     let mut generation = node.generation.subscribe();
     generation.mark_unchanged();
     let (next_tx, next_rx) = mpsc::unbounded_channel();
+    let session = Session::default();
     tokio::select! {
-        _ = requests(&shared, index, client_read, upstream_write, next_tx) => {}
-        _ = answers(&shared, index, upstream_read, client_write, next_rx) => {}
+        _ = requests(&shared, index, client_read, upstream_write, next_tx, &session) => {}
+        _ = answers(&shared, index, upstream_read, client_write, next_rx, &session) => {}
         _ = generation.changed() => {}
     }
 }
+
+/// When the connection's SASL session ends, if the proxy set a lifetime.
+#[derive(Default)]
+struct Session(Mutex<Option<std::time::Instant>>);
+
+const API_VERSIONS: i16 = 18;
+const SASL_HANDSHAKE: i16 = 17;
+const SASL_AUTHENTICATE: i16 = 36;
 
 /// Reads length-prefixed frames; cancel-safe (bytes read so far stay in the buffer).
 struct Frames {
@@ -356,6 +396,7 @@ async fn requests(
     client: OwnedReadHalf,
     mut upstream: OwnedWriteHalf,
     next: mpsc::UnboundedSender<Next>,
+    session: &Session,
 ) {
     let mut client = Frames::new(client);
     let node = &shared.nodes[index];
@@ -378,6 +419,16 @@ async fn requests(
         }
         let api_key = i16::from_be_bytes([frame[0], frame[1]]);
         let version = i16::from_be_bytes([frame[2], frame[3]]);
+        if ![API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE].contains(&api_key)
+            && session
+                .0
+                .lock()
+                .unwrap()
+                .is_some_and(|end| end <= std::time::Instant::now())
+        {
+            shared.expired_requests.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut action = None;
         if api_key == PRODUCE {
             node.produce_requests.fetch_add(1, Ordering::Relaxed);
@@ -478,6 +529,7 @@ async fn answers(
     upstream: OwnedReadHalf,
     mut client: OwnedWriteHalf,
     mut next: mpsc::UnboundedReceiver<Next>,
+    session: &Session,
 ) {
     let mut upstream = Frames::new(upstream);
     let node = &shared.nodes[index];
@@ -510,6 +562,8 @@ async fn answers(
                         Some(f) => f,
                         None => frame,
                     }
+                } else if api_key == SASL_AUTHENTICATE {
+                    rewrite_authenticate(shared, session, frame.clone(), version).unwrap_or(frame)
                 } else {
                     frame
                 };
@@ -519,6 +573,38 @@ async fn answers(
             }
         }
     }
+}
+
+/// Counts a successful SaslAuthenticate answer and, with a lifetime set, gives the session
+/// that lifetime (the shorter of the broker's and the proxy's).
+fn rewrite_authenticate(
+    shared: &Shared,
+    session: &Session,
+    mut frame: Bytes,
+    version: i16,
+) -> Option<Bytes> {
+    let header_version = <SaslAuthenticateResponse as HeaderVersion>::header_version(version);
+    let header = ResponseHeader::decode(&mut frame, header_version).ok()?;
+    let mut resp = SaslAuthenticateResponse::decode(&mut frame, version).ok()?;
+    if resp.error_code != 0 {
+        return None;
+    }
+    shared.authentications.fetch_add(1, Ordering::Relaxed);
+    let lifetime = shared.session_lifetime_ms.load(Ordering::Relaxed);
+    if lifetime <= 0 || version < 1 {
+        return None;
+    }
+    if resp.session_lifetime_ms <= 0 || resp.session_lifetime_ms > lifetime {
+        resp.session_lifetime_ms = lifetime;
+    }
+    *session.0.lock().unwrap() = Some(
+        std::time::Instant::now()
+            + std::time::Duration::from_millis(resp.session_lifetime_ms as u64),
+    );
+    let mut out = BytesMut::new();
+    header.encode(&mut out, header_version).ok()?;
+    resp.encode(&mut out, version).ok()?;
+    Some(out.freeze())
 }
 
 fn rewrite_metadata(shared: &Shared, mut frame: Bytes, version: i16) -> Option<Bytes> {

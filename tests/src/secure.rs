@@ -126,8 +126,11 @@ pub fn client_config(brokers: &str) -> ClientConfig {
     config
 }
 
-fn registry() -> &'static Mutex<HashMap<String, Vec<(String, String)>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<String, Vec<(String, String)>>>> = OnceLock::new();
+/// librdkafka properties by broker address.
+type Registry = Mutex<HashMap<String, Vec<(String, String)>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
 }
 

@@ -359,3 +359,60 @@ async fn sasl_against_a_listener_without_it_and_the_reverse_say_so() {
         "{text}"
     );
 }
+
+/// KIP-368: when the broker gives SASL sessions a lifetime, connections are authenticated
+/// again before it ends: through a proxy that gives every session 1.5 s and closes a
+/// connection used after its session ended (as a broker does), records sent for 6 s are all
+/// delivered, no request ever comes after its session, and the client authenticated again
+/// and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_sessions_are_renewed_before_the_broker_ends_them() {
+    let broker = secure_broker(Secured::SaslPlaintext);
+    let topic = topic_on(&broker, "kip368", 2);
+    let proxy = wafka_tests::Proxy::start(&broker.addr, 1);
+    proxy.set_session_lifetime(Duration::from_millis(1500));
+    let p = producer(
+        &proxy.bootstrap(),
+        &owned(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+            ("sasl.jaas.config", &jaas(SCRAM256_USER, PASSWORD)),
+            // Metadata is asked for every 300 ms, so the control link is renewed too.
+            ("metadata.max.age.ms", "300"),
+        ]),
+    );
+    let started = Instant::now();
+    let mut deliveries = Vec::new();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        let value = format!("r{n}");
+        deliveries.push(
+            p.send(&Record::new(&topic, value.as_bytes()).partition(n % 2))
+                .await
+                .expect("queued"),
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for d in deliveries {
+        d.await.expect("delivered");
+    }
+    assert_eq!(
+        proxy.expired_requests(),
+        0,
+        "a request came after its session ended"
+    );
+    // Two connections (the sink's, the control link's) over 6 s of 1.5 s sessions.
+    assert!(
+        proxy.authentications() >= 6,
+        "{} authentications",
+        proxy.authentications()
+    );
+    let (addr, t) = (broker.addr.clone(), topic.clone());
+    let got = tokio::task::spawn_blocking(move || {
+        consume_exactly(&addr, &t, n as usize, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.len(), n as usize, "each record exactly once");
+}
