@@ -293,6 +293,9 @@ impl Connection {
                             enabled.join(", ")
                         }
                     )
+                } else if resp.error_code == 34 {
+                    // ILLEGAL_SASL_STATE: what a listener without SASL answers.
+                    "the listener does not take SASL (SaslHandshake answered ILLEGAL_SASL_STATE): for it, security.protocol=PLAINTEXT or SSL".into()
                 } else {
                     format!(
                         "SaslHandshake answered {}",

@@ -160,6 +160,31 @@ impl KafkaIdentity {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether its credentials can be used with `protocol`: SASL credentials need SASL, a
+    /// client certificate needs TLS (else they would silently not be used, and the tenant
+    /// would publish as the host).
+    pub fn fits(
+        &self,
+        protocol: wafka_producer::security::settings::SecurityProtocol,
+    ) -> Result<(), String> {
+        let sasl = self.0.keys().any(|k| k.starts_with("sasl."));
+        if sasl && !protocol.sasl() {
+            return Err("SASL credentials need security.protocol=SASL_PLAINTEXT or SASL_SSL (here or in [kafka])".into());
+        }
+        let certificate = self.0.keys().any(|k| {
+            k.starts_with("ssl.keystore.")
+                || k == "ssl.certificate.location"
+                || k == "ssl.key.location"
+        });
+        if certificate && !protocol.tls() {
+            return Err(
+                "a client certificate needs security.protocol=SSL or SASL_SSL (here or in [kafka])"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for KafkaIdentity {
@@ -570,25 +595,15 @@ fn tenant_kafka(
     probe
         .validate()
         .map_err(|e| (String::new(), e.to_string()))?;
-    let sasl = own.keys().any(|k| k.starts_with("sasl."));
-    let protocol = probe.security.protocol;
-    if sasl && !protocol.sasl() {
-        return Err((
-            String::new(),
-            "SASL credentials need security.protocol=SASL_PLAINTEXT or SASL_SSL (here or in [kafka])".into(),
-        ));
+    let identity = KafkaIdentity(own);
+    // The protocol may come from the command line (-X) instead; then the host checks the fit
+    // when it starts the tenant's core (`Producers::for_identity`).
+    if host.contains_key("security.protocol") || identity.0.contains_key("security.protocol") {
+        identity
+            .fits(probe.security.protocol)
+            .map_err(|m| (String::new(), m))?;
     }
-    let certificate = own.keys().any(|k| {
-        k.starts_with("ssl.keystore.") || k == "ssl.certificate.location" || k == "ssl.key.location"
-    });
-    if certificate && !protocol.tls() {
-        return Err((
-            String::new(),
-            "a client certificate needs security.protocol=SSL or SASL_SSL (here or in [kafka])"
-                .into(),
-        ));
-    }
-    Ok(KafkaIdentity(own))
+    Ok(identity)
 }
 
 /// A tenant or plugin name: it is part of URLs and metric labels.
@@ -763,7 +778,7 @@ config = {{ topic = "acme-x", n = 3 }}
         assert!(e.contains("`tenants.a.kafka.bootstrap.servers`"), "{e}");
         // Checked with the host's settings: credentials need a SASL protocol, and must be
         // whole; the password never shows.
-        let plain = "[http]\nlisten = \"127.0.0.1:0\"\n[tenants.a]\ntoken_sha256 = \"".to_string()
+        let plain = "[kafka]\n\"security.protocol\" = \"PLAINTEXT\"\n[http]\nlisten = \"127.0.0.1:0\"\n[tenants.a]\ntoken_sha256 = \"".to_string()
             + TOKEN
             + "\"\ntopics = []\n[tenants.a.kafka]\n\"sasl.username\" = \"alice\"\n\"sasl.password\" = \"hunter2\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n";
         let e = err(&plain);

@@ -65,6 +65,7 @@ impl Producers {
             config.set(k, v).map_err(|e| e.to_string())?;
         }
         config.validate().map_err(|e| e.to_string())?;
+        identity.fits(config.security.protocol)?;
         let producer = (self.start)(config);
         own.insert(identity.clone(), producer.clone());
         Ok(producer)
