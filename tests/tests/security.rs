@@ -419,3 +419,41 @@ async fn sasl_sessions_are_renewed_before_the_broker_ends_them() {
     .unwrap();
     assert_eq!(got.len(), n as usize, "each record exactly once");
 }
+
+/// KIP-368 with a request in flight when the session ends: the sink stops sending and waits
+/// for the answer before it reconnects, without spinning on the passed renewal time
+/// (measured: this process's CPU time while the answer is held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_waiting_for_answers_does_not_spin() {
+    let broker = secure_broker(Secured::SaslPlaintext);
+    let topic = topic_on(&broker, "kip368-wait", 1);
+    let proxy = wafka_tests::Proxy::start(&broker.addr, 1);
+    proxy.set_session_lifetime(Duration::from_millis(1000));
+    let p = producer(
+        &proxy.bootstrap(),
+        &owned(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+            ("sasl.jaas.config", &jaas(SCRAM256_USER, PASSWORD)),
+        ]),
+    );
+    p.send(&Record::new(&topic, b"first"))
+        .await
+        .unwrap()
+        .await
+        .expect("delivered");
+    // A request in flight whose answer is held past the renewal time (850 ms into the
+    // session).
+    proxy.set_fault(1, wafka_tests::Fault::HoldAnswers);
+    let held = p.send(&Record::new(&topic, b"held")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let cpu = wafka_tests::bench::process_cpu();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let spent = wafka_tests::bench::process_cpu() - cpu;
+    proxy.set_fault(1, wafka_tests::Fault::None);
+    held.await.expect("delivered after the answer came");
+    assert!(
+        spent < Duration::from_millis(300),
+        "{spent:?} of CPU in 1 s while waiting for one answer"
+    );
+}

@@ -387,7 +387,9 @@ impl Sink {
             at(c.batch.created + self.ctx.config.delivery_timeout);
         }
         if let Link::Up(conn, _) = &self.link {
-            if let Some(t) = conn.renew_at() {
+            // Once passed, the renewal waits for the answers in flight, and they wake the
+            // task: a past time here would spin it until they come.
+            if let Some(t) = conn.renew_at().filter(|t| *t > now) {
                 at(t);
             }
         }
