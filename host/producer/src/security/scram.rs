@@ -16,8 +16,10 @@ use crate::security::sasl::{Credentials, Step};
 /// Kafka refuses fewer iterations (`ScramMechanism.minIterations`); so does wafka, so that a
 /// rogue server cannot ask for a password hash that is cheap to attack.
 pub const MIN_ITERATIONS: u32 = 4_096;
-/// And more than this would let a server make a client spin for minutes.
-pub const MAX_ITERATIONS: u32 = 1_000_000;
+/// Nor more than Kafka allows (`ScramMechanism.maxIterations`): a rogue server (nothing
+/// authenticates it before the exchange ends, over SASL_PLAINTEXT) must not make each
+/// connection cost seconds of PBKDF2 on the producer's threads.
+pub const MAX_ITERATIONS: u32 = 16_384;
 
 /// The hash of a SCRAM mechanism.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +283,11 @@ mod tests {
         assert_eq!(step("r=xyz,s=AAAA,i=4096"), ScramError::Nonce);
         assert_eq!(step("r=abc,s=AAAA,i=4096"), ScramError::Nonce);
         assert_eq!(step("r=abcd,s=AAAA,i=1024"), ScramError::Iterations(1024));
+        assert_eq!(step("r=abcd,s=AAAA,i=16385"), ScramError::Iterations(16385));
+        assert_eq!(
+            step("r=abcd,s=AAAA,i=1000000"),
+            ScramError::Iterations(1_000_000)
+        );
         assert_eq!(
             step("e=unknown-user"),
             ScramError::Refused("unknown-user".into())
