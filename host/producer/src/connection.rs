@@ -220,15 +220,25 @@ impl Connection {
                 )
                 .await
                 .map_err(|_| {
-                    // A plain listener reads the ClientHello as the length of a huge request
-                    // and waits for the rest.
-                    tls_err(format!(
+                    // A plain listener may read the ClientHello as the length of a huge
+                    // request and wait for the rest; a slow network looks the same, so this
+                    // is not a refusal.
+                    connect_err(format!(
                         "the broker did not answer the TLS handshake within {} ms: is its listener PLAINTEXT? (security.protocol)",
                         setup_timeout.as_millis()
                     ))
                 })?
                 .map_err(|e| match e {
-                    crate::security::tls::TlsError::Handshake { reason, .. } => tls_err(reason),
+                    crate::security::tls::TlsError::Handshake {
+                        reason,
+                        refused: true,
+                        ..
+                    } => tls_err(reason),
+                    // The connection broke during the handshake (a plain listener hangs up on
+                    // a ClientHello, but so does a broker restarting): sends wait, as Java's.
+                    crate::security::tls::TlsError::Handshake { reason, .. } => {
+                        connect_err(reason)
+                    }
                     other => tls_err(other.to_string()),
                 })?;
                 let (read, write) = tokio::io::split(tls);
@@ -698,7 +708,16 @@ async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc
             }
             Ok(_) => {}
             Err(e) => {
-                let _ = events.send(closed(e.to_string())).await;
+                let event = match crate::security::tls::explain_read(&e) {
+                    // TLS refused something after the handshake (a client certificate,
+                    // under TLS 1.3): as much a refusal as one during it.
+                    Some(reason) => Event::Closed(NetError::Tls {
+                        addr: addr.clone(),
+                        reason,
+                    }),
+                    None => closed(e.to_string()),
+                };
+                let _ = events.send(event).await;
                 return;
             }
         }

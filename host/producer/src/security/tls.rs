@@ -43,6 +43,10 @@ pub enum TlsError {
         addr: String,
         /// Why, in words a user can act on.
         reason: String,
+        /// Whether TLS itself refused (a certificate, an alert, a peer that does not speak
+        /// TLS): trying again will not help. Otherwise the connection broke (EOF, reset),
+        /// which a broker restarting also does.
+        refused: bool,
     },
 }
 
@@ -116,6 +120,7 @@ pub async fn handshake(
     let name = ServerName::try_from(host.clone()).map_err(|_| TlsError::Handshake {
         addr: addr.to_string(),
         reason: format!("`{host}` is not a host name or address"),
+        refused: true,
     })?;
     TlsConnector::from(config)
         .connect(name, tcp)
@@ -123,15 +128,56 @@ pub async fn handshake(
         .map_err(|e| TlsError::Handshake {
             addr: addr.to_string(),
             reason: explain(&e, &host),
+            refused: refusal(&e),
         })
+}
+
+/// The TLS error inside an I/O error from a TLS stream, if it is one.
+fn tls_error(e: &std::io::Error) -> Option<rustls::Error> {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .cloned()
+}
+
+/// Whether an I/O error from a TLS stream is TLS refusing (rather than the connection
+/// breaking).
+pub fn refusal(e: &std::io::Error) -> bool {
+    tls_error(e).is_some()
+}
+
+/// An error reading from an established TLS stream, in words: an alert from the broker
+/// (under TLS 1.3 a refused client certificate arrives only now, with the first answer) says
+/// what it refused.
+pub fn explain_read(e: &std::io::Error) -> Option<String> {
+    match tls_error(e)? {
+        rustls::Error::AlertReceived(a) => Some(alert_words(a)),
+        other => Some(other.to_string()),
+    }
+}
+
+/// What a TLS alert from the broker means for the user.
+fn alert_words(a: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    match a {
+        A::CertificateRequired => "the broker requires a client certificate (ssl.keystore.location, or ssl.certificate.location and ssl.key.location)".into(),
+        // A client certificate from a CA the broker does not know comes back as one of these
+        // (DecryptError when the stranger CA has the same name as a trusted one).
+        A::UnknownCA
+        | A::BadCertificate
+        | A::CertificateUnknown
+        | A::CertificateExpired
+        | A::CertificateRevoked
+        | A::UnsupportedCertificate
+        | A::DecryptError => format!(
+            "the broker refused our client certificate ({a:?}): is it signed by a CA the broker trusts, and valid?"
+        ),
+        other => format!("the broker ended TLS with an alert ({other:?})"),
+    }
 }
 
 /// A handshake error in words a user can act on.
 fn explain(e: &std::io::Error, host: &str) -> String {
-    let inner = e
-        .get_ref()
-        .and_then(|i| i.downcast_ref::<rustls::Error>())
-        .cloned();
+    let inner = tls_error(e);
     match inner {
         Some(rustls::Error::InvalidCertificate(c)) => match c {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {
@@ -148,7 +194,7 @@ fn explain(e: &std::io::Error, host: &str) -> String {
         Some(rustls::Error::InvalidMessage(_)) | Some(rustls::Error::InappropriateMessage { .. }) => {
             "the broker did not answer in TLS: is its listener PLAINTEXT? (security.protocol)".into()
         }
-        Some(rustls::Error::AlertReceived(a)) => format!("the broker refused the handshake ({a:?})"),
+        Some(rustls::Error::AlertReceived(a)) => alert_words(a),
         Some(other) => other.to_string(),
         None if matches!(
             e.kind(),
@@ -373,6 +419,94 @@ mod tests {
             e.contains("PLAINTEXT") || e.contains("is its listener TLS"),
             "{e}"
         );
+    }
+
+    /// A TLS echo server that requires a client certificate signed by `client_ca`.
+    async fn mtls_server(pki: &Pki, client_ca: &str) -> String {
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut s) = acceptor.accept(tcp).await {
+                        let mut buf = [0u8; 5];
+                        if s.read_exact(&mut buf).await.is_ok() {
+                            let _ = s.write_all(&buf).await;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A client certificate (PEM chain, PEM key) signed by a fresh CA; returns the CA too.
+    fn client_identity() -> (String, String, String) {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["tenant-a".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (ca.pem(), cert.pem(), key.serialize_pem())
+    }
+
+    /// Mutual TLS: the right client certificate connects; none, or one from a CA the broker
+    /// does not trust, is refused in words. Under TLS 1.3 the client's handshake ends before
+    /// the server checks the certificate: the refusal comes with the first read.
+    #[tokio::test]
+    async fn mutual_tls_connects_and_a_refused_client_certificate_says_so() {
+        let pki = pki(&["127.0.0.1"]);
+        let (client_ca, chain, key) = client_identity();
+        let addr = mtls_server(&pki, &client_ca).await;
+        let mut s = settings(Some(&pki.ca_pem), true);
+        s.client_chain = Some(Pem::Inline(chain));
+        s.client_key = Some(Pem::Inline(key));
+        connect(&s, &addr).await.unwrap();
+
+        async fn first_read(s: &TlsSettings, addr: &str) -> String {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let words = match handshake(client_config(s).unwrap(), addr, tcp).await {
+                Err(e) => return e.to_string(),
+                Ok(mut t) => {
+                    let _ = t.write_all(b"hello").await;
+                    let mut back = [0u8; 5];
+                    let e = t.read_exact(&mut back).await.unwrap_err();
+                    explain_read(&e)
+                }
+            };
+            words.unwrap_or_default()
+        }
+        let none = settings(Some(&pki.ca_pem), true);
+        let e = first_read(&none, &addr).await;
+        assert!(e.contains("requires a client certificate"), "{e}");
+        let (_, other_chain, other_key) = client_identity();
+        let mut stranger = settings(Some(&pki.ca_pem), true);
+        stranger.client_chain = Some(Pem::Inline(other_chain));
+        stranger.client_key = Some(Pem::Inline(other_key));
+        let e = first_read(&stranger, &addr).await;
+        assert!(e.contains("refused our client certificate"), "{e}");
     }
 
     #[test]
