@@ -1228,5 +1228,17 @@ async fn tenants_publish_with_their_own_credentials() {
     assert!(got
         .iter()
         .all(|c| c.key.as_deref() != Some(b"gamma".as_slice())));
+
+    // A reload keeps beta alone: the cores of the identities no tenant has any more close
+    // after the drain timeout, and the counters they carried do not go down.
+    let head = &text[..text.find("[tenants.").unwrap()];
+    let beta_only = head.replace("[http]\n", "[http]\ndrain_timeout_ms = 300\n")
+        + &tenant("beta", &["*"], "autoflush = \"on\"")
+            .replace("PROBE", &guest("probe").display().to_string());
+    std::fs::write(s.dir.join("serve.toml"), &beta_only).unwrap();
+    let r = s.server.reload().await.expect("reloaded");
+    assert_eq!((r.tenants, r.kept, r.removed), (1, 1, 3), "{r:?}");
+    wait_for_metric(&s, "wafka_producer_cores 1").await;
+    wait_for_metric(&s, "wafka_producer_records_acked_total 30").await;
     s.server.drain(Duration::from_secs(10)).await;
 }

@@ -470,6 +470,34 @@ impl ProducerConfig {
         self.explicit.contains_key(name)
     }
 
+    /// Forgets the SASL credentials (`sasl.jaas.config`, `sasl.username`, `sasl.password`),
+    /// so that others can be set without inheriting any part of these: a tenant's identity
+    /// laid over the host's config must not keep the host's password.
+    pub fn clear_sasl_credentials(&mut self) {
+        self.security.credentials = None;
+        self.security.jaas_module = None;
+        self.sasl_user = (None, None);
+        for k in ["sasl.jaas.config", "sasl.username", "sasl.password"] {
+            self.explicit.remove(k);
+        }
+    }
+
+    /// Forgets the client certificate and key (`ssl.keystore.*`, `ssl.certificate.location`,
+    /// `ssl.key.location`), for the same reason.
+    pub fn clear_client_certificate(&mut self) {
+        self.security.tls.client_chain = None;
+        self.security.tls.client_key = None;
+        for k in [
+            "ssl.keystore.location",
+            "ssl.keystore.certificate.chain",
+            "ssl.keystore.key",
+            "ssl.certificate.location",
+            "ssl.key.location",
+        ] {
+            self.explicit.remove(k);
+        }
+    }
+
     /// The properties the user set, as given.
     pub fn explicit_properties(&self) -> impl Iterator<Item = (&str, &str)> {
         self.explicit.iter().map(|(k, v)| (k.as_str(), v.as_str()))

@@ -161,29 +161,54 @@ impl KafkaIdentity {
         self.0.is_empty()
     }
 
-    /// Whether its credentials can be used with `protocol`: SASL credentials need SASL, a
-    /// client certificate needs TLS (else they would silently not be used, and the tenant
-    /// would publish as the host).
-    pub fn fits(
+    /// The producer config of this identity: `base` (the host's) without its credentials
+    /// where this identity has its own (no part of the host's, a password say, is inherited),
+    /// with this identity's properties over it, checked. With `check_protocol`, its
+    /// credentials must also fit the protocol in force: SASL credentials need SASL, a client
+    /// certificate TLS, and under SASL a certificate alone is refused (the broker knows a SASL
+    /// client by its user: it would publish as the host's).
+    pub fn apply(
         &self,
-        protocol: wafka_producer::security::settings::SecurityProtocol,
-    ) -> Result<(), String> {
-        let sasl = self.0.keys().any(|k| k.starts_with("sasl."));
-        if sasl && !protocol.sasl() {
-            return Err("SASL credentials need security.protocol=SASL_PLAINTEXT or SASL_SSL (here or in [kafka])".into());
-        }
+        base: &wafka_producer::ProducerConfig,
+        check_protocol: bool,
+    ) -> Result<wafka_producer::ProducerConfig, (String, String)> {
+        const SASL_CREDENTIALS: [&str; 3] = ["sasl.jaas.config", "sasl.username", "sasl.password"];
+        let sasl = self
+            .0
+            .keys()
+            .any(|k| SASL_CREDENTIALS.contains(&k.as_str()));
         let certificate = self.0.keys().any(|k| {
             k.starts_with("ssl.keystore.")
                 || k == "ssl.certificate.location"
                 || k == "ssl.key.location"
         });
-        if certificate && !protocol.tls() {
-            return Err(
-                "a client certificate needs security.protocol=SSL or SASL_SSL (here or in [kafka])"
-                    .into(),
-            );
+        let mut config = base.clone();
+        if sasl {
+            config.clear_sasl_credentials();
         }
-        Ok(())
+        if certificate {
+            config.clear_client_certificate();
+        }
+        for (k, v) in &self.0 {
+            config.set(k, v).map_err(|e| (k.clone(), e.to_string()))?;
+        }
+        if check_protocol {
+            let protocol = config.security.protocol;
+            let whole = |m: &str| Err((String::new(), m.to_string()));
+            if self.0.keys().any(|k| k.starts_with("sasl.")) && !protocol.sasl() {
+                return whole("SASL settings need security.protocol=SASL_PLAINTEXT or SASL_SSL (here or in [kafka])");
+            }
+            if certificate && !protocol.tls() {
+                return whole("a client certificate needs security.protocol=SSL or SASL_SSL (here or in [kafka])");
+            }
+            if certificate && protocol.sasl() && !sasl {
+                return whole("under SASL the broker knows a client by its SASL user, so a client certificate alone would publish as the host's user: give the tenant SASL credentials too");
+            }
+        }
+        config
+            .validate()
+            .map_err(|e| (String::new(), e.to_string()))?;
+        Ok(config)
     }
 }
 
@@ -589,20 +614,15 @@ fn tenant_kafka(
     probe
         .set("bootstrap.servers", "localhost:9092")
         .map_err(|e| (String::new(), e.to_string()))?;
-    for (k, v) in host.iter().chain(own.iter()) {
+    for (k, v) in host {
         probe.set(k, v).map_err(|e| (k.clone(), e.to_string()))?;
     }
-    probe
-        .validate()
-        .map_err(|e| (String::new(), e.to_string()))?;
     let identity = KafkaIdentity(own);
     // The protocol may come from the command line (-X) instead; then the host checks the fit
     // when it starts the tenant's core (`Producers::for_identity`).
-    if host.contains_key("security.protocol") || identity.0.contains_key("security.protocol") {
-        identity
-            .fits(probe.security.protocol)
-            .map_err(|m| (String::new(), m))?;
-    }
+    let named =
+        host.contains_key("security.protocol") || identity.0.contains_key("security.protocol");
+    identity.apply(&probe, named)?;
     Ok(identity)
 }
 
@@ -792,6 +812,20 @@ config = {{ topic = "acme-x", n = 3 }}
             e.contains("`tenants.a.kafka`") && e.contains("credentials"),
             "{e}"
         );
+        // Nothing of the host's credentials is inherited: a tenant giving only a user name
+        // does not get the host's password, and a certificate alone under SASL would
+        // publish as the host's user.
+        let host_user = "[kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"host\"\n\"sasl.password\" = \"host-secret\"\n[http]\nlisten = \"127.0.0.1:0\"\n[tenants.a]\ntoken_sha256 = \"".to_string()
+            + TOKEN
+            + "\"\ntopics = []\n[tenants.a.kafka]\n";
+        let e = err(&(host_user.clone() + "\"sasl.username\" = \"tenant\"\n"));
+        assert!(
+            e.contains("`tenants.a.kafka`") && e.contains("credentials"),
+            "{e}"
+        );
+        assert!(!e.contains("host-secret"), "{e}");
+        let e = err(&(host_user + "\"ssl.keystore.location\" = \"/etc/tenant.pem\"\n"));
+        assert!(e.contains("publish as the host's user"), "{e}");
         let e = err(&tenant(
             "\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"a\"\n\"sasl.password\" = \"b\"\n\"ssl.keystore.location\" = \"/no/such/key.pem\"\n",
         ));

@@ -23,7 +23,19 @@ pub type StartProducer = Arc<dyn Fn(ProducerConfig) -> Producer + Send + Sync>;
 pub struct Producers {
     host: Producer,
     start: StartProducer,
-    own: Mutex<BTreeMap<KafkaIdentity, Producer>>,
+    cores: Arc<Mutex<Cores>>,
+}
+
+#[derive(Default)]
+struct Cores {
+    /// In use by the tenants in effect.
+    own: BTreeMap<KafkaIdentity, Producer>,
+    /// Left unused by a reload, closing after the grace time; still flushed and closed with
+    /// the others, and counted.
+    retiring: Vec<(u64, Producer)>,
+    next: u64,
+    /// The counters of cores closed, so that the sums never go down.
+    retired: ProducerStats,
 }
 
 impl std::fmt::Debug for Producers {
@@ -41,8 +53,12 @@ impl Producers {
         Producers {
             host,
             start,
-            own: Mutex::new(BTreeMap::new()),
+            cores: Arc::default(),
         }
+    }
+
+    fn cores(&self) -> std::sync::MutexGuard<'_, Cores> {
+        self.cores.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The host's own core.
@@ -51,75 +67,84 @@ impl Producers {
     }
 
     /// The core for `identity`, started on first use. The config file was checked already, so
-    /// an error here is rare (a key file that went away since).
+    /// an error here is rare (a key file that went away since, a protocol set by `-X`).
     pub fn for_identity(&self, identity: &KafkaIdentity) -> Result<Producer, String> {
         if identity.is_empty() {
             return Ok(self.host.clone());
         }
-        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = own.get(identity) {
+        let mut cores = self.cores();
+        if let Some(p) = cores.own.get(identity) {
             return Ok(p.clone());
         }
-        let mut config = self.host.config().clone();
-        for (k, v) in &identity.0 {
-            config.set(k, v).map_err(|e| e.to_string())?;
-        }
-        config.validate().map_err(|e| e.to_string())?;
-        identity.fits(config.security.protocol)?;
+        let config = identity.apply(self.host.config(), true).map_err(|(k, m)| {
+            if k.is_empty() {
+                m
+            } else {
+                format!("{k}: {m}")
+            }
+        })?;
         let producer = (self.start)(config);
-        own.insert(identity.clone(), producer.clone());
+        cores.own.insert(identity.clone(), producer.clone());
         Ok(producer)
     }
 
-    /// Every core, the host's first.
+    /// Every live core, the host's first (retiring ones included).
     pub fn all(&self) -> Vec<Producer> {
-        let own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        let cores = self.cores();
         std::iter::once(self.host.clone())
-            .chain(own.values().cloned())
+            .chain(cores.own.values().cloned())
+            .chain(cores.retiring.iter().map(|(_, p)| p.clone()))
             .collect()
     }
 
-    /// Closes, after `grace`, the cores of identities no tenant in `in_use` has (a reload
-    /// replaced or removed their tenants, whose last events may still be publishing).
+    /// Retires the cores of identities no tenant in `in_use` has (a reload replaced or removed
+    /// their tenants, or a failed reload started them): each closes after `grace`, so the
+    /// events of replaced tenants finish first; until then it is flushed, closed and counted
+    /// with the others.
     pub fn retire_unused<'a>(
         &self,
         in_use: impl IntoIterator<Item = &'a KafkaIdentity>,
         grace: Duration,
     ) {
         let in_use: Vec<&KafkaIdentity> = in_use.into_iter().collect();
-        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
-        let unused: Vec<KafkaIdentity> = own
+        let mut cores = self.cores();
+        let unused: Vec<KafkaIdentity> = cores
+            .own
             .keys()
             .filter(|k| !in_use.contains(k))
             .cloned()
             .collect();
         for identity in unused {
-            if let Some(p) = own.remove(&identity) {
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    let _ = p.close_timeout(grace).await;
-                });
-            }
+            let Some(p) = cores.own.remove(&identity) else {
+                continue;
+            };
+            let id = cores.next;
+            cores.next += 1;
+            cores.retiring.push((id, p.clone()));
+            let shared = self.cores.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let _ = p.close_timeout(grace).await;
+                let mut cores = shared.lock().unwrap_or_else(|e| e.into_inner());
+                cores.retiring.retain(|(i, _)| *i != id);
+                let closed = p.stats();
+                add(&mut cores.retired, &closed);
+            });
         }
     }
 
-    /// Every core's counters, added up.
+    /// Every core's counters, added up (closed ones' included).
     pub fn stats(&self) -> ProducerStats {
-        let mut sum = ProducerStats::default();
-        for p in self.all() {
+        // One lock for both: a core moving from retiring to retired is counted once.
+        let cores = self.cores();
+        let mut sum = cores.retired;
+        let live = std::iter::once(&self.host)
+            .chain(cores.own.values())
+            .chain(cores.retiring.iter().map(|(_, p)| p));
+        for p in live {
             let s = p.stats();
-            sum.produce_requests += s.produce_requests;
-            sum.batches_acked += s.batches_acked;
-            sum.records_acked += s.records_acked;
-            sum.records_failed += s.records_failed;
-            sum.retries += s.retries;
-            sum.metadata_requests += s.metadata_requests;
+            add(&mut sum, &s);
             sum.metadata_topics += s.metadata_topics;
-            sum.connections += s.connections;
-            sum.producer_ids += s.producer_ids;
-            sum.epoch_bumps += s.epoch_bumps;
-            sum.splits += s.splits;
-            sum.callback_panics += s.callback_panics;
         }
         sum
     }
@@ -141,4 +166,19 @@ impl Producers {
         }
         set.join_all().await.into_iter().all(|ok| ok)
     }
+}
+
+/// Adds `b`'s counters to `a` (not `metadata_topics`, which is a current count).
+fn add(a: &mut ProducerStats, b: &ProducerStats) {
+    a.produce_requests += b.produce_requests;
+    a.batches_acked += b.batches_acked;
+    a.records_acked += b.records_acked;
+    a.records_failed += b.records_failed;
+    a.retries += b.retries;
+    a.metadata_requests += b.metadata_requests;
+    a.connections += b.connections;
+    a.producer_ids += b.producer_ids;
+    a.epoch_bumps += b.epoch_bumps;
+    a.splits += b.splits;
+    a.callback_panics += b.callback_panics;
 }

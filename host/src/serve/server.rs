@@ -122,6 +122,22 @@ impl State {
     /// over. On an error, nothing changes.
     pub(crate) async fn reload(self: &Arc<Self>) -> Result<Reloaded, ConfigError> {
         let _one = self.reloading.lock().await;
+        let result = self.reload_locked().await;
+        if result.is_err() {
+            // Producer cores the failed reload started for new identities close again.
+            let current = self.tenants();
+            let grace = self
+                .http
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain_timeout;
+            self.producers
+                .retire_unused(current.iter().map(|t| &t.config.kafka), grace);
+        }
+        result
+    }
+
+    async fn reload_locked(self: &Arc<Self>) -> Result<Reloaded, ConfigError> {
         let file = self.file.clone();
         let config = tokio::task::spawn_blocking(move || ServeConfig::load(&file))
             .await
