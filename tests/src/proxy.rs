@@ -273,7 +273,7 @@ impl Proxy {
             .store(lifetime.as_millis() as i64, Ordering::Relaxed);
     }
 
-    /// Successful SASL authentications passed on, every virtual broker together.
+    /// Connections that authenticated with SASL, every virtual broker together.
     pub fn authentications(&self) -> u64 {
         self.shared.authentications.load(Ordering::Relaxed)
     }
@@ -340,9 +340,13 @@ async fn serve(shared: Arc<Shared>, index: usize, client: TcpStream) {
     }
 }
 
-/// When the connection's SASL session ends, if the proxy set a lifetime.
+/// A connection's SASL session: when it ends (if the proxy set a lifetime), and whether it
+/// was counted as authenticated.
 #[derive(Default)]
-struct Session(Mutex<Option<std::time::Instant>>);
+struct Session(
+    Mutex<Option<std::time::Instant>>,
+    std::sync::atomic::AtomicBool,
+);
 
 const API_VERSIONS: i16 = 18;
 const SASL_HANDSHAKE: i16 = 17;
@@ -589,7 +593,10 @@ fn rewrite_authenticate(
     if resp.error_code != 0 {
         return None;
     }
-    shared.authentications.fetch_add(1, Ordering::Relaxed);
+    // Once per connection (SCRAM answers twice without an error).
+    if !session.1.swap(true, Ordering::Relaxed) {
+        shared.authentications.fetch_add(1, Ordering::Relaxed);
+    }
     let lifetime = shared.session_lifetime_ms.load(Ordering::Relaxed);
     if lifetime <= 0 || version < 1 {
         return None;

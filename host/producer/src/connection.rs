@@ -60,6 +60,9 @@ pub enum NetError {
     Auth {
         /// `host:port`
         addr: String,
+        /// Kafka's error code for it: SASL_AUTHENTICATION_FAILED (58),
+        /// UNSUPPORTED_SASL_MECHANISM (33), ILLEGAL_SASL_STATE (34), …
+        code: i16,
         /// The broker's answer (never a secret).
         reason: String,
     },
@@ -281,8 +284,9 @@ impl Connection {
         credentials: &Credentials,
         timeout: Duration,
     ) -> Result<(), NetError> {
-        let auth = |conn: &Connection, reason: String| NetError::Auth {
+        let auth = |conn: &Connection, code: i16, reason: String| NetError::Auth {
             addr: conn.addr.clone(),
+            code,
             reason,
         };
         let version = self.version::<SaslHandshakeRequest>(1)?;
@@ -293,6 +297,7 @@ impl Connection {
             let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
             return Err(auth(
                 self,
+                resp.error_code,
                 if resp.error_code == 33 {
                     format!(
                         "the broker does not enable {} (it enables: {})",
@@ -324,6 +329,7 @@ impl Connection {
             if resp.error_code != 0 {
                 return Err(auth(
                     self,
+                    resp.error_code,
                     format!(
                         "{} with {}: {}",
                         crate::error::kafka_error_name(resp.error_code),
@@ -342,7 +348,9 @@ impl Connection {
             match client.step(&resp.auth_bytes) {
                 Ok(Step::Send(next)) => out = next,
                 Ok(Step::Done) => return Ok(()),
-                Err(e) => return Err(auth(self, e.to_string())),
+                // A refusal inside the exchange (SCRAM's `e=`) or a server that cannot prove
+                // it knows the password: Kafka's SASL_AUTHENTICATION_FAILED.
+                Err(e) => return Err(auth(self, 58, e.to_string())),
             }
         }
     }

@@ -345,7 +345,10 @@ impl Core {
         };
         let meta = meta.map_err(|refused| ProduceError::Refused {
             topic: topic.to_string(),
-            tls: matches!(refused, NetError::Tls { .. }),
+            code: match refused {
+                NetError::Auth { code, .. } => Some(code),
+                _ => None,
+            },
             reason: refused.to_string(),
         })?;
         match meta {

@@ -106,8 +106,9 @@ pub enum ProduceError {
     Refused {
         /// Topic name.
         topic: String,
-        /// Whether TLS failed (else SASL).
-        tls: bool,
+        /// Kafka's error code when SASL refused (SASL_AUTHENTICATION_FAILED,
+        /// UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE); `None` when TLS failed.
+        code: Option<i16>,
         /// What the broker or the handshake said (never a secret).
         reason: String,
     },

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 
-use wafka_producer::{Delivery, ProduceError};
+use wafka_producer::{kafka_error_name, Delivery, ProduceError};
 use wasmtime::StoreContextMut;
 
 use crate::runtime::bindings::{BrokerError, DeliveryReport, ProduceError as GuestError, Receipt};
@@ -238,14 +238,17 @@ pub(crate) fn guest_error(e: ProduceError) -> GuestError {
             code,
             message,
         }),
-        // Kafka has a code for SASL's refusal only; a TLS failure never reaches a broker.
-        ProduceError::Refused { tls, .. } => GuestError::Broker(BrokerError {
-            name: if tls {
-                "SSL_HANDSHAKE_FAILED".into()
-            } else {
-                "SASL_AUTHENTICATION_FAILED".into()
-            },
-            code: if tls { -1 } else { 58 },
+        // SASL's refusals carry Kafka's code; a TLS failure never reached a broker.
+        ProduceError::Refused {
+            code: Some(code), ..
+        } => GuestError::Broker(BrokerError {
+            name: kafka_error_name(code),
+            code,
+            message: Some(text),
+        }),
+        ProduceError::Refused { code: None, .. } => GuestError::Broker(BrokerError {
+            name: "SSL_HANDSHAKE_FAILED".into(),
+            code: -1,
             message: Some(text),
         }),
         ProduceError::Fatal(m) => GuestError::Broker(BrokerError {
