@@ -1238,7 +1238,23 @@ async fn tenants_publish_with_their_own_credentials() {
     std::fs::write(s.dir.join("serve.toml"), &beta_only).unwrap();
     let r = s.server.reload().await.expect("reloaded");
     assert_eq!((r.tenants, r.kept, r.removed), (1, 1, 3), "{r:?}");
-    wait_for_metric(&s, "wafka_producer_cores 1").await;
-    wait_for_metric(&s, "wafka_producer_records_acked_total 30").await;
+    wait_for_metric(&s, "wafka_producer_cores 1\n").await;
+    wait_for_metric(&s, "wafka_producer_records_acked_total 30\n").await;
+
+    // A reload that fails after it started a core for a new identity (the tenant's plugin is
+    // not a component) changes nothing: that core is retired too.
+    let junk = s.dir.join("junk.wasm");
+    std::fs::write(&junk, b"not a component").unwrap();
+    let epsilon = tenant("epsilon", &["*"], "")
+        .replace("PROBE", &junk.display().to_string())
+        .replacen(
+            "[[tenants.",
+            &format!("{}\n[[tenants.", own_256.replace("NAME", "epsilon")),
+            1,
+        );
+    std::fs::write(s.dir.join("serve.toml"), beta_only.clone() + &epsilon).unwrap();
+    let e = s.server.reload().await.expect_err("a plugin that is not a component");
+    assert!(e.to_string().contains("tenants.epsilon"), "{e}");
+    wait_for_metric(&s, "wafka_producer_cores 1\n").await;
     s.server.drain(Duration::from_secs(10)).await;
 }

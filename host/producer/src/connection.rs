@@ -26,6 +26,9 @@ use tokio::task::AbortHandle;
 /// Largest answer a producer accepts (librdkafka's `receive.message.max.bytes` default).
 pub(crate) const MAX_ANSWER: usize = 100_000_000;
 
+/// The soonest a connection is renewed after it authenticated (KIP-368).
+const MIN_RENEWAL: Duration = Duration::from_secs(1);
+
 /// What went wrong talking to a broker. Every variant means the connection is gone (or was
 /// never there), so a request on it may be retried on a new one.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -343,7 +346,10 @@ impl Connection {
             }
             if resp.session_lifetime_ms > 0 {
                 let lifetime = Duration::from_millis(resp.session_lifetime_ms as u64);
-                self.renew_at = Some(std::time::Instant::now() + lifetime.mul_f64(0.85));
+                // Never sooner than a second: a broker (or a rogue one over SASL_PLAINTEXT)
+                // giving tiny sessions must not make every request a new connection.
+                let renew = lifetime.mul_f64(0.85).max(MIN_RENEWAL);
+                self.renew_at = Some(std::time::Instant::now() + renew);
             }
             match client.step(&resp.auth_bytes) {
                 Ok(Step::Send(next)) => out = next,
@@ -667,6 +673,7 @@ async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc
         })
     };
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut answered = false;
     loop {
         let need = if buf.len() >= 4 {
             let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
@@ -693,6 +700,7 @@ async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc
             if buf.len() >= 4 + len {
                 buf.advance(4);
                 let frame = buf.split_to(len).freeze();
+                answered = true;
                 if events.send(Event::Answer(frame)).await.is_err() {
                     return;
                 }
@@ -717,12 +725,13 @@ async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc
             Ok(_) => {}
             Err(e) => {
                 let event = match crate::security::tls::explain_read(&e) {
-                    // TLS refused something after the handshake (a client certificate,
-                    // under TLS 1.3): as much a refusal as one during it.
-                    Some(reason) => Event::Closed(NetError::Tls {
+                    // Our client certificate refused before any answer (TLS 1.3): as much a
+                    // refusal as one during the handshake.
+                    Some((reason, true)) if !answered => Event::Closed(NetError::Tls {
                         addr: addr.clone(),
                         reason,
                     }),
+                    Some((reason, _)) => closed(reason),
                     None => closed(e.to_string()),
                 };
                 let _ = events.send(event).await;

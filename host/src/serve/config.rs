@@ -177,11 +177,20 @@ impl KafkaIdentity {
             .0
             .keys()
             .any(|k| SASL_CREDENTIALS.contains(&k.as_str()));
+        // (`ssl.keystore.type` names no certificate.)
         let certificate = self.0.keys().any(|k| {
-            k.starts_with("ssl.keystore.")
-                || k == "ssl.certificate.location"
-                || k == "ssl.key.location"
+            matches!(
+                k.as_str(),
+                "ssl.keystore.location"
+                    | "ssl.keystore.certificate.chain"
+                    | "ssl.keystore.key"
+                    | "ssl.certificate.location"
+                    | "ssl.key.location"
+            )
         });
+        // Anything but client.id says who the tenant is to the cluster: then it must say it
+        // whole, or it would publish as the host's principal.
+        let principal = self.0.keys().any(|k| k != "client.id");
         let mut config = base.clone();
         if sasl {
             config.clear_sasl_credentials();
@@ -201,8 +210,14 @@ impl KafkaIdentity {
             if certificate && !protocol.tls() {
                 return whole("a client certificate needs security.protocol=SSL or SASL_SSL (here or in [kafka])");
             }
-            if certificate && protocol.sasl() && !sasl {
-                return whole("under SASL the broker knows a client by its SASL user, so a client certificate alone would publish as the host's user: give the tenant SASL credentials too");
+            if principal && protocol.sasl() && !sasl {
+                return whole("under SASL the broker knows a client by its SASL user: give the tenant its own credentials (sasl.jaas.config, or sasl.username and sasl.password), or it would publish as the host's user");
+            }
+            if principal && protocol.tls() && !protocol.sasl() && !certificate {
+                return whole("under SSL the broker knows a client by its certificate: give the tenant its own (ssl.keystore.location, …), or it would publish as the host's");
+            }
+            if principal && !protocol.tls() && !protocol.sasl() {
+                return whole("under PLAINTEXT the broker knows no users: a tenant may only have its own client.id");
             }
         }
         config
@@ -824,8 +839,19 @@ config = {{ topic = "acme-x", n = 3 }}
             "{e}"
         );
         assert!(!e.contains("host-secret"), "{e}");
-        let e = err(&(host_user + "\"ssl.keystore.location\" = \"/etc/tenant.pem\"\n"));
+        let e = err(&(host_user.clone() + "\"ssl.keystore.location\" = \"/etc/tenant.pem\"\n"));
         assert!(e.contains("publish as the host's user"), "{e}");
+        // A mechanism (or a protocol) alone is no identity either; client.id alone is one
+        // (the broker's client-id quotas).
+        let e = err(&(host_user.clone() + "\"sasl.mechanism\" = \"SCRAM-SHA-256\"\n"));
+        assert!(e.contains("publish as the host's user"), "{e}");
+        let c = parse(&(host_user + "\"client.id\" = \"tenant-a\"\n")).unwrap();
+        assert_eq!(c.tenants["a"].kafka.0["client.id"], "tenant-a");
+        let ssl = "[kafka]\n\"security.protocol\" = \"SSL\"\n[http]\nlisten = \"127.0.0.1:0\"\n[tenants.a]\ntoken_sha256 = \"".to_string()
+            + TOKEN
+            + "\"\ntopics = []\n[tenants.a.kafka]\n\"ssl.keystore.type\" = \"PEM\"\n";
+        let e = err(&ssl);
+        assert!(e.contains("knows a client by its certificate"), "{e}");
         let e = err(&tenant(
             "\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"a\"\n\"sasl.password\" = \"b\"\n\"ssl.keystore.location\" = \"/no/such/key.pem\"\n",
         ));

@@ -312,7 +312,17 @@ async fn reload(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response
     if state.is_draining() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
-    match state.reload().await {
+    // On a task of its own: a client hanging up must not cancel a reload halfway (the
+    // producer cores a failed reload started are retired when it ends).
+    let running = state.clone();
+    let result = match tokio::spawn(async move { running.reload().await }).await {
+        Ok(r) => r,
+        Err(e) => Err(crate::serve::ConfigError::Read {
+            file: state.file.display().to_string(),
+            reason: format!("the reload stopped: {e}"),
+        }),
+    };
+    match result {
         Ok(r) => {
             tracing::info!(?r, "reloaded");
             Json(r).into_response()

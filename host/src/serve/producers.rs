@@ -32,10 +32,19 @@ struct Cores {
     own: BTreeMap<KafkaIdentity, Producer>,
     /// Left unused by a reload, closing after the grace time; still flushed and closed with
     /// the others, and counted.
-    retiring: Vec<(u64, Producer)>,
+    retiring: Vec<Retiring>,
     next: u64,
     /// The counters of cores closed, so that the sums never go down.
     retired: ProducerStats,
+}
+
+/// A core a reload left unused.
+struct Retiring {
+    id: u64,
+    identity: KafkaIdentity,
+    producer: Producer,
+    /// Its close began: it cannot come back.
+    closing: bool,
 }
 
 impl std::fmt::Debug for Producers {
@@ -66,16 +75,18 @@ impl Producers {
         &self.host
     }
 
-    /// The core for `identity`, started on first use. The config file was checked already, so
-    /// an error here is rare (a key file that went away since, a protocol set by `-X`).
+    /// The core for `identity`, started on first use (or taken back from retirement). The
+    /// config file was checked already, so an error here is rare (a key file that went away
+    /// since, a protocol set by `-X`).
     pub fn for_identity(&self, identity: &KafkaIdentity) -> Result<Producer, String> {
         if identity.is_empty() {
             return Ok(self.host.clone());
         }
-        let mut cores = self.cores();
-        if let Some(p) = cores.own.get(identity) {
-            return Ok(p.clone());
+        if let Some(p) = self.cores().find_or_revive(identity) {
+            return Ok(p);
         }
+        // Started without the lock: reading key files and trust stores must not hold up
+        // scrapes and drains.
         let config = identity.apply(self.host.config(), true).map_err(|(k, m)| {
             if k.is_empty() {
                 m
@@ -84,6 +95,12 @@ impl Producers {
             }
         })?;
         let producer = (self.start)(config);
+        let mut cores = self.cores();
+        // Another build may have started one meanwhile: the first one stays (the unused new
+        // core, with nothing sent, stops when dropped).
+        if let Some(p) = cores.find_or_revive(identity) {
+            return Ok(p);
+        }
         cores.own.insert(identity.clone(), producer.clone());
         Ok(producer)
     }
@@ -93,14 +110,15 @@ impl Producers {
         let cores = self.cores();
         std::iter::once(self.host.clone())
             .chain(cores.own.values().cloned())
-            .chain(cores.retiring.iter().map(|(_, p)| p.clone()))
+            .chain(cores.retiring.iter().map(|r| r.producer.clone()))
             .collect()
     }
 
     /// Retires the cores of identities no tenant in `in_use` has (a reload replaced or removed
     /// their tenants, or a failed reload started them): each closes after `grace`, so the
-    /// events of replaced tenants finish first; until then it is flushed, closed and counted
-    /// with the others.
+    /// events of replaced tenants finish first, and its counters are taken once the records it
+    /// had in flight settled (another `grace` later); until then it is flushed, closed and
+    /// counted with the others, and an identity that comes back takes it back.
     pub fn retire_unused<'a>(
         &self,
         in_use: impl IntoIterator<Item = &'a KafkaIdentity>,
@@ -115,19 +133,35 @@ impl Producers {
             .cloned()
             .collect();
         for identity in unused {
-            let Some(p) = cores.own.remove(&identity) else {
+            let Some(producer) = cores.own.remove(&identity) else {
                 continue;
             };
             let id = cores.next;
             cores.next += 1;
-            cores.retiring.push((id, p.clone()));
+            cores.retiring.push(Retiring {
+                id,
+                identity,
+                producer: producer.clone(),
+                closing: false,
+            });
             let shared = self.cores.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
-                let _ = p.close_timeout(grace).await;
+                {
+                    let mut cores = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    match cores.retiring.iter_mut().find(|r| r.id == id) {
+                        Some(r) => r.closing = true,
+                        // Taken back by an identity that came back.
+                        None => return,
+                    }
+                }
+                let _ = producer.close_timeout(grace).await;
+                // Batches dropped at the close settle on the producer's runtime after it
+                // returns: their counts come in shortly.
+                tokio::time::sleep(grace).await;
                 let mut cores = shared.lock().unwrap_or_else(|e| e.into_inner());
-                cores.retiring.retain(|(i, _)| *i != id);
-                let closed = p.stats();
+                cores.retiring.retain(|r| r.id != id);
+                let closed = producer.stats();
                 add(&mut cores.retired, &closed);
             });
         }
@@ -140,7 +174,7 @@ impl Producers {
         let mut sum = cores.retired;
         let live = std::iter::once(&self.host)
             .chain(cores.own.values())
-            .chain(cores.retiring.iter().map(|(_, p)| p));
+            .chain(cores.retiring.iter().map(|r| &r.producer));
         for p in live {
             let s = p.stats();
             add(&mut sum, &s);
@@ -165,6 +199,23 @@ impl Producers {
             set.spawn(async move { p.close_timeout(timeout).await.is_ok() });
         }
         set.join_all().await.into_iter().all(|ok| ok)
+    }
+}
+
+impl Cores {
+    /// The core in use for `identity`, or one retiring that has not begun to close (taken
+    /// back into use).
+    fn find_or_revive(&mut self, identity: &KafkaIdentity) -> Option<Producer> {
+        if let Some(p) = self.own.get(identity) {
+            return Some(p.clone());
+        }
+        let i = self
+            .retiring
+            .iter()
+            .position(|r| !r.closing && r.identity == *identity)?;
+        let r = self.retiring.remove(i);
+        self.own.insert(r.identity, r.producer.clone());
+        Some(r.producer)
     }
 }
 

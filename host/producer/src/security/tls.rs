@@ -139,20 +139,47 @@ fn tls_error(e: &std::io::Error) -> Option<rustls::Error> {
         .cloned()
 }
 
-/// Whether an I/O error from a TLS stream is TLS refusing (rather than the connection
-/// breaking).
+/// Whether a handshake error is TLS refusing our settings (a certificate, a peer that does
+/// not speak TLS, nothing in common, an alert), rather than the connection breaking or the
+/// broker going away (an `internal_error` or `close_notify` alert).
 pub fn refusal(e: &std::io::Error) -> bool {
-    tls_error(e).is_some()
+    match tls_error(e) {
+        Some(rustls::Error::AlertReceived(a)) => !matches!(
+            a,
+            rustls::AlertDescription::InternalError
+                | rustls::AlertDescription::CloseNotify
+                | rustls::AlertDescription::UserCanceled
+        ),
+        Some(_) => true,
+        None => false,
+    }
 }
 
-/// An error reading from an established TLS stream, in words: an alert from the broker
-/// (under TLS 1.3 a refused client certificate arrives only now, with the first answer) says
-/// what it refused.
-pub fn explain_read(e: &std::io::Error) -> Option<String> {
+/// An error reading from an established TLS stream, in words, and whether it refuses our
+/// client certificate: under TLS 1.3 the broker checks it after our side of the handshake
+/// ended, so its refusal is an alert on the first read. Any other TLS error (a corrupt
+/// record, a broker shutting down) is only a broken connection.
+pub fn explain_read(e: &std::io::Error) -> Option<(String, bool)> {
     match tls_error(e)? {
-        rustls::Error::AlertReceived(a) => Some(alert_words(a)),
-        other => Some(other.to_string()),
+        rustls::Error::AlertReceived(a) => Some((alert_words(a), certificate_alert(a))),
+        other => Some((other.to_string(), false)),
     }
+}
+
+/// Whether an alert says our client certificate was refused (or missing).
+fn certificate_alert(a: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        a,
+        A::CertificateRequired
+            | A::UnknownCA
+            | A::BadCertificate
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::UnsupportedCertificate
+            | A::DecryptError
+    )
 }
 
 /// What a TLS alert from the broker means for the user.
@@ -493,7 +520,7 @@ mod tests {
                     let _ = t.write_all(b"hello").await;
                     let mut back = [0u8; 5];
                     let e = t.read_exact(&mut back).await.unwrap_err();
-                    explain_read(&e)
+                    explain_read(&e).map(|(w, _)| w)
                 }
             };
             words.unwrap_or_default()
