@@ -1253,7 +1253,11 @@ async fn tenants_publish_with_their_own_credentials() {
             1,
         );
     std::fs::write(s.dir.join("serve.toml"), beta_only.clone() + &epsilon).unwrap();
-    let e = s.server.reload().await.expect_err("a plugin that is not a component");
+    let e = s
+        .server
+        .reload()
+        .await
+        .expect_err("a plugin that is not a component");
     assert!(e.to_string().contains("tenants.epsilon"), "{e}");
     wait_for_metric(&s, "wafka_producer_cores 1\n").await;
     s.server.drain(Duration::from_secs(10)).await;

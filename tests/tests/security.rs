@@ -371,6 +371,30 @@ async fn sasl_against_a_listener_without_it_and_the_reverse_say_so() {
     );
 }
 
+/// A SASL_PLAINTEXT broker behind a proxy that gives sessions `lifetime_ms`, a fresh topic
+/// of `partitions` on it, and a SCRAM-SHA-256 producer (with `extra` properties) through the
+/// proxy.
+fn short_sessions(
+    prefix: &str,
+    partitions: i32,
+    lifetime_ms: u64,
+    extra: &[(&str, &str)],
+) -> (SecureBroker, String, wafka_tests::Proxy, Producer) {
+    let broker = secure_broker(Secured::SaslPlaintext);
+    let topic = topic_on(&broker, prefix, partitions);
+    let proxy = wafka_tests::Proxy::start(&broker.addr, 1);
+    proxy.set_session_lifetime(Duration::from_millis(lifetime_ms));
+    let jaas = jaas(SCRAM256_USER, PASSWORD);
+    let mut props = vec![
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-256"),
+        ("sasl.jaas.config", jaas.as_str()),
+    ];
+    props.extend_from_slice(extra);
+    let p = producer(&proxy.bootstrap(), &owned(&props));
+    (broker, topic, proxy, p)
+}
+
 /// KIP-368: when the broker gives SASL sessions a lifetime, connections are authenticated
 /// again before it ends: through a proxy that gives every session 1.5 s and closes a
 /// connection used after its session ended (as a broker does), records sent for 6 s are all
@@ -378,20 +402,9 @@ async fn sasl_against_a_listener_without_it_and_the_reverse_say_so() {
 /// and again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_sessions_are_renewed_before_the_broker_ends_them() {
-    let broker = secure_broker(Secured::SaslPlaintext);
-    let topic = topic_on(&broker, "kip368", 2);
-    let proxy = wafka_tests::Proxy::start(&broker.addr, 1);
-    proxy.set_session_lifetime(Duration::from_millis(1500));
-    let p = producer(
-        &proxy.bootstrap(),
-        &owned(&[
-            ("security.protocol", "SASL_PLAINTEXT"),
-            ("sasl.mechanism", "SCRAM-SHA-256"),
-            ("sasl.jaas.config", &jaas(SCRAM256_USER, PASSWORD)),
-            // Metadata is asked for every 300 ms, so the control link is renewed too.
-            ("metadata.max.age.ms", "300"),
-        ]),
-    );
+    // Metadata is asked for every 300 ms, so the control link is renewed too.
+    let (broker, topic, proxy, p) =
+        short_sessions("kip368", 2, 1500, &[("metadata.max.age.ms", "300")]);
     let started = Instant::now();
     let mut deliveries = Vec::new();
     let mut n = 0;
@@ -434,18 +447,7 @@ async fn sasl_sessions_are_renewed_before_the_broker_ends_them() {
 /// (measured: this process's CPU time while the answer is held).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_waiting_for_answers_does_not_spin() {
-    let broker = secure_broker(Secured::SaslPlaintext);
-    let topic = topic_on(&broker, "kip368-wait", 1);
-    let proxy = wafka_tests::Proxy::start(&broker.addr, 1);
-    proxy.set_session_lifetime(Duration::from_millis(1000));
-    let p = producer(
-        &proxy.bootstrap(),
-        &owned(&[
-            ("security.protocol", "SASL_PLAINTEXT"),
-            ("sasl.mechanism", "SCRAM-SHA-256"),
-            ("sasl.jaas.config", &jaas(SCRAM256_USER, PASSWORD)),
-        ]),
-    );
+    let (_broker, topic, proxy, p) = short_sessions("kip368-wait", 1, 1000, &[]);
     p.send(&Record::new(&topic, b"first"))
         .await
         .unwrap()

@@ -125,14 +125,7 @@ impl State {
         let result = self.reload_locked().await;
         if result.is_err() {
             // Producer cores the failed reload started for new identities close again.
-            let current = self.tenants();
-            let grace = self
-                .http
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain_timeout;
-            self.producers
-                .retire_unused(current.iter().map(|t| &t.config.kafka), grace);
+            self.retire_unused_cores();
         }
         result
     }
@@ -241,14 +234,21 @@ impl State {
         }
         // Identities no tenant has any more: their cores close once the replaced tenants'
         // last events had the drain timeout to finish.
+        self.retire_unused_cores();
+        Ok(reloaded)
+    }
+
+    /// Retires the producer cores of identities no tenant in effect has, after the drain
+    /// timeout.
+    fn retire_unused_cores(&self) {
+        let current = self.tenants();
         let grace = self
             .http
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .drain_timeout;
         self.producers
-            .retire_unused(config.tenants.values().map(|t| &t.kafka), grace);
-        Ok(reloaded)
+            .retire_unused(current.iter().map(|t| &t.config.kafka), grace);
     }
 }
 

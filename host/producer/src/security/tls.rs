@@ -351,6 +351,11 @@ mod tests {
         .with_no_client_auth()
         .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
         .unwrap();
+        echo(config).await
+    }
+
+    /// Serves TLS with `config` on loopback, echoing the first 5 bytes; returns the address.
+    async fn echo(config: rustls::ServerConfig) -> String {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -467,23 +472,7 @@ mod tests {
             .with_client_cert_verifier(verifier)
             .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
             .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut s) = acceptor.accept(tcp).await {
-                        let mut buf = [0u8; 5];
-                        if s.read_exact(&mut buf).await.is_ok() {
-                            let _ = s.write_all(&buf).await;
-                        }
-                    }
-                });
-            }
-        });
-        addr
+        echo(config).await
     }
 
     /// A client certificate (PEM chain, PEM key) signed by a fresh CA; returns the CA too.
