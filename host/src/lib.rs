@@ -18,6 +18,7 @@ pub use runtime::acl::TopicAcl;
 pub use runtime::cache::ComponentCache;
 pub use runtime::capture::{CaptureOptions, CapturedRecord};
 pub use runtime::engine::{Engine, EngineOptions, LoadError};
+pub use runtime::faults::{FaultKind, Faults};
 pub use runtime::gate::{PublishGate, Published};
 pub use runtime::limits::{CpuGroup, Limits, ResourceUse};
 pub use runtime::options::{Autoflush, PluginOptions, PluginStats, RecordAck};

@@ -598,3 +598,116 @@ fn produce_with_a_wrong_password_says_so_in_one_line() {
         .unwrap();
     assert!(line.len() < 400, "{line}");
 }
+
+/// `wafka test` injects failures where a real cluster gives them, so a plugin's error paths
+/// can be exercised without a broker: a failed topic at `publish`; every Nth record failed by
+/// the broker in its delivery report and the next flush (at `publish` under autoflush); a
+/// failing flush; reports that all carry an error. Injected failures alone do not fail the run.
+#[test]
+fn test_injects_failures_where_a_cluster_would() {
+    let probe = wafka_tests::guest("probe");
+    let probe = probe.to_str().unwrap();
+    let run = |args: &[&str], input: &str| {
+        let mut all = vec!["test", probe];
+        all.extend_from_slice(args);
+        support::wafka(&all, &[input.as_bytes()], Duration::ZERO, "warn")
+    };
+    // A topic failed at publish; other topics captured.
+    let out = run(
+        &["--fail-topic", "orders=not-authorized"],
+        "publish orders k v\npublish audit k v\n",
+    );
+    assert!(!out.ok, "the handler failed on the refused record");
+    assert!(
+        out.stderr
+            .contains("event 1: plugin `probe` failed: not authorized"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(out.stdout.contains(r#""topic":"audit""#), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("injected: 1 refused at publish, 0 failed in delivery reports"),
+        "{}",
+        out.stderr
+    );
+
+    // Every 2nd record refused by the broker: queued (publish succeeds), not captured; the
+    // report says so and flush reports it.
+    let out = run(
+        &["--fail-every", "2=broker:19"],
+        "try-publish t a\ntry-publish t b\ntry-publish t c\nreports 3\nflush\n",
+    );
+    let err = &out.stderr;
+    assert!(
+        err.contains("event 4: plugin `probe` failed: expected 3 delivered reports, took 3"),
+        "{err}"
+    );
+    assert!(err.contains("NOT_ENOUGH_REPLICAS"), "{err}");
+    assert!(
+        err.contains("event 5: plugin `probe` failed: broker"),
+        "{err}"
+    );
+    let values: Vec<&str> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            l.split(r#""value":""#)
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(values, vec!["a", "c"], "{}", out.stdout);
+    assert!(
+        err.contains("0 refused at publish, 1 failed in delivery reports"),
+        "{err}"
+    );
+    // Under autoflush the same failure comes back to publish.
+    let out = run(
+        &["--fail-every", "2=timed-out", "--autoflush", "on"],
+        "publish t k a\npublish t k b\n",
+    );
+    assert!(
+        out.stderr
+            .contains("event 2: plugin `probe` failed: timed out"),
+        "{}",
+        out.stderr
+    );
+
+    // A failing flush; and every report failed, nothing captured.
+    let out = run(&["--fail-flush", "closed"], "publish t k a\nflush\n");
+    assert!(
+        out.stderr
+            .contains("event 2: plugin `probe` failed: producer closed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.lines().count(), 1);
+    let out = run(
+        &["--fail-reports", "not-authorized"],
+        "publish t k a\nreports 1\n",
+    );
+    assert!(
+        out.stderr.contains("took 1") && out.stderr.contains("not authorized"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.lines().count(), 0, "{}", out.stdout);
+
+    // Injected failures alone keep the exit status 0.
+    let out = run(&["--fail-topic", "t=quota-exceeded"], "try-publish t a\n");
+    assert!(out.ok, "{}", out.stderr);
+    // A bad KIND is one line naming the allowed ones.
+    let out = run(&["--fail-flush", "sometimes"], "");
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("`sometimes` is not an error to inject")
+            && out.stderr.contains("broker[:CODE]"),
+        "{}",
+        out.stderr
+    );
+}

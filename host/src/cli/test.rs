@@ -4,14 +4,15 @@
 //! A plugin sees the same host as under `wafka run` (same flags, limits, checks and
 //! autoflush policy: receipts have offset -1 unless autoflush is on), except that records are
 //! kept in memory: every topic has `--partitions` partitions, and `-X max.request.size` /
-//! `-X buffer.memory` bound records as the producer would.
+//! `-X buffer.memory` bound records as the producer would. `--fail-*` inject failures where
+//! a real cluster would give them (`wafka::Faults`), for testing a plugin's error paths.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use wafka::{CaptureOptions, CapturedRecord};
+use wafka::{CaptureOptions, CapturedRecord, FaultKind, Faults};
 use wafka_producer::ProducerConfig;
 
 use crate::cli::plugin_args::{drive, PluginFlags};
@@ -27,6 +28,21 @@ pub struct TestArgs {
     /// `buffer.memory` bound records as they would under `wafka run`.
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     properties: Vec<String>,
+    /// Fails every record to TOPIC with KIND, repeatable (KIND: not-authorized, invalid-topic,
+    /// record-too-large, buffer-full, quota-exceeded, timed-out, closed, not-allowed,
+    /// broker[:CODE]). timed-out and broker come in the record's delivery report and the next
+    /// flush (at publish under autoflush), the others at publish: as under `wafka run`.
+    #[arg(long = "fail-topic", value_name = "TOPIC=KIND", value_parser = Faults::parse_topic)]
+    fail_topic: Vec<(String, FaultKind)>,
+    /// Fails every Nth record (counting those the host's own checks let through) with KIND.
+    #[arg(long = "fail-every", value_name = "N=KIND", value_parser = Faults::parse_every)]
+    fail_every: Option<(u64, FaultKind)>,
+    /// Makes every `flush` fail with KIND (the records stay captured).
+    #[arg(long = "fail-flush", value_name = "KIND")]
+    fail_flush: Option<FaultKind>,
+    /// Queues every record, then fails it with KIND in its delivery report and the next flush.
+    #[arg(long = "fail-reports", value_name = "KIND")]
+    fail_reports: Option<FaultKind>,
 }
 
 pub async fn run(args: TestArgs) -> Result<ExitCode> {
@@ -42,6 +58,12 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
             partitions: args.partitions,
             max_request_size: config.max_request_size,
             buffer_memory: config.buffer_memory,
+            faults: Faults {
+                topics: args.fail_topic,
+                every: args.fail_every,
+                flush: args.fail_flush,
+                reports: args.fail_reports,
+            },
         })
         .await?;
     let mut out = std::io::stdout().lock();
@@ -66,12 +88,24 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
         writeln!(out, "{}", json(&rec))?;
     }
     let s = instance.stats();
+    let (injected_at_publish, injected_in_reports) = instance.injected_failures();
+    let injected = if injected_at_publish + injected_in_reports > 0 {
+        format!(
+            "; injected: {injected_at_publish} refused at publish, {injected_in_reports} failed in delivery reports"
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "wafka: {} events ({} failed), {} records captured, {} refused (nothing was sent)",
-        s.events, s.failed_events, s.records, s.refused
+        "wafka: {} events ({} failed), {} records captured, {} refused (nothing was sent){injected}",
+        s.events,
+        s.failed_events,
+        s.records - injected_in_reports,
+        s.refused
     );
+    // Injected failures are what the author asked for: only the others fail the run.
     Ok(
-        if stopped.is_some() || s.failed_events > 0 || s.refused > 0 {
+        if stopped.is_some() || s.failed_events > 0 || s.refused > injected_at_publish {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS

@@ -16,6 +16,7 @@ use wafka_producer::partitioner::partition_for_key;
 use wasmtime::StoreContextMut;
 
 use crate::runtime::bindings::{DeliveryReport, ProduceError as GuestError, Receipt};
+use crate::runtime::faults::{Faults, Injected};
 use crate::runtime::message::{Borrowed, GuestMessage};
 use crate::runtime::publish::admit;
 use crate::runtime::state::{Capture, PluginState, PublishResult, Sink};
@@ -24,7 +25,7 @@ pub use crate::runtime::message::CapturedRecord;
 
 /// The capture sink's settings: what a plugin in `wafka test` sees of the cluster and the
 /// producer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureOptions {
     /// Partitions every topic is assumed to have.
     pub partitions: i32,
@@ -33,6 +34,8 @@ pub struct CaptureOptions {
     /// The producer's `buffer.memory`: records not yet taken may hold this much, then
     /// `buffer-full`.
     pub buffer_memory: usize,
+    /// Failures to inject (none by default).
+    pub faults: Faults,
 }
 
 impl CaptureOptions {
@@ -43,6 +46,7 @@ impl CaptureOptions {
             partitions,
             max_request_size: defaults.max_request_size,
             buffer_memory: defaults.buffer_memory,
+            faults: Faults::default(),
         }
     }
 }
@@ -52,12 +56,22 @@ impl Capture {
     /// single-record batch would exceed `max_request_size`, and holds at most `buffer_memory`
     /// bytes of records not yet taken (then `buffer-full`, as a producer whose buffer stays
     /// full).
-    pub(crate) fn new(partitions: i32, max_request_size: usize, buffer_memory: usize) -> Self {
+    pub(crate) fn new(options: CaptureOptions) -> Self {
         Capture {
-            partitions: partitions.max(1),
-            max_request_size,
-            buffer_memory,
+            partitions: options.partitions.max(1),
+            max_request_size: options.max_request_size,
+            buffer_memory: options.buffer_memory,
+            faults: options.faults,
             ..Default::default()
+        }
+    }
+
+    /// Keeps a delivery report (at most `plugin::MAX_REPORTS`, dropping the oldest).
+    fn report(&mut self, report: DeliveryReport) {
+        self.reports.push_back(report);
+        if self.reports.len() > crate::runtime::plugin::MAX_REPORTS {
+            self.reports.pop_front();
+            self.reports_dropped += 1;
         }
     }
 
@@ -74,7 +88,7 @@ pub(crate) fn buffered(
     msg: GuestMessage,
 ) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
     Box::new(async move {
-        let r = capture(store, msg)?;
+        let r = capture(store, msg, false)?;
         Ok((r.map(|receipt| Receipt {
             offset: -1,
             ..receipt
@@ -87,7 +101,7 @@ pub(crate) fn autoflush(
     store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
 ) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
-    Box::new(async move { Ok((capture(store, msg)?,)) })
+    Box::new(async move { Ok((capture(store, msg, true)?,)) })
 }
 
 fn capture_of(state: &mut PluginState) -> wasmtime::Result<&mut Capture> {
@@ -99,10 +113,13 @@ fn capture_of(state: &mut PluginState) -> wasmtime::Result<&mut Capture> {
     }
 }
 
-/// Checks the message as the Kafka sink would, then copies it into the capture.
+/// Checks the message as the Kafka sink would, then copies it into the capture, or fails it
+/// as injected (`acked`: `publish` waits for the acknowledgement, so a failure the cluster
+/// would give shows there too).
 fn capture(
     mut store: StoreContextMut<'_, PluginState>,
     msg: GuestMessage,
+    acked: bool,
 ) -> wasmtime::Result<Result<Receipt, GuestError>> {
     let captured = match admit(&mut store, &msg)? {
         Err(e) => Err(e),
@@ -165,6 +182,44 @@ fn capture(
             return Ok(Err(e));
         }
     };
+    let injected = {
+        let c = capture_of(state)?;
+        c.seen += 1;
+        c.faults.for_record(&record.topic, c.seen)
+    };
+    if let Some(injected) = injected {
+        let (kind, in_report) = match injected {
+            Injected::AtPublish(k) => (k, false),
+            Injected::InReport(k) => (k, true),
+        };
+        if !in_report || acked {
+            // Refused at `publish`: as the host or the producer refuses, or, under
+            // autoflush, as the cluster's answer comes back to `publish`.
+            state.producer.stats.refused += 1;
+            capture_of(state)?.injected_at_publish += 1;
+            return Ok(Err(kind.error(&record.topic, size)));
+        }
+        // Queued, never delivered: its report and the next `flush` say why.
+        state.producer.stats.records += 1;
+        state.producer.stats.bytes += size as u64;
+        let c = capture_of(state)?;
+        let error = kind.error(&record.topic, size);
+        c.injected_in_reports += 1;
+        c.first_failure.get_or_insert_with(|| error.clone());
+        let id = c.next_id;
+        c.next_id += 1;
+        c.report(DeliveryReport {
+            id,
+            topic: record.topic.clone(),
+            partition: record.partition,
+            outcome: Err(error),
+        });
+        return Ok(Ok(Receipt {
+            id,
+            partition: record.partition,
+            offset: -1,
+        }));
+    }
     state.producer.stats.records += 1;
     state.producer.stats.bytes += size as u64;
     let c = capture_of(state)?;
@@ -177,16 +232,12 @@ fn capture(
     *next += 1;
     let id = c.next_id;
     c.next_id += 1;
-    c.reports.push_back(DeliveryReport {
+    c.report(DeliveryReport {
         id,
         topic: record.topic.clone(),
         partition: record.partition,
         outcome: Ok(record.offset),
     });
-    if c.reports.len() > crate::runtime::plugin::MAX_REPORTS {
-        c.reports.pop_front();
-        c.reports_dropped += 1;
-    }
     let receipt = Receipt {
         id,
         partition: record.partition,
@@ -194,6 +245,19 @@ fn capture(
     };
     c.records.push(record);
     Ok(Ok(receipt))
+}
+
+/// `flush` in test mode: fails as injected (`--fail-flush`), else with the first injected
+/// delivery failure since the previous flush, as the producer's flush does.
+pub(crate) fn flush(state: &mut PluginState) -> wasmtime::Result<Result<(), GuestError>> {
+    let c = capture_of(state)?;
+    if let Some(kind) = &c.faults.flush {
+        return Ok(Err(kind.error("(flush)", 0)));
+    }
+    Ok(match c.first_failure.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    })
 }
 
 /// `take-reports` in test mode.

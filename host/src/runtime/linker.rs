@@ -59,11 +59,11 @@ pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linke
             ))),
         },))
     })?;
-    producer.func_wrap_async("flush", |store, (): ()| {
+    producer.func_wrap_async("flush", |mut store, (): ()| {
         Box::new(async move {
             match &store.data().producer.sink {
                 Sink::Producer(_) => publish::flush(store).await,
-                Sink::Capture(_) => Ok((Ok(()),)),
+                Sink::Capture(_) => Ok((capture::flush(store.data_mut())?,)),
             }
         })
     })?;

@@ -7,6 +7,7 @@
 //!   allow-list; [`gate`] what a multi-tenant host checks and counts around each publish;
 //! - `message` reads a guest's message in place; `state` is an instance's store data and the
 //!   producer context every record is checked against (`admit`);
+//! - [`faults`] are the failures `wafka test` can inject into the capture;
 //! - `publish` (the producer core) and [`capture`] (memory, for `wafka test`) are the two
 //!   sinks; an instance's `publish` is bound to one of their paths when it starts;
 //! - `linker` binds WASI (no capabilities) and `wafka:producer/producer` once for every plugin;
@@ -20,6 +21,7 @@ pub mod bindings;
 pub mod cache;
 pub mod capture;
 pub mod engine;
+pub mod faults;
 pub mod gate;
 pub mod limits;
 pub(crate) mod linker;

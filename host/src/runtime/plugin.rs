@@ -154,12 +154,8 @@ impl Plugin {
         &self,
         capture: CaptureOptions,
     ) -> Result<PluginInstance, PluginError> {
-        let sink = Sink::Capture(Capture::new(
-            capture.partitions,
-            capture.max_request_size,
-            capture.buffer_memory,
-        ));
         let limit = capture.max_request_size.min(capture.buffer_memory);
+        let sink = Sink::Capture(Capture::new(capture));
         self.instantiate_with(sink, limit).await
     }
 
@@ -296,6 +292,15 @@ impl PluginInstance {
         match &mut self.store.data_mut().producer.sink {
             Sink::Capture(c) => c.take(),
             Sink::Producer(_) => Vec::new(),
+        }
+    }
+
+    /// Failures `wafka test` injected so far: those `publish` answered, and those in delivery
+    /// reports (zero outside test mode).
+    pub fn injected_failures(&self) -> (u64, u64) {
+        match &self.store.data().producer.sink {
+            Sink::Capture(c) => (c.injected_at_publish, c.injected_in_reports),
+            Sink::Producer(_) => (0, 0),
         }
     }
 

@@ -278,4 +278,14 @@ pub(crate) struct Capture {
     pub(crate) reports: VecDeque<DeliveryReport>,
     pub(crate) reports_dropped: u64,
     pub(crate) next_id: u64,
+    /// Failures `wafka test` injects.
+    pub(crate) faults: crate::runtime::faults::Faults,
+    /// Records that passed the host's checks (what `--fail-every` counts).
+    pub(crate) seen: u64,
+    /// Injected failures `publish` answered.
+    pub(crate) injected_at_publish: u64,
+    /// Injected failures in delivery reports.
+    pub(crate) injected_in_reports: u64,
+    /// The first injected delivery failure since the last `flush`.
+    pub(crate) first_failure: Option<crate::runtime::bindings::ProduceError>,
 }
