@@ -132,7 +132,7 @@ impl Faults {
             .or_else(|| {
                 self.every
                     .as_ref()
-                    .filter(|(every, _)| n % every == 0)
+                    .filter(|(every, _)| n.is_multiple_of(*every))
                     .map(|(_, k)| k)
             });
         match kind {

@@ -155,7 +155,7 @@ impl Plugin {
         capture: CaptureOptions,
     ) -> Result<PluginInstance, PluginError> {
         let limit = capture.max_request_size.min(capture.buffer_memory);
-        let sink = Sink::Capture(Capture::new(capture));
+        let sink = Sink::Capture(Box::new(Capture::new(capture)));
         self.instantiate_with(sink, limit).await
     }
 

@@ -87,7 +87,7 @@ pub(crate) enum Sink {
     /// The producer core, through this instance's owner.
     Producer(Owner),
     /// Memory (`wafka test`).
-    Capture(Capture),
+    Capture(Box<Capture>),
 }
 
 /// The producer interface's context of one instance.
