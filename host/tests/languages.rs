@@ -8,6 +8,9 @@
 //! - `reporter::<lang>`: the `reporter` example under `--autoflush guest` switches autoflush on
 //!   and gets each record's offset back from `publish`; without it, it drains delivery reports
 //!   of earlier records; under a fixed policy its `set-autoflush` is refused and `init` fails.
+//! - `errors::<lang>`: every `produce-error` case reaches the `reporter` as itself, in the same
+//!   words in every language, from `publish` and in delivery reports (injected by `wafka
+//!   test`, no broker).
 
 mod support;
 
@@ -159,6 +162,79 @@ fn reporter(plugin: &str) {
     assert_eq!(read(&topic, 3).len(), 3, "{plugin}: nothing more was sent");
 }
 
+/// Every `produce-error` case, as `wafka test` injects it and as every SDK must present it:
+/// the KIND on the command line and the plugin's words for it (the Rust SDK's, which every
+/// language must match exactly).
+const ERRORS: &[(&str, &str)] = &[
+    ("not-authorized", "not authorized: reports"),
+    (
+        "invalid-topic",
+        "invalid topic: topic `reports` does not exist (injected by wafka test)",
+    ),
+    ("record-too-large", "record too large: "),
+    ("buffer-full", "producer buffer full"),
+    (
+        "quota-exceeded",
+        "quota exceeded: quota used up (injected by wafka test)",
+    ),
+    (
+        "timed-out",
+        "timed out: record expired after delivery.timeout.ms=120000 ms (injected by wafka test)",
+    ),
+    ("closed", "producer closed"),
+    (
+        "not-allowed",
+        "not allowed: the host's policy does not allow this (injected by wafka test)",
+    ),
+    (
+        "broker:7",
+        "broker error REQUEST_TIMED_OUT (7): the broker refused the record (injected by wafka test)",
+    ),
+];
+
+/// `errors::<lang>`: every `produce-error` case reaches the plugin as itself, through both
+/// ways a plugin meets errors: `publish` (`wafka test --autoflush on --fail-topic`: the
+/// `reporter` fails its event with the error's words) and delivery reports (`--fail-reports`:
+/// it prints `report id=0 error=<words>`). Broker-less: the host injects them (run's own
+/// paths to the same errors are tested in `plugins.rs`, `hostile.rs` and `security.rs`).
+fn errors(plugin: &str) {
+    let path = guest(plugin);
+    let path = path.to_str().unwrap();
+    for (kind, words) in ERRORS {
+        let at_publish = support::wafka(
+            &[
+                "test",
+                path,
+                "--autoflush",
+                "on",
+                "--fail-topic",
+                &format!("reports={kind}"),
+            ],
+            &[b"x\n"],
+            Duration::ZERO,
+            "warn",
+        );
+        let expected = format!("event 1: plugin `{plugin}` failed: {words}");
+        assert!(
+            at_publish.stderr.contains(&expected),
+            "{plugin}, {kind} at publish: expected `{expected}` in:\n{}",
+            at_publish.stderr
+        );
+        let in_report = support::wafka(
+            &["test", path, "--fail-reports", kind],
+            &[b"x\n"],
+            Duration::ZERO,
+            "info",
+        );
+        let expected = format!("report id=0 error={words}");
+        assert!(
+            in_report.stderr.contains(&expected),
+            "{plugin}, {kind} in a report: expected `{expected}` in:\n{}",
+            in_report.stderr
+        );
+    }
+}
+
 /// One test per language and example, named `<example>::<language>`.
 macro_rules! languages {
     ($example:ident: $($lang:ident => $plugin:literal),* $(,)?) => {
@@ -176,4 +252,6 @@ macro_rules! languages {
 languages!(hello: rust => "hello", c => "hello-c", zig => "hello-zig", python => "hello-py",
     js => "hello-js", go => "hello-go");
 languages!(reporter: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
+    js => "reporter-js", go => "reporter-go");
+languages!(errors: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");

@@ -197,13 +197,13 @@ fn capture(
             // autoflush, as the cluster's answer comes back to `publish`.
             state.producer.stats.refused += 1;
             capture_of(state)?.injected_at_publish += 1;
-            return Ok(Err(kind.error(&record.topic, size)));
+            return Ok(Err(kind.error(&record.topic, held)));
         }
         // Queued, never delivered: its report and the next `flush` say why.
         state.producer.stats.records += 1;
         state.producer.stats.bytes += size as u64;
         let c = capture_of(state)?;
-        let error = kind.error(&record.topic, size);
+        let error = kind.error(&record.topic, held);
         c.injected_in_reports += 1;
         c.first_failure.get_or_insert_with(|| error.clone());
         let id = c.next_id;

@@ -67,7 +67,7 @@ impl FaultKind {
         matches!(self, FaultKind::TimedOut | FaultKind::Broker(_))
     }
 
-    /// The error a plugin sees, for a record to `topic` of `size` bytes.
+    /// The error a plugin sees, for a record to `topic` of `size` bytes (encoded).
     pub(crate) fn error(&self, topic: &str, size: usize) -> GuestError {
         let injected = |what: &str| format!("{what} (injected by wafka test)");
         match self {
@@ -82,7 +82,9 @@ impl FaultKind {
                 "record expired after delivery.timeout.ms=120000 ms",
             )),
             FaultKind::Closed => GuestError::Closed,
-            FaultKind::NotAllowed => GuestError::NotAllowed(injected("not allowed")),
+            FaultKind::NotAllowed => {
+                GuestError::NotAllowed(injected("the host's policy does not allow this"))
+            }
             FaultKind::Broker(code) => GuestError::Broker(BrokerError {
                 name: wafka_producer::kafka_error_name(*code),
                 code: *code,
