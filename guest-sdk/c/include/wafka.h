@@ -39,9 +39,9 @@ extern "C" {
 
 /* ---- Errors ---------------------------------------------------------------------------- */
 
-/* Return codes. The WAFKA_ERR_* codes from WAFKA_ERR_NOT_AUTHORIZED on are the WIT
- * `produce-error` variants, in their order. */
-enum {
+/* Return codes. The WAFKA_ERR_* codes from WAFKA_ERR_NOT_AUTHORIZED to WAFKA_ERR_BROKER are
+ * the WIT `produce-error` variants, in their order (host/tests/contract.rs checks it). */
+typedef enum wafka_error_code {
     WAFKA_OK = 0,
     /* A plugin-defined failure: what wafka_fail and wafka_failf return. */
     WAFKA_ERR_PLUGIN = -1,
@@ -63,12 +63,15 @@ enum {
     WAFKA_ERR_NOT_ALLOWED = -9,
     /* The broker refused the record (see wafka_error.broker_*). */
     WAFKA_ERR_BROKER = -10,
-};
+    /* A produce-error case of a newer contract than this SDK's: rebuild the plugin with the
+     * SDK of the host's contract. Never one of the codes above. */
+    WAFKA_ERR_UNKNOWN = -11,
+} wafka_error_code;
 
 /* A producer error, as the host reported it. */
 typedef struct wafka_error {
     /* A WAFKA_ERR_* code. */
-    int code;
+    wafka_error_code code;
     /* One line (control characters become spaces), the same text as the Rust SDK's
      * `Display`, e.g. "not allowed: autoflush is fixed by the host" or
      * "broker error NOT_ENOUGH_REPLICAS (19): ...". */

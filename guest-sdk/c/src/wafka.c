@@ -182,8 +182,10 @@ static wafka_error *error_new(const wit_error *e)
         }
         break;
     default:
-        text_puts(&msg, "unknown producer error ");
+        /* A case of a newer contract: WAFKA_ERR_UNKNOWN, never one of the known codes. */
+        text_puts(&msg, "a produce-error case this SDK does not know (tag ");
         text_put_u64(&msg, e->tag);
+        text_puts(&msg, "): rebuild the plugin with the SDK of the host's contract");
         break;
     }
     if (detail) {
@@ -198,7 +200,7 @@ static wafka_error *error_new(const wit_error *e)
     if (!err)
         abort();
     char *at = (char *)(err + 1);
-    err->code = e->tag <= WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_BROKER ? WAFKA_ERR_NOT_AUTHORIZED - (int)e->tag : WAFKA_ERR_PLUGIN;
+    err->code = e->tag <= WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_BROKER ? WAFKA_ERR_NOT_AUTHORIZED - (int)e->tag : WAFKA_ERR_UNKNOWN;
     err->message = place(&at, msg.buf, msg.len);
     err->detail = detail ? place(&at, detail->ptr, detail->len) : place(&at, "", 0);
     err->record_size = e->tag == WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_RECORD_TOO_LARGE ? e->val.record_too_large : 0;

@@ -1,0 +1,196 @@
+//! The SDKs stay true to the contract: a change to `wit/`'s `produce-error` or to the layouts
+//! the hand-written Go bindings read must fail a test here for every language whose SDK does
+//! not follow, instead of compiling to something that reads one case as another.
+//!
+//! The WIT is read with wit-parser (as wit-bindgen reads it), and each SDK's own list of the
+//! cases is read from its source: C's `kinds` table (in order: codes are computed from it),
+//! Zig's `fromC` (every case named, no `else` arm reading an unknown tag as a case), Python's
+//! `_from_wit`, JS's `VARIANTS`, Go's `loadProduceError` (every discriminant) and the sizes and
+//! offsets Go's bindings assume, computed here for wasm32. Rust needs no test: its bindings are
+//! generated and its `match` is exhaustive, so a new case fails its build.
+
+use std::path::{Path, PathBuf};
+
+use wit_parser::{Resolve, SizeAlign, Type, TypeDefKind, TypeId};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn source(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+struct Contract {
+    resolve: Resolve,
+    sizes: SizeAlign,
+}
+
+impl Contract {
+    fn read() -> Contract {
+        let mut resolve = Resolve::new();
+        // A changed copy can stand in (`WAFKA_CONTRACT_WIT=DIR`), to see these tests fail
+        // before the host itself follows the change.
+        let wit = std::env::var_os("WAFKA_CONTRACT_WIT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("wit"));
+        resolve.push_dir(&wit).expect("the WIT parses");
+        let mut sizes = SizeAlign::default();
+        sizes.fill(&resolve);
+        Contract { resolve, sizes }
+    }
+
+    fn ty(&self, name: &str) -> TypeId {
+        self.resolve
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(name))
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| panic!("no type `{name}` in wit/"))
+    }
+
+    /// The `produce-error` cases, in order.
+    fn error_cases(&self) -> Vec<String> {
+        match &self.resolve.types[self.ty("produce-error")].kind {
+            TypeDefKind::Variant(v) => v.cases.iter().map(|c| c.name.clone()).collect(),
+            other => panic!("produce-error is not a variant: {other:?}"),
+        }
+    }
+
+    fn size(&self, name: &str) -> usize {
+        self.sizes.size(&Type::Id(self.ty(name))).size_wasm32()
+    }
+}
+
+fn upper_snake(kebab: &str) -> String {
+    kebab.replace('-', "_").to_uppercase()
+}
+
+fn camel(kebab: &str) -> String {
+    kebab
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The text of `src` from the line containing `start` to the next line containing `end`.
+fn section<'a>(src: &'a str, start: &str, end: &str, what: &str) -> &'a str {
+    let from = src
+        .find(start)
+        .unwrap_or_else(|| panic!("{what}: no `{start}`"));
+    let to = src[from..]
+        .find(end)
+        .map(|i| from + i)
+        .unwrap_or_else(|| panic!("{what}: no `{end}` after `{start}`"));
+    &src[from..to]
+}
+
+#[test]
+fn c_kinds_table_is_the_wit_cases_in_order() {
+    let cases = Contract::read().error_cases();
+    let c = source("guest-sdk/c/src/wafka.c");
+    let table = section(&c, "static const char *const kinds[]", "};", "wafka.c");
+    let listed: Vec<&str> = table.split('"').skip(1).step_by(2).collect();
+    assert_eq!(
+        listed, cases,
+        "guest-sdk/c/src/wafka.c `kinds` must list wit/'s produce-error cases in order (the \
+         WAFKA_ERR_* codes are computed from the position)"
+    );
+    let header = source("guest-sdk/c/include/wafka.h");
+    for case in &cases {
+        let code = format!("WAFKA_ERR_{}", upper_snake(case));
+        assert!(header.contains(&code), "wafka.h has no {code}");
+    }
+}
+
+#[test]
+fn zig_names_every_case_and_reads_no_unknown_tag_as_one() {
+    let cases = Contract::read().error_cases();
+    let zig = source("guest-sdk/zig/wafka.zig");
+    let from_c = section(&zig, "fn fromC(", "\n    }\n", "wafka.zig");
+    for case in &cases {
+        let tag = format!(
+            "c.WAFKA_PRODUCER_TYPES_PRODUCE_ERROR_{} =>",
+            upper_snake(case)
+        );
+        assert!(from_c.contains(&tag), "wafka.zig fromC has no arm `{tag}`");
+    }
+    for line in from_c
+        .lines()
+        .filter(|l| l.trim_start().starts_with("else =>"))
+    {
+        assert!(
+            line.contains("@panic"),
+            "wafka.zig fromC reads an unknown tag as a case: `{}`",
+            line.trim()
+        );
+    }
+}
+
+#[test]
+fn python_maps_every_case() {
+    let cases = Contract::read().error_cases();
+    let py = source("guest-sdk/python/wafka/__init__.py");
+    let from_wit = section(&py, "def _from_wit(", "\ndef ", "wafka/__init__.py");
+    for case in &cases {
+        let class = format!("w.ProduceError_{})", camel(case));
+        assert!(
+            from_wit.contains(&class),
+            "_from_wit has no `isinstance(e, {class}`"
+        );
+    }
+}
+
+#[test]
+fn js_maps_every_case_and_only_those() {
+    let cases = Contract::read().error_cases();
+    let js = source("guest-sdk/js/index.js");
+    let table = section(&js, "const VARIANTS = {", "};", "index.js");
+    let mut keys: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.trim()
+                .split_once(':')
+                .map(|(k, _)| k.trim_matches('"').to_string())
+        })
+        .collect();
+    keys.sort();
+    let mut want = cases.clone();
+    want.sort();
+    assert_eq!(keys, want, "guest-sdk/js/index.js VARIANTS");
+}
+
+#[test]
+fn go_reads_every_case_at_the_layout_of_wasm32() {
+    let contract = Contract::read();
+    let cases = contract.error_cases();
+    let go = source("guest-sdk/go/abi_wasm.go");
+    let load = section(&go, "func loadProduceError(", "\n}\n", "abi_wasm.go");
+    for (i, case) in cases.iter().enumerate() {
+        assert!(
+            load.contains(&format!("case {i}:")),
+            "loadProduceError does not read case {i} ({case})"
+        );
+    }
+    assert!(
+        !load.contains(&format!("case {}:", cases.len())),
+        "loadProduceError reads a case wit/ does not have"
+    );
+    // The sizes the hand-written bindings assume.
+    let error = contract.size("produce-error");
+    assert!(
+        go.contains(&format!("loadProduceError reads a `produce-error` (discriminant @0, payload @8; {error} bytes)")),
+        "produce-error is {error} bytes in wasm32: abi_wasm.go's loadProduceError must say (and read) so"
+    );
+    let report = contract.size("delivery-report");
+    assert!(
+        go.contains(&format!("const deliveryReportSize = {report}")),
+        "delivery-report is {report} bytes in wasm32: abi_wasm.go's deliveryReportSize must be too"
+    );
+}
