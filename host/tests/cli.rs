@@ -711,3 +711,62 @@ fn test_injects_failures_where_a_cluster_would() {
         out.stderr
     );
 }
+
+/// The lifecycle hook: after the last event, `run` and `test` call the plugin's `finish`
+/// (here the probe publishes one more record there); a failing `finish` is reported in one
+/// line and fails the run, and what it published is still delivered.
+#[test]
+fn run_and_test_call_finish_after_the_last_event() {
+    let b = brokers();
+    let topic = create_topic("finish", 1);
+    let probe = wafka_tests::guest("probe");
+    let finish = format!("publish-finish={topic}");
+    let (ok, err) = run(
+        &[probe.to_str().unwrap(), "-b", &b, "--config", &finish],
+        &format!("publish {topic} k first\n"),
+        "warn",
+    );
+    assert!(ok, "{err}");
+    let got = consume_exactly(&b, &topic, 2, Duration::from_secs(30));
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(values, [b"first".to_vec(), b"finish".to_vec()]);
+
+    let (ok, err) = run(
+        &[
+            probe.to_str().unwrap(),
+            "-b",
+            &b,
+            "--config",
+            &finish,
+            "--config",
+            "fail-finish=could not drain",
+        ],
+        "noop\n",
+        "warn",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("wafka: finish: plugin `probe` failed: could not drain"),
+        "{err}"
+    );
+    assert_eq!(
+        consume_exactly(&b, &topic, 3, Duration::from_secs(30)).len(),
+        3,
+        "the record published in the failed finish is delivered"
+    );
+
+    let out = support::wafka(
+        &[
+            "test",
+            probe.to_str().unwrap(),
+            "--config",
+            "publish-finish=t",
+        ],
+        &[b"publish t k a\n"],
+        Duration::ZERO,
+        "warn",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let last = out.stdout.lines().last().unwrap_or_default().to_string();
+    assert!(last.contains(r#""value":"finish""#), "{}", out.stdout);
+}

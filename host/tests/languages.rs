@@ -235,6 +235,27 @@ fn errors(plugin: &str) {
     }
 }
 
+/// `finish::<lang>`: with autoflush off and events back to back, most records are acknowledged
+/// after the event that published them ended; the `reporter`'s `finish` (the
+/// `plugin-lifecycle` world) flushes and prints their reports, so every record's report is
+/// printed, the last one's included.
+fn finish(plugin: &str) {
+    let topic = create_topic(&format!("lang-{plugin}-finish"), 1);
+    let config = format!("topic={topic}");
+    let events: &[u8] = b"one\ntwo\nthree\n";
+    let out = run(plugin, &["--config", &config], &[events], Duration::ZERO);
+    assert!(out.ok, "{plugin}: {}", out.stderr);
+    let reports = printed(&out.stderr, plugin, "report id=");
+    for offset in [0, 1, 2] {
+        let want = format!("topic={topic} partition=0 offset={offset}");
+        assert!(
+            reports.iter().any(|r| r.ends_with(&want)),
+            "{plugin}: no report of offset {offset}: {}",
+            out.stderr
+        );
+    }
+}
+
 /// One test per language and example, named `<example>::<language>`.
 macro_rules! languages {
     ($example:ident: $($lang:ident => $plugin:literal),* $(,)?) => {
@@ -255,3 +276,5 @@ languages!(reporter: rust => "reporter", c => "reporter-c", zig => "reporter-zig
     js => "reporter-js", go => "reporter-go");
 languages!(errors: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");
+// The SDKs that build for the `plugin-lifecycle` world (the others still build `plugin`).
+languages!(finish: rust => "reporter");

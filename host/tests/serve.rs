@@ -1262,3 +1262,23 @@ async fn tenants_publish_with_their_own_credentials() {
     wait_for_metric(&s, "wafka_producer_cores 1\n").await;
     s.server.drain(Duration::from_secs(10)).await;
 }
+
+/// A drain lets each idle instance finish (the plugin's `finish`, which may still publish)
+/// before the records are flushed: the probe's `finish` record reaches the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_lets_idle_instances_finish() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("serve-finish", 1);
+    let t = tenant("acme", &["*"], "max_instances = 1").replace(
+        "path = \"PROBE\"\n",
+        &format!("path = \"PROBE\"\nconfig = {{ \"publish-finish\" = \"{topic}\" }}\n"),
+    );
+    let s = serve(&t).await;
+    let r = s.events("acme", format!("publish {topic} k event\n")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let drained = s.server.drain(Duration::from_secs(10)).await;
+    assert!(drained.flushed, "{drained:?}");
+    let got = read_back(&topic, 2);
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(values, [b"event".to_vec(), b"finish".to_vec()]);
+}

@@ -57,7 +57,7 @@ pub use record::{flush, publish, set_autoflush, take_reports, DeliveryReport, Re
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "plugin",
+        world: "plugin-lifecycle",
         path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
@@ -69,10 +69,11 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::Guest;
-    pub use crate::plugin::{handle, init};
+    pub use crate::plugin::{finish, handle, init};
 }
 
-/// Makes a [`Plugin`] the implementation of the component's `init` and `handle` exports.
+/// Makes a [`Plugin`] the implementation of the component's `init`, `handle` and `finish`
+/// exports (the `plugin-lifecycle` world).
 ///
 /// Invoke it exactly once, at module level, in the plugin's `cdylib` crate:
 ///
@@ -106,6 +107,10 @@ macro_rules! export_plugin {
                     event: ::std::vec::Vec<u8>,
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::handle(&event)
+                }
+
+                fn finish() -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::finish()
                 }
             }
 

@@ -16,16 +16,29 @@ pub trait Plugin: Sized + 'static {
 
     /// Handles one event: one line of input, without the newline.
     fn handle(&mut self, event: &[u8]) -> Result<(), String>;
+
+    /// Finishes the plugin's work, once, after the last event: the host calls it when the
+    /// input ends (`wafka run`, `wafka test`) or before it drops an idle instance (`wafka
+    /// serve`'s drain and reloads). Publishing still works: flush here, and drain the last
+    /// delivery reports. By default it does nothing.
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// [`Plugin`] without its constructor, so the state can be stored without knowing its type.
 trait Handler {
     fn handle(&mut self, event: &[u8]) -> Result<(), String>;
+    fn finish(&mut self) -> Result<(), String>;
 }
 
 impl<P: Plugin> Handler for P {
     fn handle(&mut self, event: &[u8]) -> Result<(), String> {
         Plugin::handle(self, event)
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        Plugin::finish(self)
     }
 }
 
@@ -51,6 +64,15 @@ pub fn handle(event: &[u8]) -> Result<(), String> {
     PLUGIN.with(|cell| match cell.borrow_mut().as_mut() {
         Some(plugin) => plugin.handle(event),
         None => Err("plugin is not initialized (init was not called or failed)".to_string()),
+    })
+}
+
+/// The `finish` export: lets the plugin kept by `init` finish (nothing without one).
+#[doc(hidden)]
+pub fn finish() -> Result<(), String> {
+    PLUGIN.with(|cell| match cell.borrow_mut().as_mut() {
+        Some(plugin) => plugin.finish(),
+        None => Ok(()),
     })
 }
 

@@ -132,10 +132,27 @@ impl PluginSetup {
 pub struct Outcome {
     /// The trap or timeout that stopped the instance, if one did.
     pub stopped: Option<PluginError>,
+    /// The plugin's `finish` returned an error (it was shown).
+    pub finish_failed: bool,
+}
+
+impl Outcome {
+    /// What stopped the run: a trap or timeout, or a failed `finish` (as a `Failed` error).
+    pub fn into_result(self) -> Option<PluginError> {
+        match self.stopped {
+            Some(e) => Some(e),
+            None if self.finish_failed => Some(PluginError::Failed {
+                plugin: String::new(),
+                message: "finish failed".into(),
+            }),
+            None => None,
+        }
+    }
 }
 
 /// Feeds every event line to the instance, calling `after` after each; shows the first
-/// failures and counts the rest. Stops at a trap or timeout.
+/// failures and counts the rest. Stops at a trap or timeout. When the input ended, calls the
+/// plugin's `finish` (if it exports one), then `after` once more.
 pub async fn drive(
     instance: &mut PluginInstance,
     input: Box<dyn BufRead>,
@@ -162,6 +179,22 @@ pub async fn drive(
                 eprintln!("wafka: event {}: {e}", n + 1);
                 outcome.stopped = Some(e);
                 break;
+            }
+        }
+    }
+    // The input ended: the plugin finishes its work (flushes, drains its last reports).
+    if outcome.stopped.is_none() {
+        let r = instance.finish().await;
+        after(instance)?;
+        match r {
+            Ok(()) => {}
+            Err(e @ PluginError::Failed { .. }) => {
+                eprintln!("wafka: finish: {e}");
+                outcome.finish_failed = true;
+            }
+            Err(e) => {
+                eprintln!("wafka: finish: {e}");
+                outcome.stopped = Some(e);
             }
         }
     }

@@ -61,7 +61,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
                 Ok(())
             })
             .await?
-            .stopped
+            .into_result()
         }
     };
     // Records published before a failed init, a trap or a timeout are delivered too.

@@ -72,16 +72,14 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
             eprintln!("wafka: init: {e}");
             Some(e)
         }
-        Ok(()) => {
-            drive(&mut instance, setup.events()?, |i| {
-                for rec in i.take_captured() {
-                    writeln!(out, "{}", json(&rec))?;
-                }
-                Ok(())
-            })
-            .await?
-            .stopped
-        }
+        Ok(()) => drive(&mut instance, setup.events()?, |i| {
+            for rec in i.take_captured() {
+                writeln!(out, "{}", json(&rec))?;
+            }
+            Ok(())
+        })
+        .await?
+        .into_result(),
     };
     // What init published, or what came before a trap.
     for rec in instance.take_captured() {

@@ -186,10 +186,13 @@ impl Engine {
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let pre = bindings::PluginPre::new(pre).map_err(wrong_world)?;
+        // The `plugin-lifecycle` world adds `finish`; a `plugin` component has none.
+        let finish = component.get_export_index(None, "finish");
         Ok(Plugin {
             options: Arc::new(options),
             engine: self.engine.clone(),
             pre,
+            finish,
             load: LoadInfo {
                 time: started.elapsed(),
                 from_cache,

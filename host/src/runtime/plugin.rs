@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wafka_producer::{OwnerOptions, ProduceError, Producer};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ComponentExportIndex, ResourceTable, TypedFunc};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -95,6 +95,8 @@ pub struct Plugin {
     pub(crate) options: Arc<PluginOptions>,
     pub(crate) engine: wasmtime::Engine,
     pub(crate) pre: bindings::PluginPre<PluginState>,
+    /// Its `finish` export, where it has one (the `plugin-lifecycle` world).
+    pub(crate) finish: Option<ComponentExportIndex>,
     pub(crate) load: LoadInfo,
 }
 
@@ -126,6 +128,7 @@ impl Plugin {
             options: Arc::new(options),
             engine: self.engine.clone(),
             pre: self.pre.clone(),
+            finish: self.finish,
             load: self.load,
         }
     }
@@ -232,8 +235,26 @@ impl Plugin {
             }
         });
         store.set_epoch_deadline(1);
-        let instantiate = self.pre.instantiate_async(&mut store);
-        let bindings = match tokio::time::timeout(limits.call_time, instantiate).await {
+        let finish_export = self.finish;
+        let pre = &self.pre;
+        let instantiate = async {
+            let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+            let bindings = bindings::Plugin::new(&mut store, &instance)?;
+            let finish = match finish_export {
+                Some(index) => Some(
+                    instance
+                        .get_typed_func::<(), (Result<(), String>,)>(&mut store, index)
+                        .map_err(|e| {
+                            wasmtime::format_err!(
+                                "its `finish` export is not `func() -> result<_, string>`: {e}"
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            Ok::<_, wasmtime::Error>((bindings, finish))
+        };
+        let (bindings, finish) = match tokio::time::timeout(limits.call_time, instantiate).await {
             Ok(r) => r.map_err(|e| PluginError::Instantiate {
                 plugin: name.to_string(),
                 reason: describe(&e, &limits),
@@ -251,6 +272,7 @@ impl Plugin {
         Ok(PluginInstance {
             store,
             bindings,
+            finish,
             output,
             stopped: false,
             in_call: false,
@@ -269,6 +291,8 @@ impl Drop for PluginInstance {
 pub struct PluginInstance {
     store: Store<PluginState>,
     bindings: bindings::Plugin,
+    /// `finish`, if the plugin exports it.
+    finish: Option<TypedFunc<(), (Result<(), String>,)>>,
     output: OutputBudget,
     stopped: bool,
     /// A call began and has not ended: if its future was dropped (the caller went away),
@@ -433,6 +457,26 @@ impl PluginInstance {
         }
         match r {
             Ok(r) => self.settle(r),
+            Err(_) => Err(self.timed_out(limit)),
+        }
+    }
+
+    /// Whether the plugin exports `finish` (the `plugin-lifecycle` world).
+    pub fn has_finish(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Calls the plugin's `finish`, once its last event was handled (its input ended, or the
+    /// host drains or drops it), within the same limits as an event; nothing when the plugin
+    /// does not export it. Publishing still works during the call.
+    pub async fn finish(&mut self) -> Result<(), PluginError> {
+        let Some(finish) = self.finish else {
+            return Ok(());
+        };
+        let (deadline, limit) = self.arm()?;
+        let call = finish.call_async(&mut self.store, ());
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(r) => self.settle(r.map(|(r,)| r)),
             Err(_) => Err(self.timed_out(limit)),
         }
     }

@@ -184,6 +184,27 @@ impl Drop for Lease {
     }
 }
 
+impl PluginPool {
+    /// Lets every idle instance finish its work (the plugin's `finish`, within its limits:
+    /// flush, drain its last reports) and drops it; for a drain, or a pool a reload retired.
+    /// Instances leased now are not waited for (they go back idle and are dropped with the
+    /// pool). Returns how many finished without an error.
+    pub async fn finish_idle(&self) -> usize {
+        let idle: Vec<PluginInstance> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        // No longer the pool's, even if this future is dropped before they all finish.
+        self.uncount(idle.len());
+        let mut finished = 0;
+        for mut instance in idle {
+            match instance.finish().await {
+                Ok(()) => finished += 1,
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        finished
+    }
+}
+
 impl Drop for PluginPool {
     fn drop(&mut self) {
         // Idle instances go with the pool; their records stay queued in the producer.

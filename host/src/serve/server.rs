@@ -232,6 +232,21 @@ impl State {
             tenants.took_over();
             *current = Arc::new(tenants);
         }
+        // The pools of replaced and removed tenants: their idle instances finish their work
+        // (the plugins' `finish`) before they go.
+        let current = self.tenants();
+        let kept: Vec<*const crate::serve::pool::PluginPool> =
+            current.kept_pools(&previous).map(Arc::as_ptr).collect();
+        for t in previous.iter() {
+            for pool in t.plugins.values() {
+                if !kept.contains(&Arc::as_ptr(pool)) {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        pool.finish_idle().await;
+                    });
+                }
+            }
+        }
         // Identities no tenant has any more: their cores close once the replaced tenants'
         // last events had the drain timeout to finish.
         self.retire_unused_cores();
@@ -398,6 +413,18 @@ impl Server {
         }
         let events_cut = s.in_flight.load(Ordering::SeqCst);
         let _ = self.stop.send(true);
+        // Idle instances finish their work (their last flush and reports) in at most half of
+        // what is left, then the records are flushed.
+        let tenants = s.tenants();
+        let finishing = async {
+            for t in tenants.iter() {
+                for pool in t.plugins.values() {
+                    pool.finish_idle().await;
+                }
+            }
+        };
+        let half = deadline.saturating_duration_since(Instant::now()) / 2;
+        let _ = tokio::time::timeout(half, finishing).await;
         let left = deadline.saturating_duration_since(Instant::now());
         let flushed = s.producers.flush_timeout(left).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;

@@ -33,15 +33,21 @@
 //!
 //! Configuration: with `publish-init=TOPIC`, `init` first publishes one record (value `init`)
 //! to TOPIC; with `sleep-init=MS`, it then sleeps MS milliseconds; with `fail-init=MESSAGE`, it
-//! then fails with MESSAGE (to test the host's handling of a failed `init`); every other
-//! setting is ignored.
+//! then fails with MESSAGE (to test the host's handling of a failed `init`). At `finish`, with
+//! `publish-finish=TOPIC` it publishes one record (value `finish`) to TOPIC, and with
+//! `fail-finish=MESSAGE` it then fails with MESSAGE. Every other setting is ignored.
 
 use std::hint::black_box;
 
 use wafka_guest::{Config, Plugin, Record};
 
-/// The probe keeps no state between events.
-struct Probe;
+/// The probe keeps no state between events, only what `finish` is to do.
+struct Probe {
+    /// `publish-finish`: the topic `finish` publishes one record (value `finish`) to.
+    publish_finish: Option<String>,
+    /// `fail-finish`: the message `finish` fails with.
+    fail_finish: Option<String>,
+}
 
 impl Plugin for Probe {
     fn init(config: Config) -> Result<Self, String> {
@@ -53,7 +59,20 @@ impl Plugin for Probe {
         }
         match config.get("fail-init") {
             Some(message) => Err(message.to_string()),
-            None => Ok(Probe),
+            None => Ok(Probe {
+                publish_finish: config.get("publish-finish").map(str::to_string),
+                fail_finish: config.get("fail-finish").map(str::to_string),
+            }),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        if let Some(topic) = &self.publish_finish {
+            Record::new(topic.as_str(), "finish").publish()?;
+        }
+        match &self.fail_finish {
+            Some(message) => Err(message.clone()),
+            None => Ok(()),
         }
     }
 

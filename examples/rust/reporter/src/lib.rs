@@ -12,6 +12,9 @@
 //! when the broker had already acknowledged it (autoflush on), then takes up to 100 delivery
 //! reports and prints one line per report: `report id=I topic=T partition=P offset=O` or
 //! `report id=I error=MESSAGE`.
+//!
+//! `finish` (after the last event) flushes and prints the reports still to come, so that with
+//! autoflush off every record's report is printed, the last ones included.
 
 use wafka_guest::{set_autoflush, take_reports, Config, Plugin, Record};
 
@@ -37,16 +40,28 @@ impl Plugin for Reporter {
                 receipt.partition, receipt.offset
             );
         }
-        for report in take_reports(100) {
-            match &report.outcome {
-                Ok(offset) => println!(
-                    "report id={} topic={} partition={} offset={offset}",
-                    report.id, report.topic, report.partition
-                ),
-                Err(e) => println!("report id={} error={e}", report.id),
-            }
-        }
+        print_reports();
         Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        // A failed record shows in its report: flush's own error adds nothing here.
+        let _ = wafka_guest::flush();
+        print_reports();
+        Ok(())
+    }
+}
+
+/// Takes up to 100 delivery reports and prints one line each.
+fn print_reports() {
+    for report in take_reports(100) {
+        match &report.outcome {
+            Ok(offset) => println!(
+                "report id={} topic={} partition={} offset={offset}",
+                report.id, report.topic, report.partition
+            ),
+            Err(e) => println!("report id={} error={e}", report.id),
+        }
     }
 }
 
