@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 SDK = Path(__file__).resolve().parent
-WORLD = "plugin"
+WORLD = "plugin-lifecycle"
 ENTRY = "wafka_entry"
 RESERVED = {"wafka", "wit_world", "componentize_py_types", "componentize_py_runtime", ENTRY}
 

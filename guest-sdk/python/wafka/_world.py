@@ -6,7 +6,8 @@
     import my_plugin
     WitWorld = wafka._world.world_for(my_plugin)
 
-componentize-py then exports ``WitWorld().init`` and ``WitWorld().handle``.
+componentize-py then exports ``WitWorld().init``, ``WitWorld().handle`` and
+``WitWorld().finish`` (the ``plugin-lifecycle`` world).
 """
 
 import sys
@@ -21,14 +22,17 @@ NOT_INITIALIZED = "plugin is not initialized (init was not called or failed)"
 
 def world_for(module):
     """The ``WitWorld`` class for a plugin module with ``handle(event)`` and, optionally,
-    ``init(config)``."""
+    ``init(config)`` and ``finish()`` (called once after the last event)."""
     init_fn = getattr(module, "init", None)
     handle_fn = getattr(module, "handle", None)
+    finish_fn = getattr(module, "finish", None)
     name = getattr(module, "__name__", repr(module))
     if not callable(handle_fn):
         raise TypeError(f"plugin module {name!r} has no function handle(event)")
     if init_fn is not None and not callable(init_fn):
         raise TypeError(f"plugin module {name!r}: init is not a function")
+    if finish_fn is not None and not callable(finish_fn):
+        raise TypeError(f"plugin module {name!r}: finish is not a function")
 
     # The host calls the exports one at a time and never re-enters them.
     ready = False
@@ -50,6 +54,14 @@ def world_for(module):
                 raise Err(NOT_INITIALIZED)
             try:
                 handle_fn(event)
+            except Exception as e:
+                raise Err(error_message(e)) from None
+
+        def finish(self):
+            if not ready or finish_fn is None:
+                return
+            try:
+                finish_fn()
             except Exception as e:
                 raise Err(error_message(e)) from None
 
