@@ -37,7 +37,7 @@ import { parseArgs } from "node:util";
 import { renameExport } from "./tools/rename-init.mjs";
 
 const SDK = dirname(fileURLToPath(import.meta.url));
-const WORLD = "plugin";
+const WORLD = "plugin-lifecycle";
 const WASI_VERSION = "0.2.12"; // what componentize-qjs 0.4's runtime imports
 const WASI_PACKAGES = ["cli", "io", "clocks", "filesystem", "random", "sockets"];
 
@@ -116,7 +116,8 @@ try {
       `import { exportsFor } from ${JSON.stringify(join(SDK, "world.js"))};\n` +
       `const world = exportsFor(plugin);\n` +
       `export const wafkaInit = world.init;\n` +
-      `export const handle = world.handle;\n`,
+      `export const handle = world.handle;\n` +
+      `export const finish = world.finish;\n`,
   );
 
   // 3. One module.
