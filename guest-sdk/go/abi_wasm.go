@@ -363,3 +363,16 @@ func exportHandle(data unsafe.Pointer, n uint32) unsafe.Pointer {
 
 //go:wasmexport cabi_post_handle
 func postHandle(unsafe.Pointer) { exportErr = "" }
+
+// finish: func() -> result<_, string> (the `plugin-lifecycle` world)
+//
+//go:wasmexport finish
+func exportFinish() unsafe.Pointer {
+	release()
+	collectorOn()
+	defer collectorOff()
+	return exportResult(callFinish())
+}
+
+//go:wasmexport cabi_post_finish
+func postFinish(unsafe.Pointer) { exportErr = "" }

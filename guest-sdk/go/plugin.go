@@ -74,6 +74,25 @@ func callHandle(event []byte) (errText string, failed bool) {
 	return "", false
 }
 
+// Finisher is what a Plugin also implements to finish its work once after the last event (the
+// host calls it when its input ends or before it drops an idle instance): flush, drain the
+// last delivery reports. Publishing still works there.
+type Finisher interface {
+	Finish() error
+}
+
+// callFinish is the `finish` export: the plugin's Finish, if it has one.
+func callFinish() (errText string, failed bool) {
+	f, ok := registered.(Finisher)
+	if !ready || !ok {
+		return "", false
+	}
+	if err := f.Finish(); err != nil {
+		return errorText(err), true
+	}
+	return "", false
+}
+
 // errorText is err's message, made valid UTF-8 (the component model's strings must be).
 func errorText(err error) string {
 	return strings.ToValidUTF8(err.Error(), "\uFFFD")

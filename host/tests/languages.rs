@@ -277,4 +277,4 @@ languages!(reporter: rust => "reporter", c => "reporter-c", zig => "reporter-zig
 languages!(errors: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");
 // The SDKs that build for the `plugin-lifecycle` world (the others still build `plugin`).
-languages!(finish: rust => "reporter", python => "reporter-py", js => "reporter-js");
+languages!(finish: rust => "reporter", python => "reporter-py", js => "reporter-js", go => "reporter-go");

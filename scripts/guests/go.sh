@@ -9,7 +9,7 @@
 # dependencies (GOPROXY=off).
 #
 # Each example: `GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared` (a reactor core module
-# with //go:wasmexport init/handle), `wasm-tools component embed wit --world plugin`, then
+# with //go:wasmexport init/handle), `wasm-tools component embed wit --world plugin-lifecycle`, then
 # `wasm-tools component new --adapt wasi_snapshot_preview1=<reactor adapter>`.
 set -euo pipefail
 WAFKA_LOG_NAME="guests/go"
@@ -25,7 +25,7 @@ build() {
     local tmp
     tmp="$(mktemp -d)"
     (cd "$1" && "$GO" build -trimpath -buildmode=c-shared -o "$tmp/core.wasm" .) &&
-        "$WASM_TOOLS" component embed "$WAFKA_ROOT/wit" --world plugin "$tmp/core.wasm" -o "$tmp/embedded.wasm" &&
+        "$WASM_TOOLS" component embed "$WAFKA_ROOT/wit" --world plugin-lifecycle "$tmp/core.wasm" -o "$tmp/embedded.wasm" &&
         # The adapter takes its memory from the SDK's cabi_realloc_adapter (adapter_wasm.go).
         "$WASM_TOOLS" component new "$tmp/embedded.wasm" \
             --adapt "wasi_snapshot_preview1=$WASI_ADAPTER" -o "$3"

@@ -38,6 +38,18 @@ func (r *reporter) Handle(event []byte) error {
 	if receipt.Acknowledged() {
 		fmt.Printf("receipt partition=%d offset=%d\n", receipt.Partition, receipt.Offset)
 	}
+	printReports()
+	return nil
+}
+
+// Finish (wafka.Finisher), after the last event: flush, then print the reports still to come.
+func (r *reporter) Finish() error {
+	_ = wafka.Flush() // a failed record shows in its report
+	printReports()
+	return nil
+}
+
+func printReports() {
 	for _, report := range wafka.TakeReports(100) {
 		if report.OK() {
 			fmt.Printf("report id=%d topic=%s partition=%d offset=%d\n",
@@ -46,7 +58,6 @@ func (r *reporter) Handle(event []byte) error {
 			fmt.Printf("report id=%d error=%s\n", report.ID, report.Err)
 		}
 	}
-	return nil
 }
 
 func init() { wafka.Register(&reporter{}) }
