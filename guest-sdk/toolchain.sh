@@ -196,7 +196,7 @@ wafka_need_guest_tools() {
 # cabi_realloc; plugin_component_type.o: the world, for `component new`) into DIR.
 wafka_c_bindings() {
     wafka_need_guest_tools
-    "$GUEST_TOOLS" c-bindings "$WAFKA_SDKS/../wit" plugin "$1" || wafka_die "generating the C bindings failed"
+    "$GUEST_TOOLS" c-bindings "$WAFKA_SDKS/../wit" plugin-lifecycle "$1" || wafka_die "generating the C bindings failed"
 }
 
 wafka_need_adapter() {

@@ -54,7 +54,8 @@ function run(command, args) {
 
 /** The world's WIT with `init` renamed and the stdio imports added. */
 function buildWit(text) {
-  const exportInit = /^(\s*)export init:/m;
+  // Every world that exports `init` (`plugin`, `plugin-lifecycle`): the one built is among them.
+  const exportInit = /^(\s*)export init:/gm;
   const worldStart = new RegExp(`^(\\s*)world ${WORLD} \\{[^\\n]*\\n`, "m");
   if (!exportInit.test(text) || !worldStart.test(text)) return null;
   return text

@@ -480,11 +480,15 @@ fn panicTrap(message: []const u8, _: ?usize) noreturn {
 
 // ---- The world's exports --------------------------------------------------------------------
 
-/// Makes `Plugin` the implementation of the component's `init` and `handle` exports. Call it
-/// once, in a `comptime` block of the plugin's root file. `Plugin` must have
+/// Makes `Plugin` the implementation of the component's `init`, `handle` and `finish` exports
+/// (the `plugin-lifecycle` world). Call it once, in a `comptime` block of the plugin's root
+/// file. `Plugin` must have
 ///
 ///     pub fn init(config: wafka.Config) !Plugin
 ///     pub fn handle(self: *Plugin, event: []const u8) !void
+///
+/// and may have `pub fn finish(self: *Plugin) !void`, called once after the last event (flush,
+/// drain the last delivery reports; publishing still works there).
 ///
 /// The SDK keeps the value `init` returns for the instance's lifetime and hands it to
 /// `handle` for every event (`handle` before a successful `init` fails without calling it).
@@ -523,9 +527,19 @@ pub fn exportPlugin(comptime Plugin: type) void {
             dropFailure();
             return true;
         }
+
+        fn finish(err: *c.plugin_string_t) callconv(.c) bool {
+            const p = if (plugin) |*p| p else return true;
+            if (@hasDecl(Plugin, "finish")) {
+                p.finish() catch |e| return exportError(e, err);
+                dropFailure();
+            }
+            return true;
+        }
     };
     @export(&Exports.init, .{ .name = "exports_plugin_init" });
     @export(&Exports.handle, .{ .name = "exports_plugin_handle" });
+    @export(&Exports.finish, .{ .name = "exports_plugin_finish" });
 }
 
 fn exportError(e: anyerror, err: *c.plugin_string_t) bool {

@@ -276,5 +276,5 @@ languages!(reporter: rust => "reporter", c => "reporter-c", zig => "reporter-zig
     js => "reporter-js", go => "reporter-go");
 languages!(errors: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");
-// The SDKs that build for the `plugin-lifecycle` world (the others still build `plugin`).
-languages!(finish: rust => "reporter", python => "reporter-py", js => "reporter-js", go => "reporter-go");
+languages!(finish: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
+    js => "reporter-js", go => "reporter-go");

@@ -31,17 +31,9 @@ int plugin_init(const wafka_config *config, char **err)
     return 0;
 }
 
-int plugin_handle(const uint8_t *event, size_t len, char **err)
+/* Takes up to 100 delivery reports and prints one line each. */
+static void print_reports(void)
 {
-    (void)err;
-    wafka_record record = wafka_record_init(topic, event, len);
-    wafka_receipt receipt;
-    int code = wafka_publish(&record, &receipt);
-    if (code != 0)
-        return code; /* the event fails with wafka_error_message() */
-    if (receipt.offset >= 0)
-        printf("receipt partition=%" PRId32 " offset=%" PRId64 "\n", receipt.partition, receipt.offset);
-
     const wafka_report *reports;
     size_t n = wafka_take_reports(100, &reports);
     for (size_t i = 0; i < n; i++) {
@@ -52,5 +44,27 @@ int plugin_handle(const uint8_t *event, size_t len, char **err)
             printf("report id=%" PRIu64 " topic=%s partition=%" PRId32 " offset=%" PRId64 "\n",
                    r->id, r->topic, r->partition, r->offset);
     }
+}
+
+int plugin_handle(const uint8_t *event, size_t len, char **err)
+{
+    (void)err;
+    wafka_record record = wafka_record_init(topic, event, len);
+    wafka_receipt receipt;
+    int code = wafka_publish(&record, &receipt);
+    if (code != 0)
+        return code; /* the event fails with wafka_error_message() */
+    if (receipt.offset >= 0)
+        printf("receipt partition=%" PRId32 " offset=%" PRId64 "\n", receipt.partition, receipt.offset);
+    print_reports();
+    return 0;
+}
+
+/* After the last event: flush, then print the reports still to come. */
+int plugin_finish(char **err)
+{
+    (void)err;
+    (void)wafka_flush(); /* a failed record shows in its report */
+    print_reports();
     return 0;
 }

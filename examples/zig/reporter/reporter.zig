@@ -34,17 +34,28 @@ const Reporter = struct {
         if (receipt.isAcknowledged()) {
             wafka.print("receipt partition={d} offset={d}\n", .{ receipt.partition, receipt.offset });
         }
-        var reports = wafka.takeReports(100);
-        defer reports.deinit();
-        var it = reports.iterator();
-        while (it.next()) |r| {
-            switch (r.outcome) {
-                .offset => |offset| wafka.print("report id={d} topic={s} partition={d} offset={d}\n", .{ r.id, r.topic, r.partition, offset }),
-                .failed => |e| wafka.print("report id={d} error={f}\n", .{ r.id, e }),
-            }
-        }
+        printReports();
+    }
+
+    /// After the last event: flush, then print the reports still to come.
+    pub fn finish(_: *Reporter) !void {
+        wafka.flush() catch {}; // a failed record shows in its report
+        printReports();
     }
 };
+
+/// Takes up to 100 delivery reports and prints one line each.
+fn printReports() void {
+    var reports = wafka.takeReports(100);
+    defer reports.deinit();
+    var it = reports.iterator();
+    while (it.next()) |r| {
+        switch (r.outcome) {
+            .offset => |offset| wafka.print("report id={d} topic={s} partition={d} offset={d}\n", .{ r.id, r.topic, r.partition, offset }),
+            .failed => |e| wafka.print("report id={d} error={f}\n", .{ r.id, e }),
+        }
+    }
+}
 
 comptime {
     wafka.exportPlugin(Reporter);

@@ -7,7 +7,8 @@
  * Kafka records through the host's `producer` interface.
  *
  * This header hides the bindings that `wit-bindgen c` generates. A plugin implements the two
- * entry points declared at the end (plugin_init and plugin_handle) and calls wafka_publish,
+ * entry points declared at the end (plugin_init, plugin_handle and optionally plugin_finish)
+ * and calls wafka_publish,
  * wafka_flush, wafka_set_autoflush and wafka_take_reports. guest-sdk/c/build.sh compiles the
  * plugin, the SDK and the generated bindings and turns the result into a component.
  *
@@ -309,6 +310,12 @@ int plugin_init(const wafka_config *config, char **err);
  * until plugin_handle returns. Returns like plugin_init; the host logs a failed event and
  * counts it, then goes on with the next one. Not called unless plugin_init succeeded. */
 int plugin_handle(const uint8_t *event, size_t len, char **err);
+
+/* Optional: finishes the plugin's work, once after the last event (the host calls it when its
+ * input ends or before it drops an idle instance): flush, drain the last delivery reports.
+ * Publishing still works here. Returns like plugin_init. A plugin that does not define it
+ * finishes with nothing to do (the SDK declares it weak). */
+__attribute__((weak)) int plugin_finish(char **err);
 
 #ifdef __cplusplus
 }

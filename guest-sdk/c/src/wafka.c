@@ -2,8 +2,9 @@
  * wafka.c: the C SDK over the bindings that `wit-bindgen c` generates from wit/ (plugin.h and
  * plugin.c, generated at build time by guest-sdk/c/build.sh).
  *
- * It implements the world's exports (exports_plugin_init, exports_plugin_handle) on top of the
- * plugin's plugin_init and plugin_handle, and the wafka_* functions on top of the producer
+ * It implements the world's exports (exports_plugin_init, exports_plugin_handle,
+ * exports_plugin_finish: the `plugin-lifecycle` world) on top of the plugin's plugin_init,
+ * plugin_handle and optional plugin_finish, and the wafka_* functions on top of the producer
  * imports. Records go to the host without copying: the generated import passes the pointers of
  * the topic, key, value and header array straight to the host, which reads them in place.
  */
@@ -464,6 +465,21 @@ bool exports_plugin_init(plugin_list_tuple2_string_string_t *list, plugin_string
     }
     free(message);
     initialized = true;
+    return true;
+}
+
+bool exports_plugin_finish(plugin_string_t *err)
+{
+    if (!initialized || !plugin_finish)
+        return true;
+    char *message = NULL;
+    int code = plugin_finish(&message);
+    flush_output();
+    if (code != 0) {
+        export_error("plugin_finish", code, message, err);
+        return false;
+    }
+    free(message);
     return true;
 }
 

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
 }
 
 /// Generates the C bindings of `world` from the WIT package in `wit` into `out`:
-/// `<world>.h`, `<world>.c` and `<world>_component_type.o`.
+/// `plugin.h`, `plugin.c` and `plugin_component_type.o`.
 fn c_bindings(wit: &Path, world: &str, out: &Path) -> Result<(), String> {
     let mut resolve = Resolve::default();
     let (package, _) = resolve
@@ -49,8 +49,13 @@ fn c_bindings(wit: &Path, world: &str, out: &Path) -> Result<(), String> {
         .select_world(&[package], Some(world))
         .map_err(|e| format!("{e:#}"))?;
     let mut files = Files::default();
-    wit_bindgen_c::Opts::default()
-        .build()
+    // Named `plugin` whatever the world (`plugin-lifecycle` too): the C and Zig SDKs' names
+    // (plugin.h, exports_plugin_init, plugin_string_t, ...) do not change with it.
+    let opts = wit_bindgen_c::Opts {
+        rename_world: Some("plugin".into()),
+        ..Default::default()
+    };
+    opts.build()
         .generate(&mut resolve, world, &mut files)
         .map_err(|e| format!("cannot generate C bindings: {e:#}"))?;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
