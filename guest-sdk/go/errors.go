@@ -1,6 +1,7 @@
 package wafka
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
@@ -9,7 +10,7 @@ import (
 // ProduceError is an error from the host's producer (the WIT `produce-error`): one of
 // *NotAuthorizedError, *InvalidTopicError, *RecordTooLargeError, *BufferFullError,
 // *QuotaExceededError, *TimedOutError, *ClosedError, *NotAllowedError and *BrokerError. Use
-// errors.As to tell them apart. Error() is one line, the same text as the Rust SDK's Display.
+// errors.Is with the Err* sentinels to tell the cases apart, errors.As for their details. Error() is one line, the same text as the Rust SDK's Display.
 type ProduceError interface {
 	error
 	// Kind returns the variant's WIT name, e.g. "not-authorized".
@@ -85,6 +86,31 @@ func (e *BrokerError) Error() string {
 	}
 	return text
 }
+
+// Sentinel errors, one per `produce-error` case, for errors.Is: every error of a case is Is its
+// sentinel (errors.Is(err, wafka.ErrBufferFull)), also when wrapped. errors.As gives the
+// details (the topic, the size, the broker's code).
+var (
+	ErrNotAuthorized  = errors.New("not authorized")
+	ErrInvalidTopic   = errors.New("invalid topic")
+	ErrRecordTooLarge = errors.New("record too large")
+	ErrBufferFull     = errors.New("producer buffer full")
+	ErrQuotaExceeded  = errors.New("quota exceeded")
+	ErrTimedOut       = errors.New("timed out")
+	ErrClosed         = errors.New("producer closed")
+	ErrNotAllowed     = errors.New("not allowed")
+	ErrBroker         = errors.New("broker error")
+)
+
+func (*NotAuthorizedError) Is(target error) bool  { return target == ErrNotAuthorized }
+func (*InvalidTopicError) Is(target error) bool   { return target == ErrInvalidTopic }
+func (*RecordTooLargeError) Is(target error) bool { return target == ErrRecordTooLarge }
+func (*BufferFullError) Is(target error) bool     { return target == ErrBufferFull }
+func (*QuotaExceededError) Is(target error) bool  { return target == ErrQuotaExceeded }
+func (*TimedOutError) Is(target error) bool       { return target == ErrTimedOut }
+func (*ClosedError) Is(target error) bool         { return target == ErrClosed }
+func (*NotAllowedError) Is(target error) bool     { return target == ErrNotAllowed }
+func (*BrokerError) Is(target error) bool         { return target == ErrBroker }
 
 func (*NotAuthorizedError) Kind() string  { return "not-authorized" }
 func (*InvalidTopicError) Kind() string   { return "invalid-topic" }

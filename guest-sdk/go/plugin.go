@@ -30,6 +30,15 @@ func (f Funcs) Init(config Config) error {
 // Handle calls HandleFunc.
 func (f Funcs) Handle(event []byte) error { return f.HandleFunc(event) }
 
+// Handle registers f as the plugin, for plugins that need no configuration nor state: the
+// shortcut for Register(Funcs{HandleFunc: f}). Call it once, from a package init function:
+//
+//	func init() { wafka.Handle(func(event []byte) error { ... }) }
+//	func main() {}
+func Handle(f func(event []byte) error) {
+	Register(Funcs{HandleFunc: f})
+}
+
 // NotInitialized is the error of an event handled before a successful Init.
 const NotInitialized = "plugin is not initialized (init was not called or failed)"
 

@@ -2,6 +2,7 @@ package wafka
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -171,5 +172,33 @@ func TestExports(t *testing.T) {
 	}
 	if text, _ := callHandle(nil); text != NotInitialized {
 		t.Errorf("after a failed init: %q", text)
+	}
+}
+
+func TestSentinelErrorsMatchTheirCaseOnly(t *testing.T) {
+	cases := []struct {
+		err      error
+		sentinel error
+	}{
+		{&NotAuthorizedError{Detail: "t"}, ErrNotAuthorized},
+		{&InvalidTopicError{Detail: "t"}, ErrInvalidTopic},
+		{&RecordTooLargeError{Size: 9}, ErrRecordTooLarge},
+		{&BufferFullError{}, ErrBufferFull},
+		{&QuotaExceededError{Detail: "q"}, ErrQuotaExceeded},
+		{&TimedOutError{Detail: "d"}, ErrTimedOut},
+		{&ClosedError{}, ErrClosed},
+		{&NotAllowedError{Detail: "n"}, ErrNotAllowed},
+		{&BrokerError{Name: "NOT_ENOUGH_REPLICAS", Code: 19}, ErrBroker},
+	}
+	for i, c := range cases {
+		wrapped := fmt.Errorf("publishing: %w", c.err)
+		if !errors.Is(wrapped, c.sentinel) {
+			t.Errorf("%T is not %v", c.err, c.sentinel)
+		}
+		for j, other := range cases {
+			if i != j && errors.Is(c.err, other.sentinel) {
+				t.Errorf("%T is also %v", c.err, other.sentinel)
+			}
+		}
 	}
 }
