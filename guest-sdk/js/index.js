@@ -80,7 +80,9 @@ export class ProduceError extends Error {
   constructor(kind, message) {
     super(message);
     this.name = new.target.name;
-    /** @type {string} */
+    /** The WIT case, e.g. `"not-authorized"`, as Node's errors carry a `code`. @type {string} */
+    this.code = kind;
+    /** The same as `code` (the SDK's first name for it). @type {string} */
     this.kind = kind;
   }
 }

@@ -51,6 +51,9 @@ describe("errors", () => {
       assert.equal(wafka.errorMessage(error), message);
     }
     assert.equal(new wafka.BufferFullError().kind, "buffer-full");
+    assert.equal(new wafka.BufferFullError().code, "buffer-full");
+    assert.equal(new wafka.NotAuthorizedError("t").code, "not-authorized");
+    assert.equal(new wafka.BrokerError({ name: "X", code: 7 }).code, "broker");
     assert.equal(new wafka.BufferFullError().name, "BufferFullError");
     assert.equal(wafka.errorMessage(new TypeError("x")), "TypeError: x");
     assert.equal(wafka.errorMessage("plain"), "plain");
@@ -204,5 +207,18 @@ describe("utf8", () => {
 describe("rename-init", () => {
   it("refuses what is not a component", () => {
     assert.throws(() => renameExport(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), "a", "b"), /not a WebAssembly component/);
+  });
+});
+
+describe("index.d.ts", () => {
+  it("declares every export of index.js, and nothing it does not export", async () => {
+    const { readFileSync } = await import("node:fs");
+    const dts = readFileSync(new URL("../index.d.ts", import.meta.url), "utf8");
+    const declared = new Set(
+      [...dts.matchAll(/^export (?:class|function) (\w+)/gm)].map((m) => m[1]),
+    );
+    const exported = new Set(Object.keys(wafka));
+    assert.deepEqual([...exported].filter((n) => !declared.has(n)), [], "exported, not declared");
+    assert.deepEqual([...declared].filter((n) => !exported.has(n)), [], "declared, not exported");
   });
 });
