@@ -1,6 +1,6 @@
 //! Write wafka plugins in Rust.
 //!
-//! A wafka plugin is a WebAssembly component targeting the `plugin` world of the WIT package
+//! A wafka plugin is a WebAssembly component targeting the `plugin-lifecycle` world of the WIT package
 //! `wafka:producer@0.1.0`: the host calls `init` once with the plugin's configuration, then
 //! `handle` once per input event, and the plugin publishes Kafka records through the host's
 //! `producer` interface. This crate hides the generated bindings behind a small API:
@@ -9,22 +9,23 @@
 //! * read settings from [`Config`];
 //! * build records with [`Record`] and send them with [`Record::publish`] (or [`publish`]);
 //! * control delivery with [`flush`], [`set_autoflush`] and [`take_reports`];
-//! * act on failures through [`Error`], which converts into the `String` errors that `init` and
-//!   `handle` return, so `?` works in both.
+//! * act on the producer's failures through [`Error`]; `init`, `handle` and `finish` return
+//!   [`Failure`], which `?` makes from any error (and from `String` and `&str`), and
+//!   [`fail!`] returns one made with `format!`.
 //!
 //! ```no_run
-//! use wafka_guest::{Config, Plugin, Record};
+//! use wafka_guest::{Config, Failure, Plugin, Record};
 //!
 //! struct Echo {
 //!     topic: String,
 //! }
 //!
 //! impl Plugin for Echo {
-//!     fn init(config: Config) -> Result<Self, String> {
+//!     fn init(config: Config) -> Result<Self, Failure> {
 //!         Ok(Echo { topic: config.get_or("topic", "echo").to_string() })
 //!     }
 //!
-//!     fn handle(&mut self, event: &[u8]) -> Result<(), String> {
+//!     fn handle(&mut self, event: &[u8]) -> Result<(), Failure> {
 //!         Record::new(self.topic.as_str(), event).publish()?;
 //!         Ok(())
 //!     }
@@ -43,11 +44,13 @@
 
 mod config;
 mod error;
+mod failure;
 mod plugin;
 mod record;
 
 pub use config::Config;
 pub use error::{BrokerError, Error};
+pub use failure::{Failure, Result};
 pub use plugin::Plugin;
 pub use record::{flush, publish, set_autoflush, take_reports, DeliveryReport, Receipt, Record};
 
@@ -78,11 +81,11 @@ pub mod __private {
 /// Invoke it exactly once, at module level, in the plugin's `cdylib` crate:
 ///
 /// ```no_run
-/// # use wafka_guest::{Config, Plugin};
+/// # use wafka_guest::{Config, Failure, Plugin};
 /// # struct MyPlugin;
 /// # impl Plugin for MyPlugin {
-/// #     fn init(_: Config) -> Result<Self, String> { Ok(MyPlugin) }
-/// #     fn handle(&mut self, _: &[u8]) -> Result<(), String> { Ok(()) }
+/// #     fn init(_: Config) -> Result<Self, Failure> { Ok(MyPlugin) }
+/// #     fn handle(&mut self, _: &[u8]) -> Result<(), Failure> { Ok(()) }
 /// # }
 /// wafka_guest::export_plugin!(MyPlugin);
 /// ```

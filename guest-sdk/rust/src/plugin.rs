@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use crate::Config;
+use crate::{Config, Failure};
 
 /// A wafka plugin: state built by `init` from the configuration, then fed one event at a time.
 ///
@@ -12,16 +12,16 @@ use crate::Config;
 pub trait Plugin: Sized + 'static {
     /// Builds the plugin from the host's `--config KEY=VALUE` pairs. Called once, before any
     /// event; an error makes the host give up on the plugin.
-    fn init(config: Config) -> Result<Self, String>;
+    fn init(config: Config) -> Result<Self, Failure>;
 
     /// Handles one event: one line of input, without the newline.
-    fn handle(&mut self, event: &[u8]) -> Result<(), String>;
+    fn handle(&mut self, event: &[u8]) -> Result<(), Failure>;
 
     /// Finishes the plugin's work, once, after the last event: the host calls it when the
     /// input ends (`wafka run`, `wafka test`) or before it drops an idle instance (`wafka
     /// serve`'s drain and reloads). Publishing still works: flush here, and drain the last
     /// delivery reports. By default it does nothing.
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), Failure> {
         Ok(())
     }
 }
@@ -34,11 +34,11 @@ trait Handler {
 
 impl<P: Plugin> Handler for P {
     fn handle(&mut self, event: &[u8]) -> Result<(), String> {
-        Plugin::handle(self, event)
+        Plugin::handle(self, event).map_err(String::from)
     }
 
     fn finish(&mut self) -> Result<(), String> {
-        Plugin::finish(self)
+        Plugin::finish(self).map_err(String::from)
     }
 }
 
@@ -53,7 +53,7 @@ thread_local! {
 pub fn init<P: Plugin>(config: Vec<(String, String)>) -> Result<(), String> {
     // Drop any previous state first, so a failing `init` leaves no plugin behind.
     PLUGIN.with(|cell| cell.borrow_mut().take());
-    let plugin = P::init(Config::new(config))?;
+    let plugin = P::init(Config::new(config)).map_err(String::from)?;
     PLUGIN.with(|cell| *cell.borrow_mut() = Some(Box::new(plugin)));
     Ok(())
 }
@@ -79,7 +79,7 @@ pub fn finish() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::{handle, init, Plugin};
-    use crate::Config;
+    use crate::{fail, Config, Failure};
 
     struct Counter {
         seen: usize,
@@ -87,17 +87,17 @@ mod tests {
     }
 
     impl Plugin for Counter {
-        fn init(config: Config) -> Result<Self, String> {
+        fn init(config: Config) -> Result<Self, Failure> {
             Ok(Counter {
                 seen: 0,
                 limit: config.parse_or("limit", 2)?,
             })
         }
 
-        fn handle(&mut self, _event: &[u8]) -> Result<(), String> {
+        fn handle(&mut self, _event: &[u8]) -> Result<(), Failure> {
             self.seen += 1;
             if self.seen > self.limit {
-                return Err(format!("event {} over the limit", self.seen));
+                fail!("event {} over the limit", self.seen);
             }
             Ok(())
         }

@@ -18,10 +18,10 @@ struct Hello {
 }
 
 impl Plugin for Hello {
-    fn init(config: Config) -> Result<Self, String> {
+    fn init(config: Config) -> wafka_guest::Result<Self> {
         let key_delimiter = match config.get("key-delimiter") {
             None => None,
-            Some("") => return Err("config `key-delimiter` must not be empty".to_string()),
+            Some("") => wafka_guest::fail!("config `key-delimiter` must not be empty"),
             Some(d) => Some(d.as_bytes().to_vec()),
         };
         Ok(Hello {
@@ -30,7 +30,7 @@ impl Plugin for Hello {
         })
     }
 
-    fn handle(&mut self, event: &[u8]) -> Result<(), String> {
+    fn handle(&mut self, event: &[u8]) -> wafka_guest::Result<()> {
         let (key, value) = match &self.key_delimiter {
             Some(delimiter) => split_once(event, delimiter),
             None => (None, event),

@@ -50,7 +50,7 @@ struct Probe {
 }
 
 impl Plugin for Probe {
-    fn init(config: Config) -> Result<Self, String> {
+    fn init(config: Config) -> wafka_guest::Result<Self> {
         if let Some(topic) = config.get("publish-init") {
             Record::new(topic, "init").publish()?;
         }
@@ -58,7 +58,7 @@ impl Plugin for Probe {
             std::thread::sleep(std::time::Duration::from_millis(number(ms)?));
         }
         match config.get("fail-init") {
-            Some(message) => Err(message.to_string()),
+            Some(message) => Err(message.into()),
             None => Ok(Probe {
                 publish_finish: config.get("publish-finish").map(str::to_string),
                 fail_finish: config.get("fail-finish").map(str::to_string),
@@ -66,86 +66,91 @@ impl Plugin for Probe {
         }
     }
 
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> wafka_guest::Result<()> {
         if let Some(topic) = &self.publish_finish {
             Record::new(topic.as_str(), "finish").publish()?;
         }
         match &self.fail_finish {
-            Some(message) => Err(message.clone()),
+            Some(message) => Err(message.as_str().into()),
             None => Ok(()),
         }
     }
 
-    fn handle(&mut self, event: &[u8]) -> Result<(), String> {
-        let line = std::str::from_utf8(event).map_err(|e| format!("event is not UTF-8: {e}"))?;
-        let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let args: Vec<&str> = rest.split_ascii_whitespace().collect();
-        match (command, args.as_slice()) {
-            ("publish", [topic, key, value]) => publish(topic, key, value, None),
-            ("publish", [topic, key, value, partition]) => {
-                publish(topic, key, value, Some(number(partition)?))
-            }
-            ("try-publish", [topic, value]) => {
-                if let Err(e) = Record::new(*topic, *value).publish() {
-                    eprintln!("probe: publish refused: {e}");
-                }
-                Ok(())
-            }
-            ("publish-n", [topic, n]) => publish_n(topic, number(n)?),
-            ("publish-size", [topic, bytes]) => {
-                Record::new(*topic, vec![b'x'; number(bytes)?]).publish()?;
-                Ok(())
-            }
-            ("bench", [topic, n, size]) => bench(topic, number(n)?, number(size)?),
-            ("flush", []) => Ok(wafka_guest::flush()?),
-            ("autoflush", ["on"]) => Ok(wafka_guest::set_autoflush(true)?),
-            ("autoflush", ["off"]) => Ok(wafka_guest::set_autoflush(false)?),
-            ("receipt", [topic, key, value]) => receipt(topic, key, value),
-            ("reports", [n]) => reports(number(n)?),
-            ("noop", []) => Ok(()),
-            ("trap", []) => panic!("probe: trap requested"),
-            ("loop", []) => spin(),
-            ("grow", [mib]) => grow(number(mib)?),
-            ("print", _) => {
-                println!("{rest}");
-                eprintln!("{rest}");
-                Ok(())
-            }
-            ("env", []) => env(),
-            ("sleep", [ms]) => {
-                std::thread::sleep(std::time::Duration::from_millis(number(ms)?));
-                Ok(())
-            }
-            ("publish-loop", [topic]) => loop {
-                let _ = Record::new(*topic, "x").publish();
-            },
-            ("recurse", [n]) => {
-                black_box(recurse(number(n)?));
-                Ok(())
-            }
-            ("aliased-headers", [topic, n, kib]) => {
-                raw::aliased_headers(topic, number(n)?, number(kib)?)
-            }
-            ("topics", [prefix, n]) => topics(prefix, number(n)?),
-            ("connect", [addr]) => std::net::TcpStream::connect(addr)
-                .map(drop)
-                .map_err(|e| format!("cannot connect: {e}")),
-            ("udp", [addr]) => std::net::UdpSocket::bind("0.0.0.0:0")
-                .and_then(|s| s.send_to(b"probe", addr))
-                .map(drop)
-                .map_err(|e| format!("cannot send: {e}")),
-            ("read-file", [path]) => std::fs::read(path)
-                .map(drop)
-                .map_err(|e| format!("cannot read: {e}")),
-            ("stdout", [kib]) => {
-                let line = "o".repeat(1023);
-                for _ in 0..number::<u64>(kib)? {
-                    println!("{line}");
-                }
-                Ok(())
-            }
-            _ => Err(format!("unknown command or wrong arguments: {line:?}")),
+    fn handle(&mut self, event: &[u8]) -> wafka_guest::Result<()> {
+        Ok(dispatch(event)?)
+    }
+}
+
+/// Runs one event's command (the table above).
+fn dispatch(event: &[u8]) -> Result<(), String> {
+    let line = std::str::from_utf8(event).map_err(|e| format!("event is not UTF-8: {e}"))?;
+    let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let args: Vec<&str> = rest.split_ascii_whitespace().collect();
+    match (command, args.as_slice()) {
+        ("publish", [topic, key, value]) => publish(topic, key, value, None),
+        ("publish", [topic, key, value, partition]) => {
+            publish(topic, key, value, Some(number(partition)?))
         }
+        ("try-publish", [topic, value]) => {
+            if let Err(e) = Record::new(*topic, *value).publish() {
+                eprintln!("probe: publish refused: {e}");
+            }
+            Ok(())
+        }
+        ("publish-n", [topic, n]) => publish_n(topic, number(n)?),
+        ("publish-size", [topic, bytes]) => {
+            Record::new(*topic, vec![b'x'; number(bytes)?]).publish()?;
+            Ok(())
+        }
+        ("bench", [topic, n, size]) => bench(topic, number(n)?, number(size)?),
+        ("flush", []) => Ok(wafka_guest::flush()?),
+        ("autoflush", ["on"]) => Ok(wafka_guest::set_autoflush(true)?),
+        ("autoflush", ["off"]) => Ok(wafka_guest::set_autoflush(false)?),
+        ("receipt", [topic, key, value]) => receipt(topic, key, value),
+        ("reports", [n]) => reports(number(n)?),
+        ("noop", []) => Ok(()),
+        ("trap", []) => panic!("probe: trap requested"),
+        ("loop", []) => spin(),
+        ("grow", [mib]) => grow(number(mib)?),
+        ("print", _) => {
+            println!("{rest}");
+            eprintln!("{rest}");
+            Ok(())
+        }
+        ("env", []) => env(),
+        ("sleep", [ms]) => {
+            std::thread::sleep(std::time::Duration::from_millis(number(ms)?));
+            Ok(())
+        }
+        ("publish-loop", [topic]) => loop {
+            let _ = Record::new(*topic, "x").publish();
+        },
+        ("recurse", [n]) => {
+            black_box(recurse(number(n)?));
+            Ok(())
+        }
+        ("aliased-headers", [topic, n, kib]) => {
+            raw::aliased_headers(topic, number(n)?, number(kib)?)
+        }
+        ("topics", [prefix, n]) => topics(prefix, number(n)?),
+        ("connect", [addr]) => std::net::TcpStream::connect(addr)
+            .map(drop)
+            .map_err(|e| format!("cannot connect: {e}")),
+        ("udp", [addr]) => std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.send_to(b"probe", addr))
+            .map(drop)
+            .map_err(|e| format!("cannot send: {e}")),
+        ("read-file", [path]) => std::fs::read(path)
+            .map(drop)
+            .map_err(|e| format!("cannot read: {e}")),
+        ("stdout", [kib]) => {
+            let line = "o".repeat(1023);
+            for _ in 0..number::<u64>(kib)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        _ => Err(format!("unknown command or wrong arguments: {line:?}")),
     }
 }
 

@@ -23,7 +23,7 @@ struct Reporter {
 }
 
 impl Plugin for Reporter {
-    fn init(config: Config) -> Result<Self, String> {
+    fn init(config: Config) -> wafka_guest::Result<Self> {
         if config.get("autoflush") == Some("true") {
             set_autoflush(true).map_err(|e| e.to_string())?;
         }
@@ -32,7 +32,7 @@ impl Plugin for Reporter {
         })
     }
 
-    fn handle(&mut self, event: &[u8]) -> Result<(), String> {
+    fn handle(&mut self, event: &[u8]) -> wafka_guest::Result<()> {
         let receipt = Record::new(self.topic.as_str(), event).publish()?;
         if receipt.is_acknowledged() {
             println!(
@@ -44,7 +44,7 @@ impl Plugin for Reporter {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> wafka_guest::Result<()> {
         // A failed record shows in its report: flush's own error adds nothing here.
         let _ = wafka_guest::flush();
         print_reports();

@@ -23,10 +23,10 @@ struct Router {
 }
 
 impl Plugin for Router {
-    fn init(config: Config) -> Result<Self, String> {
+    fn init(config: Config) -> wafka_guest::Result<Self> {
         let field = config.get_or("field", "type");
         if field.is_empty() {
-            return Err("config `field` must not be empty".to_string());
+            wafka_guest::fail!("config `field` must not be empty");
         }
         Ok(Router {
             field: field.to_string(),
@@ -34,7 +34,7 @@ impl Plugin for Router {
         })
     }
 
-    fn handle(&mut self, event: &[u8]) -> Result<(), String> {
+    fn handle(&mut self, event: &[u8]) -> wafka_guest::Result<()> {
         let (topic, key) = self.route(event)?;
         Record::new(topic, event).maybe_key(key).publish()?;
         Ok(())
