@@ -255,6 +255,65 @@ class ReporterTest(HostTest):
         self.assertEqual(caught.exception.value, "not allowed: the host fixed autoflush")
 
 
+class ClassPluginTest(HostTest):
+    def tearDown(self):
+        wafka._registered = None
+
+    def test_a_registered_class_is_the_plugin(self):
+        @wafka.plugin
+        class Counter(wafka.Plugin):
+            def __init__(self, config: wafka.Config) -> None:
+                self.topic = config.get("topic", "t")
+                self.seen = 0
+
+            def handle(self, event: bytes) -> None:
+                self.seen += 1
+                wafka.publish(self.topic, event)
+
+            def finish(self) -> None:
+                wafka.publish(self.topic, f"finished after {self.seen}")
+
+        world = self.plugin(object())
+        with self.assertRaises(Err) as caught:
+            world.handle(b"early")
+        self.assertEqual(caught.exception.value, _world.NOT_INITIALIZED)
+        world.init([("topic", "c")])
+        world.handle(b"a")
+        world.handle(b"b")
+        world.finish()
+        self.assertEqual(
+            [(m.topic, m.value) for m in self.host.records],
+            [("c", b"a"), ("c", b"b"), ("c", b"finished after 2")],
+        )
+
+    def test_failures_are_the_calls_errors_and_a_second_class_is_refused(self):
+        @wafka.plugin
+        class Picky:
+            def __init__(self, config):
+                if "topic" not in config:
+                    raise wafka.PluginError("missing config `topic`")
+
+            def handle(self, event):
+                raise ValueError("not this one")
+
+        world = self.plugin(object())
+        with self.assertRaises(Err) as caught:
+            world.init([])
+        self.assertEqual(caught.exception.value, "missing config `topic`")
+        world.init([("topic", "t")])
+        with self.assertRaises(Err) as caught:
+            world.handle(b"x")
+        self.assertEqual(caught.exception.value, "ValueError: not this one")
+        world.finish()  # no finish method: nothing to do
+
+        with self.assertRaises(TypeError):
+
+            @wafka.plugin
+            class Other(wafka.Plugin):
+                def handle(self, event):
+                    pass
+
+
 def tearDownModule():
     shutil.rmtree(BINDINGS, ignore_errors=True)
 

@@ -6,7 +6,22 @@ pairs, then ``handle`` once per input event, and the plugin publishes Kafka reco
 host's ``producer`` interface. This package hides the bindings that ``componentize-py`` generates
 behind a few functions and exceptions.
 
-A plugin is a module with two functions::
+A plugin is a class registered with ``@wafka.plugin`` (one object per plugin instance)::
+
+    import wafka
+
+    @wafka.plugin
+    class Echo(wafka.Plugin):
+        def __init__(self, config: wafka.Config) -> None:
+            self.topic = config.get("topic", "echo")
+
+        def handle(self, event: bytes) -> None:
+            wafka.publish(self.topic, event)
+
+        def finish(self) -> None:           # optional: after the last event
+            wafka.flush()
+
+or a module with two functions (and optionally ``finish()``)::
 
     import wafka
 
@@ -25,9 +40,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple, TypeVar, Union
 
 __all__ = [
+    "Plugin",
+    "plugin",
     "BrokerError",
     "BufferFullError",
     "ClosedError",
@@ -380,7 +397,7 @@ def set_autoflush(enabled: bool) -> None:
         raise _from_wit(e.value) from None
 
 
-def take_reports(max: int) -> list:
+def take_reports(max: int) -> list[DeliveryReport]:
     """Takes up to ``max`` delivery reports of this instance's records, oldest first: a list of
     ``DeliveryReport``; each report is returned once."""
     out = []
@@ -392,3 +409,41 @@ def take_reports(max: int) -> list:
             out.append(DeliveryReport(r.id, r.topic, r.partition, None, _from_wit(outcome.value)))
     return out
 
+
+# --- class-based plugins ------------------------------------------------------------------------
+
+
+class Plugin:
+    """Base class of a class-based plugin (register it with ``@wafka.plugin``): the host's
+    ``init`` builds one object from the configuration, ``handle`` is called on it once per
+    event, and ``finish`` once after the last event. Raising from any of them fails that call
+    with the exception's message (see ``error_message``)."""
+
+    def __init__(self, config: Config) -> None:
+        """Builds the plugin's state from the ``--config KEY=VALUE`` pairs."""
+
+    def handle(self, event: bytes) -> None:
+        """Handles one event: one line of input, without the newline."""
+        raise NotImplementedError("a wafka.Plugin subclass must define handle(self, event)")
+
+    def finish(self) -> None:
+        """After the last event (the input ended, or the host drains or drops the instance):
+        flush and drain the last delivery reports here. Does nothing by default."""
+
+
+P = TypeVar("P", bound=type)
+
+_registered: Optional[type] = None
+
+
+def plugin(cls: P) -> P:
+    """Registers ``cls`` as the module's plugin: a class (``wafka.Plugin`` or any class) built
+    with ``cls(config)`` and called with ``handle(event)`` and, if it has one, ``finish()``.
+    Use it once per plugin."""
+    global _registered
+    if _registered is not None and _registered is not cls:
+        raise TypeError(f"two plugin classes registered: {_registered.__name__} and {cls.__name__}")
+    if not callable(getattr(cls, "handle", None)):
+        raise TypeError(f"plugin class {cls.__name__} has no method handle(self, event)")
+    _registered = cls
+    return cls

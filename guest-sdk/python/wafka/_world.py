@@ -21,8 +21,14 @@ NOT_INITIALIZED = "plugin is not initialized (init was not called or failed)"
 
 
 def world_for(module):
-    """The ``WitWorld`` class for a plugin module with ``handle(event)`` and, optionally,
-    ``init(config)`` and ``finish()`` (called once after the last event)."""
+    """The ``WitWorld`` class for a plugin module: one that registered a class with
+    ``@wafka.plugin``, or one with ``handle(event)`` and, optionally, ``init(config)`` and
+    ``finish()`` (called once after the last event)."""
+    import wafka
+
+    cls = wafka._registered
+    if cls is not None:
+        return _class_world(cls)
     init_fn = getattr(module, "init", None)
     handle_fn = getattr(module, "handle", None)
     finish_fn = getattr(module, "finish", None)
@@ -62,6 +68,41 @@ def world_for(module):
                 return
             try:
                 finish_fn()
+            except Exception as e:
+                raise Err(error_message(e)) from None
+
+    return WitWorld
+
+
+def _class_world(cls):
+    """The ``WitWorld`` class for a plugin class registered with ``@wafka.plugin``."""
+    # The host calls the exports one at a time and never re-enters them.
+    state = None
+
+    class WitWorld(wit_world.WitWorld):
+        def init(self, config):
+            nonlocal state
+            # A failing init leaves no plugin behind.
+            state = None
+            try:
+                state = cls(Config(config))
+            except Exception as e:
+                raise Err(error_message(e)) from None
+
+        def handle(self, event):
+            if state is None:
+                raise Err(NOT_INITIALIZED)
+            try:
+                state.handle(event)
+            except Exception as e:
+                raise Err(error_message(e)) from None
+
+        def finish(self):
+            finish = getattr(state, "finish", None)
+            if state is None or not callable(finish):
+                return
+            try:
+                finish()
             except Exception as e:
                 raise Err(error_message(e)) from None
 
