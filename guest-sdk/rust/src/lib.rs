@@ -37,8 +37,9 @@
 //! Build the plugin crate as a `cdylib` for the `wasm32-wasip2` target; cargo then produces a
 //! component directly (`target/wasm32-wasip2/release/<name>.wasm`).
 //!
-//! On targets other than `wasm32`, the crate compiles (so plugin crates can unit-test their own
-//! logic natively), but calling into the host panics.
+//! On targets other than `wasm32`, the crate compiles with a fake host ([`testing`]), so plugin
+//! crates can unit-test themselves natively with `cargo test`: publishing, receipts, delivery
+//! reports and refusals behave as the host's.
 
 #![warn(missing_docs)]
 
@@ -47,6 +48,8 @@ mod error;
 mod failure;
 mod plugin;
 mod record;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 pub use config::Config;
 pub use error::{BrokerError, Error};

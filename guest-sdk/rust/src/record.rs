@@ -2,8 +2,12 @@
 
 use std::fmt;
 
+// The host's imports in a component; the fake host (crate::testing) everywhere else.
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::wafka::producer::producer as host;
 use crate::bindings::wafka::producer::types as wit;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::host;
 use crate::Error;
 
 /// A record to publish, built with chained calls:

@@ -59,7 +59,40 @@ wafka_guest::export_plugin!(Hello);
 
 #[cfg(test)]
 mod tests {
-    use super::split_once;
+    use super::{split_once, Hello};
+    use wafka_guest::{testing, Config, Error, Plugin};
+
+    fn hello(pairs: &[(&str, &str)]) -> Hello {
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Hello::init(Config::new(pairs)).expect("init")
+    }
+
+    /// Against the SDK's fake host: what the plugin publishes, and what it does when the host
+    /// refuses.
+    #[test]
+    fn publishes_keyed_lines_and_fails_an_event_the_host_refuses() {
+        testing::reset();
+        let mut p = hello(&[("topic", "greetings"), ("key-delimiter", ":")]);
+        p.handle(b"alice:hello").unwrap();
+        p.handle(b"no delimiter").unwrap();
+        let published = testing::published();
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[0].topic, "greetings");
+        assert_eq!(published[0].key.as_deref(), Some(&b"alice"[..]));
+        assert_eq!(published[0].value, b"hello");
+        assert_eq!(
+            published[0].headers,
+            [("source".to_string(), Some(b"hello".to_vec()))]
+        );
+        assert_eq!(published[1].key, None);
+
+        testing::refuse_topic("greetings", Error::NotAuthorized("greetings".into()));
+        let e = p.handle(b"bob:hi").unwrap_err();
+        assert_eq!(e.message(), "not authorized: greetings");
+    }
 
     #[test]
     fn splits_at_the_first_delimiter() {
