@@ -13,10 +13,19 @@ type Plugin interface {
 	Handle(event []byte) error
 }
 
-// Funcs adapts two functions to a Plugin; Init may be nil.
+// Funcs adapts functions to a Plugin (and a Finisher); InitFunc and FinishFunc may be nil.
 type Funcs struct {
 	InitFunc   func(config Config) error
 	HandleFunc func(event []byte) error
+	FinishFunc func() error
+}
+
+// Finish calls FinishFunc, if any.
+func (f Funcs) Finish() error {
+	if f.FinishFunc == nil {
+		return nil
+	}
+	return f.FinishFunc()
 }
 
 // Init calls InitFunc, if any.
@@ -84,7 +93,7 @@ func callHandle(event []byte) (errText string, failed bool) {
 }
 
 // Finisher is what a Plugin also implements to finish its work once after the last event (the
-// host calls it when its input ends or before it drops an idle instance): flush, drain the
+// host calls it when its input ends, and in wafka serve on instances idle at a drain or reload): flush, drain the
 // last delivery reports. Publishing still works there.
 type Finisher interface {
 	Finish() error

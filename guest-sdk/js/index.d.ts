@@ -11,8 +11,8 @@ export type Headers =
   | Map<string, Bytes | null>
   | [string, Bytes | null][];
 
-/** A record to publish. */
-export interface Record {
+/** A record to publish (named so as not to hide TypeScript's own `Record<K, V>`). */
+export interface ProducerRecord {
   topic: string;
   value: Bytes;
   /** Kafka's null key when null or absent. */
@@ -54,6 +54,7 @@ export type ProduceErrorCode =
 
 /** An error from the host's producer; `message` is one line, the Rust SDK's text. */
 export class ProduceError extends Error {
+  constructor(code: ProduceErrorCode, message: string);
   /** The case, e.g. "not-authorized". */
   readonly code: ProduceErrorCode;
   /** The same as `code`. */
@@ -140,7 +141,7 @@ export class DeliveryReport {
 }
 
 /** Publishes one record; throws a ProduceError. */
-export function publish(record: Record): Receipt;
+export function publish(record: ProducerRecord): Receipt;
 
 /** Waits until every record published before is acknowledged or failed; throws the first failure. */
 export function flush(): void;

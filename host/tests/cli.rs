@@ -701,6 +701,29 @@ fn test_injects_failures_where_a_cluster_would() {
     // Injected failures alone keep the exit status 0.
     let out = run(&["--fail-topic", "t=quota-exceeded"], "try-publish t a\n");
     assert!(out.ok, "{}", out.stderr);
+    // A kind no delivery ends with is refused for reports, naming what is allowed.
+    let out = run(&["--fail-reports", "buffer-full"], "");
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("never ends a delivery") && out.stderr.contains("timed-out"),
+        "{}",
+        out.stderr
+    );
+    // Under autoflush a failure after queueing comes back to publish and still has its
+    // report, and the next flush says it again (as the producer keeps it).
+    let out = run(
+        &["--fail-reports", "timed-out", "--autoflush", "on"],
+        "try-publish t a\nreports 1\nflush\n",
+    );
+    assert!(
+        out.stderr
+            .contains("event 2: plugin `probe` failed: expected 1 delivered reports, took 1")
+            && out
+                .stderr
+                .contains("event 3: plugin `probe` failed: timed out"),
+        "{}",
+        out.stderr
+    );
     // A bad KIND is one line naming the allowed ones.
     let out = run(&["--fail-flush", "sometimes"], "");
     assert!(!out.ok);

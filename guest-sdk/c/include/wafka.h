@@ -312,7 +312,7 @@ int plugin_init(const wafka_config *config, char **err);
 int plugin_handle(const uint8_t *event, size_t len, char **err);
 
 /* Optional: finishes the plugin's work, once after the last event (the host calls it when its
- * input ends or before it drops an idle instance): flush, drain the last delivery reports.
+ * input ends, and in wafka serve on instances idle at a drain or reload): flush, drain the last delivery reports.
  * Publishing still works here. Returns like plugin_init. A plugin that does not define it
  * finishes with nothing to do (the SDK declares it weak). */
 __attribute__((weak)) int plugin_finish(char **err);

@@ -313,6 +313,13 @@ class ClassPluginTest(HostTest):
                 def handle(self, event):
                     pass
 
+        wafka._registered = None
+        with self.assertRaises(TypeError):
+
+            @wafka.plugin
+            class NoHandle(wafka.Plugin):
+                pass
+
 
 def tearDownModule():
     shutil.rmtree(BINDINGS, ignore_errors=True)

@@ -443,7 +443,8 @@ def plugin(cls: P) -> P:
     global _registered
     if _registered is not None and _registered is not cls:
         raise TypeError(f"two plugin classes registered: {_registered.__name__} and {cls.__name__}")
-    if not callable(getattr(cls, "handle", None)):
+    handle = getattr(cls, "handle", None)
+    if not callable(handle) or handle is Plugin.handle:
         raise TypeError(f"plugin class {cls.__name__} has no method handle(self, event)")
     _registered = cls
     return cls

@@ -8,8 +8,9 @@ use std::fmt;
 /// Why [`Plugin::init`](crate::Plugin::init), [`handle`](crate::Plugin::handle) or
 /// [`finish`](crate::Plugin::finish) failed: the one line the host reports.
 ///
-/// `?` converts any [`std::error::Error`] (the producer's [`Error`](crate::Error), an I/O or
-/// parse error, ...) into it, and so do `String` and `&str` (`Err("no topic".into())`); its
+/// `?` converts any [`std::error::Error`] that is `Send + Sync` (the producer's
+/// [`Error`](crate::Error), an I/O or parse error, `Box<dyn Error + Send + Sync>`, ...; a bare
+/// `Box<dyn Error>` needs `Failure::msg`) into it, and so do `String` and `&str` (`Err("no topic".into())`); its
 /// text is the error's message followed by its sources, `: `-separated, on one line.
 /// [`fail!`](crate::fail) returns one made with `format!`. Like `anyhow::Error`, it does not
 /// implement `std::error::Error` itself (that is what lets `?` take every error).
@@ -36,8 +37,13 @@ where
         let mut text = e.to_string();
         let mut source = e.source();
         while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
+            // Errors whose message already shows their source (`#[error("...: {0}")]`) are
+            // not repeated.
+            let more = s.to_string();
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
             source = s.source();
         }
         Failure(one_line(&text))

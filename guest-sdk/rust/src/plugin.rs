@@ -18,9 +18,9 @@ pub trait Plugin: Sized + 'static {
     fn handle(&mut self, event: &[u8]) -> Result<(), Failure>;
 
     /// Finishes the plugin's work, once, after the last event: the host calls it when the
-    /// input ends (`wafka run`, `wafka test`) or before it drops an idle instance (`wafka
-    /// serve`'s drain and reloads). Publishing still works: flush here, and drain the last
-    /// delivery reports. By default it does nothing.
+    /// input ends (`wafka run`, `wafka test`) and, in `wafka serve`, on the instances idle at
+    /// a drain or a reload. Publishing still works: flush here, and drain the last delivery
+    /// reports. By default it does nothing.
     fn finish(&mut self) -> Result<(), Failure> {
         Ok(())
     }

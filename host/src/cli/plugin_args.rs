@@ -182,6 +182,13 @@ pub async fn drive(
             }
         }
     }
+    let failed = instance.stats().failed_events;
+    let more = failed.saturating_sub(shown + u64::from(outcome.stopped.is_some()));
+    if more > 0 {
+        eprintln!(
+            "wafka: … and {more} more failed events (only the first {SHOWN_FAILURES} are shown)"
+        );
+    }
     // The input ended: the plugin finishes its work (flushes, drains its last reports).
     if outcome.stopped.is_none() {
         let r = instance.finish().await;
@@ -197,13 +204,6 @@ pub async fn drive(
                 outcome.stopped = Some(e);
             }
         }
-    }
-    let failed = instance.stats().failed_events;
-    let more = failed.saturating_sub(shown + u64::from(outcome.stopped.is_some()));
-    if more > 0 {
-        eprintln!(
-            "wafka: … and {more} more failed events (only the first {SHOWN_FAILURES} are shown)"
-        );
     }
     Ok(outcome)
 }

@@ -37,11 +37,12 @@ pub struct TestArgs {
     /// Fails every Nth record (counting those the host's own checks let through) with KIND.
     #[arg(long = "fail-every", value_name = "N=KIND", value_parser = Faults::parse_every)]
     fail_every: Option<(u64, FaultKind)>,
-    /// Makes every `flush` fail with KIND (the records stay captured).
-    #[arg(long = "fail-flush", value_name = "KIND")]
+    /// Makes every `flush` fail with KIND (the records stay captured); KIND as a delivery ends.
+    #[arg(long = "fail-flush", value_name = "KIND", value_parser = Faults::delivery_kind)]
     fail_flush: Option<FaultKind>,
-    /// Queues every record, then fails it with KIND in its delivery report and the next flush.
-    #[arg(long = "fail-reports", value_name = "KIND")]
+    /// Queues every record, then fails it with KIND in its delivery report and the next flush
+    /// (not buffer-full, quota-exceeded or not-allowed: no delivery ends so).
+    #[arg(long = "fail-reports", value_name = "KIND", value_parser = Faults::delivery_kind)]
     fail_reports: Option<FaultKind>,
 }
 

@@ -192,14 +192,14 @@ fn capture(
             Injected::AtPublish(k) => (k, false),
             Injected::InReport(k) => (k, true),
         };
-        if !in_report || acked {
-            // Refused at `publish`: as the host or the producer refuses, or, under
-            // autoflush, as the cluster's answer comes back to `publish`.
+        if !in_report {
+            // Refused at `publish`, as the host or the producer refuses: never queued.
             state.producer.stats.refused += 1;
             capture_of(state)?.injected_at_publish += 1;
             return Ok(Err(kind.error(&record.topic, held)));
         }
-        // Queued, never delivered: its report and the next `flush` say why.
+        // Queued, never delivered: its report and the next `flush` say why (as the producer
+        // keeps a failure for the next flush); under autoflush `publish` says so too.
         state.producer.stats.records += 1;
         state.producer.stats.bytes += size as u64;
         let c = capture_of(state)?;
@@ -212,8 +212,11 @@ fn capture(
             id,
             topic: record.topic.clone(),
             partition: record.partition,
-            outcome: Err(error),
+            outcome: Err(error.clone()),
         });
+        if acked {
+            return Ok(Err(error));
+        }
         return Ok(Ok(Receipt {
             id,
             partition: record.partition,

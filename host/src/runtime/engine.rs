@@ -186,8 +186,34 @@ impl Engine {
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let pre = bindings::PluginPre::new(pre).map_err(wrong_world)?;
-        // The `plugin-lifecycle` world adds `finish`; a `plugin` component has none.
-        let finish = component.get_export_index(None, "finish");
+        // The `plugin-lifecycle` world adds `finish`; a `plugin` component has none. Its type
+        // is checked now, so a wrong one is a load error, not a failure of every instance.
+        let finish = match component.get_export(None, "finish") {
+            None => None,
+            Some((item, index)) => {
+                use wasmtime::component::types::{ComponentItem, Type};
+                let fits = match &item {
+                    ComponentItem::ComponentFunc(f) => {
+                        f.params().len() == 0
+                            && f.results().len() == 1
+                            && f.results().all(|r| match r {
+                                Type::Result(r) => {
+                                    r.ok().is_none() && matches!(r.err(), Some(Type::String))
+                                }
+                                _ => false,
+                            })
+                    }
+                    _ => false,
+                };
+                if !fits {
+                    return Err(LoadError::WrongWorld {
+                        plugin: name.clone(),
+                        reason: "its `finish` export is not `func() -> result<_, string>` (the plugin-lifecycle world)".into(),
+                    });
+                }
+                Some(index)
+            }
+        };
         Ok(Plugin {
             options: Arc::new(options),
             engine: self.engine.clone(),

@@ -153,6 +153,19 @@ impl Faults {
         Ok((topic.to_string(), kind.parse()?))
     }
 
+    /// Checks a KIND given to `--fail-reports` or `--fail-flush`: only what a delivery can
+    /// end with (a cluster never reports `buffer-full`, `quota-exceeded` or `not-allowed`:
+    /// the host gives those at `publish`).
+    pub fn delivery_kind(s: &str) -> Result<FaultKind, String> {
+        let kind: FaultKind = s.parse()?;
+        match kind {
+            FaultKind::BufferFull | FaultKind::QuotaExceeded | FaultKind::NotAllowed => Err(format!(
+                "`{s}` never ends a delivery (the host gives it at publish): use --fail-topic or --fail-every; here: not-authorized, invalid-topic, record-too-large, timed-out, closed, broker[:CODE]"
+            )),
+            k => Ok(k),
+        }
+    }
+
     /// Parses `N=KIND` (`--fail-every`).
     pub fn parse_every(s: &str) -> Result<(u64, FaultKind), String> {
         let (n, kind) = s

@@ -186,22 +186,41 @@ impl Drop for Lease {
 
 impl PluginPool {
     /// Lets every idle instance finish its work (the plugin's `finish`, within its limits:
-    /// flush, drain its last reports) and drops it; for a drain, or a pool a reload retired.
-    /// Instances leased now are not waited for (they go back idle and are dropped with the
-    /// pool). Returns how many finished without an error.
-    pub async fn finish_idle(&self) -> usize {
+    /// flush, drain its last reports), all at once and within `within`, and drops it; for a
+    /// drain, or a pool a reload retired. Instances leased now are not waited for (they go
+    /// back idle and are dropped with the pool). Returns how many finished without an error.
+    pub async fn finish_idle(self: &Arc<Self>, within: Duration) -> usize {
         let idle: Vec<PluginInstance> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        // No longer the pool's, even if this future is dropped before they all finish.
-        self.uncount(idle.len());
-        let mut finished = 0;
+        let mut finishing = tokio::task::JoinSet::new();
         for mut instance in idle {
-            match instance.finish().await {
-                Ok(()) => finished += 1,
-                Err(e) => tracing::warn!("{e}"),
-            }
+            // The instance holds its pool slot until it is dropped, whichever way this ends.
+            let counted = Counted(self.clone());
+            finishing.spawn(async move {
+                let r = instance.finish().await;
+                drop(instance);
+                drop(counted);
+                r.map_err(|e| tracing::warn!("{e}")).is_ok()
+            });
         }
-        finished
+        let all = async {
+            let mut finished = 0;
+            while let Some(r) = finishing.join_next().await {
+                finished += usize::from(matches!(r, Ok(true)));
+            }
+            finished
+        };
+        // Past `within`, the unfinished ones are dropped (the set aborts them).
+        tokio::time::timeout(within, all).await.unwrap_or(0)
+    }
+}
+
+/// One instance counted as its pool's (and the host's) until dropped.
+struct Counted(Arc<PluginPool>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.uncount(1);
     }
 }
 

@@ -234,15 +234,21 @@ impl State {
         }
         // The pools of replaced and removed tenants: their idle instances finish their work
         // (the plugins' `finish`) before they go.
+        let grace = self
+            .http
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain_timeout;
         let current = self.tenants();
         let kept: Vec<*const crate::serve::pool::PluginPool> =
             current.kept_pools(&previous).map(Arc::as_ptr).collect();
         for t in previous.iter() {
             for pool in t.plugins.values() {
                 if !kept.contains(&Arc::as_ptr(pool)) {
+                    // Within the drain timeout: the cores of removed identities close after it.
                     let pool = pool.clone();
                     tokio::spawn(async move {
-                        pool.finish_idle().await;
+                        pool.finish_idle(grace).await;
                     });
                 }
             }
@@ -415,16 +421,15 @@ impl Server {
         let _ = self.stop.send(true);
         // Idle instances finish their work (their last flush and reports) in at most half of
         // what is left, then the records are flushed.
-        let tenants = s.tenants();
-        let finishing = async {
-            for t in tenants.iter() {
-                for pool in t.plugins.values() {
-                    pool.finish_idle().await;
-                }
-            }
-        };
         let half = deadline.saturating_duration_since(Instant::now()) / 2;
-        let _ = tokio::time::timeout(half, finishing).await;
+        let mut finishing = tokio::task::JoinSet::new();
+        for t in s.tenants().iter() {
+            for pool in t.plugins.values() {
+                let pool = pool.clone();
+                finishing.spawn(async move { pool.finish_idle(half).await });
+            }
+        }
+        let _ = tokio::time::timeout(half, finishing.join_all()).await;
         let left = deadline.saturating_duration_since(Instant::now());
         let flushed = s.producers.flush_timeout(left).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
