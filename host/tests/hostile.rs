@@ -564,6 +564,12 @@ fn component(extra: &str) -> Vec<u8> {
 
 /// Like [`component`], with `handle` running `body` first.
 fn component_with(extra: &str, body: &str) -> Vec<u8> {
+    component_exporting(extra, body, "")
+}
+
+/// Like [`component_with`], with more component-level `exports` (their core functions may
+/// use `$i`'s `init`, which returns `ok`).
+fn component_exporting(extra: &str, body: &str, exports: &str) -> Vec<u8> {
     let text = format!(
         r#"(component
   (core module $main
@@ -575,14 +581,17 @@ fn component_with(extra: &str, body: &str) -> Vec<u8> {
       (global.set $bump (i32.add (local.get $p) (local.get 3)))
       (local.get $p))
     (func (export "init") (param i32 i32) (result i32) (i32.const 0))
-    (func (export "handle") (param i32 i32) (result i32) {body} (i32.const 0)))
+    (func (export "handle") (param i32 i32) (result i32) {body} (i32.const 0))
+    (func (export "finish") (result i32) (i32.const 0))
+    (func (export "wrong_finish") (param i32) (result i32) (i32.const 0)))
   (core instance $i (instantiate $main))
   {extra}
   (type $config (list (tuple string string)))
   (func (export "init") (param "config" $config) (result (result (error string)))
     (canon lift (core func $i "init") (memory $i "memory") (realloc (func $i "realloc"))))
   (func (export "handle") (param "event" (list u8)) (result (result (error string)))
-    (canon lift (core func $i "handle") (memory $i "memory") (realloc (func $i "realloc")))))"#
+    (canon lift (core func $i "handle") (memory $i "memory") (realloc (func $i "realloc"))))
+  {exports})"#
     );
     wat::parse_str(text).unwrap()
 }
@@ -786,6 +795,42 @@ async fn a_full_buffer_times_out_publishes_not_instances() {
         .handle(format!("publish {topic} k third").as_bytes())
         .await
         .unwrap();
+}
+
+/// A `finish` export of the wrong type is refused when the plugin loads (not on every
+/// instance); one of the right type is called; a component without it still loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finish_export_is_checked_at_load() {
+    let engine = Engine::new().unwrap();
+    let p = producer(&[]);
+    let wrong = component_exporting(
+        "",
+        "",
+        r#"(func (export "finish") (param "n" u32) (result (result (error string)))
+    (canon lift (core func $i "wrong_finish") (memory $i "memory") (realloc (func $i "realloc"))))"#,
+    );
+    let e = engine
+        .load(&wrong, PluginOptions::new("wrong-finish"))
+        .unwrap_err();
+    assert!(matches!(e, LoadError::WrongWorld { .. }), "{e:?}");
+    assert!(e.to_string().contains("`finish`"), "{e}");
+    let right = component_exporting(
+        "",
+        "",
+        r#"(func (export "finish") (result (result (error string)))
+    (canon lift (core func $i "finish") (memory $i "memory") (realloc (func $i "realloc"))))"#,
+    );
+    let plugin = engine.load(&right, PluginOptions::new("finishes")).unwrap();
+    let mut i = plugin.instantiate(&p).await.unwrap();
+    assert!(i.has_finish());
+    i.init(&[]).await.unwrap();
+    i.finish().await.unwrap();
+    let without = engine
+        .load(&component(""), PluginOptions::new("plain"))
+        .unwrap();
+    let mut i = without.instantiate(&p).await.unwrap();
+    assert!(!i.has_finish());
+    i.finish().await.unwrap();
 }
 
 /// Components for another world or with imports the host does not give are refused at load.
