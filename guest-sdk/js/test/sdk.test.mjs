@@ -1,11 +1,11 @@
 // Native tests of the SDK and the examples against a fake host:
 //
-//     cd guest-sdk/js && npm test   (node --import ./test/register.mjs --test test/sdk.test.mjs)
+//     cd guest-sdk/js && npm test   (node --import ./testing/register.mjs --test test/sdk.test.mjs)
 
 import assert from "node:assert/strict";
 import { beforeEach, describe, it, mock } from "node:test";
 
-import { state } from "./fake-host.mjs";
+import { state } from "../testing/fake-host.mjs";
 import * as wafka from "../index.js";
 import { NOT_INITIALIZED, exportsFor } from "../world.js";
 import { renameExport } from "../tools/rename-init.mjs";

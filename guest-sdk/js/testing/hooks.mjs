@@ -1,4 +1,4 @@
-// Module resolution hooks for the tests (see register.mjs).
+// Module resolution hooks for plugins' unit tests (see register.mjs).
 const FAKE_HOST = new URL("./fake-host.mjs", import.meta.url).href;
 const FAKE_STDIO = new URL("./fake-stdio.mjs", import.meta.url).href;
 const SDK = new URL("../index.js", import.meta.url).href;

@@ -1,4 +1,7 @@
-// A fake `wafka:producer/producer@0.1.0` for the tests: it records what the plugin publishes
+// A fake `wafka:producer/producer@0.1.0` for plugins' unit tests ("wafka/testing"; load it with
+// `node --import wafka/testing/register.mjs`): `state.records` holds what the plugin published,
+// `state.refuse` (a produce-error variant, e.g. { tag: "not-authorized", val: "t" }) refuses
+// the next publish, `state.fixed` fixes autoflush, `state.reset()` starts afresh. It records what the plugin publishes
 // and answers in the shapes componentize-qjs uses (errors are thrown as an Error whose
 // `payload` is the `produce-error` variant; u64/s64 are numbers).
 export const state = {
