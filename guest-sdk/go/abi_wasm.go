@@ -246,7 +246,19 @@ func (wasmProducer) setAutoflush(enabled bool) ProduceError {
 
 // The layout of `delivery-report`: id u64 @0, topic @8, partition @16, outcome
 // (result<s64, produce-error>) @24 with its payload @32; 64 bytes.
-const deliveryReportSize = 64
+// Where the hand-written bindings read WIT values in wasm32 memory (the canonical ABI's
+// layout); host/tests/contract.rs computes each from wit/ and fails when one differs.
+const (
+	deliveryReportSize      = 64 // delivery-report
+	deliveryReportTopic     = 8  // its topic (id @0)
+	deliveryReportPartition = 16 // its partition
+	deliveryReportOutcome   = 24 // its outcome: result<s64, produce-error>
+	deliveryReportPayload   = 32 // the outcome's offset or error
+	produceErrorPayload     = 8  // a produce-error's payload (discriminant @0)
+	brokerErrorCode         = 8  // broker-error's code (name @0)
+	brokerErrorMessage      = 12 // broker-error's message: option<string>
+	brokerErrorMessageValue = 16 // the message's string
+)
 
 func (wasmProducer) takeReports(max uint32) []DeliveryReport {
 	ret := unsafe.Pointer(&importRet)
@@ -264,43 +276,43 @@ func (wasmProducer) takeReports(max uint32) []DeliveryReport {
 		p := unsafe.Add(base, uintptr(i)*deliveryReportSize)
 		r := &out[i]
 		r.ID = load64(p, 0)
-		r.Topic = loadString(p, 8)
-		r.Partition = int32(load32(p, 16))
-		if load8(p, 24) == 0 {
-			r.Offset = int64(load64(p, 32))
+		r.Topic = loadString(p, deliveryReportTopic)
+		r.Partition = int32(load32(p, deliveryReportPartition))
+		if load8(p, deliveryReportOutcome) == 0 {
+			r.Offset = int64(load64(p, deliveryReportPayload))
 		} else {
 			r.Offset = -1
-			r.Err = loadProduceError(unsafe.Add(p, 32))
+			r.Err = loadProduceError(unsafe.Add(p, deliveryReportPayload))
 		}
 	}
 	return out
 }
 
-// loadProduceError reads a `produce-error` (discriminant @0, payload @8; 32 bytes).
+// loadProduceError reads a `produce-error` (discriminant @0, payload @8; 32 bytes) at p.
 func loadProduceError(p unsafe.Pointer) ProduceError {
 	switch load8(p, 0) {
 	case 0:
-		return &NotAuthorizedError{Detail: loadString(p, 8)}
+		return &NotAuthorizedError{Detail: loadString(p, produceErrorPayload)}
 	case 1:
-		return &InvalidTopicError{Detail: loadString(p, 8)}
+		return &InvalidTopicError{Detail: loadString(p, produceErrorPayload)}
 	case 2:
-		return &RecordTooLargeError{Size: load64(p, 8)}
+		return &RecordTooLargeError{Size: load64(p, produceErrorPayload)}
 	case 3:
 		return &BufferFullError{}
 	case 4:
-		return &QuotaExceededError{Detail: loadString(p, 8)}
+		return &QuotaExceededError{Detail: loadString(p, produceErrorPayload)}
 	case 5:
-		return &TimedOutError{Detail: loadString(p, 8)}
+		return &TimedOutError{Detail: loadString(p, produceErrorPayload)}
 	case 6:
 		return &ClosedError{}
 	case 7:
-		return &NotAllowedError{Detail: loadString(p, 8)}
+		return &NotAllowedError{Detail: loadString(p, produceErrorPayload)}
 	case 8:
 		// broker-error: name @0, code @8, message (option<string>) @12, its string @16.
-		b := unsafe.Add(p, 8)
-		e := &BrokerError{Name: loadString(b, 0), Code: int16(load16(b, 8))}
-		if load8(b, 12) != 0 {
-			e.Message, e.HasMessage = loadString(b, 16), true
+		b := unsafe.Add(p, produceErrorPayload)
+		e := &BrokerError{Name: loadString(b, 0), Code: int16(load16(b, brokerErrorCode))}
+		if load8(b, brokerErrorMessage) != 0 {
+			e.Message, e.HasMessage = loadString(b, brokerErrorMessageValue), true
 		}
 		return e
 	}

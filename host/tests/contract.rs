@@ -5,8 +5,8 @@
 //! The WIT is read with wit-parser (as wit-bindgen reads it), and each SDK's own list of the
 //! cases is read from its source: C's `kinds` table (in order: codes are computed from it),
 //! Zig's `fromC` (every case named, no `else` arm reading an unknown tag as a case), Python's
-//! `_from_wit`, JS's `VARIANTS`, Go's `loadProduceError` (every discriminant) and the sizes and
-//! offsets Go's bindings assume, computed here for wasm32. Rust needs no test: its bindings are
+//! `_from_wit`, JS's `VARIANTS`, Go's `loadProduceError` (every discriminant) and every size and
+//! offset Go's bindings read (named constants in abi_wasm.go), computed here for wasm32. Rust needs no test: its bindings are
 //! generated and its `match` is exhaustive, so a new case fails its build.
 
 use std::path::{Path, PathBuf};
@@ -182,15 +182,110 @@ fn go_reads_every_case_at_the_layout_of_wasm32() {
         !load.contains(&format!("case {}:", cases.len())),
         "loadProduceError reads a case wit/ does not have"
     );
-    // The sizes the hand-written bindings assume.
-    let error = contract.size("produce-error");
-    assert!(
-        go.contains(&format!("loadProduceError reads a `produce-error` (discriminant @0, payload @8; {error} bytes)")),
-        "produce-error is {error} bytes in wasm32: abi_wasm.go's loadProduceError must say (and read) so"
-    );
-    let report = contract.size("delivery-report");
-    assert!(
-        go.contains(&format!("const deliveryReportSize = {report}")),
-        "delivery-report is {report} bytes in wasm32: abi_wasm.go's deliveryReportSize must be too"
-    );
+    // Where the hand-written bindings read: abi_wasm.go names every offset it uses.
+    let constants = go_constants(&go);
+    for (name, want) in contract.go_layout() {
+        assert_eq!(
+            constants.get(name).copied(),
+            Some(want),
+            "abi_wasm.go's `{name}` must be {want} (wasm32, computed from wit/)"
+        );
+    }
+}
+
+/// `name = N` lines of Go's const blocks.
+fn go_constants(go: &str) -> std::collections::HashMap<&str, usize> {
+    go.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.trim().split_once('=')?;
+            let value = rest.split("//").next()?.trim().parse().ok()?;
+            Some((name.trim().trim_start_matches("const ").trim(), value))
+        })
+        .collect()
+}
+
+impl Contract {
+    fn record_offsets(&self, name: &str) -> Vec<(String, usize)> {
+        match &self.resolve.types[self.ty(name)].kind {
+            TypeDefKind::Record(r) => {
+                let offsets = self.sizes.field_offsets(r.fields.iter().map(|f| &f.ty));
+                r.fields
+                    .iter()
+                    .zip(offsets)
+                    .map(|(f, (o, _))| (f.name.clone(), o.size_wasm32()))
+                    .collect()
+            }
+            other => panic!("{name} is not a record: {other:?}"),
+        }
+    }
+
+    fn field(&self, record: &str, field: &str) -> usize {
+        self.record_offsets(record)
+            .into_iter()
+            .find(|(n, _)| n == field)
+            .unwrap_or_else(|| panic!("{record} has no field {field}"))
+            .1
+    }
+
+    fn field_type(&self, record: &str, field: &str) -> Type {
+        match &self.resolve.types[self.ty(record)].kind {
+            TypeDefKind::Record(r) => r.fields.iter().find(|f| f.name == field).unwrap().ty,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The payload offset of a `result`/`option`/`variant` type.
+    fn payload(&self, ty: Type) -> usize {
+        let Type::Id(id) = ty else {
+            panic!("{ty:?} has no payload")
+        };
+        match &self.resolve.types[id].kind {
+            TypeDefKind::Result(r) => self
+                .sizes
+                .payload_offset(wit_parser::Int::U8, [r.ok.as_ref(), r.err.as_ref()])
+                .size_wasm32(),
+            TypeDefKind::Option(t) => self
+                .sizes
+                .payload_offset(wit_parser::Int::U8, [None, Some(t)])
+                .size_wasm32(),
+            TypeDefKind::Variant(v) => self
+                .sizes
+                .payload_offset(v.tag(), v.cases.iter().map(|c| c.ty.as_ref()))
+                .size_wasm32(),
+            TypeDefKind::Type(t) => self.payload(*t),
+            other => panic!("{other:?} has no payload"),
+        }
+    }
+
+    /// Every offset Go's hand-written bindings read, by the name abi_wasm.go gives it.
+    fn go_layout(&self) -> Vec<(&'static str, usize)> {
+        let outcome = self.field("delivery-report", "outcome");
+        let message = self.field("broker-error", "message");
+        vec![
+            ("deliveryReportSize", self.size("delivery-report")),
+            (
+                "deliveryReportTopic",
+                self.field("delivery-report", "topic"),
+            ),
+            (
+                "deliveryReportPartition",
+                self.field("delivery-report", "partition"),
+            ),
+            ("deliveryReportOutcome", outcome),
+            (
+                "deliveryReportPayload",
+                outcome + self.payload(self.field_type("delivery-report", "outcome")),
+            ),
+            (
+                "produceErrorPayload",
+                self.payload(Type::Id(self.ty("produce-error"))),
+            ),
+            ("brokerErrorCode", self.field("broker-error", "code")),
+            ("brokerErrorMessage", message),
+            (
+                "brokerErrorMessageValue",
+                message + self.payload(self.field_type("broker-error", "message")),
+            ),
+        ]
+    }
 }
