@@ -101,10 +101,14 @@ fn c_kinds_table_is_the_wit_cases_in_order() {
         "guest-sdk/c/src/wafka.c `kinds` must list wit/'s produce-error cases in order (the \
          WAFKA_ERR_* codes are computed from the position)"
     );
+    // wafka.c computes a case's code from its position: WAFKA_ERR_NOT_AUTHORIZED (-2) minus it.
     let header = source("guest-sdk/c/include/wafka.h");
-    for case in &cases {
-        let code = format!("WAFKA_ERR_{}", upper_snake(case));
-        assert!(header.contains(&code), "wafka.h has no {code}");
+    for (i, case) in cases.iter().enumerate() {
+        let code = format!("WAFKA_ERR_{} = -{},", upper_snake(case), i + 2);
+        assert!(
+            header.contains(&code),
+            "wafka.h must define `{code}` (the case's position in wit/)"
+        );
     }
 }
 
