@@ -84,11 +84,25 @@ class _BrokerError:
     message: Optional[str]
 
 
-def _case(name: str, has_value: bool = True):
+def _case(name: str):
     def init(self, value=None):
         self.value = value
 
     return type(f"ProduceError_{name}", (), {"__init__": init})
+
+
+# Each SDK exception, the binding's case for it and the case's payload.
+_CASES = [
+    (wafka.NotAuthorizedError, "NotAuthorized", lambda e: e.detail),
+    (wafka.InvalidTopicError, "InvalidTopic", lambda e: e.detail),
+    (wafka.RecordTooLargeError, "RecordTooLarge", lambda e: e.size),
+    (wafka.BufferFullError, "BufferFull", lambda e: None),
+    (wafka.QuotaExceededError, "QuotaExceeded", lambda e: e.detail),
+    (wafka.TimedOutError, "TimedOut", lambda e: e.detail),
+    (wafka.ClosedError, "Closed", lambda e: None),
+    (wafka.NotAllowedError, "NotAllowed", lambda e: e.detail),
+    (wafka.BrokerError, "Broker", lambda e: _BrokerError(e.name, e.code, e.message)),
+]
 
 
 class _Types:
@@ -97,38 +111,17 @@ class _Types:
     Header = _Header
     Message = _Message
     BrokerError = _BrokerError
-    ProduceError_NotAuthorized = _case("NotAuthorized")
-    ProduceError_InvalidTopic = _case("InvalidTopic")
-    ProduceError_RecordTooLarge = _case("RecordTooLarge")
-    ProduceError_BufferFull = _case("BufferFull", False)
-    ProduceError_QuotaExceeded = _case("QuotaExceeded")
-    ProduceError_TimedOut = _case("TimedOut")
-    ProduceError_Closed = _case("Closed", False)
-    ProduceError_NotAllowed = _case("NotAllowed")
-    ProduceError_Broker = _case("Broker")
+
+
+for _exc, _name, _ in _CASES:
+    setattr(_Types, f"ProduceError_{_name}", _case(_name))
 
 
 def _variant(e: wafka.ProduceError):
     """The binding's variant for an SDK exception."""
-    t = _Types
-    if isinstance(e, wafka.NotAuthorizedError):
-        return t.ProduceError_NotAuthorized(e.detail)
-    if isinstance(e, wafka.InvalidTopicError):
-        return t.ProduceError_InvalidTopic(e.detail)
-    if isinstance(e, wafka.RecordTooLargeError):
-        return t.ProduceError_RecordTooLarge(e.size)
-    if isinstance(e, wafka.BufferFullError):
-        return t.ProduceError_BufferFull()
-    if isinstance(e, wafka.QuotaExceededError):
-        return t.ProduceError_QuotaExceeded(e.detail)
-    if isinstance(e, wafka.TimedOutError):
-        return t.ProduceError_TimedOut(e.detail)
-    if isinstance(e, wafka.ClosedError):
-        return t.ProduceError_Closed()
-    if isinstance(e, wafka.NotAllowedError):
-        return t.ProduceError_NotAllowed(e.detail)
-    if isinstance(e, wafka.BrokerError):
-        return t.ProduceError_Broker(_BrokerError(e.name, e.code, e.message))
+    for exc, name, payload in _CASES:
+        if isinstance(e, exc):
+            return getattr(_Types, f"ProduceError_{name}")(payload(e))
     raise TypeError(f"not a produce error: {e!r}")
 
 

@@ -137,16 +137,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// What stopped the run: a trap or timeout, or a failed `finish` (as a `Failed` error).
-    pub fn into_result(self) -> Option<PluginError> {
-        match self.stopped {
-            Some(e) => Some(e),
-            None if self.finish_failed => Some(PluginError::Failed {
-                plugin: String::new(),
-                message: "finish failed".into(),
-            }),
-            None => None,
-        }
+    /// Whether the run failed here: a trap or timeout, or a failed `finish`.
+    pub fn failed(&self) -> bool {
+        self.stopped.is_some() || self.finish_failed
     }
 }
 

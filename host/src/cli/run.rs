@@ -39,10 +39,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let producer = io.producer(config);
     let mut instance = plugin.instantiate(&producer).await?;
     let mut next_progress = Instant::now() + Duration::from_secs(2);
-    let outcome = match instance.init(&setup.config).await {
+    let stopped = match instance.init(&setup.config).await {
         Err(e) => {
             eprintln!("wafka: init: {e}");
-            Some(e)
+            true
         }
         Ok(()) => {
             let p = producer.clone();
@@ -61,7 +61,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
                 Ok(())
             })
             .await?
-            .into_result()
+            .failed()
         }
     };
     // Records published before a failed init, a trap or a timeout are delivered too.
@@ -83,7 +83,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Err(e) = &flushed {
         eprintln!("wafka: first delivery failure: {e}");
     }
-    let ok = outcome.is_none()
+    let ok = !stopped
         && s.failed_events == 0
         && s.refused == 0
         && p.records_failed == 0

@@ -71,7 +71,7 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
     let stopped = match instance.init(&setup.config).await {
         Err(e) => {
             eprintln!("wafka: init: {e}");
-            Some(e)
+            true
         }
         Ok(()) => drive(&mut instance, setup.events()?, |i| {
             for rec in i.take_captured() {
@@ -80,7 +80,7 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
             Ok(())
         })
         .await?
-        .into_result(),
+        .failed(),
     };
     // What init published, or what came before a trap.
     for rec in instance.take_captured() {
@@ -104,7 +104,7 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
     );
     // Injected failures are what the author asked for: only the others fail the run.
     Ok(
-        if stopped.is_some() || s.failed_events > 0 || s.refused > injected_at_publish {
+        if stopped || s.failed_events > 0 || s.refused > injected_at_publish {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS

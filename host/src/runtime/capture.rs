@@ -187,67 +187,64 @@ fn capture(
         c.seen += 1;
         c.faults.for_record(&record.topic, c.seen)
     };
-    if let Some(injected) = injected {
-        let (kind, in_report) = match injected {
-            Injected::AtPublish(k) => (k, false),
-            Injected::InReport(k) => (k, true),
-        };
-        if !in_report {
+    let failure = match injected {
+        None => None,
+        Some(Injected::AtPublish(kind)) => {
             // Refused at `publish`, as the host or the producer refuses: never queued.
             state.producer.stats.refused += 1;
             capture_of(state)?.injected_at_publish += 1;
             return Ok(Err(kind.error(&record.topic, held)));
         }
-        // Queued, never delivered: its report and the next `flush` say why (as the producer
-        // keeps a failure for the next flush); under autoflush `publish` says so too.
-        state.producer.stats.records += 1;
-        state.producer.stats.bytes += size as u64;
-        let c = capture_of(state)?;
-        let error = kind.error(&record.topic, held);
-        c.injected_in_reports += 1;
-        c.first_failure.get_or_insert_with(|| error.clone());
-        let id = c.next_id;
-        c.next_id += 1;
-        c.report(DeliveryReport {
-            id,
-            topic: record.topic.clone(),
-            partition: record.partition,
-            outcome: Err(error.clone()),
-        });
-        if acked {
-            return Ok(Err(error));
-        }
-        return Ok(Ok(Receipt {
-            id,
-            partition: record.partition,
-            offset: -1,
-        }));
-    }
+        Some(Injected::InReport(kind)) => Some(kind.error(&record.topic, held)),
+    };
+    // Queued: delivered (captured at its offset), or, as injected, never delivered: then its
+    // report and the next `flush` say why (as the producer keeps a failure for the next
+    // flush), and under autoflush `publish` too.
     state.producer.stats.records += 1;
     state.producer.stats.bytes += size as u64;
     let c = capture_of(state)?;
-    c.held += held;
-    let next = c
-        .next_offset
-        .entry((record.topic.as_str().into(), record.partition))
-        .or_insert(0);
-    record.offset = *next;
-    *next += 1;
+    let outcome = match failure {
+        Some(error) => {
+            c.injected_in_reports += 1;
+            c.first_failure.get_or_insert_with(|| error.clone());
+            Err(error)
+        }
+        None => {
+            c.held += held;
+            let next = c
+                .next_offset
+                .entry((record.topic.as_str().into(), record.partition))
+                .or_insert(0);
+            record.offset = *next;
+            *next += 1;
+            Ok(record.offset)
+        }
+    };
     let id = c.next_id;
     c.next_id += 1;
     c.report(DeliveryReport {
         id,
         topic: record.topic.clone(),
         partition: record.partition,
-        outcome: Ok(record.offset),
+        outcome: outcome.clone(),
     });
-    let receipt = Receipt {
-        id,
-        partition: record.partition,
-        offset: record.offset,
-    };
-    c.records.push(record);
-    Ok(Ok(receipt))
+    match outcome {
+        Err(error) if acked => Ok(Err(error)),
+        Err(_) => Ok(Ok(Receipt {
+            id,
+            partition: record.partition,
+            offset: -1,
+        })),
+        Ok(offset) => {
+            let receipt = Receipt {
+                id,
+                partition: record.partition,
+                offset,
+            };
+            c.records.push(record);
+            Ok(Ok(receipt))
+        }
+    }
 }
 
 /// `flush` in test mode: fails as injected (`--fail-flush`), else with the first injected
