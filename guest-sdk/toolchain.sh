@@ -18,6 +18,8 @@
 #   GUEST_TOOLS   guest-sdk/tools built with cargo: `c-bindings` (the `wit-bindgen c`
 #                 generator) and `wasi-adapter`                          wafka_need_guest_tools
 #   WASI_ADAPTER  WASI's preview1 reactor adapter file                  wafka_need_adapter
+#   WAFKA_JS_TOOLCHAIN  jco and its bundler (npm, from js/toolchain's lock)  wafka_need_js
+#   (Rust)        the wasm32-wasip2 target (rustup)                     wafka_need_rust_target
 #
 # PyPI tools share one venv, $WAFKA_TOOLS/venv (wafka_pip installs pinned specs into it).
 
@@ -158,6 +160,55 @@ wafka_need_go() {
     [[ -x "$GO" ]] || wafka_die "no go at $GO"
     export GOCACHE="$WAFKA_TOOLS/go/cache" GOPATH="$WAFKA_TOOLS/go/path"
     export GOMODCACHE="$GOPATH/pkg/mod" GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=''
+}
+
+# --- npm: the JavaScript toolchain ---------------------------------------------------------
+
+_wafka_install_js() {
+    local toolchain="$1" lock="$WAFKA_SDKS/js/toolchain/package-lock.json"
+    local stamp="$toolchain/.wafka-installed-lock" # the lock file of the last complete install
+    if cmp -s "$lock" "$stamp" && [[ -f "$toolchain/node_modules/@bytecodealliance/jco/dist/jco.js" ]]; then
+        return 0
+    fi
+    wafka_log "installing the JavaScript toolchain into $toolchain (npm install from the lock file)"
+    mkdir -p "$toolchain"
+    rm -f "$stamp"
+    cp "$WAFKA_SDKS/js/toolchain/package.json" "$lock" "$toolchain/"
+    # Not `npm ci`: the registry here lacks some other platforms' optional native bindings,
+    # which `npm ci` wants listed in the lock; `npm install` takes the locked versions anyway.
+    (cd "$toolchain" && npm install --no-audit --no-fund --loglevel=error >&2) ||
+        wafka_die "npm install failed"
+    cp "$lock" "$stamp"
+}
+
+# jco (componentize-qjs) and rolldown, from guest-sdk/js/toolchain's lock file, into
+# $WAFKA_CACHE/js; sets and exports WAFKA_JS_TOOLCHAIN (build.mjs reads it).
+wafka_need_js() {
+    command -v node >/dev/null 2>&1 || wafka_die "node is not installed (Node.js 18 or later)"
+    if [[ -z "${WAFKA_JS_TOOLCHAIN:-}" ]]; then
+        command -v npm >/dev/null 2>&1 || wafka_die "npm is not installed"
+        WAFKA_JS_TOOLCHAIN="$WAFKA_CACHE/js"
+        if ! cmp -s "$WAFKA_SDKS/js/toolchain/package-lock.json" "$WAFKA_JS_TOOLCHAIN/.wafka-installed-lock" ||
+            [[ ! -f "$WAFKA_JS_TOOLCHAIN/node_modules/@bytecodealliance/jco/dist/jco.js" ]]; then
+            wafka_locked _wafka_install_js "$WAFKA_JS_TOOLCHAIN"
+        fi
+    fi
+    export WAFKA_JS_TOOLCHAIN
+}
+
+# --- rustup: the wasm32-wasip2 target -------------------------------------------------------
+
+wafka_need_rust_target() {
+    local target=wasm32-wasip2
+    command -v cargo >/dev/null 2>&1 || wafka_die "cargo is not installed (https://rustup.rs)"
+    if command -v rustup >/dev/null 2>&1; then
+        if ! rustup target list --installed | grep -qx "$target"; then
+            wafka_log "installing the $target target"
+            rustup target add "$target" >&2 || wafka_die "rustup target add $target failed"
+        fi
+    elif [[ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]]; then
+        wafka_die "the Rust toolchain has no $target target and rustup is not available"
+    fi
 }
 
 # --- crates.io: guest-sdk/tools -------------------------------------------------------------

@@ -1,3 +1,3 @@
-module wafka/guest
+module github.com/wafka/wafka/guest-sdk/go
 
 go 1.24

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # Builds the Python example plugins (examples/python/<name>/<name>.py) with
-# guest-sdk/python/build.py into examples/build/<name>-py.wasm, printing the paths.
+# guest-sdk/python/build.sh into examples/build/<name>-py.wasm, printing the paths.
 #
 # componentize-py and wasm-tools (pins: guest-sdk/python/requirements-build.txt) go into the
 # tools venv (guest-sdk/toolchain.sh). A cold build takes 20-60 s per example.
@@ -10,9 +10,7 @@ WAFKA_LOG_NAME="guests/python"
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-wafka_pip_requirements "$WAFKA_SDKS/python/requirements-build.txt"
-
 build() {
-    "$WAFKA_VENV/bin/python" "$WAFKA_SDKS/python/build.py" --quiet "$1/$2.py" -o "$3"
+    "$WAFKA_SDKS/python/build.sh" -o "$3" "$1/$2.py"
 }
 wafka_build_examples python py build "$WAFKA_SDKS/python"

@@ -17,14 +17,7 @@ export CARGO_TARGET_DIR="$WAFKA_CACHE/guest-target"
 
 cd "$workspace"
 # The target's standard library, for the toolchain that builds in this directory.
-if command -v rustup >/dev/null 2>&1; then
-    if ! rustup target list --installed | grep -qx "$target"; then
-        wafka_log "installing the $target target"
-        rustup target add "$target" >&2
-    fi
-elif [[ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]]; then
-    wafka_die "the Rust toolchain has no $target target and rustup is not available"
-fi
+wafka_need_rust_target
 
 cargo build --release --locked --target "$target" "$@" >&2
 

@@ -2,6 +2,6 @@ module wafka/examples/hello
 
 go 1.24
 
-require wafka/guest v0.0.0
+require github.com/wafka/wafka/guest-sdk/go v0.0.0
 
-replace wafka/guest => ../../../guest-sdk/go
+replace github.com/wafka/wafka/guest-sdk/go => ../../../guest-sdk/go

@@ -15,7 +15,7 @@ import (
 	"bytes"
 	"errors"
 
-	wafka "wafka/guest"
+	wafka "github.com/wafka/wafka/guest-sdk/go"
 )
 
 // hello holds the plugin's settings.

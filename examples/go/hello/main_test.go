@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	wafka "wafka/guest"
+	wafka "github.com/wafka/wafka/guest-sdk/go"
 )
 
 func TestSplitOnce(t *testing.T) {

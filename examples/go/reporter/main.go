@@ -15,7 +15,7 @@ package main
 import (
 	"fmt"
 
-	wafka "wafka/guest"
+	wafka "github.com/wafka/wafka/guest-sdk/go"
 )
 
 type reporter struct {
