@@ -1,13 +1,15 @@
 //! The `wafka` command line.
 //!
 //! `wafka produce` sends stdin lines to a topic with wafka's own producer, like `kcat -P`.
-//! `wafka run` runs a plugin over input lines. `wafka serve` serves many tenants' plugins over
+//! `wafka run` runs a plugin over input lines; `wafka new` and `wafka build` start and build
+//! plugin projects. `wafka serve` serves many tenants' plugins over
 //! HTTP. Without `-b`, both start a local broker through
 //! the project's `scripts/broker`.
 
 mod cli;
+mod project;
 
-use cli::{produce, run, serve, test};
+use cli::{build, new, produce, run, serve, test};
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,10 @@ enum Command {
     Test(test::TestArgs),
     /// Serve many tenants' plugins over HTTP (config file: `[kafka]`, `[http]`, `[tenants.*]`).
     Serve(serve::ServeArgs),
+    /// Start a plugin project in LANG (rust, c, zig, python, js, go) in a new directory.
+    New(new::NewArgs),
+    /// Build a plugin project into a component and print its path.
+    Build(build::BuildArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +70,8 @@ fn main() -> std::process::ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Test(args) => test::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::New(args) => new::run(args),
+            Command::Build(args) => build::run(args),
         }
     });
     // Work a command left behind (a reload still compiling when `serve` was stopped) must not

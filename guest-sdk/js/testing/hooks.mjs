@@ -7,5 +7,7 @@ export async function resolve(specifier, context, next) {
   if (specifier.startsWith("wafka:")) return { url: FAKE_HOST, shortCircuit: true };
   if (specifier.startsWith("wasi:cli/std")) return { url: FAKE_STDIO, shortCircuit: true };
   if (specifier === "wafka") return { url: SDK, shortCircuit: true };
+  // The fake itself, as the package exports it: tests work without `npm install` too.
+  if (specifier === "wafka/testing") return { url: FAKE_HOST, shortCircuit: true };
   return next(specifier, context);
 }

@@ -21,9 +21,21 @@ pub struct Outcome {
 /// the plugin is loaded (events written earlier would wait in the pipe during a slow load and
 /// arrive together).
 pub fn wafka(args: &[&str], input: &[&[u8]], gap: Duration, log: &str) -> Outcome {
+    wafka_with_env(args, input, gap, log, &[])
+}
+
+/// [`wafka`] with more environment variables for the command.
+pub fn wafka_with_env(
+    args: &[&str],
+    input: &[&[u8]],
+    gap: Duration,
+    log: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Outcome {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wafka"))
         .args(args)
         .env("WAFKA_LOG", log)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
