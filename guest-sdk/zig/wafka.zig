@@ -779,7 +779,7 @@ pub const testing = struct {
 
         fn of(e: ProduceError) CError {
             // WAFKA_ERR_NOT_AUTHORIZED (-2) and on, in the order of the WIT cases.
-            const code = -2 - @as(c_int, @intFromEnum(std.meta.activeTag(e)));
+            const code = -2 - @as(c_int, @backingInt(std.meta.activeTag(e)));
             var out: CError = .{ .c = .{ .code = code } };
             switch (e) {
                 .not_authorized, .invalid_topic, .quota_exceeded, .timed_out, .not_allowed => |d| out.c.detail = dupeZ(d).ptr,
