@@ -8,8 +8,8 @@
 # <wafka_testing.h>). They are compiled natively with the SDK (src/wafka.c), the generated
 # bindings (plugin.c, as in a component) and the fake host (testing/fake_host.c, which takes
 # the place of the host's imports), into ${WAFKA_CACHE:-~/.cache/wafka}/guest-c-test/<name of
-# the first SOURCE>, never into the source tree; the program then runs and its exit status is
-# the script's.
+# the first SOURCE>, never into the source tree; the program then runs, and the script fails
+# when it does.
 #
 # The compiler is `zig cc` for the build machine (from the toolchain the wasm build uses, see
 # guest-sdk/toolchain.sh) unless WAFKA_TEST_CC names another, e.g. WAFKA_TEST_CC=cc (the
@@ -66,4 +66,7 @@ cflags=(${CFLAGS:--g})
     "$sdk/src/wafka.c" "$sdk/testing/fake_host.c" "$build/plugin.o" \
     "${inputs[@]}" "${extra[@]}" \
     -o "$build/test"
-"$build/test"
+status=0
+"$build/test" || status=$?
+[[ $status -eq 0 ]] || wafka_die "$name failed (exit status $status)"
+wafka_log "$name passed"

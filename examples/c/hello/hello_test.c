@@ -29,6 +29,7 @@ static void publishes_keyed_lines_and_fails_refused_events(void)
 
     wafka_testing_refuse_topic("greetings", &(wafka_error){.code = WAFKA_ERR_NOT_AUTHORIZED, .detail = "greetings"});
     WAFKA_CHECK_STR(wafka_testing_handle_str("bob:hi"), "not authorized: greetings");
+    WAFKA_CHECK(wafka_testing_finish() == NULL); /* hello has no plugin_finish */
 }
 
 static void rejects_an_empty_delimiter(void)

@@ -32,6 +32,10 @@
 
 #include "wafka.h"
 
+#ifdef __wasm__
+#error "wafka_testing.h is for native unit tests (guest-sdk/c/test.sh), not for a component"
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
