@@ -236,7 +236,7 @@ void wafka_testing_reset(void)
         free(fake.refused.items[i].topic);
         error_drop(fake.refused.items[i].error);
     }
-    for (size_t i = 0; i < fake.refuse_next.len; i++) /* the used ones too (see refusal_for) */
+    for (size_t i = fake.refuse_next_head; i < fake.refuse_next.len; i++)
         error_drop(fake.refuse_next.items[i]);
     for (size_t i = fake.reports_head; i < fake.reports.len; i++) {
         free(fake.reports.items[i].topic);
@@ -343,12 +343,12 @@ static void put_error(uint8_t *ret, const wit_error *e)
     }
 }
 
-static const wit_error *refusal_for(const uint8_t *topic, size_t len)
+/* The error a publish to `topic` is refused with, or NULL; *owned says the caller drops it. */
+static wit_error *refusal_for(const uint8_t *topic, size_t len, bool *owned)
 {
-    if (fake.refuse_next_head < fake.refuse_next.len) {
-        /* Kept until the next reset, which frees it. */
+    *owned = fake.refuse_next_head < fake.refuse_next.len;
+    if (*owned)
         return fake.refuse_next.items[fake.refuse_next_head++];
-    }
     for (size_t i = 0; i < fake.refused.len; i++) {
         const refusal *r = &fake.refused.items[i];
         if (r->topic_len == len && memcmp(r->topic, topic, len) == 0)
@@ -397,9 +397,12 @@ void __wasm_import_wafka_producer_producer_publish(uint8_t *topic, size_t topic_
                                                    size_t value_len, uint8_t *headers, size_t headers_len,
                                                    int32_t has_partition, int32_t partition, uint8_t *ret)
 {
-    const wit_error *refused = refusal_for(topic, topic_len);
+    bool owned;
+    wit_error *refused = refusal_for(topic, topic_len, &owned);
     if (refused) {
         put_error(ret, refused);
+        if (owned)
+            error_drop(refused);
         return;
     }
     uint64_t id = fake.next_id++;
