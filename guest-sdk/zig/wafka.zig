@@ -13,7 +13,9 @@
 //! * publish a `Record` with `publish` (or `Record.publish`); failures are the error set
 //!   `Error`, whose details `lastError` keeps;
 //! * control delivery with `flush`, `setAutoflush` and `takeReports`;
-//! * fail with a message of your own with `fail`; print lines to stdout with `print`.
+//! * fail with a message of your own with `fail`; print lines to stdout with `print`;
+//! * in native unit tests (`guest-sdk/zig/test.sh`), drive the plugin and the fake host with
+//!   `testing`.
 //!
 //! ```zig
 //! const wafka = @import("wafka");
@@ -572,3 +574,242 @@ fn setError(err: *c.plugin_string_t, message: []u8) void {
         err.* = .{ .ptr = message.ptr, .len = message.len };
     }
 }
+
+// ---- Native unit tests ----------------------------------------------------------------------
+
+/// A fake host for plugins' native unit tests, run by `guest-sdk/zig/test.sh PLUGIN.zig` (which
+/// compiles the bindings and the C SDK's fake host, guest-sdk/c/testing/fake_host.c, for the
+/// build machine). The fake stands where the host's imports are: `publish`, `flush`,
+/// `setAutoflush` and `takeReports` run this module's code and the bindings' as in a component,
+/// and the fake answers as the host does: receipts with offsets per topic and partition
+/// (counting from 0; -1 until acknowledged unless autoflush is on), one delivery report per
+/// record, flush's first failure since the last flush, and the refusals and failures a test
+/// asks for. `init`, `handle` and `finish` call the plugin through the component's exports, as
+/// the host does:
+///
+/// ```zig
+/// test "publishes and fails refused events" {
+///     wafka.testing.reset();
+///     try std.testing.expect(wafka.testing.init(&.{"topic=greetings"}) == null);
+///     try std.testing.expect(wafka.testing.handle("hello") == null);
+///     try std.testing.expectEqualStrings("hello", wafka.testing.published()[0].value);
+///     wafka.testing.refuseTopic("greetings", .{ .not_authorized = "greetings" });
+///     try std.testing.expectEqualStrings("not authorized: greetings", wafka.testing.handle("again").?);
+/// }
+/// ```
+///
+/// Only for tests on the build machine: nothing of it is in a component.
+pub const testing = struct {
+    /// A record the plugin published, as the fake kept it.
+    pub const Published = struct {
+        topic: []const u8,
+        /// null: Kafka's null key.
+        key: ?[]const u8,
+        value: []const u8,
+        /// In order.
+        headers: []const Header,
+        /// The partition asked for, else 0.
+        partition: i32,
+        /// Its offset in that topic and partition, counting from 0.
+        offset: i64,
+    };
+
+    /// Starts afresh: nothing published, no reports, no refusals, autoflush off and the
+    /// plugin's to choose. (The plugin's state is untouched: call `init` again for that.)
+    pub fn reset() void {
+        native();
+        wafka_testing_reset();
+        _ = arena.reset(.free_all);
+    }
+
+    /// The records published (and not refused) since the last `reset`, in order; valid until
+    /// the next call of `published` or `reset`.
+    pub fn published() []const Published {
+        native();
+        _ = arena.reset(.free_all);
+        var records: ?[*]const CPublished = null;
+        const n = wafka_testing_published(&records);
+        const out = arena.allocator().alloc(Published, n) catch @panic("out of memory");
+        if (n == 0) return out;
+        for (records.?[0..n], out) |r, *p| {
+            const headers = arena.allocator().alloc(Header, r.headers_len) catch @panic("out of memory");
+            for (r.headers[0..r.headers_len], headers) |h, *o| {
+                o.* = .{ .key = h.key[0..h.key_len], .value = if (h.has_value) h.value.?[0..h.value_len] else null };
+            }
+            p.* = .{
+                .topic = r.topic[0..r.topic_len],
+                .key = if (r.has_key) r.key.?[0..r.key_len] else null,
+                .value = r.value[0..r.value_len],
+                .headers = headers,
+                .partition = r.partition,
+                .offset = r.offset,
+            };
+        }
+        return out;
+    }
+
+    /// Every publish to `topic` is refused with `err` (as the host's ACL refuses with
+    /// `.{ .not_authorized = topic }`, say).
+    pub fn refuseTopic(topic: []const u8, err: ProduceError) void {
+        native();
+        const t = dupeZ(topic);
+        defer std.heap.c_allocator.free(t);
+        var e = CError.of(err);
+        defer e.deinit();
+        wafka_testing_refuse_topic(t.ptr, &e.c);
+    }
+
+    /// The next publish is refused with `err` (several calls queue up; then publishes go
+    /// through again).
+    pub fn refuseNext(err: ProduceError) void {
+        native();
+        var e = CError.of(err);
+        defer e.deinit();
+        wafka_testing_refuse_next(&e.c);
+    }
+
+    /// Every record published from now on is queued, then not delivered: its delivery report
+    /// (and the next `flush`) carries `err`, as when the broker refuses it; with autoflush on,
+    /// `publish` itself fails with it. null delivers records again.
+    pub fn failReports(err: ?ProduceError) void {
+        native();
+        var e = if (err) |x| CError.of(x) else null;
+        defer if (e) |*x| x.deinit();
+        wafka_testing_fail_reports(if (e) |*x| &x.c else null);
+    }
+
+    /// Every `flush` fails with `err`; null stops that.
+    pub fn failFlush(err: ?ProduceError) void {
+        native();
+        var e = if (err) |x| CError.of(x) else null;
+        defer if (e) |*x| x.deinit();
+        wafka_testing_fail_flush(if (e) |*x| &x.c else null);
+    }
+
+    /// The host fixes autoflush on or off: `setAutoflush` then fails with `error.NotAllowed`.
+    /// Until a `reset`.
+    pub fn fixAutoflush(on: bool) void {
+        native();
+        wafka_testing_fix_autoflush(on);
+    }
+
+    /// Whether autoflush is on now.
+    pub fn autoflush() bool {
+        native();
+        return wafka_testing_autoflush();
+    }
+
+    /// Calls the component's `init` export with `config`, "KEY=VALUE" strings (split at the
+    /// first '='), as `--config KEY=VALUE` does. Returns null when it succeeded, else the error
+    /// message the host would see (valid until the next call of `init`, `handle` or `finish`).
+    pub fn init(config: []const []const u8) ?[]const u8 {
+        native();
+        const strings = std.heap.c_allocator.alloc(?[*:0]const u8, config.len + 1) catch @panic("out of memory");
+        defer std.heap.c_allocator.free(strings);
+        for (config, strings[0..config.len]) |pair, *s| s.* = dupeZ(pair).ptr;
+        strings[config.len] = null;
+        defer for (strings[0..config.len]) |s| std.heap.c_allocator.free(std.mem.span(s.?));
+        return message(wafka_testing_init(strings.ptr));
+    }
+
+    /// Calls the `handle` export with `event`; returns like `init`.
+    pub fn handle(event: []const u8) ?[]const u8 {
+        native();
+        return message(wafka_testing_handle(event.ptr, event.len));
+    }
+
+    /// Calls the `finish` export (the plugin's `finish`, if it has one); returns like `init`.
+    pub fn finish() ?[]const u8 {
+        native();
+        return message(wafka_testing_finish());
+    }
+
+    fn message(m: ?[*:0]const u8) ?[]const u8 {
+        return if (m) |s| std.mem.span(s) else null;
+    }
+
+    fn native() void {
+        if (comptime @import("builtin").target.cpu.arch.isWasm()) {
+            @compileError("wafka.testing is for native unit tests (guest-sdk/zig/test.sh), not for a component");
+        }
+    }
+
+    fn dupeZ(s: []const u8) [:0]u8 {
+        return std.heap.c_allocator.dupeSentinel(u8, s, 0) catch @panic("out of memory");
+    }
+
+    /// What `published` hands out lives here.
+    var arena = std.heap.ArenaAllocator.init(std.heap.c_allocator);
+
+    // wafka_testing.h's types and functions (guest-sdk/c/testing/fake_host.c).
+
+    const CHeader = extern struct {
+        key: [*]const u8,
+        key_len: usize,
+        has_value: bool,
+        value: ?[*]const u8,
+        value_len: usize,
+    };
+
+    const CPublished = extern struct {
+        topic: [*]const u8,
+        topic_len: usize,
+        has_key: bool,
+        key: ?[*]const u8,
+        key_len: usize,
+        value: [*]const u8,
+        value_len: usize,
+        headers: [*]const CHeader,
+        headers_len: usize,
+        partition: i32,
+        offset: i64,
+    };
+
+    /// A `wafka_error` of wafka.h, with its strings NUL-terminated copies.
+    const CError = struct {
+        c: extern struct {
+            code: c_int,
+            message: ?[*:0]const u8 = null,
+            detail: ?[*:0]const u8 = null,
+            record_size: u64 = 0,
+            broker_name: ?[*:0]const u8 = null,
+            broker_code: i16 = 0,
+            broker_message: ?[*:0]const u8 = null,
+        },
+
+        fn of(e: ProduceError) CError {
+            // WAFKA_ERR_NOT_AUTHORIZED (-2) and on, in the order of the WIT cases.
+            const code = -2 - @as(c_int, @backingInt(std.meta.activeTag(e)));
+            var out: CError = .{ .c = .{ .code = code } };
+            switch (e) {
+                .not_authorized, .invalid_topic, .quota_exceeded, .timed_out, .not_allowed => |d| out.c.detail = dupeZ(d).ptr,
+                .record_too_large => |n| out.c.record_size = n,
+                .buffer_full, .closed => {},
+                .broker => |b| {
+                    out.c.broker_name = dupeZ(b.name).ptr;
+                    out.c.broker_code = b.code;
+                    if (b.message) |m| out.c.broker_message = dupeZ(m).ptr;
+                },
+            }
+            return out;
+        }
+
+        fn deinit(self: *CError) void {
+            for ([_]?[*:0]const u8{ self.c.detail, self.c.broker_name, self.c.broker_message }) |s| {
+                if (s) |p| std.heap.c_allocator.free(std.mem.span(p));
+            }
+        }
+    };
+
+    extern fn wafka_testing_reset() void;
+    extern fn wafka_testing_published(records: *?[*]const CPublished) usize;
+    extern fn wafka_testing_refuse_topic(topic: [*:0]const u8, err: *const anyopaque) void;
+    extern fn wafka_testing_refuse_next(err: *const anyopaque) void;
+    extern fn wafka_testing_fail_reports(err: ?*const anyopaque) void;
+    extern fn wafka_testing_fail_flush(err: ?*const anyopaque) void;
+    extern fn wafka_testing_fix_autoflush(on: bool) void;
+    extern fn wafka_testing_autoflush() bool;
+    extern fn wafka_testing_init(config: [*]const ?[*:0]const u8) ?[*:0]const u8;
+    extern fn wafka_testing_handle(event: [*]const u8, len: usize) ?[*:0]const u8;
+    extern fn wafka_testing_finish() ?[*:0]const u8;
+};

@@ -45,3 +45,33 @@ const Hello = struct {
 comptime {
     wafka.exportPlugin(Hello);
 }
+
+// Against the SDK's fake host (`guest-sdk/zig/test.sh examples/zig/hello/hello.zig`): what the
+// plugin publishes, and how an event the host refuses fails. Not in the component.
+test "publishes keyed lines and fails an event the host refuses" {
+    const t = wafka.testing;
+    t.reset();
+    try std.testing.expectEqual(null, t.init(&.{ "topic=greetings", "key-delimiter=:" }));
+    try std.testing.expectEqual(null, t.handle("alice:hello"));
+    try std.testing.expectEqual(null, t.handle("no delimiter"));
+
+    const published = t.published();
+    try std.testing.expectEqual(2, published.len);
+    try std.testing.expectEqualStrings("greetings", published[0].topic);
+    try std.testing.expectEqualStrings("alice", published[0].key.?);
+    try std.testing.expectEqualStrings("hello", published[0].value);
+    try std.testing.expectEqual(1, published[0].headers.len);
+    try std.testing.expectEqualStrings("source", published[0].headers[0].key);
+    try std.testing.expectEqualStrings("hello", published[0].headers[0].value.?);
+    try std.testing.expectEqual(null, published[1].key);
+    try std.testing.expectEqual(1, published[1].offset);
+
+    t.refuseTopic("greetings", .{ .not_authorized = "greetings" });
+    try std.testing.expectEqualStrings("not authorized: greetings", t.handle("bob:hi").?);
+}
+
+test "rejects an empty delimiter" {
+    const t = wafka.testing;
+    try std.testing.expectEqualStrings("config `key-delimiter` must not be empty", t.init(&.{"key-delimiter="}).?);
+    try std.testing.expectEqualStrings("plugin is not initialized (init was not called or failed)", t.handle("x").?);
+}
