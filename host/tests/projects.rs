@@ -91,6 +91,13 @@ fn unit_tests(language: &str, dir: &Path) {
             &[("PYTHONPATH", ".wafka/guest-sdk/python".into())],
         ),
         "js" => succeeds(dir, "npm", &["test", "--silent"], &[]),
+        "c" => succeeds(
+            dir,
+            ".wafka/guest-sdk/c/test.sh",
+            &["plugin.c", "plugin_test.c"],
+            &[],
+        ),
+        "zig" => succeeds(dir, ".wafka/guest-sdk/zig/test.sh", &["plugin.zig"], &[]),
         other => panic!("no unit test command for {other}"),
     }
 }
@@ -198,7 +205,7 @@ macro_rules! languages {
     };
 }
 
-languages!(rust, go, python, js);
+languages!(rust, c, zig, python, js, go);
 
 #[test]
 fn new_refuses_a_directory_that_is_not_empty_and_names_it_cannot_use() {

@@ -47,6 +47,11 @@ fn write_sdk(language: Language, sdk: &Path) -> Result<()> {
     if language.needs_guest_tools() {
         parts.push("guest-sdk/tools".to_string());
     }
+    if language == Language::Zig {
+        // Zig's unit tests run against the C SDK's fake host.
+        parts.push("guest-sdk/c/include".to_string());
+        parts.push("guest-sdk/c/testing".to_string());
+    }
     for part in &parts {
         for file in embedded::under(part) {
             write_new(&sdk.join(file.repository_path), file.bytes, file.executable)?;
