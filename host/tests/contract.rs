@@ -7,7 +7,8 @@
 //! Zig's `fromC` (every case named, no `else` arm reading an unknown tag as a case), Python's
 //! `_from_wit`, JS's `VARIANTS`, Go's `loadProduceError` (every discriminant) and every size and
 //! offset Go's bindings read (named constants in abi_wasm.go), computed here for wasm32. Rust needs no test: its bindings are
-//! generated and its `match` is exhaustive, so a new case fails its build.
+//! generated and its `match` is exhaustive, so a new case fails its build; only the copy of
+//! `wit/` it is packaged with is checked to be the same file.
 
 use std::path::{Path, PathBuf};
 
@@ -292,4 +293,28 @@ impl Contract {
             ),
         ]
     }
+}
+
+/// The Rust SDK is packaged with its own copy of the contract (a crate cannot read files
+/// outside itself once published): it must be the repository's `wit/`, byte for byte.
+#[test]
+fn the_rust_sdks_copy_of_the_contract_is_wit() {
+    for file in ["producer.wit"] {
+        let original = std::fs::read(root().join("wit").join(file)).unwrap();
+        let copy = std::fs::read(root().join("guest-sdk/rust/wit").join(file)).unwrap();
+        assert!(
+            original == copy,
+            "guest-sdk/rust/wit/{file} differs from wit/{file}: copy it (cp wit/{file} guest-sdk/rust/wit/)"
+        );
+    }
+    let copies: Vec<_> = std::fs::read_dir(root().join("guest-sdk/rust/wit"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let originals: Vec<_> = std::fs::read_dir(root().join("wit"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".wit"))
+        .collect();
+    assert_eq!(copies.len(), originals.len(), "{copies:?} vs {originals:?}");
 }

@@ -64,7 +64,9 @@ pub use record::{flush, publish, set_autoflush, take_reports, DeliveryReport, Re
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin-lifecycle",
-        path: "../../wit",
+        // The crate's own copy of wit/ (packaged with it; host/tests/contract.rs checks that
+        // it is the same file).
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
         additional_derives: [PartialEq, Eq],
