@@ -1282,3 +1282,34 @@ async fn a_drain_lets_idle_instances_finish() {
     let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
     assert_eq!(values, [b"event".to_vec(), b"finish".to_vec()]);
 }
+
+/// An instance busy when a reload retires its pool finishes once its request is done (within
+/// the drain timeout), as the idle ones do: the probe's `finish` record reaches the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_lets_an_instance_busy_at_the_time_finish_afterwards() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("serve-finish-busy", 1);
+    let with_finish = |extra: &str| {
+        tenant("acme", &["*"], "max_instances = 1").replace(
+            "path = \"PROBE\"\n",
+            &format!("path = \"PROBE\"\nconfig = {{ \"publish-finish\" = \"{topic}\"{extra} }}\n"),
+        )
+    };
+    let s = serve(&with_finish("")).await;
+    // The only instance is busy for a second when the reload replaces the plugin's pool.
+    let busy = {
+        let (http, base) = (s.http.clone(), s.base.clone());
+        let body = format!("publish {topic} k before\nsleep 1000\n");
+        tokio::spawn(async move { post_events(&http, &base, "acme", body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_config(&s.dir, &with_finish(", \"changed\" = \"yes\""));
+    let r = s.server.reload().await.expect("reloaded");
+    assert_eq!(r.kept, 0, "the tenant changed: {r:?}");
+    let answer = busy.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let got = read_back(&topic, 2);
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(values, [b"before".to_vec(), b"finish".to_vec()]);
+    s.server.drain(Duration::from_secs(10)).await;
+}

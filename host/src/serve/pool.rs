@@ -38,6 +38,9 @@ pub struct PluginPool {
     live: AtomicUsize,
     /// Instances alive in every pool of the host (the engine's pool is shared by all).
     host_live: Arc<AtomicUsize>,
+    /// Set once the pool is finishing (a drain, or a reload retired it): until when an
+    /// instance that comes back from a request may still finish.
+    finishing_until: Mutex<Option<tokio::time::Instant>>,
     pub(crate) metrics: PluginMetrics,
 }
 
@@ -70,6 +73,7 @@ impl PluginPool {
             max: max.max(1),
             live: AtomicUsize::new(0),
             host_live,
+            finishing_until: Mutex::new(None),
             metrics,
         })
     }
@@ -173,7 +177,7 @@ impl Drop for Lease {
         if let Some(i) = self.instance.take() {
             if i.is_stopped() {
                 self.pool.uncount(1);
-            } else {
+            } else if let Some(i) = self.pool.finish_returned(i) {
                 self.pool
                     .idle
                     .lock()
@@ -187,9 +191,15 @@ impl Drop for Lease {
 impl PluginPool {
     /// Lets every idle instance finish its work (the plugin's `finish`, within its limits:
     /// flush, drain its last reports), all at once and within `within`, and drops it; for a
-    /// drain, or a pool a reload retired. Instances leased now are not waited for (they go
-    /// back idle and are dropped with the pool). Returns how many finished without an error.
+    /// drain, or a pool a reload retired. Instances leased now are not waited for: each
+    /// finishes when its request gives it back, if that is within `within` (else it is dropped
+    /// with the pool). Returns how many idle ones finished without an error.
     pub async fn finish_idle(self: &Arc<Self>, within: Duration) -> usize {
+        // Instances leased now finish when they come back, within the same time.
+        *self
+            .finishing_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(tokio::time::Instant::now() + within);
         let idle: Vec<PluginInstance> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
         let mut finishing = tokio::task::JoinSet::new();
@@ -212,6 +222,31 @@ impl PluginPool {
         };
         // Past `within`, the unfinished ones are dropped (the set aborts them).
         tokio::time::timeout(within, all).await.unwrap_or(0)
+    }
+}
+
+impl PluginPool {
+    /// For an instance a request gives back: `Some` to keep it idle, or `None` when the pool
+    /// is finishing, in which case it finishes on its own task (within what is left of the
+    /// pool's time) and is dropped.
+    fn finish_returned(self: &Arc<Self>, mut instance: PluginInstance) -> Option<PluginInstance> {
+        let until = *self
+            .finishing_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (Some(until), Ok(runtime)) = (until, tokio::runtime::Handle::try_current()) else {
+            return Some(instance);
+        };
+        let counted = Counted(self.clone());
+        runtime.spawn(async move {
+            match tokio::time::timeout_at(until, instance.finish()).await {
+                Ok(Err(e)) => tracing::warn!("{e}"),
+                Ok(Ok(_)) | Err(_) => {}
+            }
+            drop(instance);
+            drop(counted);
+        });
+        None
     }
 }
 
