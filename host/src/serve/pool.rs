@@ -239,9 +239,9 @@ impl PluginPool {
         };
         let counted = Counted(self.clone());
         runtime.spawn(async move {
-            match tokio::time::timeout_at(until, instance.finish()).await {
-                Ok(Err(e)) => tracing::warn!("{e}"),
-                Ok(Ok(_)) | Err(_) => {}
+            // Past the pool's time the instance is dropped unfinished, as an idle one is.
+            if let Ok(Err(e)) = tokio::time::timeout_at(until, instance.finish()).await {
+                tracing::warn!("{e}");
             }
             drop(instance);
             drop(counted);
