@@ -57,6 +57,32 @@ class FakeHostTest(unittest.TestCase):
         with self.assertRaises(wafka.NotAllowedError):
             wafka.set_autoflush(True)
 
+    def test_the_plugins_of_several_tests_register_one_after_the_other(self):
+        saved = wafka._registered
+        self.addCleanup(setattr, wafka, "_registered", saved)
+        testing.use_fake_host()
+
+        @wafka.plugin
+        class First(wafka.Plugin):
+            def handle(self, event):
+                pass
+
+        testing.use_fake_host()  # the next plugin's test
+
+        @wafka.plugin
+        class Second(wafka.Plugin):
+            def handle(self, event):
+                pass
+
+        self.assertIs(wafka._registered, Second)
+        # Without a new fake host in between, a second class is the mistake it always was.
+        with self.assertRaises(TypeError):
+
+            @wafka.plugin
+            class Third(wafka.Plugin):
+                def handle(self, event):
+                    pass
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -228,7 +228,13 @@ class FakeHost:
 
 
 def use_fake_host() -> FakeHost:
-    """Installs a new ``FakeHost`` as the SDK's host (until the next call) and returns it."""
+    """Installs a new ``FakeHost`` as the SDK's host (until the next call) and returns it.
+
+    It also forgets which class ``@wafka.plugin`` registered, so that the tests of several
+    plugins can run in one process (a component holds one plugin: there, a second class is an
+    error). Tests build plugin objects themselves (``App(config)``); the registration is only
+    read by a component's exports."""
+    wafka._registered = None
     fake = FakeHost()
     wafka._host = fake
     wafka._wit = _Types
