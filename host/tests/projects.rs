@@ -97,7 +97,21 @@ fn unit_tests(language: &str, dir: &Path) {
             &["plugin.c", "plugin_test.c"],
             &[],
         ),
-        "zig" => succeeds(dir, ".wafka/guest-sdk/zig/test.sh", &["plugin.zig"], &[]),
+        "zig" => {
+            succeeds(dir, ".wafka/guest-sdk/zig/test.sh", &["plugin.zig"], &[]);
+            // The same through the SDK's build.zig module, and the component with `zig build`.
+            succeeds(
+                dir,
+                "bash",
+                &[
+                    "-c",
+                    "source .wafka/guest-sdk/toolchain.sh && wafka_need_zig && \"$ZIG\" build test && \"$ZIG\" build",
+                ],
+                &[],
+            );
+            let name = dir.file_name().unwrap().to_str().unwrap();
+            assert!(dir.join(format!("zig-out/{name}.wasm")).is_file());
+        }
         other => panic!("no unit test command for {other}"),
     }
 }

@@ -24,7 +24,7 @@ pub(crate) fn create(language: Language, dir: &Path, name: &str) -> Result<()> {
     let mut wrote = 0;
     for file in embedded::under(&template) {
         let bytes = match std::str::from_utf8(file.bytes) {
-            Ok(text) => text.replace("{{name}}", name).into_bytes(),
+            Ok(text) => fill(text, name).into_bytes(),
             Err(_) => file.bytes.to_vec(),
         };
         write_new(&dir.join(file.path), &bytes, file.executable)?;
@@ -65,4 +65,56 @@ fn write_sdk(language: Language, sdk: &Path) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
     );
     write_new(&sdk.join("README.md"), readme.as_bytes(), false).context("writing the SDK copy")
+}
+
+/// A template's text with its placeholders filled in: `{{name}}`, and for Zig's build.zig.zon
+/// the package name (an identifier) and its fingerprint.
+fn fill(text: &str, name: &str) -> String {
+    let mut text = text.replace("{{name}}", name);
+    if text.contains("{{zig_") {
+        let zig_name = name.replace('-', "_");
+        text = text
+            .replace("{{zig_fingerprint}}", &zig_fingerprint(&zig_name))
+            .replace("{{zig_name}}", &zig_name);
+    }
+    text
+}
+
+/// A Zig package's fingerprint: a random id (never 0 or all ones) in the low 32 bits, the
+/// CRC-32 of its name in the high 32 (what `zig build` checks).
+fn zig_fingerprint(name: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let id = (RandomState::new().hash_one(name) as u32).clamp(1, u32::MAX - 1);
+    format!("0x{:08x}{id:08x}", crc32(name.as_bytes()))
+}
+
+/// CRC-32 (IEEE 802.3, as zlib and Zig's `std.hash.Crc32`).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zig_fingerprints_carry_the_crc_of_the_name() {
+        // The values zig 0.17 suggests for packages named `p` and `wafka`.
+        assert_eq!(crc32(b"p"), 0x8207_9eb1);
+        assert_eq!(crc32(b"wafka"), 0xfeac_0f94);
+        let f = zig_fingerprint("my_plugin");
+        assert_eq!(&f[..10], format!("0x{:08x}", crc32(b"my_plugin")));
+        assert_eq!(f.len(), 18);
+    }
 }
