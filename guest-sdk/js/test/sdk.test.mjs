@@ -91,7 +91,7 @@ describe("publish", () => {
     });
     assert.equal(receipt.id, 0);
     assert.equal(receipt.acknowledged, false);
-    assert.equal(String(receipt), "id=0 partition=0 offset=-1");
+    assert.equal(String(receipt), "id=0 partition=2 offset=-1");
     const msg = state.records[0];
     assert.equal(msg.topic, "t");
     assert.deepEqual([...msg.key], [0x6b, 0]);
@@ -220,5 +220,49 @@ describe("index.d.ts", () => {
     const exported = new Set(Object.keys(wafka));
     assert.deepEqual([...exported].filter((n) => !declared.has(n)), [], "exported, not declared");
     assert.deepEqual([...declared].filter((n) => !exported.has(n)), [], "declared, not exported");
+  });
+});
+
+describe("the fake host (wafka/testing)", () => {
+  beforeEach(() => state.reset());
+
+  it("answers as the host does: offsets, reports, refusals, failures, fixed autoflush", () => {
+    let r = wafka.publish({ topic: "t", value: "a", key: "k", headers: { h: "v" } });
+    assert.deepEqual([r.id, r.offset], [0, -1]);
+    wafka.setAutoflush(true);
+    r = wafka.publish({ topic: "t", value: "b", partition: 2 });
+    assert.deepEqual([r.id, r.partition, r.offset], [1, 2, 0]);
+    r = wafka.publish({ topic: "t", value: "c" });
+    assert.deepEqual([r.id, r.partition, r.offset], [2, 0, 1]);
+    assert.deepEqual(wafka.takeReports(10).map((x) => x.offset), [0, 0, 1]);
+    assert.deepEqual(
+      state.published.map((p) => [p.topic, text(p.value), p.partition, p.offset]),
+      [["t", "a", 0, 0], ["t", "b", 2, 0], ["t", "c", 0, 1]],
+    );
+    assert.deepEqual(state.published[0].headers.map(([k, v]) => [k, text(v)]), [["h", "v"]]);
+    assert.equal(text(state.published[0].key), "k");
+
+    state.refuseTopic("audit", new wafka.NotAuthorizedError("audit"));
+    assert.throws(() => wafka.publish({ topic: "audit", value: "x" }), { code: "not-authorized", message: "not authorized: audit" });
+    state.refuseNext(new wafka.BrokerError({ name: "NOT_ENOUGH_REPLICAS", code: 19 }));
+    assert.throws(() => wafka.publish({ topic: "t", value: "y" }), { code: "broker" });
+    wafka.publish({ topic: "t", value: "z" }); // refused once only
+
+    wafka.setAutoflush(false);
+    state.failReports(new wafka.TimedOutError("expired"));
+    wafka.publish({ topic: "t", value: "late" });
+    const [report] = wafka.takeReports(10).slice(-1);
+    assert.equal(report.ok, false);
+    assert.equal(report.error.code, "timed-out");
+    assert.throws(() => wafka.flush(), { code: "timed-out", message: "timed out: expired" });
+    wafka.flush(); // reported once
+    wafka.setAutoflush(true);
+    assert.throws(() => wafka.publish({ topic: "t", value: "now" }), { code: "timed-out" });
+
+    state.failFlush(new wafka.ClosedError());
+    assert.throws(() => wafka.flush(), { code: "closed" });
+    state.fixAutoflush(false);
+    assert.throws(() => wafka.setAutoflush(true), { code: "not-allowed", message: "not allowed: the host fixed autoflush to off" });
+    assert.deepEqual(state.published.map((p) => text(p.value)), ["a", "b", "c", "z"]);
   });
 });
