@@ -13,7 +13,8 @@ use crate::runtime::bindings;
 use crate::runtime::cache::ComponentCache;
 use crate::runtime::limits::EPOCH_TICK;
 use crate::runtime::linker::plugin_linker;
-use crate::runtime::plugin::{LoadInfo, Plugin, PluginOptions};
+use crate::runtime::messaging;
+use crate::runtime::plugin::{LoadInfo, Plugin, PluginOptions, World};
 use crate::runtime::state::PluginState;
 
 /// Why a plugin could not be loaded.
@@ -41,8 +42,9 @@ pub enum LoadError {
         /// The validator's message.
         reason: String,
     },
-    /// The component does not target wafka's `plugin` world.
-    #[error("`{plugin}` does not fit wafka's plugin world (wafka:producer@0.1.0): {reason}")]
+    /// The component targets neither wafka's `plugin` world nor wasi:messaging's
+    /// `messaging-core` (or it imports what the host does not give, such as `request-reply`).
+    #[error("`{plugin}` does not fit wafka's plugin world (wafka:producer@0.1.0) or wasi:messaging@0.2.0-draft's messaging-core: {reason}")]
     WrongWorld {
         /// Plugin name.
         plugin: String,
@@ -185,6 +187,39 @@ impl Engine {
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
+        let load = LoadInfo {
+            time: started.elapsed(),
+            from_cache,
+            size: bytes.len(),
+        };
+        // A component exporting wasi:messaging's handler is of that world; any other must be
+        // of wafka's.
+        if let Some(handler) = component.get_export_index(None, messaging::HANDLER) {
+            use wasmtime::component::types::ComponentItem;
+            let handle = match component.get_export(Some(&handler), "handle") {
+                Some((ComponentItem::ComponentFunc(f), index))
+                    if f.params().len() == 1 && f.results().len() == 1 =>
+                {
+                    index
+                }
+                _ => {
+                    return Err(LoadError::WrongWorld {
+                        plugin: name.clone(),
+                        reason: format!(
+                            "its `{}` export has no `handle: func(message: message) -> result<_, error>`",
+                            messaging::HANDLER
+                        ),
+                    })
+                }
+            };
+            return Ok(Plugin {
+                options: Arc::new(options),
+                engine: self.engine.clone(),
+                world: World::Messaging { pre, handle },
+                finish: None,
+                load,
+            });
+        }
         let pre = bindings::PluginPre::new(pre).map_err(wrong_world)?;
         // The `plugin-lifecycle` world adds `finish`; a `plugin` component has none. Its type
         // is checked now, so a wrong one is a load error, not a failure of every instance.
@@ -217,13 +252,9 @@ impl Engine {
         Ok(Plugin {
             options: Arc::new(options),
             engine: self.engine.clone(),
-            pre,
+            world: World::Plugin(pre),
             finish,
-            load: LoadInfo {
-                time: started.elapsed(),
-                from_cache,
-                size: bytes.len(),
-            },
+            load,
         })
     }
 }
