@@ -633,3 +633,59 @@ fn messaging_components_of_the_wrong_shape_are_refused_at_load() {
         assert_eq!(text.lines().count(), 1, "{text}");
     }
 }
+
+/// A gate that admits `left` records, then refuses, and counts the bytes it was told of.
+#[derive(Debug)]
+struct Allowance {
+    left: std::sync::atomic::AtomicI64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl wafka::PublishGate for Allowance {
+    fn admit(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.left.fetch_sub(1, SeqCst) > 0 {
+            Ok(())
+        } else {
+            Err("tenant `t1` used its 3 records".into())
+        }
+    }
+
+    fn published(&self, outcome: &wafka::Published) {
+        let n = outcome.bytes.unwrap_or(0);
+        self.bytes.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `send` follows the host's autoflush policy (on: it returns once the broker acknowledged the
+/// record) and passes the tenant's gate as `publish` does: its refusal is the draft's `other`
+/// with wafka's case and the gate's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_messaging_plugin_follows_autoflush_and_the_gate() {
+    let topic = create_topic("msg-af", 1);
+    let engine = Engine::new().unwrap();
+    let gate = std::sync::Arc::new(Allowance {
+        left: 3.into(),
+        bytes: 0.into(),
+    });
+    let plugin = load(&engine, "messenger", |o| {
+        o.autoflush = Autoflush::On;
+        o.gate = Some(gate.clone());
+    });
+    // Without autoflush, nothing would leave for a minute.
+    let p = producer(&[("linger.ms", "60000"), ("batch.size", "1000000")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    for n in 0..3 {
+        i.handle(format!("{topic} v{n}").as_bytes()).await.unwrap();
+        let (b, t) = (brokers(), topic.clone());
+        let got =
+            tokio::task::spawn_blocking(move || consume(&b, &t, n + 1, Duration::from_secs(3)))
+                .await
+                .unwrap();
+        assert_eq!(got.len(), n + 1, "record {n} readable before any flush");
+    }
+    let e = failed(i.handle(format!("{topic} v3").as_bytes()).await);
+    assert_eq!(e, "other: quota-exceeded: tenant `t1` used its 3 records");
+    assert!(gate.bytes.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert_eq!(i.stats().records, 3);
+}
