@@ -837,6 +837,10 @@ fn run_and_test_serve_a_wasi_messaging_plugin() {
                 ("source".to_string(), Some(b"messenger".to_vec())),
                 ("seq".to_string(), Some(i.to_string().into_bytes())),
                 (
+                    "bytes".to_string(),
+                    Some(format!("event {i}").len().to_string().into_bytes())
+                ),
+                (
                     "content-type".to_string(),
                     Some(b"text/plain; charset=utf-8".to_vec())
                 ),
@@ -853,8 +857,8 @@ fn run_and_test_serve_a_wasi_messaging_plugin() {
     assert_eq!(
         out.stdout.lines().collect::<Vec<_>>(),
         vec![
-            r#"{"topic":"t","partition":0,"offset":0,"key":null,"value":"a","headers":[["source","messenger"],["seq","0"],["content-type","text/plain; charset=utf-8"]]}"#,
-            r#"{"topic":"t","partition":0,"offset":1,"key":null,"value":"xx","headers":[["source","messenger"],["seq","1"],["content-type","application/octet-stream"]]}"#,
+            r#"{"topic":"t","partition":0,"offset":0,"key":null,"value":"a","headers":[["source","messenger"],["seq","0"],["bytes","1"],["content-type","text/plain; charset=utf-8"]]}"#,
+            r#"{"topic":"t","partition":0,"offset":1,"key":null,"value":"xx","headers":[["source","messenger"],["seq","1"],["bytes","2"],["content-type","application/octet-stream"]]}"#,
         ]
     );
     // It has no `init`: `--config` is refused in one line rather than silently dropped.

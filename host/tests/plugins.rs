@@ -470,10 +470,15 @@ async fn test_mode_captures_what_a_plugin_would_publish() {
 
 /// The headers `messenger` (a wasi:messaging plugin) gives its `seq`th message: its metadata in
 /// order, then the content-type.
-fn messenger_headers(seq: usize, content_type: &str) -> Vec<(String, Option<Vec<u8>>)> {
+fn messenger_headers(
+    seq: usize,
+    bytes: usize,
+    content_type: &str,
+) -> Vec<(String, Option<Vec<u8>>)> {
     vec![
         ("source".to_string(), Some(b"messenger".to_vec())),
         ("seq".to_string(), Some(seq.to_string().into_bytes())),
+        ("bytes".to_string(), Some(bytes.to_string().into_bytes())),
         (
             "content-type".to_string(),
             Some(content_type.as_bytes().to_vec()),
@@ -508,12 +513,13 @@ async fn a_wasi_messaging_plugin_sends_through_the_producer() {
         assert_eq!(c.offset, n as i64);
         assert_eq!(c.key, None);
         assert_eq!(c.value.as_deref(), Some(format!("hello {n}").as_bytes()));
-        assert_eq!(c.headers, messenger_headers(n, TEXT));
+        let value = format!("hello {n}");
+        assert_eq!(c.headers, messenger_headers(n, value.len(), TEXT));
     }
     assert_eq!(got[50].value, Some(vec![b'x'; 3000]));
     assert_eq!(
         got[50].headers,
-        messenger_headers(50, "application/octet-stream")
+        messenger_headers(50, 3000, "application/octet-stream")
     );
     // It has no `init`: a configuration it could not receive is refused, in one line.
     let mut j = plugin.instantiate(&p).await.unwrap();
@@ -547,7 +553,7 @@ async fn a_wasi_messaging_plugin_is_captured_in_test_mode() {
         assert_eq!(r.offset, (n / 2) as i64);
         assert_eq!(r.key, None);
         assert_eq!(r.value, format!("v{n}").into_bytes());
-        assert_eq!(r.headers, messenger_headers(n, TEXT));
+        assert_eq!(r.headers, messenger_headers(n, 2, TEXT));
     }
 }
 
@@ -688,4 +694,30 @@ async fn a_wasi_messaging_plugin_follows_autoflush_and_the_gate() {
     assert_eq!(e, "other: quota-exceeded: tenant `t1` used its 3 records");
     assert!(gate.bytes.load(std::sync::atomic::Ordering::SeqCst) > 0);
     assert_eq!(i.stats().records, 3);
+}
+
+/// `client.disconnect` waits for the records sent through the instance, as closing a
+/// connection would: with the producer lingering for a minute, they are readable once it
+/// returns. The next message connects a new client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_messaging_disconnect_delivers_what_was_sent() {
+    let topic = create_topic("msg-dc", 1);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "messenger", |_| {});
+    let p = producer(&[("linger.ms", "60000"), ("batch.size", "1000000")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    for n in 0..3 {
+        i.handle(format!("{topic} v{n}").as_bytes()).await.unwrap();
+    }
+    i.handle(b"!disconnect").await.unwrap();
+    let (b, t) = (brokers(), topic.clone());
+    let got = tokio::task::spawn_blocking(move || consume(&b, &t, 3, Duration::from_secs(3)))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3, "delivered by the disconnect");
+    i.handle(format!("{topic} v3").as_bytes()).await.unwrap();
+    i.handle(b"!disconnect").await.unwrap();
+    let got = read(&topic, 4).await;
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(values, [b"v0", b"v1", b"v2", b"v3"]);
 }

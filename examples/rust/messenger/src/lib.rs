@@ -4,14 +4,18 @@
 //!
 //! Each incoming message's data is a line `TOPIC TEXT`. The plugin sends `TEXT` to `TOPIC` as
 //! a new message with the content-type `text/plain; charset=utf-8` and the metadata
-//! `source=messenger` and `seq=N` (the messages this instance sent before, counting from 0).
-//! `TOPIC *N` sends N bytes of `x` with the content-type `application/octet-stream` instead.
-//! A line without a space, or a send that fails, fails the incoming message with the
-//! proposal's `error` (the send's own error, as the host gave it).
+//! `source=messenger`, `seq=N` (the messages this instance sent before, counting from 0) and
+//! `bytes=N` (the data's length). `TOPIC *N` sends N bytes of `x` with the content-type
+//! `application/octet-stream` instead. The incoming message's own metadata, content-type and
+//! topic (as `received-on`), where it has them, are carried over. A line without a space, or
+//! a send that fails, fails the incoming message with the proposal's `error` (the send's own
+//! error, as the host gave it).
 //!
-//! The client is connected once, on the first message, and kept for the instance's life.
+//! The client is connected on the first message and kept; the line `!disconnect` disconnects
+//! it (which reports what the host says about the messages sent through it), and the next
+//! message connects a new one.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, RefCell};
 
 wit_bindgen::generate!({
     world: "messaging-core",
@@ -23,7 +27,7 @@ use wasi::messaging::producer;
 use wasi::messaging::types::{Client, Error, Message};
 
 thread_local! {
-    static CLIENT: OnceCell<Client> = const { OnceCell::new() };
+    static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
     static SENT: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -33,6 +37,12 @@ impl Guest for Messenger {
     fn handle(message: Message) -> Result<(), Error> {
         let line = message.data();
         let line = String::from_utf8_lossy(&line);
+        if line == "!disconnect" {
+            return match CLIENT.with(|c| c.borrow_mut().take()) {
+                Some(client) => client.disconnect(),
+                None => Ok(()),
+            };
+        }
         let Some((topic, text)) = line.split_once(' ') else {
             return Err(Error::Other(format!(
                 "expected `TOPIC TEXT`, got `{line}` (no space)"
@@ -59,12 +69,22 @@ impl Guest for Messenger {
         out.add_metadata("source", "messenger");
         out.add_metadata("seq", &seq.to_string());
         out.remove_metadata("draft");
+        out.add_metadata("bytes", &out.data().len().to_string());
+        for (k, v) in message.metadata().unwrap_or_default() {
+            out.add_metadata(&k, &v);
+        }
+        if let Some(ct) = message.content_type() {
+            out.set_content_type(&ct);
+        }
+        if let Some(t) = message.topic() {
+            out.add_metadata("received-on", &t);
+        }
         CLIENT.with(|client| {
-            if client.get().is_none() {
-                let c = Client::connect("default")?;
-                let _ = client.set(c);
+            let mut client = client.borrow_mut();
+            if client.is_none() {
+                *client = Some(Client::connect("default")?);
             }
-            producer::send(client.get().expect("connected"), topic, out)
+            producer::send(client.as_ref().expect("connected"), topic, out)
         })?;
         SENT.set(seq + 1);
         Ok(())
