@@ -204,13 +204,14 @@ fn change(
     let m = state.table().get_mut(message)?;
     f(m);
     let (before, after) = (m.counted, m.bytes());
-    m.counted = after;
     if after > before {
-        state.budget.hold(after - before)
+        // (On a trap the message keeps its old count: what is counted is what was granted.)
+        state.budget.hold(after - before)?;
     } else {
         state.budget.release(before - after);
-        Ok(())
     }
+    state.table().get_mut(message)?.counted = after;
+    Ok(())
 }
 
 /// Reads a message.
