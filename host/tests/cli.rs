@@ -854,6 +854,11 @@ fn run_and_test_serve_a_wasi_messaging_plugin() {
         "warn",
     );
     assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("; a wasi:messaging@0.2.0-draft plugin"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         out.stdout.lines().collect::<Vec<_>>(),
         vec![

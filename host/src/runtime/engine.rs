@@ -1,7 +1,9 @@
 //! The wasmtime engine: configuration, compiling plugins, and the epoch clock.
 //!
 //! Owns the `wasmtime::Engine` (component model, async, epoch interruption, the pooling
-//! allocator), the one linker every plugin is linked with, and the checks that turn a bad plugin file into a one-line [`LoadError`].
+//! allocator), the one linker every plugin is linked with, and the checks that turn a bad plugin file into a one-line [`LoadError`]:
+//! which world a component targets (wafka's `plugin`/`plugin-lifecycle`, or wasi:messaging's
+//! `messaging-core` when it exports that proposal's handler) is decided here, once.
 //! It must not run plugins (see `plugin`).
 
 use std::path::Path;
