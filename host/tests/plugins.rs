@@ -628,7 +628,7 @@ fn messaging_components_of_the_wrong_shape_are_refused_at_load() {
         (
             "request-reply",
             request_reply,
-            "wasi:messaging/request-reply@0.2.0-draft",
+            "imports `wasi:messaging/request-reply@0.2.0-draft` (the messaging-request-reply world), which wafka does not serve",
         ),
     ] {
         let e = engine.load(&bytes, PluginOptions::new(name)).unwrap_err();

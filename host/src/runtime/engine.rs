@@ -185,6 +185,19 @@ impl Engine {
             plugin: name.clone(),
             reason: first_line(&e),
         };
+        if component
+            .component_type()
+            .get_import(&self.engine, messaging::REQUEST_REPLY)
+            .is_some()
+        {
+            return Err(LoadError::WrongWorld {
+                plugin: name.clone(),
+                reason: format!(
+                    "it imports `{}` (the messaging-request-reply world), which wafka does not serve (Kafka has no reply path here): build it for messaging-core",
+                    messaging::REQUEST_REPLY
+                ),
+            });
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)

@@ -30,6 +30,8 @@ pub const VERSION: &str = "0.2.0-draft";
 const TYPES: &str = "wasi:messaging/types@0.2.0-draft";
 /// The instance a messaging component imports `send` from.
 const PRODUCER: &str = "wasi:messaging/producer@0.2.0-draft";
+/// The request-reply interface of the draft, which the host does not serve.
+pub(crate) const REQUEST_REPLY: &str = "wasi:messaging/request-reply@0.2.0-draft";
 /// The instance a messaging component exports its handler in.
 pub(crate) const HANDLER: &str = "wasi:messaging/incoming-handler@0.2.0-draft";
 /// The header a message's content-type becomes (the Kafka convention).
