@@ -1,7 +1,8 @@
 //! The capture sink: records kept in memory instead of sent, for `wafka test` (the way
 //! FastStream's test broker runs handlers without a broker).
 //!
-//! Owns the capture's publish paths, `flush` and `take-reports`. A plugin must not be able to
+//! Owns the capture's publish paths (generic over `message::Outgoing`, as the Kafka sink's),
+//! `flush` and `take-reports`. A plugin must not be able to
 //! tell it from the Kafka sink except by the data: the same checks (`ProducerCtx::admit`), the
 //! same size limit (`max.request.size`, checked before anything is copied), receipts with
 //! offset -1 unless autoflush is on, and at most `plugin::MAX_REPORTS` reports kept. Partitions are

@@ -1,5 +1,6 @@
 //! The Kafka sink: a guest's `message` becomes a producer record, and producer errors go back
-//! to the guest.
+//! to the guest. The paths are generic over `message::Outgoing`: wafka's `publish` (bytes in
+//! guest memory) and wasi:messaging's `send` (bytes the host holds) each get their own copy.
 //!
 //! Owns the two publish paths an instance can be bound to — buffered, and autoflush (publish,
 //! then settle this instance's records) — plus `flush` and `take-reports` for the producer,
