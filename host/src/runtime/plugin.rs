@@ -2,7 +2,8 @@
 //!
 //! Owns the life of an instance: building its store (WASI with no capabilities, the resource
 //! budget, the epoch callback that meters its CPU budget and makes it yield, the producer
-//! context), and the calls into it (`init`, `handle`) with their wall-time bound. An instance
+//! context), and the calls into it (`init`, `handle`; for a wasi:messaging plugin, its
+//! handler with each event as a message) with their wall-time bound. An instance
 //! that trapped or overran its wall time is stopped for good; records it published before stay
 //! queued and are delivered. It must not link functions (see `linker`) or say why a call
 //! failed (see `trap`).
