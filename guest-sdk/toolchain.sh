@@ -275,7 +275,8 @@ wafka_need_cc() {
 
 # --- checks ---------------------------------------------------------------------------------
 
-# Fails (and removes FILE) unless FILE is a component that targets the `plugin` world.
+# Fails (and removes FILE) unless FILE is a component that targets the `plugin` world, or the
+# `messaging-core` world of wasi:messaging@0.2.0-draft (wit/wasi-messaging), which wafka also serves.
 wafka_check_component() {
     local wasm="$1" got world line
     local header="0061736d0d000100" # "\0asm", version 0x0d, layer 1: a component
@@ -286,7 +287,11 @@ wafka_check_component() {
     fi
     wafka_need_wasm_tools
     world="$("$WASM_TOOLS" component wit "$wasm")" || wafka_die "wasm-tools component wit $wasm failed"
-    for line in "export init: func" "export handle: func" "import wafka:producer/producer@0.1.0;"; do
+    local lines=("export init: func" "export handle: func" "import wafka:producer/producer@0.1.0;")
+    if grep -qF "export wasi:messaging/incoming-handler@0.2.0-draft;" <<<"$world"; then
+        lines=("export wasi:messaging/incoming-handler@0.2.0-draft;" "import wasi:messaging/producer@0.2.0-draft;")
+    fi
+    for line in "${lines[@]}"; do
         if ! grep -qF "$line" <<<"$world"; then
             rm -f "$wasm"
             wafka_die "$wasm lacks \`$line\`"

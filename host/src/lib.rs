@@ -21,5 +21,6 @@ pub use runtime::engine::{Engine, EngineOptions, LoadError};
 pub use runtime::faults::{FaultKind, Faults};
 pub use runtime::gate::{PublishGate, Published};
 pub use runtime::limits::{CpuGroup, Limits, ResourceUse};
+pub use runtime::messaging::MessagingError;
 pub use runtime::options::{Autoflush, PluginOptions, PluginStats, RecordAck};
-pub use runtime::plugin::{LoadInfo, Plugin, PluginError, PluginInstance};
+pub use runtime::plugin::{LoadInfo, Plugin, PluginError, PluginInstance, PluginWorld};

@@ -793,3 +793,91 @@ fn run_and_test_call_finish_after_the_last_event() {
     let last = out.stdout.lines().last().unwrap_or_default().to_string();
     assert!(last.contains(r#""value":"finish""#), "{}", out.stdout);
 }
+
+/// A plugin written for wasi:messaging@0.2.0-draft (`messenger`) under `wafka run` (autoflush
+/// on: `send` waits for the acknowledgement) and `wafka test`: its messages land as records
+/// with their metadata and content-type as headers, in order; a topic the ACL refuses reaches
+/// it as the draft's `permission-denied` and fails that event in one line.
+#[test]
+fn run_and_test_serve_a_wasi_messaging_plugin() {
+    let b = brokers();
+    let topic = create_topic("run-msg", 1);
+    let messenger = wafka_tests::guest("messenger");
+    let mut input: String = (0..20).map(|i| format!("{topic} event {i}\n")).collect();
+    input.push_str("denied-topic nope\n");
+    let (ok, err) = run(
+        &[
+            messenger.to_str().unwrap(),
+            "-b",
+            &b,
+            "--allow-topic",
+            &topic,
+            "--autoflush",
+            "on",
+        ],
+        &input,
+        "warn",
+    );
+    assert!(!ok, "a failed event fails the run: {err}");
+    assert!(
+        err.contains("event 21: plugin `messenger` failed: permission-denied: plugin `messenger` may not publish to topic `denied-topic`"),
+        "{err}"
+    );
+    assert!(err.contains("21 events (1 failed), 20 records"), "{err}");
+    assert!(err.contains("20 delivered, 0 failed, 1 refused"), "{err}");
+    let got = consume_exactly(&b, &topic, 20, Duration::from_secs(30));
+    assert_eq!(got.len(), 20);
+    for (i, c) in got.iter().enumerate() {
+        assert_eq!(c.offset, i as i64);
+        assert_eq!(c.key, None);
+        assert_eq!(c.value.as_deref(), Some(format!("event {i}").as_bytes()));
+        assert_eq!(
+            c.headers,
+            vec![
+                ("source".to_string(), Some(b"messenger".to_vec())),
+                ("seq".to_string(), Some(i.to_string().into_bytes())),
+                (
+                    "bytes".to_string(),
+                    Some(format!("event {i}").len().to_string().into_bytes())
+                ),
+                (
+                    "content-type".to_string(),
+                    Some(b"text/plain; charset=utf-8".to_vec())
+                ),
+            ]
+        );
+    }
+    let out = support::wafka(
+        &["test", messenger.to_str().unwrap()],
+        &[b"t a\nt *2\n"],
+        Duration::ZERO,
+        "warn",
+    );
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("; a wasi:messaging@0.2.0-draft plugin"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        vec![
+            r#"{"topic":"t","partition":0,"offset":0,"key":null,"value":"a","headers":[["source","messenger"],["seq","0"],["bytes","1"],["content-type","text/plain; charset=utf-8"]]}"#,
+            r#"{"topic":"t","partition":0,"offset":1,"key":null,"value":"xx","headers":[["source","messenger"],["seq","1"],["bytes","2"],["content-type","application/octet-stream"]]}"#,
+        ]
+    );
+    // It has no `init`: `--config` is refused in one line rather than silently dropped.
+    let out = support::wafka(
+        &["test", messenger.to_str().unwrap(), "--config", "topic=t"],
+        &[b"t a\n"],
+        Duration::ZERO,
+        "warn",
+    );
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("a wasi:messaging plugin takes no configuration"),
+        "{}",
+        out.stderr
+    );
+}

@@ -467,3 +467,257 @@ async fn test_mode_captures_what_a_plugin_would_publish() {
     let p = Producer::from_properties([("bootstrap.servers", "127.0.0.1:9")]).unwrap();
     assert!(plugin.instantiate(&p).await.is_ok());
 }
+
+/// The headers `messenger` (a wasi:messaging plugin) gives its `seq`th message: its metadata in
+/// order, then the content-type.
+fn messenger_headers(
+    seq: usize,
+    bytes: usize,
+    content_type: &str,
+) -> Vec<(String, Option<Vec<u8>>)> {
+    vec![
+        ("source".to_string(), Some(b"messenger".to_vec())),
+        ("seq".to_string(), Some(seq.to_string().into_bytes())),
+        ("bytes".to_string(), Some(bytes.to_string().into_bytes())),
+        (
+            "content-type".to_string(),
+            Some(content_type.as_bytes().to_vec()),
+        ),
+    ]
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// A plugin written for wasi:messaging@0.2.0-draft only runs unchanged: each event reaches its
+/// handler as a message, and what it sends lands in Kafka through the same producer: topic,
+/// value, metadata and content-type as headers, in order, with a null key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_messaging_plugin_sends_through_the_producer() {
+    let topic = create_topic("msg", 1);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "messenger", |_| {});
+    assert_eq!(plugin.world(), wafka::PluginWorld::Messaging);
+    let p = producer(&[]);
+    let mut i = start(&plugin, &p, &[]).await;
+    for n in 0..50 {
+        i.handle(format!("{topic} hello {n}").as_bytes())
+            .await
+            .unwrap();
+    }
+    i.handle(format!("{topic} *3000").as_bytes()).await.unwrap();
+    i.flush().await.unwrap();
+    assert_eq!(i.stats().records, 51);
+    let got = read(&topic, 51).await;
+    assert_eq!(got.len(), 51);
+    for (n, c) in got.iter().enumerate().take(50) {
+        assert_eq!(c.offset, n as i64);
+        assert_eq!(c.key, None);
+        assert_eq!(c.value.as_deref(), Some(format!("hello {n}").as_bytes()));
+        let value = format!("hello {n}");
+        assert_eq!(c.headers, messenger_headers(n, value.len(), TEXT));
+    }
+    assert_eq!(got[50].value, Some(vec![b'x'; 3000]));
+    assert_eq!(
+        got[50].headers,
+        messenger_headers(50, 3000, "application/octet-stream")
+    );
+    // It has no `init`: a configuration it could not receive is refused, in one line.
+    let mut j = plugin.instantiate(&p).await.unwrap();
+    let e = j
+        .init(&[("topic".into(), "t".into())])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("takes no configuration"), "{e}");
+}
+
+/// Under `wafka test` the same plugin's messages are captured as they would be sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_messaging_plugin_is_captured_in_test_mode() {
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "messenger", |_| {});
+    let mut i = plugin
+        .instantiate_capture(wafka::CaptureOptions::new(1))
+        .await
+        .unwrap();
+    i.init(&[]).await.unwrap();
+    for n in 0..5 {
+        i.handle(format!("t{} v{n}", n % 2).as_bytes())
+            .await
+            .unwrap();
+    }
+    let got = i.take_captured();
+    assert_eq!(got.len(), 5);
+    for (n, r) in got.iter().enumerate() {
+        assert_eq!(r.topic, format!("t{}", n % 2));
+        assert_eq!(r.offset, (n / 2) as i64);
+        assert_eq!(r.key, None);
+        assert_eq!(r.value, format!("v{n}").into_bytes());
+        assert_eq!(r.headers, messenger_headers(n, 2, TEXT));
+    }
+}
+
+/// What a wasi:messaging plugin sends passes the same checks as `publish`: the ACL's refusal
+/// reaches the plugin as the draft's `permission-denied`, the record limit as `other`, and the
+/// bytes of the messages the host holds count against the instance's memory limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_messaging_plugin_is_held_to_the_acl_and_limits() {
+    let allowed = create_topic("macl-ok", 1);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "messenger", |o| {
+        o.acl = TopicAcl::new(["macl-ok-*"]);
+        o.max_record_bytes = Some(2000);
+        o.limits.memory_bytes = 10 << 20;
+    });
+    let p = producer(&[]);
+    let mut i = start(&plugin, &p, &[]).await;
+    let e = failed(i.handle(b"secret v").await);
+    assert_eq!(
+        e,
+        "permission-denied: plugin `messenger` may not publish to topic `secret`"
+    );
+    let e = failed(i.handle(format!("{allowed} *5000").as_bytes()).await);
+    assert!(e.starts_with("other: record-too-large: "), "{e}");
+    let e = failed(i.handle(b"macl-ok-missing v").await);
+    assert!(e.starts_with("other: invalid-topic: "), "{e}");
+    i.handle(format!("{allowed} ok").as_bytes()).await.unwrap();
+    i.flush().await.unwrap();
+    assert_eq!(i.stats().refused, 3);
+    let got = read(&allowed, 1).await;
+    assert_eq!(got[0].value.as_deref(), Some(&b"ok"[..]));
+    // 6 MiB in the plugin's memory and 6 MiB more held by the host: over its 10 MiB.
+    match i.handle(format!("{allowed} *{}", 6 << 20).as_bytes()).await {
+        Err(PluginError::Trapped { reason, .. }) => {
+            assert!(reason.contains("wasi:messaging messages"), "{reason}");
+            assert!(reason.contains("memory limit of 10 MiB"), "{reason}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+/// A component exporting wasi:messaging's handler without a fitting `handle`, or importing
+/// what the host does not serve (`request-reply`), is refused at load in one line.
+#[test]
+fn messaging_components_of_the_wrong_shape_are_refused_at_load() {
+    let engine = Engine::new().unwrap();
+    let no_handle = wat::parse_str(
+        r#"(component
+  (core module $m (func (export "h")))
+  (core instance $i (instantiate $m))
+  (func $h (canon lift (core func $i "h")))
+  (instance $inst (export "other" (func $h)))
+  (export "wasi:messaging/incoming-handler@0.2.0-draft" (instance $inst)))"#,
+    )
+    .unwrap();
+    let request_reply = wat::parse_str(
+        r#"(component
+  (import "wasi:messaging/request-reply@0.2.0-draft" (instance (export "reply" (func))))
+  (core module $m (func (export "h")))
+  (core instance $i (instantiate $m))
+  (func $h (canon lift (core func $i "h")))
+  (instance $inst (export "handle" (func $h)))
+  (export "wasi:messaging/incoming-handler@0.2.0-draft" (instance $inst)))"#,
+    )
+    .unwrap();
+    for (name, bytes, want) in [
+        (
+            "no-handle",
+            no_handle,
+            "has no `handle: func(message: message)",
+        ),
+        (
+            "request-reply",
+            request_reply,
+            "imports `wasi:messaging/request-reply@0.2.0-draft` (the messaging-request-reply world), which wafka does not serve",
+        ),
+    ] {
+        let e = engine.load(&bytes, PluginOptions::new(name)).unwrap_err();
+        assert!(matches!(e, LoadError::WrongWorld { .. }), "{name}: {e:?}");
+        let text = e.to_string();
+        assert!(text.contains(want), "{name}: {text}");
+        assert!(text.contains("messaging-core"), "{name}: {text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+}
+
+/// A gate that admits `left` records, then refuses, and counts the bytes it was told of.
+#[derive(Debug)]
+struct Allowance {
+    left: std::sync::atomic::AtomicI64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl wafka::PublishGate for Allowance {
+    fn admit(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.left.fetch_sub(1, SeqCst) > 0 {
+            Ok(())
+        } else {
+            Err("tenant `t1` used its 3 records".into())
+        }
+    }
+
+    fn published(&self, outcome: &wafka::Published) {
+        let n = outcome.bytes.unwrap_or(0);
+        self.bytes.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `send` follows the host's autoflush policy (on: it returns once the broker acknowledged the
+/// record) and passes the tenant's gate as `publish` does: its refusal is the draft's `other`
+/// with wafka's case and the gate's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_messaging_plugin_follows_autoflush_and_the_gate() {
+    let topic = create_topic("msg-af", 1);
+    let engine = Engine::new().unwrap();
+    let gate = std::sync::Arc::new(Allowance {
+        left: 3.into(),
+        bytes: 0.into(),
+    });
+    let plugin = load(&engine, "messenger", |o| {
+        o.autoflush = Autoflush::On;
+        o.gate = Some(gate.clone());
+    });
+    // Without autoflush, nothing would leave for a minute.
+    let p = producer(&[("linger.ms", "60000"), ("batch.size", "1000000")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    for n in 0..3 {
+        i.handle(format!("{topic} v{n}").as_bytes()).await.unwrap();
+        let (b, t) = (brokers(), topic.clone());
+        let got =
+            tokio::task::spawn_blocking(move || consume(&b, &t, n + 1, Duration::from_secs(3)))
+                .await
+                .unwrap();
+        assert_eq!(got.len(), n + 1, "record {n} readable before any flush");
+    }
+    let e = failed(i.handle(format!("{topic} v3").as_bytes()).await);
+    assert_eq!(e, "other: quota-exceeded: tenant `t1` used its 3 records");
+    assert!(gate.bytes.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert_eq!(i.stats().records, 3);
+}
+
+/// `client.disconnect` waits for the records sent through the instance, as closing a
+/// connection would: with the producer lingering for a minute, they are readable once it
+/// returns. The next message connects a new client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_messaging_disconnect_delivers_what_was_sent() {
+    let topic = create_topic("msg-dc", 1);
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "messenger", |_| {});
+    let p = producer(&[("linger.ms", "60000"), ("batch.size", "1000000")]);
+    let mut i = start(&plugin, &p, &[]).await;
+    for n in 0..3 {
+        i.handle(format!("{topic} v{n}").as_bytes()).await.unwrap();
+    }
+    i.handle(b"!disconnect").await.unwrap();
+    let (b, t) = (brokers(), topic.clone());
+    let got = tokio::task::spawn_blocking(move || consume(&b, &t, 3, Duration::from_secs(3)))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3, "delivered by the disconnect");
+    i.handle(format!("{topic} v3").as_bytes()).await.unwrap();
+    i.handle(b"!disconnect").await.unwrap();
+    let got = read(&topic, 4).await;
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(values, [b"v0", b"v1", b"v2", b"v3"]);
+}

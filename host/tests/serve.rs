@@ -1313,3 +1313,51 @@ async fn a_reload_lets_an_instance_busy_at_the_time_finish_afterwards() {
     assert_eq!(values, [b"before".to_vec(), b"finish".to_vec()]);
     s.server.drain(Duration::from_secs(10)).await;
 }
+
+/// `wafka serve` loads a wasi:messaging plugin (`messenger`) through the same path: a tenant's
+/// events reach its handler, its messages are published within the tenant's ACL, and a
+/// refusal is the draft's `permission-denied` in the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_can_serve_a_wasi_messaging_plugin() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("mq-events", 1);
+    let table = format!(
+        "[tenants.mq]\ntoken_sha256 = \"{}\"\ntopics = [\"{topic}\"]\n\n[[tenants.mq.plugins]]\nname = \"messenger\"\npath = \"{}\"\n",
+        sha("mq-token"),
+        guest("messenger").display()
+    );
+    let s = serve(&table).await;
+    let mut body = lines(10, |i| format!("{topic} m{i}"));
+    body.push_str("elsewhere x\n");
+    let a = s.post("mq", "messenger", Some("mq-token"), body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        (
+            count(&a.body, "events"),
+            count(&a.body, "failed"),
+            count(&a.body, "records"),
+            count(&a.body, "refused")
+        ),
+        (11, 1, 10, 1),
+        "{}",
+        a.body
+    );
+    let error = a.body["errors"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "permission-denied: plugin `mq/messenger` may not publish to topic `elsewhere`"
+        ),
+        "{error}"
+    );
+    s.producer.flush().await;
+    let got = read_back(&topic, 10);
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(
+        values,
+        (0..10)
+            .map(|i| format!("m{i}").into_bytes())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(got[3].headers[1], ("seq".to_string(), Some(b"3".to_vec())));
+    s.server.drain(Duration::from_secs(10)).await;
+}

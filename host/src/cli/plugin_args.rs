@@ -101,7 +101,7 @@ impl PluginFlags {
         let plugin = engine.load_file(&self.plugin, setup.options.clone())?;
         let load = plugin.load_info();
         eprintln!(
-            "wafka: loaded `{}` ({} KiB) in {} ms{}",
+            "wafka: loaded `{}` ({} KiB) in {} ms{}{}",
             setup.name,
             load.size / 1024,
             load.time.as_millis(),
@@ -109,6 +109,10 @@ impl PluginFlags {
                 " from the compile cache"
             } else {
                 ", compiled"
+            },
+            match plugin.world() {
+                wafka::PluginWorld::Wafka => "",
+                wafka::PluginWorld::Messaging => "; a wasi:messaging@0.2.0-draft plugin",
             }
         );
         Ok(plugin)

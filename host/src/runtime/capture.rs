@@ -1,7 +1,8 @@
 //! The capture sink: records kept in memory instead of sent, for `wafka test` (the way
 //! FastStream's test broker runs handlers without a broker).
 //!
-//! Owns the capture's publish paths, `flush` and `take-reports`. A plugin must not be able to
+//! Owns the capture's publish paths (generic over `message::Outgoing`, as the Kafka sink's),
+//! `flush` and `take-reports`. A plugin must not be able to
 //! tell it from the Kafka sink except by the data: the same checks (`ProducerCtx::admit`), the
 //! same size limit (`max.request.size`, checked before anything is copied), receipts with
 //! offset -1 unless autoflush is on, and at most `plugin::MAX_REPORTS` reports kept. Partitions are
@@ -17,7 +18,7 @@ use wasmtime::StoreContextMut;
 
 use crate::runtime::bindings::{DeliveryReport, ProduceError as GuestError, Receipt};
 use crate::runtime::faults::{Faults, Injected};
-use crate::runtime::message::{Borrowed, GuestMessage};
+use crate::runtime::message::Outgoing;
 use crate::runtime::publish::admit;
 use crate::runtime::state::{Capture, PluginState, PublishResult, Sink};
 
@@ -83,9 +84,9 @@ impl Capture {
 }
 
 /// The buffered path: the receipt has offset -1, as from the producer.
-pub(crate) fn buffered(
+pub(crate) fn buffered<M: Outgoing>(
     store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
+    msg: M,
 ) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
     Box::new(async move {
         let r = capture(store, msg, false)?;
@@ -97,9 +98,9 @@ pub(crate) fn buffered(
 }
 
 /// The autoflush path: the receipt has the record's offset.
-pub(crate) fn autoflush(
+pub(crate) fn autoflush<M: Outgoing>(
     store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
+    msg: M,
 ) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
     Box::new(async move { Ok((capture(store, msg, true)?,)) })
 }
@@ -116,9 +117,9 @@ fn capture_of(state: &mut PluginState) -> wasmtime::Result<&mut Capture> {
 /// Checks the message as the Kafka sink would, then copies it into the capture, or fails it
 /// as injected (`acked`: `publish` waits for the acknowledgement, so a failure the cluster
 /// would give shows there too).
-fn capture(
+fn capture<M: Outgoing>(
     mut store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
+    msg: M,
     acked: bool,
 ) -> wasmtime::Result<Result<Receipt, GuestError>> {
     let captured = match admit(&mut store, &msg)? {
@@ -141,9 +142,9 @@ fn capture(
                 )
             };
             let s = &store;
-            let borrowed = Borrowed::new(s, &msg, &headers)?;
+            let borrowed = msg.borrow(s, &headers)?;
             let header_refs = borrowed.headers();
-            let record = borrowed.record(&header_refs, msg.partition);
+            let record = borrowed.record(&header_refs, msg.partition());
             let size = single_record_batch_upper_bound(&record);
             if size > max {
                 Err(GuestError::RecordTooLarge(size as u64))
@@ -152,7 +153,7 @@ fn capture(
             } else if size > room {
                 Err(GuestError::BufferFull)
             } else {
-                let partition = match (msg.partition, record.key) {
+                let partition = match (msg.partition(), record.key) {
                     (Some(p), _) if p < 0 || p >= partitions => Err(GuestError::InvalidTopic(
                         format!(
                             "partition {p} does not exist: topic `{}` has {partitions} partitions in test mode",

@@ -1,7 +1,9 @@
 //! The wasmtime engine: configuration, compiling plugins, and the epoch clock.
 //!
 //! Owns the `wasmtime::Engine` (component model, async, epoch interruption, the pooling
-//! allocator), the one linker every plugin is linked with, and the checks that turn a bad plugin file into a one-line [`LoadError`].
+//! allocator), the one linker every plugin is linked with, and the checks that turn a bad plugin file into a one-line [`LoadError`]:
+//! which world a component targets (wafka's `plugin`/`plugin-lifecycle`, or wasi:messaging's
+//! `messaging-core` when it exports that proposal's handler) is decided here, once.
 //! It must not run plugins (see `plugin`).
 
 use std::path::Path;
@@ -13,7 +15,8 @@ use crate::runtime::bindings;
 use crate::runtime::cache::ComponentCache;
 use crate::runtime::limits::EPOCH_TICK;
 use crate::runtime::linker::plugin_linker;
-use crate::runtime::plugin::{LoadInfo, Plugin, PluginOptions};
+use crate::runtime::messaging;
+use crate::runtime::plugin::{LoadInfo, Plugin, PluginOptions, World};
 use crate::runtime::state::PluginState;
 
 /// Why a plugin could not be loaded.
@@ -41,8 +44,9 @@ pub enum LoadError {
         /// The validator's message.
         reason: String,
     },
-    /// The component does not target wafka's `plugin` world.
-    #[error("`{plugin}` does not fit wafka's plugin world (wafka:producer@0.1.0): {reason}")]
+    /// The component targets neither wafka's `plugin` world nor wasi:messaging's
+    /// `messaging-core` (or it imports what the host does not give, such as `request-reply`).
+    #[error("`{plugin}` does not fit wafka's plugin world (wafka:producer@0.1.0) or wasi:messaging@0.2.0-draft's messaging-core: {reason}")]
     WrongWorld {
         /// Plugin name.
         plugin: String,
@@ -181,10 +185,56 @@ impl Engine {
             plugin: name.clone(),
             reason: first_line(&e),
         };
+        if component
+            .component_type()
+            .get_import(&self.engine, messaging::REQUEST_REPLY)
+            .is_some()
+        {
+            return Err(LoadError::WrongWorld {
+                plugin: name.clone(),
+                reason: format!(
+                    "it imports `{}` (the messaging-request-reply world), which wafka does not serve (Kafka has no reply path here): build it for messaging-core",
+                    messaging::REQUEST_REPLY
+                ),
+            });
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
+        let load = LoadInfo {
+            time: started.elapsed(),
+            from_cache,
+            size: bytes.len(),
+        };
+        // A component exporting wasi:messaging's handler is of that world; any other must be
+        // of wafka's.
+        if let Some(handler) = component.get_export_index(None, messaging::HANDLER) {
+            use wasmtime::component::types::ComponentItem;
+            let handle = match component.get_export(Some(&handler), "handle") {
+                Some((ComponentItem::ComponentFunc(f), index))
+                    if f.params().len() == 1 && f.results().len() == 1 =>
+                {
+                    index
+                }
+                _ => {
+                    return Err(LoadError::WrongWorld {
+                        plugin: name.clone(),
+                        reason: format!(
+                            "its `{}` export has no `handle: func(message: message) -> result<_, error>`",
+                            messaging::HANDLER
+                        ),
+                    })
+                }
+            };
+            return Ok(Plugin {
+                options: Arc::new(options),
+                engine: self.engine.clone(),
+                world: World::Messaging { pre, handle },
+                finish: None,
+                load,
+            });
+        }
         let pre = bindings::PluginPre::new(pre).map_err(wrong_world)?;
         // The `plugin-lifecycle` world adds `finish`; a `plugin` component has none. Its type
         // is checked now, so a wrong one is a load error, not a failure of every instance.
@@ -217,13 +267,9 @@ impl Engine {
         Ok(Plugin {
             options: Arc::new(options),
             engine: self.engine.clone(),
-            pre,
+            world: World::Plugin(pre),
             finish,
-            load: LoadInfo {
-                time: started.elapsed(),
-                from_cache,
-                size: bytes.len(),
-            },
+            load,
         })
     }
 }

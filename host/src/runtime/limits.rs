@@ -2,7 +2,9 @@
 //!
 //! Owns the numbers and how they are enforced: [`StoreBudget`], the store's resource limiter,
 //! counts every linear memory and every table of an instance against one byte budget (a plugin
-//! cannot multiply its limit by declaring more memories or tables), and the epoch ticks that
+//! cannot multiply its limit by declaring more memories or tables), with the bytes of the
+//! wasi:messaging messages the host holds for it (a plugin cannot move its data out of its
+//! memory into the host's to escape its limit), and the epoch ticks that
 //! make up a call's CPU budget. It must not run plugins.
 
 use std::time::Duration;
@@ -96,6 +98,10 @@ pub struct ResourceUse {
     pub memories: usize,
     /// Tables created.
     pub tables: usize,
+    /// Bytes of wasi:messaging messages the host holds for the instance (data, metadata,
+    /// content-type): counted while the messages live, given back when they are dropped or
+    /// sent.
+    pub held_bytes: usize,
 }
 
 impl ResourceUse {
@@ -103,6 +109,7 @@ impl ResourceUse {
     pub fn counted_bytes(&self) -> usize {
         self.memory_bytes
             .saturating_add(self.table_elements.saturating_mul(TABLE_ELEMENT_BYTES))
+            .saturating_add(self.held_bytes)
     }
 }
 
@@ -138,6 +145,22 @@ impl StoreBudget {
 
     pub(crate) fn used(&self) -> ResourceUse {
         self.used
+    }
+
+    /// Counts `bytes` more held by the host for the instance (wasi:messaging messages); the
+    /// error that traps the plugin if they would take it over its budget (the calls that
+    /// hold bytes cannot fail otherwise: `message`'s constructor and setters).
+    pub(crate) fn hold(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        if self.used.counted_bytes().saturating_add(bytes) > self.limit {
+            return Err(self.over("wasi:messaging messages", bytes));
+        }
+        self.used.held_bytes += bytes;
+        Ok(())
+    }
+
+    /// Gives back `bytes` [`StoreBudget::hold`] counted.
+    pub(crate) fn release(&mut self, bytes: usize) {
+        self.used.held_bytes = self.used.held_bytes.saturating_sub(bytes);
     }
 
     fn over(&self, what: &str, extra: usize) -> wasmtime::Error {

@@ -1,4 +1,5 @@
-//! Binds what a plugin imports: WASI 0.2 (with no capabilities) and `wafka:producer/producer`.
+//! Binds what a plugin imports: WASI 0.2 (with no capabilities), `wafka:producer/producer`, and
+//! wasi:messaging's `producer` and `types` (bound by `messaging`, onto the same paths).
 //!
 //! One linker serves every plugin, whatever its sink and autoflush policy: those are data of
 //! the instance (`state::ProducerCtx`), so a new configuration needs no relinking.
@@ -18,19 +19,19 @@ use wasmtime::{AsContextMut, StoreContextMut};
 
 use crate::runtime::bindings::ProduceError as GuestError;
 use crate::runtime::gate::{PublishGate, Published};
-use crate::runtime::message::GuestMessage;
+use crate::runtime::message::{GuestMessage, Outgoing};
 use crate::runtime::options::Autoflush;
-use crate::runtime::state::{PluginState, PublishFn, PublishResult, Sink};
-use crate::runtime::{capture, publish};
+use crate::runtime::state::{PathFn, PluginState, PublishFn, PublishResult, Sink};
+use crate::runtime::{capture, messaging, publish};
 
 /// The instance name of the producer interface in the component model.
 const PRODUCER: &str = "wafka:producer/producer@0.1.0";
 
 /// The publish paths of a sink: `[buffered, autoflush]`.
-pub(crate) fn paths(sink: &Sink) -> [PublishFn; 2] {
+pub(crate) fn paths<M: Outgoing>(sink: &Sink) -> [PathFn<M>; 2] {
     match sink {
-        Sink::Producer(_) => [publish::buffered, publish::autoflush],
-        Sink::Capture(_) => [capture::buffered, capture::autoflush],
+        Sink::Producer(_) => [publish::buffered::<M>, publish::autoflush::<M>],
+        Sink::Capture(_) => [capture::buffered::<M>, capture::autoflush::<M>],
     }
 }
 
@@ -74,16 +75,17 @@ pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linke
             Sink::Capture(_) => capture::take_reports(state, max)?,
         },))
     })?;
+    messaging::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
 /// A publish through `gate`: refused with `quota-exceeded` if the gate says so (before anything
 /// of the record is read), otherwise the bound path, then the gate is told what happened.
-async fn gated(
+pub(crate) async fn gated<M: Outgoing>(
     gate: Arc<dyn PublishGate>,
-    bound: PublishFn,
+    bound: PathFn<M>,
     mut store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
+    msg: M,
 ) -> PublishResult {
     let started = std::time::Instant::now();
     if let Err(why) = gate.admit() {

@@ -1,7 +1,9 @@
 //! A guest's `message` as the host reads it: lifted as handles into guest memory, borrowed in
 //! place for the producer, or copied once for the capture sink.
 //!
-//! Owns the lifting types and [`CapturedRecord`], the owned form. It must not decide anything
+//! Owns the lifting types, [`Outgoing`] (what the sinks read a record through, wherever its
+//! bytes are: wafka's `publish` lifts them in guest memory, wasi:messaging's `send` hands over
+//! bytes the host holds) and [`CapturedRecord`], the owned form. It must not decide anything
 //! about a record (see `state::ProducerCtx::admit` and the sinks).
 
 use std::borrow::Cow;
@@ -31,12 +33,76 @@ pub(crate) struct GuestMessage {
     pub(crate) partition: Option<i32>,
 }
 
-impl GuestMessage {
-    /// How many headers the message has (known without lifting them).
-    pub(crate) fn header_count(&self) -> usize {
+/// A record on its way to a sink. The sinks are generic over it, so each kind of record gets
+/// its own copy of the same checks: wafka's [`GuestMessage`] path costs what it did before.
+pub(crate) trait Outgoing: Send + Sync + 'static {
+    /// The headers once lifted (nothing to lift for bytes the host already holds).
+    type Headers: Send;
+
+    /// The destination topic, borrowed where possible.
+    fn topic<'a>(
+        &'a self,
+        store: &'a StoreContextMut<'_, PluginState>,
+    ) -> wasmtime::Result<Cow<'a, str>>;
+
+    /// How many headers the record has (known without lifting them).
+    fn header_count(&self) -> usize;
+
+    /// An explicit partition, if the record names one.
+    fn partition(&self) -> Option<i32>;
+
+    /// The headers, lifted while the record's bytes stay within `limit`: `Ok(Err(at_least))`
+    /// once they would not.
+    fn lift_headers(
+        &self,
+        store: &mut StoreContextMut<'_, PluginState>,
+        limit: usize,
+    ) -> wasmtime::Result<Result<Self::Headers, usize>>;
+
+    /// The record's parts, borrowed for as long as the store is not used.
+    fn borrow<'a>(
+        &'a self,
+        store: &'a StoreContextMut<'_, PluginState>,
+        headers: &'a Self::Headers,
+    ) -> wasmtime::Result<Borrowed<'a>>;
+}
+
+impl Outgoing for GuestMessage {
+    type Headers = Vec<GuestHeader>;
+
+    fn topic<'a>(
+        &'a self,
+        store: &'a StoreContextMut<'_, PluginState>,
+    ) -> wasmtime::Result<Cow<'a, str>> {
+        self.topic.to_str(store)
+    }
+
+    fn header_count(&self) -> usize {
         self.headers.len()
     }
 
+    fn partition(&self) -> Option<i32> {
+        self.partition
+    }
+
+    fn lift_headers(
+        &self,
+        store: &mut StoreContextMut<'_, PluginState>,
+        limit: usize,
+    ) -> wasmtime::Result<Result<Vec<GuestHeader>, usize>> {
+        GuestMessage::lift_headers(self, store, limit)
+    }
+
+    fn borrow<'a>(
+        &'a self,
+        store: &'a StoreContextMut<'_, PluginState>,
+        headers: &'a Vec<GuestHeader>,
+    ) -> wasmtime::Result<Borrowed<'a>> {
+        Borrowed::new(store, self, headers)
+    }
+}
+
+impl GuestMessage {
     /// The headers' handles, lifted one by one while the message's bytes stay within
     /// `limit`: `Ok(Err(at_least))` once they would not. Nothing is copied, but wasmtime
     /// charges its hostcall fuel (128 MiB per call) for every byte a lifted string or list
@@ -80,6 +146,20 @@ pub(crate) struct Borrowed<'a> {
 }
 
 impl<'a> Borrowed<'a> {
+    /// Parts the host holds: a null key, string headers.
+    pub(crate) fn held(topic: &'a str, value: &'a [u8], headers: &'a [(String, String)]) -> Self {
+        Borrowed {
+            topic: Cow::Borrowed(topic),
+            key: None,
+            value,
+            header_keys: headers
+                .iter()
+                .map(|(k, _)| Cow::Borrowed(k.as_str()))
+                .collect(),
+            header_values: headers.iter().map(|(_, v)| Some(v.as_bytes())).collect(),
+        }
+    }
+
     pub(crate) fn new(
         store: &'a StoreContextMut<'_, PluginState>,
         msg: &GuestMessage,

@@ -10,7 +10,9 @@
 //! - [`faults`] are the failures `wafka test` can inject into the capture;
 //! - `publish` (the producer core) and [`capture`] (memory, for `wafka test`) are the two
 //!   sinks; an instance's `publish` is bound to one of their paths when it starts;
-//! - `linker` binds WASI (no capabilities) and `wafka:producer/producer` once for every plugin;
+//! - `linker` binds WASI (no capabilities) and `wafka:producer/producer` once for every plugin,
+//!   and [`messaging`] binds wasi:messaging@0.2.0-draft into the same linker, onto the same
+//!   publish paths, for plugins of that proposal's `messaging-core` world;
 //! - [`plugin`] runs instances (one store each) within their limits; `trap` says in one line
 //!   why a call failed; `output` carries plugins' stdout and stderr to the log;
 //! - [`engine`] compiles plugins (once per machine, with the [`cache`] on disk) and keeps the
@@ -26,6 +28,7 @@ pub mod gate;
 pub mod limits;
 pub(crate) mod linker;
 pub(crate) mod message;
+pub mod messaging;
 pub mod options;
 mod output;
 pub mod plugin;

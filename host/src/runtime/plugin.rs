@@ -2,7 +2,8 @@
 //!
 //! Owns the life of an instance: building its store (WASI with no capabilities, the resource
 //! budget, the epoch callback that meters its CPU budget and makes it yield, the producer
-//! context), and the calls into it (`init`, `handle`) with their wall-time bound. An instance
+//! context), and the calls into it (`init`, `handle`; for a wasi:messaging plugin, its
+//! handler with each event as a message) with their wall-time bound. An instance
 //! that trapped or overran its wall time is stopped for good; records it published before stay
 //! queued and are delivered. It must not link functions (see `linker`) or say why a call
 //! failed (see `trap`).
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wafka_producer::{OwnerOptions, ProduceError, Producer};
-use wasmtime::component::{ComponentExportIndex, ResourceTable, TypedFunc};
+use wasmtime::component::{ComponentExportIndex, InstancePre, Resource, ResourceTable, TypedFunc};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -19,6 +20,7 @@ use crate::runtime::bindings;
 use crate::runtime::capture::{CaptureOptions, CapturedRecord};
 use crate::runtime::limits::{ResourceUse, StoreBudget};
 use crate::runtime::linker;
+use crate::runtime::messaging::{HeldMessage, MessagingError};
 use crate::runtime::output::{OutputBudget, PluginLog, Stream};
 use crate::runtime::state::{Capture, PluginState, ProducerCtx, Sink};
 use crate::runtime::trap::{describe, one_line};
@@ -90,11 +92,41 @@ pub struct LoadInfo {
     pub size: usize,
 }
 
+/// The world a plugin targets, as found when it was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginWorld {
+    /// wafka's own: `wafka:producer@0.1.0`'s `plugin` or `plugin-lifecycle`.
+    Wafka,
+    /// wasi:messaging@0.2.0-draft's `messaging-core` (`wit/wasi-messaging`).
+    Messaging,
+}
+
+/// A plugin's world and what the host calls in it.
+#[derive(Clone)]
+pub(crate) enum World {
+    /// wafka's: `init`, `handle` (and `finish`, kept beside).
+    Plugin(bindings::PluginPre<PluginState>),
+    /// wasi:messaging's: the handler's `handle`.
+    Messaging {
+        pre: InstancePre<PluginState>,
+        handle: ComponentExportIndex,
+    },
+}
+
+/// `wasi:messaging/incoming-handler.handle`.
+type MessagingHandle = TypedFunc<(Resource<HeldMessage>,), (Result<(), MessagingError>,)>;
+
+/// What an instance's host calls, by world.
+enum Calls {
+    Plugin(bindings::Plugin),
+    Messaging(MessagingHandle),
+}
+
 /// A compiled, pre-linked plugin. Instantiate it as often as needed.
 pub struct Plugin {
     pub(crate) options: Arc<PluginOptions>,
     pub(crate) engine: wasmtime::Engine,
-    pub(crate) pre: bindings::PluginPre<PluginState>,
+    pub(crate) world: World,
     /// Its `finish` export, where it has one (the `plugin-lifecycle` world).
     pub(crate) finish: Option<ComponentExportIndex>,
     pub(crate) load: LoadInfo,
@@ -114,6 +146,14 @@ impl Plugin {
         &self.options
     }
 
+    /// The world the plugin targets.
+    pub fn world(&self) -> PluginWorld {
+        match self.world {
+            World::Plugin(_) => PluginWorld::Wafka,
+            World::Messaging { .. } => PluginWorld::Messaging,
+        }
+    }
+
     /// New options (ACL, limits, autoflush policy, quotas) for instances started from now on,
     /// without compiling or linking again. Running instances keep theirs until
     /// [`PluginInstance::reconfigure`].
@@ -127,7 +167,7 @@ impl Plugin {
         Plugin {
             options: Arc::new(options),
             engine: self.engine.clone(),
-            pre: self.pre.clone(),
+            world: self.world.clone(),
             finish: self.finish,
             load: self.load,
         }
@@ -184,7 +224,7 @@ impl Plugin {
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        let paths = linker::paths(&sink);
+        let paths = linker::paths::<crate::runtime::message::GuestMessage>(&sink);
         let ctx = ProducerCtx::new(
             name.clone(),
             self.options.clone(),
@@ -236,10 +276,26 @@ impl Plugin {
         });
         store.set_epoch_deadline(1);
         let finish_export = self.finish;
-        let pre = &self.pre;
+        let world = &self.world;
         let instantiate = async {
-            let instance = pre.instance_pre().instantiate_async(&mut store).await?;
-            let bindings = bindings::Plugin::new(&mut store, &instance)?;
+            let (instance, bindings) = match world {
+                World::Plugin(pre) => {
+                    let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+                    let bindings = bindings::Plugin::new(&mut store, &instance)?;
+                    (instance, Calls::Plugin(bindings))
+                }
+                World::Messaging { pre, handle } => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let handle = instance
+                        .get_typed_func::<_, _>(&mut store, handle)
+                        .map_err(|e| {
+                            wasmtime::format_err!(
+                                "its `handle` is not wasi:messaging@0.2.0-draft's `func(message: message) -> result<_, error>`: {e}"
+                            )
+                        })?;
+                    (instance, Calls::Messaging(handle))
+                }
+            };
             let finish = match finish_export {
                 Some(index) => Some(
                     instance
@@ -290,7 +346,7 @@ impl Drop for PluginInstance {
 /// One running instance of a plugin.
 pub struct PluginInstance {
     store: Store<PluginState>,
-    bindings: bindings::Plugin,
+    bindings: Calls,
     /// `finish`, if the plugin exports it.
     finish: Option<TypedFunc<(), (Result<(), String>,)>>,
     output: OutputBudget,
@@ -435,21 +491,56 @@ impl PluginInstance {
         }
     }
 
-    /// Calls the plugin's `init` with its configuration.
+    /// Calls the plugin's `init` with its configuration. A wasi:messaging plugin has no
+    /// `init`: nothing is called, and a configuration it could not receive is refused.
     pub async fn init(&mut self, config: &[(String, String)]) -> Result<(), PluginError> {
+        if let Calls::Messaging(_) = &self.bindings {
+            if !config.is_empty() {
+                return Err(PluginError::Failed {
+                    plugin: self.name().to_string(),
+                    message: format!(
+                        "a wasi:messaging plugin takes no configuration (its world has no `init`), but it was given {} setting(s), `{}` first",
+                        config.len(),
+                        one_line(&config[0].0)
+                    ),
+                });
+            }
+            return Ok(());
+        }
         let (deadline, limit) = self.arm()?;
-        let call = self.bindings.call_init(&mut self.store, config);
+        let Calls::Plugin(bindings) = &self.bindings else {
+            return Ok(());
+        };
+        let call = bindings.call_init(&mut self.store, config);
         match tokio::time::timeout_at(deadline, call).await {
             Ok(r) => self.settle(r),
             Err(_) => Err(self.timed_out(limit)),
         }
     }
 
-    /// Calls the plugin's `handle` with one event.
+    /// Calls the plugin's `handle` with one event; a wasi:messaging plugin gets it as a
+    /// message (`HeldMessage::event`), and its error in one line, the case's name first.
     pub async fn handle(&mut self, event: &[u8]) -> Result<(), PluginError> {
         let (deadline, limit) = self.arm()?;
-        let call = self.bindings.call_handle(&mut self.store, event);
-        let r = tokio::time::timeout_at(deadline, call).await;
+        let r = match &self.bindings {
+            Calls::Plugin(b) => {
+                let call = b.call_handle(&mut self.store, event);
+                tokio::time::timeout_at(deadline, call).await
+            }
+            Calls::Messaging(handle) => {
+                let handle = *handle;
+                let call = async {
+                    let message = self
+                        .store
+                        .data_mut()
+                        .table()
+                        .push(HeldMessage::event(event))?;
+                    let (r,) = handle.call_async(&mut self.store, (message,)).await?;
+                    Ok::<_, wasmtime::Error>(r.map_err(|e| e.to_string()))
+                };
+                tokio::time::timeout_at(deadline, call).await
+            }
+        };
         let stats = &mut self.store.data_mut().producer.stats;
         stats.events += 1;
         if !matches!(r, Ok(Ok(Ok(())))) {

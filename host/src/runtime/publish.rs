@@ -1,5 +1,6 @@
 //! The Kafka sink: a guest's `message` becomes a producer record, and producer errors go back
-//! to the guest.
+//! to the guest. The paths are generic over `message::Outgoing`: wafka's `publish` (bytes in
+//! guest memory) and wasi:messaging's `send` (bytes the host holds) each get their own copy.
 //!
 //! Owns the two publish paths an instance can be bound to — buffered, and autoflush (publish,
 //! then settle this instance's records) — plus `flush` and `take-reports` for the producer,
@@ -15,30 +16,30 @@ use wafka_producer::{kafka_error_name, Delivery, ProduceError};
 use wasmtime::StoreContextMut;
 
 use crate::runtime::bindings::{BrokerError, DeliveryReport, ProduceError as GuestError, Receipt};
-use crate::runtime::message::{Borrowed, GuestMessage};
+use crate::runtime::message::Outgoing;
 use crate::runtime::state::{PluginState, PublishResult};
 
-/// The buffered path, as a [`crate::runtime::state::PublishFn`].
-pub(crate) fn buffered(
+/// The buffered path, as a [`crate::runtime::state::PathFn`].
+pub(crate) fn buffered<M: Outgoing>(
     store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
+    msg: M,
 ) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
     Box::new(publish_buffered(store, msg))
 }
 
-/// The autoflush path, as a [`crate::runtime::state::PublishFn`].
-pub(crate) fn autoflush(
+/// The autoflush path, as a [`crate::runtime::state::PathFn`].
+pub(crate) fn autoflush<M: Outgoing>(
     store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
+    msg: M,
 ) -> Box<dyn Future<Output = PublishResult> + Send + '_> {
     Box::new(publish_autoflush(store, msg))
 }
 
 /// Checks the message, then queues it for the instance's owner. The borrowed slices live only
 /// inside this function; the record bytes are copied into the batch by `Owner::send`.
-async fn queue(
+async fn queue<M: Outgoing>(
     store: &mut StoreContextMut<'_, PluginState>,
-    msg: &GuestMessage,
+    msg: &M,
 ) -> wasmtime::Result<Result<Delivery, GuestError>> {
     if let Err(e) = admit(store, msg)? {
         store.data_mut().producer.stats.refused += 1;
@@ -57,10 +58,10 @@ async fn queue(
     // not be held across the send's await, only the slices (which are).
     let borrowed = {
         let s = &*store;
-        Borrowed::new(s, msg, &headers)?
+        msg.borrow(s, &headers)?
     };
     let header_refs = borrowed.headers();
-    let record = borrowed.record(&header_refs, msg.partition);
+    let record = borrowed.record(&header_refs, msg.partition());
     let size = record.payload_len() as u64;
     let deadline = store.data().producer.wait_deadline();
     let sent = if size > limit as u64 {
@@ -110,14 +111,14 @@ async fn within_call<T>(
         })
 }
 
-/// `ProducerCtx::admit` for a message still in guest memory: its topic is borrowed, and
-/// copied only when it differs from the last one admitted.
-pub(crate) fn admit(
+/// `ProducerCtx::admit` for a message still in guest memory (or held by the host): its topic
+/// is borrowed, and copied only when it differs from the last one admitted.
+pub(crate) fn admit<M: Outgoing>(
     store: &mut StoreContextMut<'_, PluginState>,
-    msg: &GuestMessage,
+    msg: &M,
 ) -> wasmtime::Result<Result<(), GuestError>> {
     let s = &*store;
-    let topic = msg.topic.to_str(s)?;
+    let topic = msg.topic(s)?;
     let ctx = &s.data().producer;
     let new = match ctx.admit(&topic, msg.header_count()) {
         Ok(new) => new,
@@ -131,9 +132,9 @@ pub(crate) fn admit(
 }
 
 /// `publish` with autoflush off: returns once the record is queued.
-pub(crate) async fn publish_buffered(
+pub(crate) async fn publish_buffered<M: Outgoing>(
     mut store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
+    msg: M,
 ) -> PublishResult {
     let queued = queue(&mut store, &msg).await?;
     Ok((queued.map(|d| Receipt {
@@ -145,9 +146,9 @@ pub(crate) async fn publish_buffered(
 
 /// `publish` with autoflush on: publish, then settle this instance's records; returns the
 /// record's partition and offset once the broker acknowledged it.
-pub(crate) async fn publish_autoflush(
+pub(crate) async fn publish_autoflush<M: Outgoing>(
     mut store: StoreContextMut<'_, PluginState>,
-    msg: GuestMessage,
+    msg: M,
 ) -> PublishResult {
     let queued = queue(&mut store, &msg).await?;
     let result = match queued {

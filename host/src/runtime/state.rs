@@ -46,9 +46,13 @@ pub(crate) type PublishResult = wasmtime::Result<(Result<Receipt, GuestError>,)>
 /// A publish path: buffered or autoflush, for the Kafka or the capture sink. Chosen when an
 /// instance starts (and by `set-autoflush` where the plugin may choose); `publish` calls it
 /// without looking at any flag.
-pub(crate) type PublishFn = for<'a> fn(
+pub(crate) type PublishFn = PathFn<GuestMessage>;
+
+/// A publish path for records of any kind (see `message::Outgoing`): wafka's `publish` binds
+/// [`PublishFn`]; wasi:messaging's `send` picks its path per call (`messaging`).
+pub(crate) type PathFn<M> = for<'a> fn(
     StoreContextMut<'a, PluginState>,
-    GuestMessage,
+    M,
 ) -> Box<dyn Future<Output = PublishResult> + Send + 'a>;
 
 /// The data of one instance's store.
@@ -70,6 +74,14 @@ impl PluginState {
             cpu_ticks_used: 0,
             producer,
         }
+    }
+}
+
+impl PluginState {
+    /// The instance's resource table (WASI's resources and wasi:messaging's clients and
+    /// messages), bounded by `plugin::MAX_RESOURCES`.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 
