@@ -1,0 +1,7 @@
+module wafka/examples/batcher
+
+go 1.24
+
+require wafka/guest v0.0.0
+
+replace wafka/guest => ../../../guest-sdk/go
