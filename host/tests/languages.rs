@@ -309,6 +309,9 @@ fn router(plugin: &str) {
         (br#"{"type":"click"} {"#, Err("event is not JSON…")),
         (b"{\"type\":\"click\xff\"}", Err("event is not JSON…")),
         (b"\"click\"", Err("event is a JSON string, not an object")),
+        // A lone surrogate: Rust, C and Zig refuse it as not JSON; Python, JavaScript and Go
+        // read it, and then the topic (not UTF-8) is refused. Either way only this event fails.
+        (br#"{"type":"\ud800x"}"#, Err("…")),
         // A repeated name: the last one counts.
         (
             br#"{"type":"view","id":true,"type":"click"}"#,

@@ -107,6 +107,18 @@ describe("publish", () => {
     assert.deepEqual(state.records[1].headers.map((h) => [h.key, text(h.value)]), [["x", "y"]]);
   });
 
+  it("refuses strings that are not UTF-8 instead of passing them on", () => {
+    // A lone surrogate cannot be lowered to a WIT string: the component would trap.
+    const e = thrown(() => wafka.publish({ topic: "events.\ud800x", value: "v" }));
+    assert.ok(e instanceof wafka.InvalidTopicError);
+    assert.equal(e.message, 'invalid topic: "events.\\ud800x" is not valid UTF-8');
+    assert.throws(() => wafka.publish({ topic: "t", value: "v", headers: { "a\udc00": "1" } }), {
+      name: "TypeError",
+      message: 'header key "a\\udc00" is not valid UTF-8',
+    });
+    assert.equal(state.records.length, 0);
+  });
+
   it("takes reports", () => {
     wafka.publish({ topic: "t", value: "a" });
     state.reports.push({ id: 9, topic: "t", partition: 1, outcome: { tag: "err", val: { tag: "timed-out", val: "late" } } });

@@ -144,6 +144,15 @@ class PublishTest(HostTest):
         self.assertEqual(self.host.records[1].value, b"v")
         self.assertEqual([(h.key, h.value) for h in self.host.records[1].headers], [("x", b"y")])
 
+    def test_strings_that_are_not_utf8_are_refused_not_passed_on(self):
+        # A lone surrogate cannot be lowered to a WIT string: the component would trap.
+        with self.assertRaises(wafka.InvalidTopicError) as caught:
+            wafka.publish("events.\ud800x", b"v")
+        self.assertEqual(str(caught.exception), "invalid topic: 'events.\\ud800x' is not valid UTF-8")
+        with self.assertRaisesRegex(ValueError, "header key 'a\\\\udc00' is not valid UTF-8"):
+            wafka.publish("t", b"v", headers={"a\udc00": b"1"})
+        self.assertEqual(self.host.records, [])
+
     def test_errors_become_exceptions(self):
         self.host.refuse = wit.ProduceError_Broker(wit.BrokerError("X", 7, None))
         with self.assertRaises(wafka.BrokerError) as caught:
