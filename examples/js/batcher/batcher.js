@@ -27,7 +27,15 @@
 // `finish` flushes and drains the same way, then flushes and drains once more for the dead
 // letters. So the values kept are those of one batch: at most `batch` records.
 
-import { NotAllowedError, PluginError, ProduceError, flush, publish, setAutoflush, takeReports } from "wafka";
+import {
+  NotAllowedError,
+  PluginError,
+  ProduceError,
+  flush,
+  publish,
+  setAutoflush,
+  takeReports,
+} from "wafka";
 
 let topic;
 let deadLetter;
@@ -90,11 +98,13 @@ function settle() {
 
 /** Publishes the value of record `id`, which `topic` did not take, to the dead-letter topic. */
 function sendDeadLetter(id, recordTopic, value, error) {
+  const headers = [["error", error.message], ["topic", recordTopic]];
   try {
-    publish({ topic: deadLetter, value, headers: [["error", error.message], ["topic", recordTopic]] });
+    publish({ topic: deadLetter, value, headers });
   } catch (refused) {
     if (!(refused instanceof ProduceError)) throw refused;
-    console.log(`lost id=${id} topic=${recordTopic} error=${error.message} (dead letter refused: ${refused.message})`);
+    const why = `dead letter refused: ${refused.message}`;
+    console.log(`lost id=${id} topic=${recordTopic} error=${error.message} (${why})`);
     return;
   }
   console.log(`dead-letter id=${id} topic=${recordTopic} error=${error.message}`);

@@ -38,7 +38,9 @@ class Batcher(wafka.Plugin):
         self.topic = config.require("topic")
         batch = config.get("batch", "100")
         if not (batch.isascii() and batch.isdigit() and 1 <= int(batch) <= 2048):
-            raise wafka.PluginError(f"config `batch` must be a number from 1 to 2048, not `{batch}`")
+            raise wafka.PluginError(
+                f"config `batch` must be a number from 1 to 2048, not `{batch}`"
+            )
         self.batch = int(batch)
         self.dead_letter = config.get("dead-letter", f"{self.topic}.dlq")
         try:
@@ -76,10 +78,12 @@ class Batcher(wafka.Plugin):
                 else:
                     self.send_dead_letter(r.id, r.topic, value, r.error)
 
-    def send_dead_letter(self, id: int, topic: str, value: bytes, error: wafka.ProduceError) -> None:
-        """Publishes the value of record ``id``, which ``topic`` did not take, to the dead-letter topic."""
+    def send_dead_letter(self, id: int, topic: str, value: bytes, error: wafka.ProduceError):
+        """Publishes the value of record ``id``, which ``topic`` did not take, to the
+        dead-letter topic."""
+        headers = [("error", str(error)), ("topic", topic)]
         try:
-            wafka.publish(self.dead_letter, value, headers=[("error", str(error)), ("topic", topic)])
+            wafka.publish(self.dead_letter, value, headers=headers)
         except wafka.ProduceError as refused:
             print(f"lost id={id} topic={topic} error={error} (dead letter refused: {refused})")
         else:
