@@ -127,3 +127,44 @@ impl Batcher {
 }
 
 wafka_guest::export_plugin!(Batcher);
+
+#[cfg(test)]
+mod tests {
+    use super::Batcher;
+    use wafka_guest::{testing, Config, Plugin};
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn keeps_one_batch_of_values_and_drains_at_finish() {
+        testing::reset();
+        let mut b = Batcher::init(config(&[("topic", "t"), ("batch", "3")])).unwrap();
+        for n in 0..7 {
+            b.handle(format!("e{n}").as_bytes()).unwrap();
+            assert_eq!(b.pending.len(), (n + 1) % 3, "after event {n}");
+        }
+        b.finish().unwrap();
+        assert!(b.pending.is_empty());
+        let values: Vec<_> = testing::published().into_iter().map(|p| p.value).collect();
+        assert_eq!(values.len(), 7);
+        assert_eq!(values[6], b"e6");
+    }
+
+    #[test]
+    fn config_is_checked() {
+        testing::reset();
+        let err = |pairs: &[(&str, &str)]| Batcher::init(config(pairs)).err().unwrap().to_string();
+        assert_eq!(err(&[]), "missing config `topic`");
+        assert_eq!(
+            err(&[("topic", "t"), ("batch", "0")]),
+            "config `batch` must be a number from 1 to 2048, not `0`"
+        );
+        assert!(err(&[("topic", "t"), ("typo", "1")]).starts_with("unknown config `typo`"));
+        // A host that fixed autoflush off is what the batcher wants: it goes on.
+        testing::fix_autoflush(Some(false));
+        let b = Batcher::init(config(&[("topic", "t")])).unwrap();
+        assert_eq!((b.batch, b.dead_letter.as_str()), (100, "t.dlq"));
+    }
+}
