@@ -11,7 +11,7 @@
 //! `init` switches autoflush off. Where the host fixed the mode (`wafka run`'s default
 //! `--autoflush off` does) the switch is refused and the batcher goes on: under `off` that is
 //! the mode it wants; under `on` each publish waits for its ack and a failed record fails its
-//! event too.
+//! event instead.
 //!
 //! `handle` publishes the event as the value (null key, no headers) and keeps the value until
 //! the record's delivery report comes. After every `batch` records it calls `flush` (a failed
