@@ -266,9 +266,26 @@ function toHeaders(headers) {
     Array.isArray(headers) || headers instanceof Map ? headers : Object.entries(headers);
   const out = [];
   for (const [key, value] of entries) {
-    out.push({ key: String(key), value: value == null ? null : toBytes(value) });
+    const k = String(key);
+    if (!isUtf8(k)) throw new TypeError(`header key ${JSON.stringify(k)} is not valid UTF-8`);
+    out.push({ key: k, value: value == null ? null : toBytes(value) });
   }
   return out;
+}
+
+/**
+ * Whether `text` can be a WIT string, i.e. has no lone surrogate (lowering one would trap the
+ * component, ending the instance, where a bad topic or header key should fail the call).
+ */
+function isUtf8(text) {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    const next = text.charCodeAt(i + 1);
+    if (c > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) return false;
+    i++; // a surrogate pair
+  }
+  return true;
 }
 
 /**
@@ -285,6 +302,9 @@ function toHeaders(headers) {
  * @returns {Receipt}
  */
 export function publish({ topic, value, key = null, headers = null, partition = null }) {
+  if (typeof topic === "string" && !isUtf8(topic)) {
+    throw new InvalidTopicError(`${JSON.stringify(topic)} is not valid UTF-8`);
+  }
   let r;
   try {
     r = host.publish({

@@ -11,12 +11,21 @@
 //! - `errors::<lang>`: every `produce-error` case reaches the `reporter` as itself, in the same
 //!   words in every language, from `publish` and in delivery reports (injected by `wafka
 //!   test`, no broker).
+//! - `router::<lang>`: the `router` example sends JSON events to the topics their `type` names,
+//!   keyed by their `id`, values unchanged, and fails each bad event with the same one-line
+//!   error in every language, going on with the next.
+//! - `batcher::<lang>`: the `batcher` example delivers every event in order against the broker
+//!   with nothing dead-lettered; under `wafka test` with injected delivery failures, exactly the
+//!   failed records reach the dead-letter topic (values, headers, order), the last batch's
+//!   through `finish`.
 
 mod support;
 
 use std::time::Duration;
 
-use wafka_tests::{brokers, consume_exactly, create_topic, guest, Consumed};
+use wafka_tests::{
+    brokers, consume_all, consume_exactly, create_topic, create_topic_named, guest, Consumed,
+};
 
 /// The `hello` input: edge cases first, then enough records to fill a few batches.
 fn hello_input() -> Vec<u8> {
@@ -260,6 +269,279 @@ fn finish(plugin: &str) {
     }
 }
 
+/// What must become of an event given to the `router`: a record on (topic, key), or the
+/// event's error.
+type RouterOutcome = Result<(String, Option<String>), &'static str>;
+
+/// `router::<lang>`: good events go to `<prefix><type>` (topics created first) keyed by `id`,
+/// byte for byte; each bad event fails with its one-line error and the next ones still go out.
+fn router(plugin: &str) {
+    let base = create_topic(&format!("lang-{plugin}-route"), 1);
+    let [clicks, views, sevens] = ["click", "view", "7"].map(|t| format!("{base}.{t}"));
+    for topic in [&clicks, &views, &sevens] {
+        create_topic_named(&brokers(), topic, 1);
+    }
+    // Each event, and what must become of it: a record on a topic with a key, or the event's
+    // error (or its start, with `…`).
+    let ok = |topic: &str, key: Option<&str>| Ok((topic.to_string(), key.map(str::to_string)));
+    let cases: Vec<(&[u8], RouterOutcome)> =
+        vec![
+        (br#"{"type":"click","id":"u1","n":1}"#, ok(&clicks, Some("u1"))),
+        (b"not json", Err("event is not JSON…")),
+        // Nested values with brackets, quotes and a `type` of their own are skipped.
+        (
+            br#" { "id" : 42, "tags":["a","}\"]"], "n":{"type":"x","a":[{}]}, "type" : "view" } "#,
+            ok(&views, Some("42")),
+        ),
+        (b"[1,2]", Err("event is a JSON array, not an object")),
+        (br#"{"id":"u3"}"#, Err("event has no field `type`")),
+        (br#"{"type":"","id":"u4"}"#, Err("field `type` is empty")),
+        (br#"{"type":7,"id":null}"#, ok(&sevens, None)),
+        (
+            br#"{"type":{"a":1}}"#,
+            Err("field `type` is a JSON object, not a string or number"),
+        ),
+        // Escapes in names and values, \uXXXX included (a surrogate pair: U+1F600).
+        (
+            br#"{"ty\u0070e":"cl\u0069ck","id":"caf\u00e9 \"q\" \ud83d\ude00\\"}"#,
+            ok(&clicks, Some("café \"q\" 😀\\")),
+        ),
+        (br#"{"type":"click"} {"#, Err("event is not JSON…")),
+        (b"{\"type\":\"click\xff\"}", Err("event is not JSON…")),
+        (b"\"click\"", Err("event is a JSON string, not an object")),
+        // A lone surrogate: Rust, C and Zig refuse it as not JSON; Python, JavaScript and Go
+        // read it, and then the topic (not UTF-8) is refused. Either way only this event fails.
+        (br#"{"type":"\ud800x"}"#, Err("…")),
+        // A repeated name: the last one counts.
+        (
+            br#"{"type":"view","id":true,"type":"click"}"#,
+            ok(&clicks, Some("true")),
+        ),
+        (br#"{"type":"view","id":"last"}"#, ok(&views, Some("last"))),
+    ];
+    let mut input = Vec::new();
+    for (event, _) in &cases {
+        input.extend_from_slice(event);
+        input.push(b'\n');
+    }
+    let prefix = format!("prefix={base}.");
+    let out = run(plugin, &["--config", &prefix], &[&input], Duration::ZERO);
+    assert!(!out.ok, "{plugin}: bad events fail the run: {}", out.stderr);
+    // Per topic, the (key, value) of each record it must get, in order.
+    type Records<'a> = Vec<(Option<&'a [u8]>, &'a [u8])>;
+    let mut want: Vec<(&str, Records)> =
+        vec![(&clicks, vec![]), (&views, vec![]), (&sevens, vec![])];
+    for (n, (event, outcome)) in cases.iter().enumerate() {
+        let failed = format!("event {}: plugin `{plugin}` failed: ", n + 1);
+        let line = out.stderr.lines().find(|l| l.contains(&failed));
+        match outcome {
+            Ok((topic, key)) => {
+                assert!(line.is_none(), "{plugin}: event {}: {}", n + 1, out.stderr);
+                let records = &mut want.iter_mut().find(|(t, _)| t == topic).unwrap().1;
+                records.push((key.as_ref().map(|k| k.as_bytes()), event));
+            }
+            Err(error) => {
+                let line = line.unwrap_or_else(|| {
+                    panic!("{plugin}: event {} did not fail: {}", n + 1, out.stderr)
+                });
+                let message = &line[line.find(&failed).unwrap() + failed.len()..];
+                match error.strip_suffix('…') {
+                    Some(start) => assert!(message.starts_with(start), "{plugin}: {line}"),
+                    None => assert_eq!(message, *error, "{plugin}: event {}", n + 1),
+                }
+            }
+        }
+    }
+    for (topic, records) in want {
+        let got = read(topic, records.len());
+        assert_eq!(got.len(), records.len(), "{plugin}: records in {topic}");
+        for (n, (record, (key, value))) in got.iter().zip(&records).enumerate() {
+            let what = format!("{plugin}: {topic} record {n}");
+            assert_eq!(record.key.as_deref(), *key, "{what}: key");
+            assert_eq!(record.value.as_deref(), Some(*value), "{what}: value");
+            assert!(record.headers.is_empty(), "{what}: headers");
+        }
+    }
+}
+
+/// The events the `batcher` gets: `n` lines, some with multi-byte UTF-8.
+fn batcher_events(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("event {i}{}", if i % 5 == 0 { " ✓ é" } else { "" }))
+        .collect()
+}
+
+/// A record the `batcher` publishes: (topic, value, headers).
+type Published = (String, String, Vec<(String, String)>);
+
+/// The `batcher` under `wafka test --fail-every EVERY=broker`, replayed: records are counted
+/// (for `--fail-every`, from 1) and reported in the order they are published, and a drain
+/// takes reports until none is left, those of the dead letters it published included.
+struct BatcherModel {
+    topic: String,
+    every: u64,
+    published: u64,
+    /// Published and not yet reported: (id, record, failed).
+    unreported: std::collections::VecDeque<(u64, Published, bool)>,
+    /// What `wafka test` captures (prints), in order.
+    captured: Vec<Published>,
+    /// What the plugin prints.
+    printed: Vec<String>,
+}
+
+impl BatcherModel {
+    const ERROR: &str = "broker error NOT_ENOUGH_REPLICAS (19): the broker refused the record (injected by wafka test)";
+
+    /// What the `batcher` with `topic=TOPIC` and `batch=BATCH` captures and prints for `events`.
+    fn run(
+        events: &[String],
+        batch: usize,
+        every: u64,
+        topic: &str,
+    ) -> (Vec<Published>, Vec<String>) {
+        let mut m = BatcherModel {
+            topic: topic.to_string(),
+            every,
+            published: 0,
+            unreported: Default::default(),
+            captured: vec![],
+            printed: vec![],
+        };
+        for (n, event) in events.iter().enumerate() {
+            m.publish((topic.to_string(), event.clone(), vec![]));
+            if (n + 1) % batch == 0 {
+                m.drain();
+            }
+        }
+        m.drain(); // finish
+        (m.captured, m.printed)
+    }
+
+    fn publish(&mut self, record: Published) {
+        self.published += 1;
+        let failed = self.published.is_multiple_of(self.every);
+        self.unreported
+            .push_back((self.published - 1, record, failed));
+    }
+
+    fn drain(&mut self) {
+        while let Some((id, (topic, value, headers), failed)) = self.unreported.pop_front() {
+            let error = Self::ERROR;
+            if !failed {
+                self.captured.push((topic, value, headers));
+            } else if topic == self.topic {
+                self.printed
+                    .push(format!("dead-letter id={id} topic={topic} error={error}"));
+                let headers = vec![("error".into(), error.into()), ("topic".into(), topic)];
+                self.publish((format!("{}.dlq", self.topic), value, headers));
+            } else {
+                self.printed
+                    .push(format!("lost id={id} topic={topic} error={error}"));
+            }
+        }
+    }
+}
+
+/// `batcher::<lang>`: against the broker, 250 events with `batch=100` arrive in order and
+/// nothing is dead-lettered; under `wafka test` with every 7th record failed, exactly the
+/// failed records reach the dead-letter topic with their values and headers, those of the last
+/// (partial) batch through `finish`, and a dead letter that fails too is printed as lost.
+fn batcher(plugin: &str) {
+    let events = batcher_events(250);
+    let input: Vec<u8> = events
+        .iter()
+        .flat_map(|e| format!("{e}\n").into_bytes())
+        .collect();
+
+    let topic = create_topic(&format!("lang-{plugin}-batch"), 1);
+    let dlq = format!("{topic}.dlq");
+    create_topic_named(&brokers(), &dlq, 1);
+    let config = format!("topic={topic}");
+    let args = ["--config", &config, "--config", "batch=100"];
+    let out = run(plugin, &args, &[&input], Duration::ZERO);
+    assert!(out.ok, "{plugin}: {}", out.stderr);
+    let got = read(&topic, events.len());
+    assert_eq!(got.len(), events.len(), "{plugin}: record count");
+    for (n, (record, event)) in got.iter().zip(&events).enumerate() {
+        assert_eq!(record.offset, n as i64, "{plugin}: record {n}: order");
+        assert_eq!(record.key, None, "{plugin}: record {n}: key");
+        assert_eq!(
+            record.value.as_deref(),
+            Some(event.as_bytes()),
+            "{plugin}: record {n}"
+        );
+        assert!(record.headers.is_empty(), "{plugin}: record {n}: headers");
+    }
+    assert!(
+        consume_all(&brokers(), &dlq, Duration::from_secs(30)).is_empty(),
+        "{plugin}: dead letters"
+    );
+    assert!(
+        !out.stderr.contains("dead-letter id="),
+        "{plugin}: {}",
+        out.stderr
+    );
+
+    // Injected failures: every 7th record published (dead letters counted) is not delivered.
+    let path = guest(plugin);
+    let args = [
+        "test",
+        path.to_str().unwrap(),
+        "--config",
+        "topic=orders",
+        "--config",
+        "batch=100",
+        "--fail-every",
+        "7=broker",
+    ];
+    let out = support::wafka(&args, &[&input], Duration::ZERO, "info");
+    assert!(out.ok, "{plugin}: {}", out.stderr);
+    let (want, want_printed) = BatcherModel::run(&events, 100, 7, "orders");
+    let got: Vec<Published> = out
+        .stdout
+        .lines()
+        .map(|line| {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            let headers = r["headers"].as_array().unwrap().iter().map(|h| {
+                (
+                    h[0].as_str().unwrap().to_string(),
+                    h[1].as_str().unwrap().to_string(),
+                )
+            });
+            (
+                r["topic"].as_str().unwrap().to_string(),
+                r["value"].as_str().unwrap().to_string(),
+                headers.collect(),
+            )
+        })
+        .collect();
+    let dead: Vec<_> = want.iter().filter(|(t, _, _)| t == "orders.dlq").collect();
+    assert!(
+        dead.len() > 20,
+        "the expectation has dead letters: {}",
+        dead.len()
+    );
+    let number = |v: &str| v.split(' ').nth(1).unwrap().parse::<usize>().unwrap();
+    assert!(
+        dead.iter().any(|(_, v, _)| number(v) >= 200),
+        "the expectation has dead letters from the last batch"
+    );
+    assert!(
+        want_printed.iter().any(|l| l.starts_with("lost id=")),
+        "the expectation has a dead letter that failed too"
+    );
+    assert_eq!(got.len(), want.len(), "{plugin}: captured records");
+    for (n, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(got, want, "{plugin}: captured record {n}");
+    }
+    let mut lines = printed(&out.stderr, plugin, "dead-letter id=");
+    lines.extend(printed(&out.stderr, plugin, "lost id="));
+    lines.sort();
+    let mut want_printed = want_printed;
+    want_printed.sort();
+    assert_eq!(lines, want_printed, "{plugin}: printed lines");
+}
+
 /// One test per language and example, named `<example>::<language>`.
 macro_rules! languages {
     ($example:ident: $($lang:ident => $plugin:literal),* $(,)?) => {
@@ -282,3 +564,7 @@ languages!(errors: rust => "reporter", c => "reporter-c", zig => "reporter-zig",
     js => "reporter-js", go => "reporter-go");
 languages!(finish: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");
+languages!(router: rust => "router", c => "router-c", zig => "router-zig", python => "router-py",
+    js => "router-js", go => "router-go");
+languages!(batcher: rust => "batcher", c => "batcher-c", zig => "batcher-zig", python => "batcher-py",
+    js => "batcher-js", go => "batcher-go");

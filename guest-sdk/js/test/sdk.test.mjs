@@ -1,4 +1,4 @@
-// Native tests of the SDK and the examples against a fake host:
+// Native tests of the SDK and the examples (hello, reporter, router, batcher) against a fake host:
 //
 //     cd guest-sdk/js && npm test   (node --import ./testing/register.mjs --test test/sdk.test.mjs)
 
@@ -12,6 +12,8 @@ import { renameExport } from "../tools/rename-init.mjs";
 import { Utf8Decoder, Utf8Encoder } from "../utf8.js";
 import * as hello from "../../../examples/js/hello/hello.js";
 import * as reporter from "../../../examples/js/reporter/reporter.js";
+import * as router from "../../../examples/js/router/router.js";
+import * as batcher from "../../../examples/js/batcher/batcher.js";
 
 const bytes = (s) => new TextEncoder().encode(s);
 const text = (b) => (b === null ? null : new TextDecoder().decode(b));
@@ -107,6 +109,18 @@ describe("publish", () => {
     assert.deepEqual(state.records[1].headers.map((h) => [h.key, text(h.value)]), [["x", "y"]]);
   });
 
+  it("refuses strings that are not UTF-8 instead of passing them on", () => {
+    // A lone surrogate cannot be lowered to a WIT string: the component would trap.
+    const e = thrown(() => wafka.publish({ topic: "events.\ud800x", value: "v" }));
+    assert.ok(e instanceof wafka.InvalidTopicError);
+    assert.equal(e.message, 'invalid topic: "events.\\ud800x" is not valid UTF-8');
+    assert.throws(() => wafka.publish({ topic: "t", value: "v", headers: { "a\udc00": "1" } }), {
+      name: "TypeError",
+      message: 'header key "a\\udc00" is not valid UTF-8',
+    });
+    assert.equal(state.records.length, 0);
+  });
+
   it("takes reports", () => {
     wafka.publish({ topic: "t", value: "a" });
     state.reports.push({ id: 9, topic: "t", partition: 1, outcome: { tag: "err", val: { tag: "timed-out", val: "late" } } });
@@ -186,6 +200,72 @@ describe("reporter", () => {
   it("fails init when autoflush is refused", () => {
     state.fixed = true;
     assert.equal(thrown(() => exportsFor(reporter).init([["autoflush", "true"]])), "not allowed: the host fixed autoflush");
+  });
+});
+
+describe("router", () => {
+  it("routes by field with keys from id", () => {
+    router.init(new wafka.Config([["prefix", "p."]]));
+    const events = ['{"type":"click","id":"u1"}', '{"type":7,"id":{"a":[1,2]}}', '{"type":"v"}'];
+    for (const e of events) router.handle(bytes(e));
+    assert.deepEqual(
+      state.records.map((m) => [m.topic, text(m.key)]),
+      [["p.click", "u1"], ["p.7", '{"a":[1,2]}'], ["p.v", null]],
+    );
+    assert.equal(text(state.records[1].value), '{"type":7,"id":{"a":[1,2]}}');
+  });
+
+  it("refuses what it cannot route", () => {
+    router.init(new wafka.Config([]));
+    const cases = [
+      ["[1]", "event is a JSON array, not an object"],
+      ['{"id":1}', "event has no field `type`"],
+      ['{"type":""}', "field `type` is empty"],
+      ['{"type":true}', "field `type` is a JSON boolean, not a string or number"],
+    ];
+    for (const [event, message] of cases) {
+      assert.throws(() => router.handle(bytes(event)), { name: "PluginError", message });
+    }
+    const notUtf8 = thrown(() => router.handle(new Uint8Array([0x7b, 0xff, 0x7d])));
+    assert.match(notUtf8.message, /^event is not JSON: /); // the reason is the TextDecoder's
+    assert.equal(state.records.length, 0);
+  });
+});
+
+describe("batcher", () => {
+  it("dead-letters failed records and keeps one batch", () => {
+    batcher.init(new wafka.Config([["topic", "orders"], ["batch", "2"]]));
+    batcher.handle(bytes("lost one"));
+    state.reports[0].outcome = { tag: "err", val: { tag: "timed-out", val: "late" } };
+    const lines = [];
+    mock.method(console, "log", (line) => lines.push(line));
+    batcher.handle(bytes("two"));
+    batcher.handle(bytes("three"));
+    batcher.finish();
+    mock.restoreAll();
+    assert.deepEqual(
+      state.records.map((m) => [
+        m.topic,
+        text(m.value),
+        m.headers.map((h) => [h.key, text(h.value)]),
+      ]),
+      [
+        ["orders", "lost one", []],
+        ["orders", "two", []],
+        ["orders.dlq", "lost one", [["error", "timed out: late"], ["topic", "orders"]]],
+        ["orders", "three", []],
+      ],
+    );
+    assert.deepEqual(lines, ["dead-letter id=0 topic=orders error=timed out: late"]);
+  });
+
+  it("checks its config and goes on where the host fixed autoflush", () => {
+    assert.throws(() => batcher.init(new wafka.Config([])), { message: "missing config `topic`" });
+    assert.throws(() => batcher.init(new wafka.Config([["topic", "t"], ["batch", "0"]])), {
+      message: "config `batch` must be a number from 1 to 2048, not `0`",
+    });
+    state.fixed = true;
+    batcher.init(new wafka.Config([["topic", "t"]]));
   });
 });
 

@@ -33,7 +33,8 @@ def _generate_bindings() -> str:
 
 
 BINDINGS = _generate_bindings()
-sys.path[:0] = [BINDINGS, str(SDK), str(EXAMPLES / "hello"), str(EXAMPLES / "reporter")]
+EXAMPLE_DIRS = [str(EXAMPLES / n) for n in ("hello", "reporter", "router", "batcher")]
+sys.path[:0] = [BINDINGS, str(SDK), *EXAMPLE_DIRS]
 
 from componentize_py_types import Err, Ok  # noqa: E402
 from wit_world.imports import producer as host  # noqa: E402
@@ -144,6 +145,15 @@ class PublishTest(HostTest):
         self.assertEqual(self.host.records[1].value, b"v")
         self.assertEqual([(h.key, h.value) for h in self.host.records[1].headers], [("x", b"y")])
 
+    def test_strings_that_are_not_utf8_are_refused_not_passed_on(self):
+        # A lone surrogate cannot be lowered to a WIT string: the component would trap.
+        with self.assertRaises(wafka.InvalidTopicError) as caught:
+            wafka.publish("events.\ud800x", b"v")
+        self.assertEqual(str(caught.exception), "invalid topic: 'events.\\ud800x' is not valid UTF-8")
+        with self.assertRaisesRegex(ValueError, "header key 'a\\\\udc00' is not valid UTF-8"):
+            wafka.publish("t", b"v", headers={"a\udc00": b"1"})
+        self.assertEqual(self.host.records, [])
+
     def test_errors_become_exceptions(self):
         self.host.refuse = wit.ProduceError_Broker(wit.BrokerError("X", 7, None))
         with self.assertRaises(wafka.BrokerError) as caught:
@@ -253,6 +263,84 @@ class ReporterTest(HostTest):
         with self.assertRaises(Err) as caught:
             self.world.init([("autoflush", "true")])
         self.assertEqual(caught.exception.value, "not allowed: the host fixed autoflush")
+
+
+class RouterTest(HostTest):
+    def setUp(self):
+        super().setUp()
+        import router
+
+        self.world = self.plugin(router)
+
+    def test_routes_by_field_with_keys_from_id(self):
+        self.world.init([("prefix", "p.")])
+        events = [b'{"type":"click","id":"u1"}', b'{"type":7,"id":{"a":[1,2]}}', b'{"type":"v"}']
+        for event in events:
+            self.world.handle(event)
+        self.assertEqual(
+            [(m.topic, m.key) for m in self.host.records],
+            [("p.click", b"u1"), ("p.7", b'{"a":[1,2]}'), ("p.v", None)],
+        )
+        self.assertEqual(self.host.records[1].value, b'{"type":7,"id":{"a":[1,2]}}')
+
+    def test_refuses_what_it_cannot_route(self):
+        self.world.init([])
+        cases = [
+            (b"[1]", "event is a JSON array, not an object"),
+            (b'{"id":1}', "event has no field `type`"),
+            (b'{"type":""}', "field `type` is empty"),
+            (b'{"type":true}', "field `type` is a JSON boolean, not a string or number"),
+            (b'{"type":NaN}', "event is not JSON: NaN is not a JSON value"),
+            (b'{"type":"\xff"}', "event is not JSON: 'utf-8' codec can't decode byte 0xff"),
+        ]
+        for event, error in cases:
+            with self.assertRaises(Err) as caught:
+                self.world.handle(event)
+            self.assertTrue(caught.exception.value.startswith(error), caught.exception.value)
+        self.assertEqual(self.host.records, [])
+
+
+class BatcherTest(HostTest):
+    def setUp(self):
+        super().setUp()
+        from batcher import Batcher
+
+        self.Batcher = Batcher
+
+    def tearDown(self):
+        wafka._registered = None  # importing the example registered its class
+
+    def test_dead_letters_failed_records_and_keeps_one_batch(self):
+        b = self.Batcher(wafka.Config([("topic", "orders"), ("batch", "2")]))
+        b.handle(b"lost one")
+        late = Err(wit.ProduceError_TimedOut("late"))
+        self.host.reports[-1] = wit.DeliveryReport(0, "orders", 0, late)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            b.handle(b"two")
+            b.handle(b"three")
+            self.assertEqual(len(b.pending), 1)
+            b.finish()
+        self.assertEqual(b.pending, {})
+        self.assertEqual(
+            [(m.topic, m.value, [(h.key, h.value) for h in m.headers]) for m in self.host.records],
+            [
+                ("orders", b"lost one", []),
+                ("orders", b"two", []),
+                ("orders.dlq", b"lost one", [("error", b"timed out: late"), ("topic", b"orders")]),
+                ("orders", b"three", []),
+            ],
+        )
+        self.assertEqual(out.getvalue(), "dead-letter id=0 topic=orders error=timed out: late\n")
+
+    def test_config(self):
+        with self.assertRaisesRegex(wafka.PluginError, "missing config `topic`"):
+            self.Batcher(wafka.Config([]))
+        with self.assertRaisesRegex(wafka.PluginError, "must be a number from 1 to 2048, not `0`"):
+            self.Batcher(wafka.Config([("topic", "t"), ("batch", "0")]))
+        self.host.fixed = True  # a host that fixed the mode: the batcher goes on
+        b = self.Batcher(wafka.Config([("topic", "t")]))
+        self.assertEqual((b.batch, b.dead_letter), (100, "t.dlq"))
 
 
 class ClassPluginTest(HostTest):

@@ -345,10 +345,27 @@ def _to_bytes(data: Bytes) -> bytes:
     return bytes(data)
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` can be a WIT string, i.e. has no lone surrogate (lowering one would trap
+    the component, ending the instance, where a bad topic or header key should fail the call)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _header_key(key) -> str:
+    key = str(key)
+    if not _is_utf8(key):
+        raise ValueError(f"header key {key!r} is not valid UTF-8")
+    return key
+
+
 def _headers(headers: Headers) -> list:
     items = headers.items() if isinstance(headers, Mapping) else headers
     return [
-        _wit.Header(str(k), None if v is None else _to_bytes(v))
+        _wit.Header(_header_key(k), None if v is None else _to_bytes(v))
         for k, v in items
     ]
 
@@ -366,6 +383,8 @@ def publish(
     With autoflush on it returns after the broker acknowledged the record; with autoflush off,
     once it is queued (``receipt.offset == -1``).
     """
+    if isinstance(topic, str) and not _is_utf8(topic):
+        raise InvalidTopicError(f"{topic!r} is not valid UTF-8")
     msg = _wit.Message(
         topic,
         None if key is None else _to_bytes(key),
