@@ -283,3 +283,37 @@ fn build_explains_a_directory_that_is_not_a_project_and_a_plugin_that_does_not_b
     assert!(out.stderr.contains("SyntaxError"), "{}", out.stderr);
     assert!(!dir.join("build/broken.wasm").exists());
 }
+
+/// As `wafka new` tells its user: from the directory above, with relative paths; `--name`
+/// names the plugin apart from its directory and `-o` puts the component elsewhere.
+#[test]
+fn new_and_build_take_relative_paths_a_name_and_an_output() {
+    let parent = project_dir("relative");
+    std::fs::create_dir_all(&parent).unwrap();
+    let wafka = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wafka"))
+            .args(args)
+            .current_dir(&parent)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, stdout, stderr) = wafka(&["new", "c", "app", "--name", "shouter"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("wafka build app"), "{stdout}");
+    let manifest = std::fs::read_to_string(parent.join("app/wafka.toml")).unwrap();
+    assert!(manifest.contains("name = \"shouter\""), "{manifest}");
+
+    let (ok, stdout, stderr) = wafka(&["build", "app"]);
+    assert!(ok, "{stderr}");
+    let built = parent.join("app/build/shouter.wasm");
+    assert_eq!(stdout.trim(), built.to_str().unwrap());
+    assert!(built.is_file());
+
+    let (ok, stdout, stderr) = wafka(&["build", "app", "-o", "out/x.wasm"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), parent.join("out/x.wasm").to_str().unwrap());
+    assert!(parent.join("out/x.wasm").is_file());
+    let _ = std::fs::remove_dir_all(&parent);
+}

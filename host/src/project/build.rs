@@ -13,6 +13,8 @@ use super::{Manifest, SDK_DIR};
 /// Builds the project in `dir` to `out` (default `dir/build/<name>.wasm`); returns the
 /// component's path. The build's own output goes to stderr.
 pub(crate) fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf> {
+    // The script runs in the project: every path it is given must hold from there.
+    let dir = &absolute(dir)?;
     let manifest = Manifest::read(dir)?;
     let language = manifest.language;
     let script = dir
@@ -28,7 +30,7 @@ pub(crate) fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf> {
     }
     let out = match out {
         Some(out) => absolute(out)?,
-        None => absolute(dir)?
+        None => dir
             .join("build")
             .join(format!("{}.wasm", manifest.name)),
     };
