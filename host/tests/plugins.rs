@@ -595,6 +595,36 @@ async fn a_wasi_messaging_plugin_is_held_to_the_acl_and_limits() {
     }
 }
 
+/// The message an input event becomes is the plugin's once handed over: one it keeps counts
+/// against its memory limit like any message it makes, so that keeping every event cannot hold
+/// unbounded host memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_messaging_plugin_that_keeps_its_events_is_held_to_its_memory_limit() {
+    let engine = Engine::new().unwrap();
+    let plugin = load(&engine, "messenger", |o| o.limits.memory_bytes = 8 << 20);
+    let p = producer(&[]);
+    let mut i = start(&plugin, &p, &[]).await;
+    let mut event = b"!keep ".to_vec();
+    event.resize(1 << 20, b'x');
+    let mut kept = 0;
+    let reason = loop {
+        match i.handle(&event).await {
+            Ok(()) => kept += 1,
+            Err(PluginError::Trapped { reason, .. }) => break reason,
+            Err(e) => panic!("expected a trap, got {e}"),
+        }
+        assert!(kept < 16, "kept {kept} MiB of events within an 8 MiB limit");
+    };
+    assert!(reason.contains("wasi:messaging messages"), "{reason}");
+    assert!(reason.contains("memory limit of 8 MiB"), "{reason}");
+    // Events it drops are given back: a fresh instance handles far more than 8 MiB of them.
+    let mut i = start(&plugin, &p, &[]).await;
+    let topicless = b"no-space-so-this-event-fails".repeat(1 << 15);
+    for _ in 0..32 {
+        assert!(failed(i.handle(&topicless).await).starts_with("other: expected"));
+    }
+}
+
 /// A component exporting wasi:messaging's handler without a fitting `handle`, or importing
 /// what the host does not serve (`request-reply`), is refused at load in one line.
 #[test]

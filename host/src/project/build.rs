@@ -30,9 +30,7 @@ pub(crate) fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf> {
     }
     let out = match out {
         Some(out) => absolute(out)?,
-        None => dir
-            .join("build")
-            .join(format!("{}.wasm", manifest.name)),
+        None => dir.join("build").join(format!("{}.wasm", manifest.name)),
     };
     // The scripts print progress on stderr; whatever a tool prints on stdout goes there too, so
     // that this command's stdout is only the component's path.

@@ -105,7 +105,7 @@ impl Outgoing for GuestMessage {
 impl GuestMessage {
     /// The headers' handles, lifted one by one while the message's bytes stay within
     /// `limit`: `Ok(Err(at_least))` once they would not. Nothing is copied, but wasmtime
-    /// charges its hostcall fuel (128 MiB per call) for every byte a lifted string or list
+    /// charges its hostcall fuel (set per instance, `plugin.rs`) for every byte a lifted string or list
     /// spans, so headers that all point at one large buffer must be refused before they
     /// exhaust it (a trap) rather than after.
     pub(crate) fn lift_headers(

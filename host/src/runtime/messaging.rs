@@ -118,11 +118,13 @@ pub(crate) struct HeldMessage {
 
 impl HeldMessage {
     /// The message the handler gets for an input event: the event as data, no topic, no
-    /// metadata, no content-type. Its bytes are the host's input and are not counted; what the
-    /// plugin adds to it is.
+    /// metadata, no content-type. Counted like every message the instance holds (the caller
+    /// holds `data.len()` bytes for it): a plugin that keeps its events keeps them within its
+    /// memory limit.
     pub(crate) fn event(data: &[u8]) -> Self {
         HeldMessage {
             data: data.to_vec(),
+            counted: data.len(),
             ..Default::default()
         }
     }
@@ -227,6 +229,21 @@ fn read<R>(
 
 /// Binds `wasi:messaging/types` and `wasi:messaging/producer` into `linker` (beside wafka's
 /// own interfaces: one linker serves both worlds).
+/// Counts `bytes` for a message just put in the table, which says so (`counted`); if that
+/// takes the instance over its memory limit, the message counts nothing (the error traps the
+/// instance) so that dropping it gives nothing back twice.
+pub(crate) fn hold_for(
+    state: &mut PluginState,
+    message: &Resource<HeldMessage>,
+    bytes: usize,
+) -> wasmtime::Result<()> {
+    if let Err(e) = state.budget.hold(bytes) {
+        state.table().get_mut(message)?.counted = 0;
+        return Err(e);
+    }
+    Ok(())
+}
+
 pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     let mut types = linker.instance(TYPES)?;
     types.resource(
@@ -255,12 +272,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Resul
     types.func_wrap("[constructor]message", |mut store, (data,): (Vec<u8>,)| {
         let state = store.data_mut();
         let counted = data.len();
-        state.budget.hold(counted)?;
         let m = state.table().push(HeldMessage {
             data,
             counted,
             ..Default::default()
         })?;
+        hold_for(state, &m, counted)?;
         Ok((m,))
     })?;
     types.func_wrap(

@@ -20,7 +20,7 @@ use crate::runtime::bindings;
 use crate::runtime::capture::{CaptureOptions, CapturedRecord};
 use crate::runtime::limits::{ResourceUse, StoreBudget};
 use crate::runtime::linker;
-use crate::runtime::messaging::{HeldMessage, MessagingError};
+use crate::runtime::messaging::{self, HeldMessage, MessagingError};
 use crate::runtime::output::{OutputBudget, PluginLog, Stream};
 use crate::runtime::state::{Capture, PluginState, ProducerCtx, Sink};
 use crate::runtime::trap::{describe, one_line};
@@ -530,11 +530,10 @@ impl PluginInstance {
             Calls::Messaging(handle) => {
                 let handle = *handle;
                 let call = async {
-                    let message = self
-                        .store
-                        .data_mut()
-                        .table()
-                        .push(HeldMessage::event(event))?;
+                    let state = self.store.data_mut();
+                    let message = state.table().push(HeldMessage::event(event))?;
+                    // Its destructor gives the bytes back; kept, they count.
+                    messaging::hold_for(state, &message, event.len())?;
                     let (r,) = handle.call_async(&mut self.store, (message,)).await?;
                     Ok::<_, wasmtime::Error>(r.map_err(|e| e.to_string()))
                 };

@@ -13,7 +13,8 @@
 //!
 //! The client is connected on the first message and kept; the line `!disconnect` disconnects
 //! it (which reports what the host says about the messages sent through it), and the next
-//! message connects a new one.
+//! message connects a new one. A line starting with `!keep` keeps the incoming message itself
+//! for the instance's lifetime, sending nothing (a plugin that holds on to what it is given).
 
 use std::cell::{Cell, RefCell};
 
@@ -29,6 +30,7 @@ use wasi::messaging::types::{Client, Error, Message};
 thread_local! {
     static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
     static SENT: Cell<u64> = const { Cell::new(0) };
+    static KEPT: RefCell<Vec<Message>> = const { RefCell::new(Vec::new()) };
 }
 
 struct Messenger;
@@ -37,6 +39,10 @@ impl Guest for Messenger {
     fn handle(message: Message) -> Result<(), Error> {
         let line = message.data();
         let line = String::from_utf8_lossy(&line);
+        if line.starts_with("!keep") {
+            KEPT.with(|kept| kept.borrow_mut().push(message));
+            return Ok(());
+        }
         if line == "!disconnect" {
             return match CLIENT.with(|c| c.borrow_mut().take()) {
                 Some(client) => client.disconnect(),
