@@ -1296,13 +1296,17 @@ async fn a_reload_lets_an_instance_busy_at_the_time_finish_afterwards() {
         )
     };
     let s = serve(&with_finish("")).await;
-    // The only instance is busy for a second when the reload replaces the plugin's pool.
+    // The only instance is busy (sleeping 3 s after its first record, which shows it is
+    // leased) when the reload replaces the plugin's pool.
     let busy = {
         let (http, base) = (s.http.clone(), s.base.clone());
-        let body = format!("publish {topic} k before\nsleep 1000\n");
+        let body = format!("publish {topic} k before\nsleep 3000\n");
         tokio::spawn(async move { post_events(&http, &base, "acme", body).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = topic.clone();
+    tokio::task::spawn_blocking(move || read_back(&first, 1))
+        .await
+        .unwrap();
     write_config(&s.dir, &with_finish(", \"changed\" = \"yes\""));
     let r = s.server.reload().await.expect("reloaded");
     assert_eq!(r.kept, 0, "the tenant changed: {r:?}");

@@ -32,16 +32,25 @@ pub struct PluginPool {
     plugin: Plugin,
     config: Vec<(String, String)>,
     producer: Producer,
-    idle: Mutex<Vec<PluginInstance>>,
+    idle: Mutex<Idle>,
     slots: Arc<Semaphore>,
     max: usize,
     live: AtomicUsize,
     /// Instances alive in every pool of the host (the engine's pool is shared by all).
     host_live: Arc<AtomicUsize>,
+    /// Woken when the last live instance is dropped (a finishing pool waits for it).
+    emptied: tokio::sync::Notify,
+    pub(crate) metrics: PluginMetrics,
+}
+
+/// The idle instances, and whether the pool is finishing: one lock, so that an instance a
+/// request gives back is either taken by `finish_idle` or finishes on its own, never neither.
+#[derive(Default)]
+struct Idle {
+    instances: Vec<PluginInstance>,
     /// Set once the pool is finishing (a drain, or a reload retired it): until when an
     /// instance that comes back from a request may still finish.
-    finishing_until: Mutex<Option<tokio::time::Instant>>,
-    pub(crate) metrics: PluginMetrics,
+    finishing_until: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for PluginPool {
@@ -68,12 +77,12 @@ impl PluginPool {
             plugin,
             config,
             producer,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Idle::default()),
             slots: Arc::new(Semaphore::new(max.max(1))),
             max: max.max(1),
             live: AtomicUsize::new(0),
             host_live,
-            finishing_until: Mutex::new(None),
+            emptied: tokio::sync::Notify::new(),
             metrics,
         })
     }
@@ -104,7 +113,7 @@ impl PluginPool {
                 .map_err(|_| LeaseError::Busy(self.max))?
                 .map_err(|_| LeaseError::Busy(self.max))?,
         };
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = self.idle().instances.pop();
         let instance = match idle {
             Some(i) => i,
             None => {
@@ -127,7 +136,7 @@ impl PluginPool {
         Ok(Lease {
             pool: self.clone(),
             instance: Some(instance),
-            _permit: permit,
+            permit: Some(permit),
         })
     }
 }
@@ -148,16 +157,23 @@ impl PluginPool {
     }
 
     fn uncount(&self, n: usize) {
-        self.live.fetch_sub(n, Ordering::Relaxed);
+        if self.live.fetch_sub(n, Ordering::AcqRel) == n {
+            self.emptied.notify_waiters();
+        }
         self.host_live.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// An instance lent to one request; back to the pool when dropped, unless it was stopped.
+/// An instance lent to one request; back to the pool when dropped, unless it was stopped (or
+/// the pool is finishing: then it finishes, holding its slot until it is dropped).
 pub struct Lease {
     pool: Arc<PluginPool>,
     instance: Option<PluginInstance>,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Lease {
@@ -174,34 +190,54 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(i) = self.instance.take() {
-            if i.is_stopped() {
-                self.pool.uncount(1);
-            } else if let Some(i) = self.pool.finish_returned(i) {
-                self.pool
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(i);
+        let Some(instance) = self.instance.take() else {
+            return;
+        };
+        if instance.is_stopped() {
+            self.pool.uncount(1);
+            return;
+        }
+        let mut idle = self.pool.idle();
+        let Some(until) = idle.finishing_until else {
+            idle.instances.push(instance);
+            return;
+        };
+        drop(idle);
+        let counted = Counted(self.pool.clone());
+        let permit = self.permit.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if tokio::time::Instant::now() < until => {
+                runtime.spawn(async move {
+                    let mut instance = instance;
+                    // Past the pool's time it is dropped unfinished, as an idle one is.
+                    if let Ok(Err(e)) = tokio::time::timeout_at(until, instance.finish()).await {
+                        tracing::warn!("{e}");
+                    }
+                    drop(instance);
+                    drop(counted);
+                    drop(permit);
+                });
             }
+            // Too late, or no runtime to finish it on: dropped as the pool drops its idle ones.
+            _ => drop((instance, counted, permit)),
         }
     }
 }
 
 impl PluginPool {
-    /// Lets every idle instance finish its work (the plugin's `finish`, within its limits:
-    /// flush, drain its last reports), all at once and within `within`, and drops it; for a
-    /// drain, or a pool a reload retired. Instances leased now are not waited for: each
-    /// finishes when its request gives it back, if that is within `within` (else it is dropped
-    /// with the pool). Returns how many idle ones finished without an error.
+    /// Lets every instance finish its work (the plugin's `finish`, within its limits: flush,
+    /// drain its last reports) and drops it, all at once and within `within`; for a drain, or a
+    /// pool a reload retired. The idle ones finish now; the leased ones when their requests give
+    /// them back, and this waits for them too (what is not done by then is dropped). Returns
+    /// how many idle ones finished without an error.
     pub async fn finish_idle(self: &Arc<Self>, within: Duration) -> usize {
-        // Instances leased now finish when they come back, within the same time.
-        *self
-            .finishing_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(tokio::time::Instant::now() + within);
-        let idle: Vec<PluginInstance> =
-            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        let until = tokio::time::Instant::now() + within;
+        let idle = {
+            let mut idle = self.idle();
+            let earliest = idle.finishing_until.map_or(until, |u| u.min(until));
+            idle.finishing_until = Some(earliest);
+            std::mem::take(&mut idle.instances)
+        };
         let mut finishing = tokio::task::JoinSet::new();
         for mut instance in idle {
             // The instance holds its pool slot until it is dropped, whichever way this ends.
@@ -213,40 +249,31 @@ impl PluginPool {
                 r.map_err(|e| tracing::warn!("{e}")).is_ok()
             });
         }
-        let all = async {
+        let finished = async {
             let mut finished = 0;
             while let Some(r) = finishing.join_next().await {
                 finished += usize::from(matches!(r, Ok(true)));
             }
             finished
         };
-        // Past `within`, the unfinished ones are dropped (the set aborts them).
-        tokio::time::timeout(within, all).await.unwrap_or(0)
+        // Past `until`, the unfinished ones are dropped (the set aborts them).
+        let finished = tokio::time::timeout_at(until, finished).await.unwrap_or(0);
+        // The leased ones finish as their requests give them back: wait for the last.
+        let _ = tokio::time::timeout_at(until, self.emptied()).await;
+        finished
     }
-}
 
-impl PluginPool {
-    /// For an instance a request gives back: `Some` to keep it idle, or `None` when the pool
-    /// is finishing, in which case it finishes on its own task (within what is left of the
-    /// pool's time) and is dropped.
-    fn finish_returned(self: &Arc<Self>, mut instance: PluginInstance) -> Option<PluginInstance> {
-        let until = *self
-            .finishing_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let (Some(until), Ok(runtime)) = (until, tokio::runtime::Handle::try_current()) else {
-            return Some(instance);
-        };
-        let counted = Counted(self.clone());
-        runtime.spawn(async move {
-            // Past the pool's time the instance is dropped unfinished, as an idle one is.
-            if let Ok(Err(e)) = tokio::time::timeout_at(until, instance.finish()).await {
-                tracing::warn!("{e}");
+    /// Returns once no instance of the pool is alive.
+    async fn emptied(&self) {
+        loop {
+            let notified = self.emptied.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live() == 0 {
+                return;
             }
-            drop(instance);
-            drop(counted);
-        });
-        None
+            notified.await;
+        }
     }
 }
 
@@ -262,7 +289,7 @@ impl Drop for Counted {
 impl Drop for PluginPool {
     fn drop(&mut self) {
         // Idle instances go with the pool; their records stay queued in the producer.
-        let n = self.idle.get_mut().map(|v| v.len()).unwrap_or(0);
+        let n = self.idle.get_mut().map(|i| i.instances.len()).unwrap_or(0);
         self.uncount(n);
     }
 }
