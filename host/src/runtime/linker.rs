@@ -12,28 +12,17 @@
 //!
 //! It must not know about batches or the wire format.
 
-use std::sync::Arc;
-
 use wasmtime::component::Linker;
-use wasmtime::{AsContextMut, StoreContextMut};
 
 use crate::runtime::bindings::ProduceError as GuestError;
-use crate::runtime::gate::{PublishGate, Published};
-use crate::runtime::message::{GuestMessage, Outgoing};
+use crate::runtime::message::GuestMessage;
 use crate::runtime::options::Autoflush;
-use crate::runtime::state::{PathFn, PluginState, PublishFn, PublishResult, Sink};
+use crate::runtime::route::gated;
+use crate::runtime::state::{PluginState, PublishFn, Sink};
 use crate::runtime::{capture, messaging, publish};
 
 /// The instance name of the producer interface in the component model.
 const PRODUCER: &str = "wafka:producer/producer@0.1.0";
-
-/// The publish paths of a sink: `[buffered, autoflush]`.
-pub(crate) fn paths<M: Outgoing>(sink: &Sink) -> [PathFn<M>; 2] {
-    match sink {
-        Sink::Producer(_) => [publish::buffered::<M>, publish::autoflush::<M>],
-        Sink::Capture(_) => [capture::buffered::<M>, capture::autoflush::<M>],
-    }
-}
 
 /// The linker for every plugin.
 pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<PluginState>> {
@@ -77,51 +66,4 @@ pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linke
     })?;
     messaging::add_to_linker(&mut linker)?;
     Ok(linker)
-}
-
-/// A publish through `gate`: refused with `quota-exceeded` if the gate says so (before anything
-/// of the record is read), otherwise the bound path, then the gate is told what happened.
-pub(crate) async fn gated<M: Outgoing>(
-    gate: Arc<dyn PublishGate>,
-    bound: PathFn<M>,
-    mut store: StoreContextMut<'_, PluginState>,
-    msg: M,
-) -> PublishResult {
-    let started = std::time::Instant::now();
-    if let Err(why) = gate.admit() {
-        store.data_mut().producer.stats.refused += 1;
-        gate.published(&Published {
-            bytes: None,
-            refused: Some("quota-exceeded"),
-            elapsed: started.elapsed(),
-        });
-        return Ok((Err(GuestError::QuotaExceeded(why)),));
-    }
-    let bytes_before = store.data().producer.stats.bytes;
-    let (result,) = Box::into_pin(bound(store.as_context_mut(), msg)).await?;
-    // Bytes queued count even when waiting for the acknowledgement then failed (the record
-    // may still be delivered): quotas and metrics count what entered the producer.
-    let bytes = store.data().producer.stats.bytes - bytes_before;
-    let queued = bytes > 0 || result.is_ok();
-    gate.published(&Published {
-        bytes: queued.then_some(bytes),
-        refused: result.as_ref().err().map(error_kind),
-        elapsed: started.elapsed(),
-    });
-    Ok((result,))
-}
-
-/// The contract's name of an error's case.
-pub(crate) fn error_kind(e: &GuestError) -> &'static str {
-    match e {
-        GuestError::NotAuthorized(_) => "not-authorized",
-        GuestError::InvalidTopic(_) => "invalid-topic",
-        GuestError::RecordTooLarge(_) => "record-too-large",
-        GuestError::BufferFull => "buffer-full",
-        GuestError::QuotaExceeded(_) => "quota-exceeded",
-        GuestError::TimedOut(_) => "timed-out",
-        GuestError::Closed => "closed",
-        GuestError::NotAllowed(_) => "not-allowed",
-        GuestError::Broker(_) => "broker",
-    }
 }

@@ -7,7 +7,7 @@
 //! of a message to a record (topic → topic, data → value, no key, metadata → headers in order,
 //! then the content-type as the header `content-type`) and of wafka's `produce-error` to the
 //! draft's `error`, and the message an input event becomes for the handler. `send` takes the
-//! same publish paths as wafka's `publish` (`linker::paths`, `linker::gated`: the ACL, limits,
+//! same publish paths as wafka's `publish` (`route::paths`, `route::gated`: the ACL, limits,
 //! quotas, the gate, the autoflush policy, the producer or the capture). It must not check or
 //! copy a record itself (the sinks do, through `message::Outgoing`), and must not touch
 //! wafka's own `publish`: that path costs what it did before.
@@ -18,9 +18,9 @@ use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, Resource
 use wasmtime::{AsContextMut, StoreContextMut};
 
 use crate::runtime::bindings::ProduceError as GuestError;
-use crate::runtime::linker;
 use crate::runtime::message::{Borrowed, Outgoing};
 use crate::runtime::options::Autoflush;
+use crate::runtime::route;
 use crate::runtime::state::{PluginState, Sink};
 use crate::runtime::{capture, publish};
 
@@ -73,7 +73,7 @@ impl std::fmt::Display for MessagingError {
 /// is `timeout` (which carries no text), `closed` is `connection`; every other case is
 /// `other`, its text starting with wafka's case name (`record-too-large: ...`).
 pub(crate) fn messaging_error(e: GuestError) -> MessagingError {
-    let kind = linker::error_kind(&e);
+    let kind = route::error_kind(&e);
     match e {
         GuestError::NotAuthorized(s) => MessagingError::PermissionDenied(s),
         GuestError::TimedOut(_) => MessagingError::Timeout,
@@ -380,16 +380,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Resul
                 let record = HeldRecord::new(topic, message);
                 let ctx = &store.data().producer;
                 // A messaging plugin cannot choose: `guest` leaves it buffered.
-                let [buffered, autoflush] = linker::paths::<HeldRecord>(&ctx.sink);
+                let [buffered, autoflush] = route::paths::<HeldRecord>(&ctx.sink);
                 let bound = match ctx.options.autoflush {
                     Autoflush::On => autoflush,
                     Autoflush::Off | Autoflush::Guest => buffered,
                 };
                 let (result,) = match ctx.options.gate.clone() {
                     None => Box::into_pin(bound(store.as_context_mut(), record)).await?,
-                    Some(gate) => {
-                        linker::gated(gate, bound, store.as_context_mut(), record).await?
-                    }
+                    Some(gate) => route::gated(gate, bound, store.as_context_mut(), record).await?,
                 };
                 Ok((result.map(|_| ()).map_err(messaging_error),))
             })

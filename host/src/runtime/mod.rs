@@ -9,7 +9,8 @@
 //!   producer context every record is checked against (`admit`);
 //! - [`faults`] are the failures `wafka test` can inject into the capture;
 //! - `publish` (the producer core) and [`capture`] (memory, for `wafka test`) are the two
-//!   sinks; an instance's `publish` is bound to one of their paths when it starts;
+//!   sinks; an instance's `publish` is bound to one of their paths when it starts; `route`
+//!   names a sink's paths and the gate around them, for both worlds;
 //! - `linker` binds WASI (no capabilities) and `wafka:producer/producer` once for every plugin,
 //!   and [`messaging`] binds wasi:messaging@0.2.0-draft into the same linker, onto the same
 //!   publish paths, for plugins of that proposal's `messaging-core` world;
@@ -33,5 +34,6 @@ pub mod options;
 mod output;
 pub mod plugin;
 pub(crate) mod publish;
+pub(crate) mod route;
 pub(crate) mod state;
 pub(crate) mod trap;

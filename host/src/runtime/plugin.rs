@@ -19,9 +19,9 @@ use wasmtime_wasi::WasiCtxBuilder;
 use crate::runtime::bindings;
 use crate::runtime::capture::{CaptureOptions, CapturedRecord};
 use crate::runtime::limits::{ResourceUse, StoreBudget};
-use crate::runtime::linker;
 use crate::runtime::messaging::{self, HeldMessage, MessagingError};
 use crate::runtime::output::{OutputBudget, PluginLog, Stream};
+use crate::runtime::route;
 use crate::runtime::state::{Capture, PluginState, ProducerCtx, Sink};
 use crate::runtime::trap::{describe, one_line};
 
@@ -224,7 +224,7 @@ impl Plugin {
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        let paths = linker::paths::<crate::runtime::message::GuestMessage>(&sink);
+        let paths = route::paths::<crate::runtime::message::GuestMessage>(&sink);
         let ctx = ProducerCtx::new(
             name.clone(),
             self.options.clone(),
