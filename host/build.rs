@@ -38,12 +38,22 @@ fn main() {
     fs::write(dest, out).expect("writing embedded.rs");
 }
 
-/// Directories never embedded: build output, caches, dependencies and the SDKs' own tests.
+/// Directories never embedded: build output, caches and dependencies a tool may leave in the
+/// working tree (cargo, npm, pip and setuptools, zig), and the SDKs' own tests (`test`,
+/// `tests`: no template or SDK part the binary writes out is named so).
 fn skipped(name: &str) -> bool {
     name.starts_with('.')
+        || name.ends_with(".egg-info")
         || matches!(
             name,
-            "target" | "node_modules" | "__pycache__" | "tests" | "test" | "zig-out"
+            "target"
+                | "node_modules"
+                | "__pycache__"
+                | "build"
+                | "dist"
+                | "zig-out"
+                | "tests"
+                | "test"
         )
 }
 

@@ -1,5 +1,6 @@
 //! `wafka build`: builds a plugin project into a component with its SDK's build script, then
-//! checks that the component loads as a plugin.
+//! checks that the component loads as a plugin. The script owns the build (tools, caches,
+//! output); this only runs it and must not write into the project itself.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
 //! `wafka new`: writes a plugin project from its language's template and a copy of the SDK.
+//! It only writes new files into a new or empty directory; it builds nothing.
 
 use std::path::Path;
 
@@ -10,15 +11,17 @@ use super::{check_name, Language, SDK_DIR};
 /// Writes a new `language` project called `name` into `dir`, which must be new or empty.
 pub(crate) fn create(language: Language, dir: &Path, name: &str) -> Result<()> {
     check_name(name)?;
-    if let Ok(mut entries) = std::fs::read_dir(dir) {
-        if entries.next().is_some() {
-            bail!(
-                "{} is not empty: `wafka new` writes only into a new or empty directory",
-                dir.display()
-            );
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(
+                    "{} is not empty: `wafka new` writes only into a new or empty directory",
+                    dir.display()
+                );
+            }
         }
-    } else if dir.exists() {
-        bail!("{} exists and is not a directory", dir.display());
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("{}: {e}", dir.display()),
     }
     let template = format!("host/templates/{language}");
     let mut wrote = 0;
