@@ -8,6 +8,9 @@
 //! - `reporter::<lang>`: the `reporter` example under `--autoflush guest` switches autoflush on
 //!   and gets each record's offset back from `publish`; without it, it drains delivery reports
 //!   of earlier records; under a fixed policy its `set-autoflush` is refused and `init` fails.
+//! - `provoked::<lang>`: the cases a real run provokes (ACL, bad and missing topics, a record
+//!   over the limit, an unreachable cluster) reach the `reporter` under `wafka run` as
+//!   themselves, in the same words;
 //! - `errors::<lang>`: every `produce-error` case reaches the `reporter` as itself, in the same
 //!   words in every language, from `publish` and in delivery reports (injected by `wafka
 //!   test`, no broker).
@@ -252,6 +255,73 @@ fn errors(plugin: &str) {
 /// after the event that published them ended; the `reporter`'s `finish` (the
 /// `plugin-lifecycle` world) flushes and prints their reports, so every record's report is
 /// printed, the last one's included.
+/// The `produce-error` cases a real run can provoke, provoked for real under `wafka run` (the
+/// host's ACL, a topic name Kafka refuses, a topic the cluster lacks, a record over
+/// `max.request.size`, a cluster that cannot be reached): the `reporter` fails the event with
+/// exactly what it was given, in the same words in every language. (`errors::<lang>` covers
+/// every case, these and the rest, as `wafka test` injects them.)
+fn provoked(plugin: &str) {
+    let b = brokers();
+    let topic = create_topic(&format!("lang-{plugin}-provoked"), 1);
+    let at = |args: &[&str], event: &[u8]| {
+        let path = guest(plugin);
+        let mut all = vec!["run", path.to_str().unwrap(), "--autoflush", "on"];
+        all.extend_from_slice(args);
+        let out = support::wafka(&all, &[event], Duration::ZERO, "warn");
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("event 1: "))
+            .unwrap_or_else(|| panic!("{plugin}: no failed event in:\n{}", out.stderr))
+            .to_string();
+        line[line.find("failed: ").expect("a failure") + 8..].to_string()
+    };
+    let config = format!("topic={topic}");
+    assert_eq!(
+        at(
+            &["-b", &b, "--allow-topic", "elsewhere", "--config", &config],
+            b"x\n"
+        ),
+        format!("not authorized: plugin `{plugin}` may not publish to topic `{topic}`")
+    );
+    assert_eq!(
+        at(&["-b", &b, "--config", "topic=bad topic!"], b"x\n"),
+        "invalid topic: invalid topic name `bad topic!`: only ASCII letters, digits, `.`, `_` and `-` are allowed"
+    );
+    let missing = format!("{topic}-missing");
+    let config_missing = format!("topic={missing}");
+    assert_eq!(
+        at(&["-b", &b, "--config", &config_missing], b"x\n"),
+        format!("invalid topic: topic `{missing}` does not exist on the cluster")
+    );
+    let mut big = vec![b'a'; 3000];
+    big.push(b'\n');
+    assert_eq!(
+        at(
+            &["-b", &b, "-X", "max.request.size=1000", "--config", &config],
+            &big
+        ),
+        "record too large: 3000 bytes"
+    );
+    let unreachable = at(
+        &[
+            "-b",
+            "127.0.0.1:1",
+            "-X",
+            "max.block.ms=300",
+            "--config",
+            &config,
+        ],
+        b"x\n",
+    );
+    assert!(
+        unreachable.starts_with(&format!(
+            "timed out: no metadata for topic `{topic}` after max.block.ms=300 ms: cannot connect to 127.0.0.1:1"
+        )),
+        "{plugin}: {unreachable}"
+    );
+}
+
 fn finish(plugin: &str) {
     let topic = create_topic(&format!("lang-{plugin}-finish"), 1);
     let config = format!("topic={topic}");
@@ -561,6 +631,8 @@ languages!(hello: rust => "hello", c => "hello-c", zig => "hello-zig", python =>
 languages!(reporter: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");
 languages!(errors: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
+    js => "reporter-js", go => "reporter-go");
+languages!(provoked: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");
 languages!(finish: rust => "reporter", c => "reporter-c", zig => "reporter-zig", python => "reporter-py",
     js => "reporter-js", go => "reporter-go");
