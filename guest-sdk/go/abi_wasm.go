@@ -153,7 +153,8 @@ func wasmSetAutoflush(enabled uint32, ret unsafe.Pointer)
 //go:wasmimport wafka:producer/producer@0.1.0 take-reports
 func wasmTakeReports(max uint32, ret unsafe.Pointer)
 
-// wasmHeader is the canonical ABI layout of `header`: key (string), value (option<list<u8>>).
+// wasmHeader is the canonical ABI layout of `header`: key (string), value (option<list<u8>>);
+// the assertions below hold it to headerSize, headerValue and headerValuePayload.
 type wasmHeader struct {
 	_           structs.HostLayout
 	keyPtr      uint32
@@ -164,9 +165,17 @@ type wasmHeader struct {
 	valueLen    uint32
 }
 
-// The return area of the imports: result<receipt, produce-error> is the largest (40 bytes,
-// 8-aligned).
-var importRet [5]uint64
+// The return area of the imports: result<receipt, produce-error> is the largest
+// (publishResultSize bytes, 8-aligned).
+var importRet [publishResultSize / 8]uint64
+
+// The Go layout of wasmHeader is the canonical ABI's (a constant index out of range, or a
+// negative one, does not compile).
+var (
+	_ = [1]struct{}{}[unsafe.Sizeof(wasmHeader{})-headerSize]
+	_ = [1]struct{}{}[unsafe.Offsetof(wasmHeader{}.valueIsSome)-headerValue]
+	_ = [1]struct{}{}[unsafe.Offsetof(wasmHeader{}.valuePtr)-headerValuePayload]
+)
 
 // headerBuf is reused for each publish's headers (a package variable: on the heap).
 var headerBuf []wasmHeader
@@ -211,12 +220,12 @@ func (wasmProducer) publish(r *Record) (Receipt, ProduceError) {
 	publishing = nil
 	defer release()
 	if load8(ret, 0) != 0 {
-		return Receipt{}, loadProduceError(unsafe.Add(ret, 8))
+		return Receipt{}, loadProduceError(unsafe.Add(ret, publishResultPayload))
 	}
 	return Receipt{
-		ID:        load64(ret, 8),
-		Partition: int32(load32(ret, 16)),
-		Offset:    int64(load64(ret, 24)),
+		ID:        load64(ret, publishResultPayload+receiptID),
+		Partition: int32(load32(ret, publishResultPayload+receiptPartition)),
+		Offset:    int64(load64(ret, publishResultPayload+receiptOffset)),
 	}, nil
 }
 
@@ -225,7 +234,7 @@ func (wasmProducer) flush() ProduceError {
 	wasmFlush(ret)
 	defer release()
 	if load8(ret, 0) != 0 {
-		return loadProduceError(unsafe.Add(ret, 8))
+		return loadProduceError(unsafe.Add(ret, unitResultPayload))
 	}
 	return nil
 }
@@ -239,7 +248,7 @@ func (wasmProducer) setAutoflush(enabled bool) ProduceError {
 	wasmSetAutoflush(flag, ret)
 	defer release()
 	if load8(ret, 0) != 0 {
-		return loadProduceError(unsafe.Add(ret, 8))
+		return loadProduceError(unsafe.Add(ret, unitResultPayload))
 	}
 	return nil
 }
@@ -258,6 +267,17 @@ const (
 	brokerErrorCode         = 8  // broker-error's code (name @0)
 	brokerErrorMessage      = 12 // broker-error's message: option<string>
 	brokerErrorMessageValue = 16 // the message's string
+	publishResultSize       = 40 // publish's result<receipt, produce-error>
+	publishResultPayload    = 8  // its receipt or error
+	receiptID               = 0  // receipt's id
+	receiptPartition        = 8  // its partition
+	receiptOffset           = 16 // its offset
+	unitResultPayload       = 8  // result<_, produce-error>'s error (flush, set-autoflush)
+	headerSize              = 20 // header (written for publish's headers)
+	headerValue             = 8  // its value: option<list<u8>> (key @0)
+	headerValuePayload      = 12 // the value's list
+	configPairSize          = 16 // init's tuple<string, string>
+	configPairValue         = 8  // its value (key @0)
 )
 
 func (wasmProducer) takeReports(max uint32) []DeliveryReport {
@@ -346,8 +366,8 @@ func exportResult(errText string, failed bool) unsafe.Pointer {
 func exportInit(list unsafe.Pointer, n uint32) unsafe.Pointer {
 	pairs := make([][2]string, n)
 	for i := range pairs {
-		p := unsafe.Add(list, uintptr(i)*16)
-		pairs[i] = [2]string{loadString(p, 0), loadString(p, 8)}
+		p := unsafe.Add(list, uintptr(i)*configPairSize)
+		pairs[i] = [2]string{loadString(p, 0), loadString(p, configPairValue)}
 	}
 	release()
 	collectorOn()

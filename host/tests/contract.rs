@@ -6,7 +6,9 @@
 //! cases is read from its source: C's `kinds` table (in order: codes are computed from it),
 //! Zig's `fromC` (every case named, no `else` arm reading an unknown tag as a case), Python's
 //! `_from_wit`, JS's `VARIANTS`, Go's `loadProduceError` (every discriminant) and every size and
-//! offset Go's bindings read (named constants in abi_wasm.go), computed here for wasm32. Rust needs no test: its bindings are
+//! offset Go's bindings read or write (named constants in abi_wasm.go: reports, errors,
+//! receipts, headers, config pairs; abi_wasm.go holds its header struct to them at compile
+//! time), computed here for wasm32. Rust needs no test: its bindings are
 //! generated and its `match` is exhaustive, so a new case fails its build; only the copy of
 //! `wit/` it is packaged with is checked to be the same file.
 
@@ -266,6 +268,10 @@ impl Contract {
     fn go_layout(&self) -> Vec<(&'static str, usize)> {
         let outcome = self.field("delivery-report", "outcome");
         let message = self.field("broker-error", "message");
+        let publish = self.result_of("publish");
+        let flush = self.result_of("flush");
+        let header_value = self.field("header", "value");
+        let (pair, pair_value) = self.config_pair();
         vec![
             ("deliveryReportSize", self.size("delivery-report")),
             (
@@ -291,7 +297,72 @@ impl Contract {
                 "brokerErrorMessageValue",
                 message + self.payload(self.field_type("broker-error", "message")),
             ),
+            ("publishResultSize", self.size_of(publish)),
+            ("publishResultPayload", self.payload(publish)),
+            ("receiptID", self.field("receipt", "id")),
+            ("receiptPartition", self.field("receipt", "partition")),
+            ("receiptOffset", self.field("receipt", "offset")),
+            ("unitResultPayload", self.payload(flush)),
+            ("headerSize", self.size("header")),
+            ("headerValue", header_value),
+            (
+                "headerValuePayload",
+                header_value + self.payload(self.field_type("header", "value")),
+            ),
+            ("configPairSize", self.size_of(pair)),
+            ("configPairValue", pair_value),
         ]
+    }
+
+    /// The result type of `producer.func`.
+    fn result_of(&self, func: &str) -> Type {
+        let (_, producer) = self
+            .resolve
+            .interfaces
+            .iter()
+            .find(|(_, i)| i.name.as_deref() == Some("producer"))
+            .expect("interface producer");
+        producer.functions[func].result.expect("a result")
+    }
+
+    /// The element of `init`'s `list<tuple<string, string>>`, and its value's offset.
+    fn config_pair(&self) -> (Type, usize) {
+        let (_, world) = self
+            .resolve
+            .worlds
+            .iter()
+            .find(|(_, w)| w.name == "plugin")
+            .expect("world plugin");
+        let init = world
+            .exports
+            .iter()
+            .find_map(|(k, item)| match (k, item) {
+                (wit_parser::WorldKey::Name(n), wit_parser::WorldItem::Function(f))
+                    if n == "init" =>
+                {
+                    Some(f)
+                }
+                _ => None,
+            })
+            .expect("export init");
+        let Type::Id(list) = init.params[0].ty else {
+            panic!("init takes a list")
+        };
+        let TypeDefKind::List(pair) = self.resolve.types[list].kind else {
+            panic!("init takes a list")
+        };
+        let Type::Id(tuple) = pair else {
+            panic!("a list of tuples")
+        };
+        let TypeDefKind::Tuple(t) = &self.resolve.types[tuple].kind else {
+            panic!("a list of tuples")
+        };
+        let value = self.sizes.field_offsets(&t.types)[1].0.size_wasm32();
+        (pair, value)
+    }
+
+    fn size_of(&self, ty: Type) -> usize {
+        self.sizes.size(&ty).size_wasm32()
     }
 }
 
