@@ -639,6 +639,16 @@ fn messaging_components_of_the_wrong_shape_are_refused_at_load() {
   (export "wasi:messaging/incoming-handler@0.2.0-draft" (instance $inst)))"#,
     )
     .unwrap();
+    // The right number of parameters and results, of the wrong types.
+    let wrong_types = wat::parse_str(
+        r#"(component
+  (core module $m (func (export "h") (param i32) (result i32) (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $h (param "x" u32) (result (result)) (canon lift (core func $i "h")))
+  (instance $inst (export "handle" (func $h)))
+  (export "wasi:messaging/incoming-handler@0.2.0-draft" (instance $inst)))"#,
+    )
+    .unwrap();
     let request_reply = wat::parse_str(
         r#"(component
   (import "wasi:messaging/request-reply@0.2.0-draft" (instance (export "reply" (func))))
@@ -653,6 +663,11 @@ fn messaging_components_of_the_wrong_shape_are_refused_at_load() {
         (
             "no-handle",
             no_handle,
+            "has no `handle: func(message: message)",
+        ),
+        (
+            "wrong-types",
+            wrong_types,
             "has no `handle: func(message: message)",
         ),
         (

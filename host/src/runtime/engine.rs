@@ -210,13 +210,22 @@ impl Engine {
         // A component exporting wasi:messaging's handler is of that world; any other must be
         // of wafka's.
         if let Some(handler) = component.get_export_index(None, messaging::HANDLER) {
-            use wasmtime::component::types::ComponentItem;
+            use wasmtime::component::types::{ComponentItem, Type};
+            // Its shape: an owned resource (the message) in, `result<_, error>` out (the
+            // resource's identity is checked when an instance starts).
+            let fits = |f: &wasmtime::component::types::ComponentFunc| {
+                f.params().len() == 1
+                    && f.params().all(|(_, t)| matches!(t, Type::Own(_)))
+                    && f.results().len() == 1
+                    && f.results().all(|r| match r {
+                        Type::Result(r) => {
+                            r.ok().is_none() && matches!(r.err(), Some(Type::Variant(_)))
+                        }
+                        _ => false,
+                    })
+            };
             let handle = match component.get_export(Some(&handler), "handle") {
-                Some((ComponentItem::ComponentFunc(f), index))
-                    if f.params().len() == 1 && f.results().len() == 1 =>
-                {
-                    index
-                }
+                Some((ComponentItem::ComponentFunc(f), index)) if fits(&f) => index,
                 _ => {
                     return Err(LoadError::WrongWorld {
                         plugin: name.clone(),
