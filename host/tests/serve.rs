@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wafka::serve::{Producers, ServeConfig, Server};
 use wafka_producer::Producer;
-use wafka_tests::{brokers, consume_exactly, create_topic, guest};
+use wafka_tests::{brokers, consume_all, consume_exactly, create_topic, guest};
 
 /// One test at a time: they share the machine's two cores, and timing bounds are asserted.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -1364,4 +1364,34 @@ async fn a_tenant_can_serve_a_wasi_messaging_plugin() {
     );
     assert_eq!(got[3].headers[1], ("seq".to_string(), Some(b"3".to_vec())));
     s.server.drain(Duration::from_secs(10)).await;
+}
+
+/// A drain right after a reload waits for the retired pool's instance to finish (its `finish`
+/// takes half a second) before it flushes: the record `finish` publishes is at the broker when
+/// the drain returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_waits_for_the_pools_a_reload_retired_to_finish() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("serve-finish-retired", 1);
+    let slow_finish = tenant("acme", &["*"], "max_instances = 1").replace(
+        "path = \"PROBE\"\n",
+        &format!(
+            "path = \"PROBE\"\nconfig = {{ \"publish-finish\" = \"{topic}\", \"sleep-finish\" = \"500\" }}\n"
+        ),
+    );
+    let s = serve(&slow_finish).await;
+    let r = s
+        .events("acme", format!("publish {topic} k before\n"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The new pool's instances finish at once and publish nothing.
+    write_config(&s.dir, &tenant("acme", &["*"], "max_instances = 1"));
+    let r = s.server.reload().await.expect("reloaded");
+    assert_eq!(r.kept, 0, "the tenant changed: {r:?}");
+    let drained = s.server.drain(Duration::from_secs(10)).await;
+    assert!(drained.flushed, "{drained:?}");
+    // What the broker holds now, not what may arrive later.
+    let got = consume_all(&brokers(), &topic, Duration::from_secs(30));
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(values, [b"before".to_vec(), b"finish".to_vec()]);
 }

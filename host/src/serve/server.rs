@@ -85,6 +85,9 @@ pub(crate) struct State {
     capacity: usize,
     /// Instances alive in every pool, retired ones included.
     host_live: Arc<AtomicUsize>,
+    /// Pools a reload retired whose instances may still be finishing: a drain waits for them
+    /// as for the pools in effect.
+    retired: std::sync::Mutex<Vec<Arc<crate::serve::pool::PluginPool>>>,
 }
 
 impl State {
@@ -242,9 +245,12 @@ impl State {
         let current = self.tenants();
         let kept: Vec<*const crate::serve::pool::PluginPool> =
             current.kept_pools(&previous).map(Arc::as_ptr).collect();
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.retain(|pool| pool.live() > 0);
         for t in previous.iter() {
             for pool in t.plugins.values() {
                 if !kept.contains(&Arc::as_ptr(pool)) {
+                    retired.push(pool.clone());
                     // Within the drain timeout: the cores of removed identities close after it.
                     let pool = pool.clone();
                     tokio::spawn(async move {
@@ -253,6 +259,7 @@ impl State {
                 }
             }
         }
+        drop(retired);
         // Identities no tenant has any more: their cores close once the replaced tenants'
         // last events had the drain timeout to finish.
         self.retire_unused_cores();
@@ -355,6 +362,7 @@ impl Server {
             reloading: tokio::sync::Mutex::new(()),
             capacity,
             host_live,
+            retired: std::sync::Mutex::new(Vec::new()),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let app = crate::serve::http::router(state.clone());
@@ -419,15 +427,17 @@ impl Server {
         }
         let events_cut = s.in_flight.load(Ordering::SeqCst);
         let _ = self.stop.send(true);
-        // Idle instances finish their work (their last flush and reports) in at most half of
-        // what is left, then the records are flushed.
+        // Every instance finishes its work (its last flush and reports), in the pools in effect
+        // and in those a reload retired, in at most half of what is left; then the records are
+        // flushed.
         let half = deadline.saturating_duration_since(Instant::now()) / 2;
         let mut finishing = tokio::task::JoinSet::new();
-        for t in s.tenants().iter() {
-            for pool in t.plugins.values() {
-                let pool = pool.clone();
-                finishing.spawn(async move { pool.finish_idle(half).await });
-            }
+        let retired = s.retired.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let tenants = s.tenants();
+        let current = tenants.iter().flat_map(|t| t.plugins.values());
+        for pool in current.chain(retired.iter()) {
+            let pool = pool.clone();
+            finishing.spawn(async move { pool.finish_idle(half).await });
         }
         let _ = tokio::time::timeout(half, finishing.join_all()).await;
         let left = deadline.saturating_duration_since(Instant::now());

@@ -34,8 +34,9 @@
 //! Configuration: with `publish-init=TOPIC`, `init` first publishes one record (value `init`)
 //! to TOPIC; with `sleep-init=MS`, it then sleeps MS milliseconds; with `fail-init=MESSAGE`, it
 //! then fails with MESSAGE (to test the host's handling of a failed `init`). At `finish`, with
-//! `publish-finish=TOPIC` it publishes one record (value `finish`) to TOPIC, and with
-//! `fail-finish=MESSAGE` it then fails with MESSAGE. Every other setting is ignored.
+//! `sleep-finish=MS` it first sleeps MS milliseconds, with `publish-finish=TOPIC` it publishes
+//! one record (value `finish`) to TOPIC, and with `fail-finish=MESSAGE` it then fails with
+//! MESSAGE. Every other setting is ignored.
 
 use std::hint::black_box;
 
@@ -47,6 +48,8 @@ struct Probe {
     publish_finish: Option<String>,
     /// `fail-finish`: the message `finish` fails with.
     fail_finish: Option<String>,
+    /// `sleep-finish`: how long `finish` sleeps first, in ms.
+    sleep_finish: u64,
 }
 
 impl Plugin for Probe {
@@ -62,11 +65,17 @@ impl Plugin for Probe {
             None => Ok(Probe {
                 publish_finish: config.get("publish-finish").map(str::to_string),
                 fail_finish: config.get("fail-finish").map(str::to_string),
+                sleep_finish: config
+                    .get("sleep-finish")
+                    .map(number::<u64>)
+                    .transpose()?
+                    .unwrap_or(0),
             }),
         }
     }
 
     fn finish(&mut self) -> wafka_guest::Result<()> {
+        std::thread::sleep(std::time::Duration::from_millis(self.sleep_finish));
         if let Some(topic) = &self.publish_finish {
             Record::new(topic.as_str(), "finish").publish()?;
         }
