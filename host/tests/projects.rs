@@ -299,17 +299,30 @@ fn new_and_build_take_relative_paths_a_name_and_an_output() {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (out.status.success(), text(&out.stdout), text(&out.stderr))
     };
-    let (ok, stdout, stderr) = wafka(&["new", "c", "app", "--name", "shouter"]);
+    // A name of its own (it is in the component's bytes): a component no earlier run compiled.
+    let nanos = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap()
+        .as_nanos();
+    let name = format!("shouter-{}-{nanos}", std::process::id());
+    let (ok, stdout, stderr) = wafka(&["new", "c", "app", "--name", &name]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("wafka build app"), "{stdout}");
     let manifest = std::fs::read_to_string(parent.join("app/wafka.toml")).unwrap();
-    assert!(manifest.contains("name = \"shouter\""), "{manifest}");
+    assert!(
+        manifest.contains(&format!("name = \"{name}\"")),
+        "{manifest}"
+    );
 
     let (ok, stdout, stderr) = wafka(&["build", "app"]);
     assert!(ok, "{stderr}");
-    let built = parent.join("app/build/shouter.wasm");
+    let built = parent.join(format!("app/build/{name}.wasm"));
     assert_eq!(stdout.trim(), built.to_str().unwrap());
     assert!(built.is_file());
+    // `wafka build` compiled it once, into the compile cache `wafka test` and `run` read.
+    let (ok, _, stderr) = wafka(&["test", built.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("from the compile cache"), "{stderr}");
 
     let (ok, stdout, stderr) = wafka(&["build", "app", "-o", "out/x.wasm"]);
     assert!(ok, "{stderr}");

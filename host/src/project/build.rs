@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use wafka::{Engine, PluginOptions};
+use wafka::{ComponentCache, Engine, EngineOptions, PluginOptions};
 
 use super::{Manifest, SDK_DIR};
 
@@ -55,7 +55,13 @@ pub(crate) fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf> {
             manifest.name
         );
     }
-    let engine = Engine::new().map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+    // The engine `wafka run` and `wafka test` use, with the compile cache: the check compiles
+    // the component once, for them too.
+    let mut engine = Engine::with_options(EngineOptions { max_instances: 4 })
+        .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+    if let Ok(cache) = ComponentCache::open_default() {
+        engine = engine.with_cache(cache);
+    }
     engine
         .load_file(&out, PluginOptions::new(manifest.name.clone()))
         .map_err(|e| anyhow::anyhow!("{} was built but wafka cannot run it: {e}", out.display()))?;
