@@ -208,13 +208,7 @@ impl Drop for Lease {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if tokio::time::Instant::now() < until => {
                 runtime.spawn(async move {
-                    let mut instance = instance;
-                    // Past the pool's time it is dropped unfinished, as an idle one is.
-                    if let Ok(Err(e)) = tokio::time::timeout_at(until, instance.finish()).await {
-                        tracing::warn!("{e}");
-                    }
-                    drop(instance);
-                    drop(counted);
+                    finish(instance, counted, until).await;
                     drop(permit);
                 });
             }
@@ -239,15 +233,8 @@ impl PluginPool {
             std::mem::take(&mut idle.instances)
         };
         let mut finishing = tokio::task::JoinSet::new();
-        for mut instance in idle {
-            // The instance holds its pool slot until it is dropped, whichever way this ends.
-            let counted = Counted(self.clone());
-            finishing.spawn(async move {
-                let r = instance.finish().await;
-                drop(instance);
-                drop(counted);
-                r.map_err(|e| tracing::warn!("{e}")).is_ok()
-            });
+        for instance in idle {
+            finishing.spawn(finish(instance, Counted(self.clone()), until));
         }
         let finished = async {
             let mut finished = 0;
@@ -275,6 +262,27 @@ impl PluginPool {
             notified.await;
         }
     }
+}
+
+/// Runs `instance`'s `finish` until `until` at the latest, then drops it (and with `counted`,
+/// its place in the pool's count); whether it finished without an error.
+async fn finish(
+    mut instance: PluginInstance,
+    counted: Counted,
+    until: tokio::time::Instant,
+) -> bool {
+    let finished = match tokio::time::timeout_at(until, instance.finish()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!("{e}");
+            false
+        }
+        // Past the pool's time it is dropped unfinished.
+        Err(_) => false,
+    };
+    drop(instance);
+    drop(counted);
+    finished
 }
 
 /// One instance counted as its pool's (and the host's) until dropped.
