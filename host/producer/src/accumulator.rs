@@ -37,6 +37,10 @@ use crate::record::Record;
 /// up, so a batch within this of its due time goes now rather than a tick late.
 const LINGER_SLACK: Duration = Duration::from_millis(1);
 
+/// The smallest buffer a batch opens with: a partition holding one small record counts about
+/// this much of `buffer.memory`, not `batch.size`.
+const MIN_BATCH_BUFFER: usize = 1024;
+
 /// What a sink drains: partitions that may have something to send, and the sink's health as
 /// the partitioner sees it.
 pub(crate) struct ReadyList {
@@ -302,8 +306,14 @@ pub(crate) enum Take {
 
 /// Why [`Accumulator::append`] did not append.
 pub(crate) enum NotAppended {
-    /// A new batch is needed and the reservation in hand is smaller than this.
-    NeedMemory(usize),
+    /// The reservation in hand is smaller than `bytes`, what a new batch (or, with `grow`, the
+    /// open batch's larger buffer) takes.
+    NeedMemory {
+        /// Bytes of `buffer.memory` needed in hand.
+        bytes: usize,
+        /// For growing the open batch (the sender may decline: see `may_grow`).
+        grow: bool,
+    },
     /// The topic's queues were forgotten meanwhile: look them up again.
     Evicted,
     /// The producer is closed.
@@ -435,8 +445,10 @@ impl Accumulator {
         gone
     }
 
-    /// Appends `record` to `queue`'s open batch, opening one with the bytes of `reserved` when
-    /// the record does not fit (`reserved` gives up what the new batch takes).
+    /// Appends `record` to `queue`'s open batch: growing its buffer, or opening a new batch,
+    /// with the bytes of `reserved` when the record does not fit (`reserved` gives up what the
+    /// batch takes). With `may_grow` false a batch too small for the record closes and the
+    /// record opens a new one instead (the sender's share cannot pay for a growth).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &self,
@@ -448,6 +460,7 @@ impl Accumulator {
         id: u64,
         callback: &mut Option<Callback>,
         reserved: &mut usize,
+        may_grow: bool,
     ) -> Result<(Arc<BatchOutcome>, i32), NotAppended> {
         let batch_size = self.config.batch_size;
         let size = record_size_upper_bound(record);
@@ -459,29 +472,48 @@ impl Accumulator {
             return Err(NotAppended::Evicted);
         }
         let mut signal = false;
-        if st.open.as_ref().is_some_and(|o| !o.builder.fits(size)) {
-            let o = st.open.take().expect("checked");
-            close_into(&mut st, o);
-            signal = true;
+        // The open batch takes the record if it fits in `batch.size`, growing if it must.
+        if let Some(open) = st.open.as_mut() {
+            let b = &mut open.builder;
+            if !b.fits(size) {
+                let want = b.len() + size;
+                if want <= batch_size && may_grow {
+                    let to = grown_capacity(b.capacity(), want, batch_size);
+                    let need = to - b.capacity();
+                    if *reserved < need {
+                        return Err(NotAppended::NeedMemory {
+                            bytes: need,
+                            grow: true,
+                        });
+                    }
+                    *reserved -= need;
+                    b.grow_to(to);
+                    open.completion.hold(need, owner, bytes);
+                } else {
+                    let o = st.open.take().expect("checked");
+                    close_into(&mut st, o);
+                    signal = true;
+                }
+            }
         }
         if st.open.is_none() {
-            let need = batch_size.max(BATCH_HEADER_LEN + size);
+            let need = first_capacity(BATCH_HEADER_LEN + size, batch_size);
             if *reserved < need {
                 drop(st);
                 if signal {
                     queue.signal();
                 }
-                return Err(NotAppended::NeedMemory(need));
+                return Err(NotAppended::NeedMemory {
+                    bytes: need,
+                    grow: false,
+                });
             }
             *reserved -= need;
             let mut completion =
-                Completion::new(queue.topic.clone(), queue.partition, need, &self.ledger);
-            // An owner in a shared quota pays for the batch it opens, beyond its record: the
-            // sender took that from the share before reserving the memory.
-            completion.share_charge = owner
-                .share
-                .as_ref()
-                .map(|s| (s.clone(), need.saturating_sub(bytes)));
+                Completion::new(queue.topic.clone(), queue.partition, 0, &self.ledger);
+            // An owner in a shared quota pays for the buffer it opens (or grows), beyond its
+            // record: the sender took that from the share before reserving the memory.
+            completion.hold(need, owner, bytes);
             st.open = Some(OpenBatch {
                 builder: BatchBuilder::new(need),
                 created: Instant::now(),
@@ -708,6 +740,18 @@ impl Accumulator {
     }
 }
 
+/// The buffer a batch opens with: room for its first record, and at least
+/// [`MIN_BATCH_BUFFER`] (a few more small records) unless `batch.size` is smaller.
+fn first_capacity(first: usize, batch_size: usize) -> usize {
+    first.max(MIN_BATCH_BUFFER.min(batch_size))
+}
+
+/// The buffer a batch of `capacity` grows to for `want` bytes: doubled (copies stay linear in
+/// the batch's size), at least `want`, at most `batch.size`.
+fn grown_capacity(capacity: usize, want: usize, batch_size: usize) -> usize {
+    capacity.saturating_mul(2).min(batch_size).max(want)
+}
+
 fn close_into(st: &mut PartitionState, o: OpenBatch) {
     let OpenBatch {
         builder,
@@ -808,14 +852,28 @@ mod tests {
         let r = Record::new("t", value);
         let mut reserved = 0;
         loop {
-            match a.append(q, &r, 0, value.len(), owner, 0, &mut None, &mut reserved) {
+            match a.append(
+                q,
+                &r,
+                0,
+                value.len(),
+                owner,
+                0,
+                &mut None,
+                &mut reserved,
+                true,
+            ) {
                 Ok((o, _)) => {
                     a.ledger.memory.add_permits(reserved);
                     return o;
                 }
-                Err(NotAppended::NeedMemory(n)) => {
-                    a.ledger.memory.try_acquire_many(n as u32).unwrap().forget();
-                    reserved += n;
+                Err(NotAppended::NeedMemory { bytes: n, .. }) => {
+                    a.ledger
+                        .memory
+                        .try_acquire_many((n - reserved) as u32)
+                        .unwrap()
+                        .forget();
+                    reserved = n;
                 }
                 Err(NotAppended::Closed | NotAppended::Evicted) => panic!("closed"),
             }
@@ -866,15 +924,61 @@ mod tests {
     }
 
     #[test]
-    fn buffer_memory_counts_the_batch_buffers() {
-        let (a, ledger) = acc(60_000, 1000);
-        let t = a.topic_with("t", 3);
+    fn buffer_memory_counts_what_batches_hold_not_batch_size() {
+        let ledger = Ledger::new(8 << 20);
+        let a = Accumulator::new(
+            AccumulatorConfig {
+                batch_size: 1_000_000,
+                linger: Duration::from_secs(60),
+                delivery_timeout: Duration::from_secs(120),
+            },
+            ledger.clone(),
+        );
+        let total = ledger.memory.available_permits();
+        let t = a.topic_with("t", 1000);
         let o = owner();
-        for p in 0..3 {
+        for p in 0..1000 {
             append(&a, &t.partitions[p], &o, b"x");
         }
-        // Three tiny records, three batches of batch.size each.
-        assert_eq!(ledger.memory.available_permits(), (1 << 20) - 3000);
+        // 1,000 partitions with a tiny record each hold about a KiB each, not 1 GB.
+        let held = total - ledger.memory.available_permits();
+        assert_eq!(held, 1000 * MIN_BATCH_BUFFER, "held {held}");
+        // One partition's batch grows as records come, counting every growth.
+        let q = &t.partitions[0];
+        let mut outcomes = Vec::new();
+        for _ in 0..5000 {
+            outcomes.push(append(&a, q, &o, &[7; 100]));
+        }
+        let grown = total - ledger.memory.available_permits() - 999 * MIN_BATCH_BUFFER;
+        let len = match &q.state.lock().open {
+            Some(open) => {
+                assert_eq!(open.builder.capacity(), grown, "counted what is allocated");
+                open.builder.len()
+            }
+            None => panic!("500 KB of records stay in one open batch of 1 MB"),
+        };
+        assert!(
+            grown >= len && grown < 2 * len,
+            "buffer {grown} for {len} bytes"
+        );
+        assert!(Arc::ptr_eq(&outcomes[0], &outcomes[4999]), "one batch");
+        // Up to batch.size and no further: the next records go into a new batch.
+        for _ in 0..6000 {
+            append(&a, q, &o, &[8; 100]);
+        }
+        let st = q.state.lock();
+        assert_eq!(st.queued.len(), 1, "one full batch closed");
+        match &st.queued[0].body {
+            Body::Open(b) => {
+                assert!(b.len() <= 1_000_000 && b.len() > 990_000, "{}", b.len());
+                assert_eq!(b.capacity(), 1_000_000);
+            }
+            Body::Closed(_) => panic!("closed by a sink only"),
+        }
+        drop(st);
+        // Everything goes back when the batches end.
+        a.abort_all(&ProduceError::Closed);
+        assert_eq!(ledger.memory.available_permits(), total);
     }
 
     #[test]
@@ -927,7 +1031,8 @@ mod tests {
                 &o,
                 0,
                 &mut None,
-                &mut reserved
+                &mut reserved,
+                true
             ),
             Err(NotAppended::Evicted)
         ));
@@ -1001,7 +1106,8 @@ mod tests {
                 &o,
                 0,
                 &mut None,
-                &mut reserved
+                &mut reserved,
+                true
             ),
             Err(NotAppended::Closed)
         ));

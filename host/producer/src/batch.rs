@@ -1,9 +1,10 @@
-//! Kafka record batches (magic v2), written straight into `BytesMut` as records arrive.
+//! Kafka record batches (magic v2), written straight into one buffer as records arrive.
 //!
 //! Owns the byte layout: varints, record framing, headers, the 61-byte batch header, CRC-32C
 //! and compression. A record's key, value and headers are copied once, from the caller's slice
-//! into the batch buffer, which is allocated once at the size the batch reserved from
-//! `buffer.memory`. Producer id, epoch and base sequence are only known when a sink sends the
+//! into the batch buffer, which grows (by doubling, up to `batch.size`) as records arrive: the
+//! accumulator reserves each growth from `buffer.memory` before asking for it
+//! ([`BatchBuilder::grow_to`]), so what a batch holds is what it counts. Producer id, epoch and base sequence are only known when a sink sends the
 //! batch, so [`ClosedBatch::seal`] fills them and the CRC last. A batch the broker finds too
 //! large is re-read and split in two ([`ClosedBatch::split`]). It must not know about
 //! partitions, owners or the network.
@@ -28,7 +29,7 @@ pub fn varint_len(v: i64) -> usize {
     (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-fn put_varint(buf: &mut BytesMut, v: i64) {
+fn put_varint(buf: &mut impl BufMut, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         buf.put_u8((z as u8) | 0x80);
@@ -68,9 +69,12 @@ pub fn single_record_batch_upper_bound(r: &Record<'_>) -> usize {
 }
 
 /// A batch that is still taking records.
+///
+/// Its buffer is a `Vec` while it grows: `reserve_exact` allocates exactly what was counted
+/// (and the allocator may extend in place); closing turns it into `BytesMut` without a copy.
 #[derive(Debug)]
 pub struct BatchBuilder {
-    buf: BytesMut,
+    buf: Vec<u8>,
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
@@ -78,9 +82,9 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     /// An empty batch with room for `capacity` bytes (header included); it never grows past
-    /// that by itself, see [`BatchBuilder::fits`].
+    /// that by itself, see [`BatchBuilder::fits`] and [`BatchBuilder::grow_to`].
     pub fn new(capacity: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_LEN));
+        let mut buf = Vec::with_capacity(capacity.max(BATCH_HEADER_LEN));
         buf.put_bytes(0, BATCH_HEADER_LEN);
         BatchBuilder {
             buf,
@@ -110,6 +114,18 @@ impl BatchBuilder {
         self.buf.len() + size <= self.buf.capacity()
     }
 
+    /// Bytes the buffer holds allocated (what the batch counts against `buffer.memory`).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Grows the buffer to exactly `capacity` bytes (no-op if it has that already).
+    pub fn grow_to(&mut self, capacity: usize) {
+        if capacity > self.buf.capacity() {
+            self.buf.reserve_exact(capacity - self.buf.len());
+        }
+    }
+
     /// Appends `r` with create time `timestamp` and returns its offset delta.
     pub fn append(&mut self, r: &Record<'_>, timestamp: i64) -> i32 {
         if self.count == 0 {
@@ -120,6 +136,8 @@ impl BatchBuilder {
         let ts_delta = timestamp - self.base_timestamp;
         let body = body_without_deltas(r) + varint_len(ts_delta) + varint_len(offset_delta as i64);
         let buf = &mut self.buf;
+        // Within the capacity counted for it (the caller checked `fits`); grows only if it
+        // did not, e.g. a builder used alone.
         buf.reserve(varint_len(body as i64) + body);
         put_varint(buf, body as i64);
         buf.put_u8(0); // record attributes: unused in v2
@@ -152,11 +170,13 @@ impl BatchBuilder {
     pub fn close_with(self, codec: &mut Codec) -> std::io::Result<ClosedBatch> {
         let compression = codec.compression;
         let BatchBuilder {
-            mut buf,
+            buf,
             count,
             base_timestamp,
             max_timestamp,
         } = self;
+        // Zero-copy: the Vec is unique, so BytesMut takes its allocation over.
+        let mut buf = BytesMut::from(Bytes::from(buf));
         if compression != Compression::None {
             let records = buf.split_off(BATCH_HEADER_LEN);
             codec.compress_into(&mut buf, &records)?;
@@ -182,7 +202,7 @@ impl BatchBuilder {
     }
 }
 
-fn put_bytes_field(buf: &mut BytesMut, b: Option<&[u8]>) {
+fn put_bytes_field(buf: &mut impl BufMut, b: Option<&[u8]>) {
     match b {
         Some(b) => {
             put_varint(buf, b.len() as i64);

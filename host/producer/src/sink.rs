@@ -1120,10 +1120,11 @@ mod tests {
                     0,
                     &mut None,
                     &mut reserved,
+                    true,
                 ) {
                     Ok((o, _)) => outcomes.push(o),
                     Err(
-                        NotAppended::NeedMemory(_) | NotAppended::Closed | NotAppended::Evicted,
+                        NotAppended::NeedMemory { .. } | NotAppended::Closed | NotAppended::Evicted,
                     ) => {
                         panic!("append")
                     }
