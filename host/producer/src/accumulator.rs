@@ -9,9 +9,13 @@
 //! `linger.ms` passed, when a flush waits for it (only the batches that hold the flushing
 //! owner's records), or while a send waits for memory.
 //!
-//! Order: a partition has at most **one batch in flight**, and a batch put back goes back to
-//! the head of its queue, so batches leave and are stored in the order they were made, retries
-//! included, whatever the broker checks. A sink learns of a partition through its
+//! Order: a partition has up to `max.in.flight.requests.per.connection` batches in flight (one
+//! per request), taken from the head of its queue in the order they were made. A batch that
+//! comes back without being stored (put back for a retry, or dropped) goes back into the queue
+//! at its place by that order, and the partition then **drains**: nothing more of it leaves
+//! until none of its batches is in flight, so retries leave in order too, and the idempotence
+//! module numbers what follows from a settled state (Java's "unresolved sequences" rule, made
+//! simpler: an error costs the partition one round trip). A sink learns of a partition through its
 //! [`ReadyList`] (pushed when a batch opens, closes, is hurried or put back), never by
 //! scanning. Expired batches are failed where they are found, outside the partition's lock.
 //! It must not talk to brokers nor decide retries.
@@ -132,6 +136,8 @@ pub(crate) enum Body {
 pub(crate) struct ProducerBatch {
     pub(crate) body: Body,
     pub(crate) count: i32,
+    /// Its place among the partition's batches (both halves of a split keep the batch's).
+    pub(crate) order: u64,
     pub(crate) created: Instant,
     pub(crate) attempts: u32,
     pub(crate) retry_at: Option<Instant>,
@@ -176,6 +182,7 @@ impl ProducerBatch {
 
 struct OpenBatch {
     builder: BatchBuilder,
+    order: u64,
     created: Instant,
     completion: Completion,
 }
@@ -184,10 +191,14 @@ struct OpenBatch {
 #[derive(Default)]
 pub(crate) struct PartitionState {
     open: Option<OpenBatch>,
-    /// Closed batches not in flight, oldest first (a batch put back goes first).
+    /// Closed batches not in flight, by `order` (a batch put back goes to its place).
     queued: VecDeque<ProducerBatch>,
-    /// Whether a batch of this partition is in flight.
-    in_flight: bool,
+    /// Batches of this partition in flight.
+    in_flight: usize,
+    /// A batch came back unsettled: take nothing until none is in flight.
+    draining: bool,
+    /// The `order` of the next batch to open.
+    next_order: u64,
     /// Sequence numbers, owned by the idempotence module.
     pub(crate) sequence: Sequence,
     /// Why the head cannot go (no leader, no producer id, ...), for the expiry error.
@@ -198,7 +209,18 @@ pub(crate) struct PartitionState {
 
 impl PartitionState {
     fn busy(&self) -> bool {
-        self.open.is_some() || !self.queued.is_empty() || self.in_flight
+        self.open.is_some() || !self.queued.is_empty() || self.in_flight > 0
+    }
+
+    /// One batch taken by a sink is back (stored, put back or dropped).
+    fn returned(&mut self, settled: bool) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if !settled {
+            self.draining = true;
+        }
+        if self.in_flight == 0 {
+            self.draining = false;
+        }
     }
 }
 
@@ -286,6 +308,8 @@ pub(crate) struct TopicQueues {
 #[derive(Debug, Clone)]
 pub(crate) struct AccumulatorConfig {
     pub batch_size: usize,
+    /// Most batches of one partition in flight (`max.in.flight.requests.per.connection`).
+    pub max_in_flight: usize,
     pub linger: Duration,
     pub delivery_timeout: Duration,
 }
@@ -298,7 +322,8 @@ pub(crate) enum Take {
     Later(Instant, bool),
     /// Waiting for an identity (producer id); look again then, or when it comes.
     Identity(Option<Instant>),
-    /// A batch is in flight: look again when it is back.
+    /// As many batches as may be are in flight, or the partition drains: look again when one
+    /// is back.
     Busy,
     /// Nothing queued.
     Empty,
@@ -514,7 +539,10 @@ impl Accumulator {
             // An owner in a shared quota pays for the buffer it opens (or grows), beyond its
             // record: the sender took that from the share before reserving the memory.
             completion.hold(need, owner, bytes);
+            let order = st.next_order;
+            st.next_order += 1;
             st.open = Some(OpenBatch {
+                order,
                 builder: BatchBuilder::new(need),
                 created: Instant::now(),
                 completion,
@@ -554,6 +582,7 @@ impl Accumulator {
             take_locked(
                 &mut st,
                 now,
+                self.config.max_in_flight,
                 self.config.linger,
                 self.ledger.under_pressure(),
                 idempotence,
@@ -613,6 +642,10 @@ impl Accumulator {
             let b = st.queued.pop_front().expect("head");
             let e = b.expiry(timeout, st.stuck.as_deref());
             idempotence.dropped(&mut st.sequence, b.stamp);
+            // Batches after it in flight are out of order now: let them come back first.
+            if b.stamp.is_some() && st.in_flight > 0 {
+                st.draining = true;
+            }
             out.push((b.settle, e));
         }
         if st.queued.is_empty() && st.open.as_ref().is_some_and(|o| o.created + timeout <= now) {
@@ -650,14 +683,26 @@ impl Accumulator {
         queue.state.lock().stuck = why;
     }
 
-    /// A batch of `queue` came back done: the partition may send again.
-    pub(crate) fn done(&self, queue: &Arc<PartitionQueue>) {
-        queue.state.lock().in_flight = false;
+    /// A batch of `queue` was stored (`stamp`, `count`: its numbers): the partition may send
+    /// another.
+    pub(crate) fn done(
+        &self,
+        queue: &Arc<PartitionQueue>,
+        stamp: Option<Stamp>,
+        count: i32,
+        idempotence: &Idempotence,
+    ) {
+        {
+            let mut st = queue.state.lock();
+            idempotence.stored(&mut st.sequence, stamp, count);
+            st.returned(true);
+        }
         queue.signal();
     }
 
-    /// Puts `batch` back at the head of its queue (it was the one in flight). `f` runs on the
-    /// partition's sequence state first (under the lock): the idempotence module's verdict.
+    /// Puts `batches` (one batch taken, or both halves of it) back into the queue at their
+    /// place; the partition drains before sending again. `f` runs on the partition's sequence
+    /// state first (under the lock): the idempotence module's verdict.
     pub(crate) fn put_back(
         &self,
         queue: &Arc<PartitionQueue>,
@@ -667,12 +712,13 @@ impl Accumulator {
         {
             let mut st = queue.state.lock();
             f(&mut st.sequence, &mut batches);
-            st.in_flight = false;
+            st.returned(false);
             // After the producer closed nothing drains the queue: the batches end (Closed) as
             // they are dropped, outside the lock.
             if !self.closed.load(Ordering::Acquire) {
-                for b in batches.drain(..).rev() {
-                    st.queued.push_front(b);
+                for b in batches.drain(..) {
+                    let at = st.queued.partition_point(|q| q.order <= b.order);
+                    st.queued.insert(at, b);
                 }
             }
         }
@@ -696,7 +742,7 @@ impl Accumulator {
         {
             let mut st = queue.state.lock();
             f(&mut st.sequence);
-            st.in_flight = false;
+            st.returned(false);
         }
         queue.signal();
     }
@@ -755,11 +801,13 @@ fn grown_capacity(capacity: usize, want: usize, batch_size: usize) -> usize {
 fn close_into(st: &mut PartitionState, o: OpenBatch) {
     let OpenBatch {
         builder,
+        order,
         created,
         completion,
     } = o;
     st.queued.push_back(ProducerBatch {
         count: builder.count(),
+        order,
         body: Body::Open(builder),
         created,
         attempts: 0,
@@ -776,11 +824,12 @@ type TakeFailed = Box<(ProducerBatch, ProduceError)>;
 fn take_locked(
     st: &mut PartitionState,
     now: Instant,
+    max_in_flight: usize,
     linger: Duration,
     pressure: bool,
     idempotence: &Arc<Idempotence>,
 ) -> Result<Take, TakeFailed> {
-    if st.in_flight {
+    if st.in_flight > 0 && (st.draining || st.in_flight >= max_in_flight) {
         return Ok(Take::Busy);
     }
     if st.queued.is_empty() {
@@ -804,7 +853,7 @@ fn take_locked(
     match idempotence.stamp(&mut st.sequence, &mut head.stamp, head.count) {
         Ok(stamp) => {
             let batch = st.queued.pop_front().expect("head");
-            st.in_flight = true;
+            st.in_flight += 1;
             st.stuck = None;
             Ok(Take::Batch(Box::new(batch), stamp))
         }
@@ -830,6 +879,7 @@ mod tests {
             Accumulator::new(
                 AccumulatorConfig {
                     batch_size,
+                    max_in_flight: 5,
                     linger: Duration::from_millis(linger_ms),
                     delivery_timeout: Duration::from_secs(120),
                 },
@@ -907,20 +957,59 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &second));
         let b = take(&a, q, Instant::now()).expect("closed batch is due at once");
         assert_eq!(b.count, 1);
-        // One batch in flight per partition.
+        // The second lingers while the first is in flight, and leaves once due.
         assert!(matches!(
-            a.take(
-                q,
-                Instant::now() + Duration::from_secs(1),
-                &no_idempotence()
-            ),
-            Take::Busy
+            a.take(q, Instant::now(), &no_idempotence()),
+            Take::Later(_, true)
         ));
-        a.done(q);
         let b2 =
             take(&a, q, Instant::now() + Duration::from_millis(100)).expect("due after linger");
         assert_eq!(b2.count, 1);
         drop((b, b2));
+    }
+
+    #[test]
+    fn several_batches_fly_and_one_put_back_drains_the_partition_then_goes_in_order() {
+        let (a, _) = acc(0, 100);
+        let t = a.topic_with("t", 1);
+        let q = &t.partitions[0];
+        let o = owner();
+        // Each record fills a batch: seven batches, made in order 0..7.
+        for i in 0..7 {
+            append(&a, q, &o, &[i; 60]);
+        }
+        let now = Instant::now();
+        let idem = no_idempotence();
+        let mut flying: Vec<ProducerBatch> = (0..5).map(|_| take(&a, q, now).unwrap()).collect();
+        assert_eq!(
+            flying.iter().map(|b| b.order).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert!(
+            matches!(a.take(q, now, &idem), Take::Busy),
+            "max.in.flight.requests.per.connection=5 per partition"
+        );
+        let b4 = flying.pop().unwrap();
+        let b3 = flying.pop().unwrap();
+        let b2 = flying.pop().unwrap();
+        let b1 = flying.pop().unwrap();
+        let b0 = flying.pop().unwrap();
+        a.done(q, None, 1, &idem);
+        drop(b0);
+        // Batch 1 comes back for a retry: nothing leaves until the rest are back.
+        a.put_back(q, vec![b1], |_, _| {});
+        assert!(matches!(a.take(q, now, &idem), Take::Busy), "draining");
+        a.put_back(q, vec![b3], |_, _| {});
+        a.done(q, None, 1, &idem);
+        drop(b2);
+        assert!(
+            matches!(a.take(q, now, &idem), Take::Busy),
+            "still draining"
+        );
+        a.put_back(q, vec![b4], |_, _| {});
+        // Back in the order they were made, retries included.
+        let again: Vec<u64> = (0..5).map(|_| take(&a, q, now).unwrap().order).collect();
+        assert_eq!(again, [1, 3, 4, 5, 6]);
     }
 
     #[test]
@@ -929,6 +1018,7 @@ mod tests {
         let a = Accumulator::new(
             AccumulatorConfig {
                 batch_size: 1_000_000,
+                max_in_flight: 5,
                 linger: Duration::from_secs(60),
                 delivery_timeout: Duration::from_secs(120),
             },
@@ -991,7 +1081,7 @@ mod tests {
         assert!(take(&a, q, Instant::now()).is_none());
         a.hurry(&outcome);
         let b = take(&a, q, Instant::now()).expect("a flush hurries the batch");
-        a.done(q);
+        a.done(q, None, 1, &no_idempotence());
         b.settle.finish(Ok(BatchAck {
             base_offset: 7,
             log_append_time: None,
@@ -1017,7 +1107,7 @@ mod tests {
         assert!(a.evict_idle(Duration::ZERO, &idem).is_empty());
         let b = take(&a, q, Instant::now()).unwrap();
         drop(b);
-        a.done(q);
+        a.done(q, None, 1, &no_idempotence());
         assert_eq!(a.evict_idle(Duration::ZERO, &idem), vec![Arc::from("t")]);
         assert!(a.topic("t").is_none());
         // A send that still holds the old queues is sent to the new ones.
@@ -1065,6 +1155,7 @@ mod tests {
         let a = Accumulator::new(
             AccumulatorConfig {
                 batch_size: 16384,
+                max_in_flight: 5,
                 linger: Duration::ZERO,
                 delivery_timeout: Duration::from_millis(10),
             },

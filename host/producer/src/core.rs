@@ -162,6 +162,7 @@ impl Core {
         let accumulator = Arc::new(Accumulator::new(
             AccumulatorConfig {
                 batch_size: config.batch_size,
+                max_in_flight: config.max_in_flight.max(1),
                 linger: config.linger,
                 delivery_timeout: config.delivery_timeout,
             },
