@@ -57,6 +57,8 @@ pub(crate) struct ReadyList {
     /// may wait before the partitioner stops choosing this broker (zero: forever).
     waiting_since: Mutex<Option<Instant>>,
     patience: Duration,
+    /// Until when the broker asked us to hold back (KIP-219): no new records without a key.
+    throttled_until: Mutex<Option<Instant>>,
     /// The broker left the cluster: the sink ends once nothing is in flight.
     retired: AtomicBool,
 }
@@ -70,6 +72,7 @@ impl ReadyList {
             up: AtomicBool::new(false),
             waiting_since: Mutex::new(None),
             patience,
+            throttled_until: Mutex::new(None),
             retired: AtomicBool::new(false),
         })
     }
@@ -96,10 +99,15 @@ impl ReadyList {
         !self.list.lock().is_empty()
     }
 
-    /// Whether new records without a key may come here: connected, and (with
+    /// Whether new records without a key may come here: reachable (connected, or its last
+    /// connection closed while idle), not throttled, and (with
     /// `partitioner.availability.timeout.ms`) answering in time.
     pub(crate) fn is_available(&self) -> bool {
         self.up.load(Ordering::Acquire)
+            && self
+                .throttled_until
+                .lock()
+                .is_none_or(|until| until <= Instant::now())
             && (self.patience.is_zero()
                 || self
                     .waiting_since
@@ -110,6 +118,11 @@ impl ReadyList {
     /// Records when the oldest request in flight was sent.
     pub(crate) fn set_waiting_since(&self, since: Option<Instant>) {
         *self.waiting_since.lock() = since;
+    }
+
+    /// Records that the broker throttles us until `until` (KIP-219).
+    pub(crate) fn set_throttled_until(&self, until: Option<Instant>) {
+        *self.throttled_until.lock() = until;
     }
 
     pub(crate) fn set_up(&self, up: bool) {

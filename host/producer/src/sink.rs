@@ -216,6 +216,9 @@ fn verdict(code: i16) -> Verdict {
     }
 }
 
+/// The first Produce version whose throttle the client applies (KIP-219).
+const KIP_219_VERSION: i16 = 6;
+
 /// Errors that mean our view of leaders is stale.
 fn needs_metadata(code: i16) -> bool {
     matches!(code, 3 | 5 | 6 | 13 | 56 | 74 | 75)
@@ -514,8 +517,15 @@ impl Sink {
     }
 
     /// The connection failed with requests in flight: their batches go again with the same
-    /// numbers (the broker may have stored them), the link backs off.
+    /// numbers (the broker may have stored them), the link backs off. A connection that
+    /// closes with nothing in flight (a broker's `connections.max.idle.ms`) only goes down:
+    /// the broker stays available to new records, and the next work connects again at once.
     fn lost(&mut self, e: NetError, now: Instant) {
+        if self.in_flight.is_empty() && self.carry.is_none() && matches!(e, NetError::Io { .. }) {
+            tracing::debug!("{} closed an idle connection: {e}", self.who());
+            self.link = Link::Down { retry_at: None };
+            return;
+        }
         let cause = format!("{e} (broker {})", self.node());
         let requests: Vec<InFlight> = self.in_flight.drain(..).collect();
         for r in requests {
@@ -758,9 +768,25 @@ impl Sink {
     }
 
     fn answered(&mut self, req: InFlight, resp: ProduceResponse, now: Instant) {
-        if resp.throttle_time_ms > 0 {
-            // KIP-219: the broker answered at once and asks us to hold back.
-            self.throttled_until = Some(now + Duration::from_millis(resp.throttle_time_ms as u64));
+        // KIP-219: from Produce v6 the broker answers at once and asks us to hold back; before
+        // v6 it delayed the answer itself, so the wait is already served.
+        if resp.throttle_time_ms > 0 && req.version >= KIP_219_VERSION {
+            let asked = Duration::from_millis(resp.throttle_time_ms as u64);
+            // A broker asking for more than request.timeout.ms is held to it: one answer must
+            // not mute a broker for days (i32::MAX ms is 24.8 days).
+            let wait = asked.min(self.ctx.config.request_timeout);
+            if wait < asked {
+                tracing::warn!(
+                    "{} asked to be left alone for {} ms; waiting {} ms (request.timeout.ms)",
+                    self.who(),
+                    asked.as_millis(),
+                    wait.as_millis()
+                );
+            }
+            let until = now + wait;
+            self.throttled_until = Some(until);
+            // New records without a key go elsewhere meanwhile.
+            self.ready.set_throttled_until(Some(until));
         }
         let mut index: HashMap<(&str, i32), usize> = HashMap::new();
         let mut flat = Vec::new();
