@@ -9,8 +9,6 @@
 //! large is re-read and split in two ([`ClosedBatch::split`]). It must not know about
 //! partitions, owners or the network.
 
-use std::io::Write;
-
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::Compression;
@@ -222,6 +220,90 @@ pub struct Codec {
     level: Option<i32>,
     zstd: Option<zstd::bulk::Compressor<'static>>,
     deflate: Option<flate2::Compress>,
+    lz4: Option<Lz4Frames>,
+}
+
+/// An LZ4 frame compressor whose context lives as long as its codec: creating one per batch
+/// costs an allocation and its set-up, and the `lz4` crate's `Encoder` also copies every block
+/// through a buffer of its own, where this writes the frame straight into the batch. Frames
+/// as that encoder wrote them (and Kafka's readers take): 64 KiB independent blocks, block
+/// and content checksums.
+struct Lz4Frames(lz4::liblz4::LZ4FCompressionContext);
+
+// SAFETY: the context is memory owned by this value alone, used through `&mut self` only (one
+// thread at a time) and freed once, in `drop`.
+unsafe impl Send for Lz4Frames {}
+
+impl Lz4Frames {
+    /// The largest frame header LZ4 writes (`LZ4F_HEADER_SIZE_MAX`).
+    const HEADER_MAX: usize = 19;
+
+    fn new() -> std::io::Result<Self> {
+        let mut ctx = lz4::liblz4::LZ4FCompressionContext(std::ptr::null_mut());
+        // SAFETY: `ctx` is a valid place for the context pointer.
+        lz4::liblz4::check_error(unsafe {
+            lz4::liblz4::LZ4F_createCompressionContext(&mut ctx, lz4::liblz4::LZ4F_VERSION)
+        })?;
+        Ok(Lz4Frames(ctx))
+    }
+
+    /// Appends one frame holding `src` to `out`, at `level` (0: the fast compressor).
+    fn compress(&mut self, out: &mut BytesMut, src: &[u8], level: u32) -> std::io::Result<()> {
+        use lz4::liblz4::*;
+        let prefs = LZ4FPreferences {
+            frame_info: LZ4FFrameInfo {
+                block_size_id: BlockSize::Max64KB,
+                block_mode: BlockMode::Independent,
+                content_checksum_flag: ContentChecksum::ChecksumEnabled,
+                frame_type: FrameType::Frame,
+                content_size: 0,
+                dict_id: 0,
+                block_checksum_flag: BlockChecksum::BlockChecksumEnabled,
+            },
+            compression_level: level,
+            auto_flush: 0,
+            favor_dec_speed: 0,
+            reserved: [0; 3],
+        };
+        // SAFETY: `prefs` is valid for the call.
+        let bound =
+            Self::HEADER_MAX + check_error(unsafe { LZ4F_compressBound(src.len(), &prefs) })?;
+        let start = out.len();
+        out.reserve(bound);
+        // SAFETY: `out` has `bound` bytes of spare capacity after `start`; every call writes
+        // within the room it is given (LZ4F_compressBound covers the update and the end mark,
+        // HEADER_MAX the header) and says how much it wrote; only that much becomes part of
+        // `out`.
+        unsafe {
+            let dst = out.as_mut_ptr().add(start);
+            let head = check_error(LZ4F_compressBegin(self.0, dst, bound, &prefs))?;
+            let body = check_error(LZ4F_compressUpdate(
+                self.0,
+                dst.add(head),
+                bound - head,
+                src.as_ptr(),
+                src.len(),
+                std::ptr::null(),
+            ))?;
+            let end = check_error(LZ4F_compressEnd(
+                self.0,
+                dst.add(head + body),
+                bound - head - body,
+                std::ptr::null(),
+            ))?;
+            out.set_len(start + head + body + end);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lz4Frames {
+    fn drop(&mut self) {
+        // SAFETY: created by LZ4F_createCompressionContext, freed only here.
+        unsafe {
+            lz4::liblz4::LZ4F_freeCompressionContext(self.0);
+        }
+    }
 }
 
 impl Codec {
@@ -232,6 +314,7 @@ impl Codec {
             level,
             zstd: None,
             deflate: None,
+            lz4: None,
         }
     }
 
@@ -260,13 +343,11 @@ impl Codec {
                     None | Some(9) => 0,
                     Some(l) => l.clamp(1, 17) as u32,
                 };
-                let mut e = lz4::EncoderBuilder::new()
-                    .level(level)
-                    .block_mode(lz4::BlockMode::Independent)
-                    .build(out.writer())?;
-                e.write_all(records)?;
-                let (_, r) = e.finish();
-                r?;
+                let frames = match &mut self.lz4 {
+                    Some(f) => f,
+                    None => self.lz4.insert(Lz4Frames::new()?),
+                };
+                frames.compress(out, records, level)?;
             }
             Compression::Zstd => {
                 let zstd = match &mut self.zstd {
