@@ -10,7 +10,9 @@
 //! owner's records), or while a send waits for memory.
 //!
 //! Order: a partition has up to `max.in.flight.requests.per.connection` batches in flight (one
-//! per request), taken from the head of its queue in the order they were made. A batch that
+//! per request; one without idempotence, where nothing else would keep a batch from being
+//! stored before an earlier one's retry), taken from the head of its queue in the order they
+//! were made. A batch that
 //! comes back without being stored (put back for a retry, or dropped) goes back into the queue
 //! at its place by that order, and the partition then **drains**: nothing more of it leaves
 //! until none of its batches is in flight, so retries leave in order too, and the idempotence
@@ -842,6 +844,14 @@ fn take_locked(
     pressure: bool,
     idempotence: &Arc<Idempotence>,
 ) -> Result<Take, TakeFailed> {
+    // Without idempotence nothing stops the broker from storing a batch behind one that
+    // failed before that one's retry: one batch in flight keeps order (Java's
+    // max.in.flight.requests.per.connection=1; Java with more may reorder).
+    let max_in_flight = if idempotence.enabled() {
+        max_in_flight
+    } else {
+        1
+    };
     if st.in_flight > 0 && (st.draining || st.in_flight >= max_in_flight) {
         return Ok(Take::Busy);
     }
@@ -970,11 +980,16 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &second));
         let b = take(&a, q, Instant::now()).expect("closed batch is due at once");
         assert_eq!(b.count, 1);
-        // The second lingers while the first is in flight, and leaves once due.
+        // Without idempotence, one batch in flight per partition.
         assert!(matches!(
-            a.take(q, Instant::now(), &no_idempotence()),
-            Take::Later(_, true)
+            a.take(
+                q,
+                Instant::now() + Duration::from_secs(1),
+                &no_idempotence()
+            ),
+            Take::Busy
         ));
+        a.done(q, None, 1, &no_idempotence());
         let b2 =
             take(&a, q, Instant::now() + Duration::from_millis(100)).expect("due after linger");
         assert_eq!(b2.count, 1);
@@ -992,7 +1007,11 @@ mod tests {
             append(&a, q, &o, &[i; 60]);
         }
         let now = Instant::now();
-        let idem = no_idempotence();
+        let idem = crate::idempotence::for_tests_with_id();
+        let take = |a: &Accumulator, q: &PartitionQueue, now| match a.take(q, now, &idem) {
+            Take::Batch(b, _) => Some(*b),
+            _ => None,
+        };
         let mut flying: Vec<ProducerBatch> = (0..5).map(|_| take(&a, q, now).unwrap()).collect();
         assert_eq!(
             flying.iter().map(|b| b.order).collect::<Vec<_>>(),

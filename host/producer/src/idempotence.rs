@@ -457,18 +457,24 @@ pub(crate) fn for_tests(enabled: bool) -> Arc<Idempotence> {
     )
 }
 
+/// An enabled idempotence module for unit tests, with producer id 7 at epoch 0 in hand.
+#[cfg(test)]
+pub(crate) fn for_tests_with_id() -> Arc<Idempotence> {
+    let i = for_tests(true);
+    {
+        let mut st = i.state.lock();
+        st.current = Some(Identity { pid: 7, epoch: 0 });
+        st.usable = true;
+    }
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn idem() -> Arc<Idempotence> {
-        let i = for_tests(true);
-        {
-            let mut st = i.state.lock();
-            st.current = Some(Identity { pid: 7, epoch: 0 });
-            st.usable = true;
-        }
-        i
+        for_tests_with_id()
     }
 
     #[test]
