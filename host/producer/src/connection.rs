@@ -518,15 +518,20 @@ impl Connection {
     ) -> Result<R::Response, NetError> {
         let header_version = <R::Response as HeaderVersion>::header_version(version);
         let header = ResponseHeader::decode(&mut frame, header_version)
-            .map_err(|e| self.protocol(format!("bad answer header: {e}")))?;
+            .map_err(|e| self.protocol(format!("bad answer header: {}", one_line(&e))))?;
         if header.correlation_id != correlation_id {
             return Err(self.protocol(format!(
                 "answer to request {} where request {correlation_id} was next",
                 header.correlation_id
             )));
         }
-        R::Response::decode(&mut frame, version)
-            .map_err(|e| self.protocol(format!("cannot decode answer to API key {}: {e}", R::KEY)))
+        R::Response::decode(&mut frame, version).map_err(|e| {
+            self.protocol(format!(
+                "cannot decode answer to API key {}: {}",
+                R::KEY,
+                one_line(&e)
+            ))
+        })
     }
 
     /// Sends `req` and waits up to `timeout` for its answer. For a connection with nothing
@@ -578,6 +583,14 @@ impl Connection {
             authenticated: false,
         }
     }
+}
+
+/// A decoder's error as one line (`kafka-protocol`'s "not enough bytes" ends in a newline).
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Starts the reader and writer tasks of a connection's two halves.

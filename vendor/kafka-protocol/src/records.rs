@@ -514,7 +514,14 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // wafka patch: a record takes at least one byte, so a count past the bytes left is
+        // refused before anything is set aside for it; room for at most a few records first.
+        let count = batch_decode_info.record_count as usize;
+        let left = buf.remaining();
+        if count > left {
+            bail!("batch of {count} records but only {left} bytes left");
+        }
+        records.reserve(count.min(types::MAX_PREALLOCATED));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -893,7 +900,13 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        let mut headers = IndexMap::with_capacity(num_headers);
+        // wafka patch: a header takes at least one byte, so a count past the bytes left is
+        // refused before the map is made; room for at most a few headers first.
+        let left = buf.len();
+        if num_headers > left {
+            bail!("record of {num_headers} headers but only {left} bytes left");
+        }
+        let mut headers = IndexMap::with_capacity(num_headers.min(types::MAX_PREALLOCATED));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -10,6 +10,34 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+// wafka patch: a count or length read from the wire is checked against the bytes left before
+// anything is allocated for it (a hostile 0xFFFFFFFF count asked for 128 GiB and aborted the
+// process). See PATCHES.md.
+
+/// wafka patch: room set aside for an array before its elements are decoded; past it the
+/// `Vec` grows as elements arrive.
+pub(crate) const MAX_PREALLOCATED: usize = 256;
+
+/// wafka patch: every element takes at least one byte on the wire, so an array announcing
+/// more elements than bytes are left is refused (as Kafka's own Java client does).
+pub(crate) fn check_count<B: ByteBuf>(buf: &B, what: &str, n: usize) -> Result<()> {
+    let left = buf.remaining();
+    if n > left {
+        bail!("{what} of {n} elements but only {left} bytes left");
+    }
+    Ok(())
+}
+
+/// wafka patch: a string or byte string announcing more bytes than are left is refused
+/// before its buffer is made.
+fn check_length<B: ByteBuf>(buf: &B, what: &str, n: usize) -> Result<()> {
+    let left = buf.remaining();
+    if n > left {
+        bail!("{what} of {n} bytes but only {left} bytes left");
+    }
+    Ok(())
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -359,6 +387,8 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // wafka patch: the bytes are there before the buffer is made.
+                check_length(buf, "String", n as usize)?;
                 let mut strbuf = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -511,6 +541,8 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // wafka patch: the bytes are there before the buffer is made.
+                check_length(buf, "CompactString", (n - 1) as usize)?;
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -655,6 +687,8 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // wafka patch: the bytes are there before the buffer is made.
+                check_length(buf, "Bytes", n as usize)?;
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -804,6 +838,8 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // wafka patch: the bytes are there before the buffer is made.
+                check_length(buf, "CompactBytes", (n - 1) as usize)?;
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -985,7 +1021,9 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut result = Vec::with_capacity(n as usize);
+                // wafka patch: checked against the bytes left, preallocated up to a cap.
+                check_count(buf, "Array", n as usize)?;
+                let mut result = Vec::with_capacity((n as usize).min(MAX_PREALLOCATED));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1093,7 +1131,9 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                // wafka patch: checked against the bytes left, preallocated up to a cap.
+                check_count(buf, "CompactArray", (n - 1) as usize)?;
+                let mut result = Vec::with_capacity(((n - 1) as usize).min(MAX_PREALLOCATED));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
