@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::records::RecordBatchDecoder;
-use support::broker::{hostile_body, Behaviour, FakeBroker, Hostile, Request};
+use support::broker::{hostile_body, Behaviour, FakeBroker, Flood, Hostile, Request};
 use support::{is_child, observe, run_child};
 use wafka_producer::{Producer, Record};
 
@@ -34,6 +34,10 @@ use wafka_producer::{Producer, Record};
 static ALLOCATOR: support::Capped = support::Capped;
 
 const TOPIC: &str = "t";
+
+/// The most a child may have resident at its peak in the flood cases: the producer holds at
+/// most a few MB of them; 20 frames of 90 MB parked would be 1.8 GB.
+const MAX_PEAK_RSS: u64 = 300_000_000;
 
 /// The longest a record may take to end: it fails at `max.block.ms` or `delivery.timeout.ms`
 /// (1 s each), so 10 s is ten times what is expected.
@@ -298,4 +302,111 @@ fn hostile_record_counts_decode_to_errors() {
     let err = RecordBatchDecoder::decode(&mut batch(1, &record(i32::MAX, &[0; 3])))
         .expect_err("i32::MAX headers in 3 bytes");
     assert!(err.to_string().contains("headers but only"), "{err}");
+}
+
+/// Child side of a flood case: a record, 20 frames of 90 MB nobody asked for after the
+/// broker's first answer to `after`, then another record that needs a new request of the
+/// same kind (a topic not seen yet for Metadata, the same partition for Produce).
+async fn flood_child(after: Request, acks: &str) {
+    let mut broker = FakeBroker::bind().await;
+    broker.serve(Behaviour {
+        node: 1,
+        brokers: vec![(1, broker.addr())],
+        leaders: vec![1],
+        hostile: None,
+        flood: Some(Flood {
+            after,
+            frames: 20,
+            size: 90_000_000,
+        }),
+    });
+    let p = producer(&broker.addr(), &[("acks", acks)]);
+    let (_, first) = deliver(&p, TOPIC, 0).await;
+    observe("first", first);
+    let started = Instant::now();
+    let stats = &broker.stats;
+    while !stats.flood_over.load(Ordering::Acquire) && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    observe("flood over", stats.flood_over.load(Ordering::Acquire));
+    observe("flood ms", started.elapsed().as_millis());
+    observe("frames written", stats.flooded.load(Ordering::Relaxed));
+    let topic = if after == Request::Metadata {
+        "u"
+    } else {
+        TOPIC
+    };
+    let (ms, second) = deliver(&p, topic, 0).await;
+    observe("second", second);
+    observe("second ms", ms);
+    observe("connections", stats.connections.load(Ordering::Relaxed));
+    let _ = p.close_timeout(Duration::from_millis(200)).await;
+    observe("peak rss", support::peak_rss());
+}
+
+/// Parent side: the flood was cut short, the next request went through on a new connection,
+/// and the child's peak RSS stayed small.
+fn flood_case(name: &str, after: Request, acks: &str) {
+    if is_child() {
+        return support::runtime().block_on(flood_child(after, acks));
+    }
+    let child = run_child(name, CHILD_LIMIT);
+    child.assert_success();
+    assert!(
+        child.get("first").starts_with("delivered"),
+        "{}",
+        child.get("first")
+    );
+    assert_eq!(
+        child.get("flood over"),
+        "true",
+        "the producer kept the flooded connection open ({} frames written)",
+        child.get("frames written")
+    );
+    let second = child.get("second");
+    assert!(second.starts_with("delivered"), "{second}");
+    let peak = child.number("peak rss");
+    eprintln!(
+        "{name}: peak RSS {} MB, flood over after {} ms ({} frames written whole), next record in {} ms, {} connections",
+        peak / 1_000_000,
+        child.get("flood ms"),
+        child.get("frames written"),
+        child.get("second ms"),
+        child.get("connections"),
+    );
+    assert!(
+        peak < MAX_PEAK_RSS,
+        "peak RSS {} MB: frames nobody asked for were kept",
+        peak / 1_000_000
+    );
+}
+
+/// The control link (Metadata, then idle): frames after its answer close it.
+#[test]
+fn frames_nobody_asked_for_close_the_control_link() {
+    flood_case(
+        "frames_nobody_asked_for_close_the_control_link",
+        Request::Metadata,
+        "all",
+    );
+}
+
+/// A sink's connection (reads all the time): frames after a Produce answer close it.
+#[test]
+fn frames_nobody_asked_for_close_a_sink_link() {
+    flood_case(
+        "frames_nobody_asked_for_close_a_sink_link",
+        Request::Produce,
+        "all",
+    );
+}
+
+/// acks=0: a Produce expects no answer, so any frame closes the connection.
+#[test]
+fn an_answer_to_acks0_closes_a_sink_link() {
+    flood_case(
+        "an_answer_to_acks0_closes_a_sink_link",
+        Request::Produce,
+        "0",
+    );
 }
