@@ -7,8 +7,6 @@
 //! child prints what it observed as `observed <key>: <value>` lines, and the parent asserts on
 //! its exit status and those lines. A dead child fails its test, not the whole run.
 
-#![allow(dead_code)]
-
 pub mod broker;
 
 use std::alloc::{GlobalAlloc, Layout, System};
