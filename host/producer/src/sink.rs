@@ -686,7 +686,7 @@ impl Sink {
         let segments = request::produce_request(&header, version, c.acks.wire(), timeout_ms, &data);
         drop(data);
         let acks0 = c.acks == Acks::None;
-        let written = conn.send_frame(segments, acks0.then_some(correlation));
+        let written = conn.send_frame(segments, !acks0, acks0.then_some(correlation));
         self.ctx
             .stats
             .produce_requests
