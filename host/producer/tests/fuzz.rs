@@ -158,7 +158,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     };
     let mut out: Vec<_> = entries
         .map(|e| e.expect("a corpus entry").path())
-        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n == "README.md"))
+        .filter(|p| p.is_file() && p.file_name().is_none_or(|n| n != "README.md"))
         .map(|p| {
             let data = std::fs::read(&p).expect("a corpus file");
             (p.file_name().unwrap().to_string_lossy().into_owned(), data)

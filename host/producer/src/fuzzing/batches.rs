@@ -108,9 +108,10 @@ fn plan(input: &mut Input<'_>) -> Plan {
             let bytes = if long {
                 let len = usize::from(input.u16()).min(MAX_PAYLOAD - payload.min(MAX_PAYLOAD));
                 let pattern = input.bytes(4).to_vec();
-                match pattern.is_empty() {
-                    true => vec![0; len],
-                    false => pattern.iter().copied().cycle().take(len).collect(),
+                if pattern.is_empty() {
+                    vec![0; len]
+                } else {
+                    pattern.iter().copied().cycle().take(len).collect()
                 }
             } else {
                 let len = usize::from(input.byte());
