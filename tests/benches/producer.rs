@@ -483,7 +483,8 @@ impl Case {
         self.partitions = partitions;
         self.compression = compression;
         if partitions != PARTITIONS {
-            self.name.push_str(&format!(", {partitions} partitions"));
+            let s = if partitions == 1 { "" } else { "s" };
+            self.name.push_str(&format!(", {partitions} partition{s}"));
         }
         if compression != "none" {
             self.name.push_str(&format!(", {compression}"));
@@ -2076,8 +2077,9 @@ fn where_table(t: &WhereTable, spec: &WhereSpec) -> String {
     let mut compared = 0;
     for row in &t.rows {
         let case_name = format!(
-            "{} p{}",
+            "{} partition{}{}",
             row.case.partitions,
+            if row.case.partitions == 1 { "" } else { "s" },
             if row.case.compression == "none" {
                 String::new()
             } else {
