@@ -57,7 +57,7 @@
 //! | `WAFKA_BENCH_WHERE_CODECS` | `none,lz4` | their `compression.type`s |
 //! | `WAFKA_BENCH_WHERE_RECORDS` | 100000 | records per phase of their rows (the rounds are `WAFKA_BENCH_ROUNDS`) |
 //! | `WAFKA_BENCH_WHERE_WARMUP` | `WHERE_RECORDS / 10` | warm-up records per client and row |
-//! | `WAFKA_BENCH_HELD_ENGINE` | `sqlite` | storage of the held broker (`sqlite` or `memory`) |
+//! | `WAFKA_BENCH_HELD_ENGINE` | `memory` | storage of the held broker (`memory` or `sqlite`) |
 //! | `WAFKA_BENCH_HELD_RECORDS` | 1200000 | records the held broker holds before its rows (topped up if `WAFKA_BENCH_BROKERS` holds fewer) |
 //! | `WAFKA_BENCH_HELD_PARTITIONS` | 1000 | partitions of each of the held broker's two topics |
 //! | `WAFKA_BENCH_BROKER_PID` | found | pid of the broker, for the broker CPU column |
@@ -115,11 +115,14 @@
 //! - **held**: a local nisshi filled once before its rows with `$WAFKA_BENCH_HELD_RECORDS`
 //!   records in two topics of `$WAFKA_BENCH_HELD_PARTITIONS` partitions (librdkafka at its
 //!   defaults, 100 records to one partition at a time, round robin), then kept for all rows
-//!   and rounds; each row gets a topic of its own. Storage: sqlite by default, a file in the
-//!   state dir as Kafka's log is, whose cost per request does not grow with what the broker
-//!   holds; nisshi's memory storage slows down as it fills (several times over after a few
-//!   million records), which no Kafka broker does, so rows run later would measure the
-//!   broker's fill level, not the clients. `$WAFKA_BENCH_BROKERS` uses that broker instead.
+//!   and rounds; each row gets a topic of its own. Storage: nisshi's memory storage by
+//!   default, because it stores each produced batch as it came, as Kafka's log does, at
+//!   about 1 µs of broker CPU per 100 B record, so what a client's requests and batches cost
+//!   the broker shows. sqlite storage inserts every record as a row: 17–24 µs of broker CPU
+//!   per record on the 2-core machine, about 30,000 records/s, so every row would wait for
+//!   the broker and the per-request costs would drown (`$WAFKA_BENCH_HELD_ENGINE=sqlite` to
+//!   see it). Holding 6M records instead of none did not change the memory storage's CPU per
+//!   record in these rows beyond the noise. `$WAFKA_BENCH_BROKERS` uses that broker instead.
 //! - **`<n>ms`**: librdkafka's mock cluster in this process, one broker whose every answer
 //!   comes n ms late (`rd_kafka_mock_broker_set_rtt`); a fresh cluster per row.
 //!
@@ -1696,7 +1699,7 @@ impl WhereSpec {
             held_engine: std::env::var("WAFKA_BENCH_HELD_ENGINE")
                 .ok()
                 .filter(|e| !e.trim().is_empty())
-                .unwrap_or_else(|| "sqlite".to_owned()),
+                .unwrap_or_else(|| "memory".to_owned()),
             held_partitions: env_usize("WAFKA_BENCH_HELD_PARTITIONS", 1000) as i32,
             held_records: env_usize("WAFKA_BENCH_HELD_RECORDS", 1_200_000),
         }
