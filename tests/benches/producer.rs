@@ -97,9 +97,9 @@
 //! - **MB/s**: record value bytes (10^6) per second (keys and overhead not counted).
 //! - **CPU s/M**: CPU seconds (user + system, `getrusage(RUSAGE_SELF)`, all
 //!   threads of this process) per million records, delta over the phase.
-//! - **broker CPU s/M**: the same for the broker process (`/proc/<pid>/stat`,
-//!   10 ms ticks), when its pid is known: on a small machine the broker
-//!   competes with the client for cores.
+//! - **broker CPU s/M**: the same for the broker process (the sum over its threads of
+//!   `/proc/<pid>/task/<tid>/schedstat`, ns), when its pid is known: on a small machine the
+//!   broker competes with the client for cores.
 //! - **p50 / p99 / max µs**: ack latency percentiles in microseconds.
 //! - rows **wafka / librdkafka**: the peer ratio (wafka's value divided by
 //!   librdkafka's) of records/s and MB/s (higher is better for wafka), CPU and
@@ -836,22 +836,60 @@ impl BrokerProcess {
         }
     }
 
-    fn cpu(&self) -> Option<Duration> {
+    /// The broker's CPU time so far, per thread (ns, from `schedstat`, as precise as
+    /// getrusage's process CPU; the process's 10 ms ticks where there is no `schedstat`).
+    fn mark(&self) -> Option<CpuMark> {
         if let Some(tid) = self.thread {
-            // The first field: time on CPU in ns, as precise as getrusage's process CPU.
-            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
-            let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
-            return Some(Duration::from_nanos(ns));
+            let ns = schedstat_ns(Path::new(&format!("/proc/self/task/{tid}/schedstat")))?;
+            return Some(CpuMark(HashMap::from([(tid, ns)])));
         }
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        // Fields after the command name (which may contain spaces), starting at field 3.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some(Duration::from_secs_f64(
-            (utime + stime) as f64 / self.ticks_per_second as f64,
-        ))
+        let pid = self.pid?;
+        let mut threads = HashMap::new();
+        for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let tid = entry.file_name().to_str().and_then(|t| t.parse().ok());
+            if let (Some(tid), Some(ns)) = (tid, schedstat_ns(&entry.path().join("schedstat"))) {
+                threads.insert(tid, ns);
+            }
+        }
+        if threads.is_empty() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name (which may contain spaces), starting at field 3.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            threads.insert(0, (utime + stime) * 1_000_000_000 / self.ticks_per_second);
+        }
+        Some(CpuMark(threads))
     }
+
+    /// The broker's CPU time since `mark`: the sum over its threads now of their time since
+    /// then (a thread that ended in between is missed: the broker's threads live on, and a
+    /// tokio blocking thread ends only after 10 s without work).
+    fn since(&self, mark: Option<CpuMark>) -> Option<Duration> {
+        let (before, now) = (mark?, self.mark()?);
+        let ns = now
+            .0
+            .iter()
+            .map(|(tid, ns)| ns.saturating_sub(before.0.get(tid).copied().unwrap_or(0)))
+            .sum();
+        Some(Duration::from_nanos(ns))
+    }
+}
+
+/// CPU time of each thread of the broker (ns) by thread id, at one moment.
+struct CpuMark(HashMap<u32, u64>);
+
+/// The first field of a thread's `schedstat`: its time on CPU in ns.
+fn schedstat_ns(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Reads the topic's high watermarks, to check what the broker stored.
@@ -1143,7 +1181,7 @@ impl Bench {
         let rd_requests_before = rd_stats.as_ref().map(|st| st.produce_requests_now(&what));
         let stored_before = setup.watermarks.total();
 
-        let broker_before = self.broker.cpu();
+        let broker_before = self.broker.mark();
         let cpu_before = process_cpu();
         let start = Instant::now();
         match client {
@@ -1153,10 +1191,7 @@ impl Bench {
         let wall = start.elapsed();
         let setup = &self.setups[s];
         let mut cpu = process_cpu().saturating_sub(cpu_before);
-        let broker_cpu = match (broker_before, self.broker.cpu()) {
-            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
-            _ => None,
-        };
+        let broker_cpu = self.broker.since(broker_before);
         if self.broker.thread.is_some() {
             // The broker runs in this process: its CPU is not the client's.
             cpu = cpu.saturating_sub(broker_cpu.unwrap_or_default());
@@ -1853,15 +1888,14 @@ impl Bench {
             "bench: where held: filling {} ({engine}) to {} records in two topics of {} partitions",
             self.brokers, spec.held_records, spec.held_partitions
         );
-        let broker_before = self.broker.cpu();
+        let broker_before = self.broker.mark();
         let (before, fill) = fill_held(&self.brokers, spec.held_partitions, spec.held_records);
         eprintln!(
             "bench: where held: {before} records held after {:.1} s (broker CPU {:.1} s)",
             fill.as_secs_f64(),
             self.broker
-                .cpu()
-                .zip(broker_before)
-                .map_or(0.0, |(a, b)| a.saturating_sub(b).as_secs_f64())
+                .since(broker_before)
+                .map_or(0.0, |c| c.as_secs_f64())
         );
         HeldBroker {
             engine,
@@ -2109,7 +2143,7 @@ fn where_table(t: &WhereTable, spec: &WhereSpec) -> String {
                 summary.max_records_per_s,
                 r.cpu_per_million(),
                 r.broker_cpu_per_million()
-                    .map_or_else(|| "n/a".to_owned(), |b| format!("{b:.2}")),
+                    .map_or_else(|| "n/a".to_owned(), |b| format!("{b:.3}")),
                 r.requests_per_thousand()
                     .map_or_else(|| "n/a".to_owned(), |n| format!("{n:.2}")),
             );
@@ -2565,7 +2599,7 @@ impl Bench {
     ) -> (T, Duration, Duration, Option<Duration>) {
         let stats_before = producer.stats();
         let stored_before = self.main().watermarks.total();
-        let broker_before = self.broker.cpu();
+        let broker_before = self.broker.mark();
         let cpu_before = process_cpu();
         let start = Instant::now();
         let out = self.runtime.block_on(async {
@@ -2579,10 +2613,7 @@ impl Bench {
         });
         let wall = start.elapsed();
         let cpu = process_cpu().saturating_sub(cpu_before);
-        let broker_cpu = match (broker_before, self.broker.cpu()) {
-            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
-            _ => None,
-        };
+        let broker_cpu = self.broker.since(broker_before);
         let d = stats_delta(stats_before, producer.stats());
         assert_eq!(
             (d.records_acked, d.records_failed),
