@@ -2157,10 +2157,12 @@ fn where_table(t: &WhereTable, spec: &WhereSpec) -> String {
         };
         let (w, l) = (&w.median, &l.median);
         compared += 1;
-        let speed = w.records_per_s() / l.records_per_s();
-        let cpu = w.cpu_per_million() / l.cpu_per_million().max(1e-9);
+        // Judged as shown (two decimals), so that a verdict never contradicts its number.
+        let shown = |x: f64| (x * 100.0).round() / 100.0;
+        let speed = shown(w.records_per_s() / l.records_per_s());
+        let cpu = shown(w.cpu_per_million() / l.cpu_per_million().max(1e-9));
         let broker = match (w.broker_cpu_per_million(), l.broker_cpu_per_million()) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            (Some(a), Some(b)) if b > 0.0 => Some(shown(a / b)),
             _ => None,
         };
         let oks = [
