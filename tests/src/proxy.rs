@@ -29,8 +29,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    BrokerId, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader, SaslAuthenticateResponse,
+    ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, SaslAuthenticateResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,6 +60,8 @@ pub enum Fault {
 /// What a virtual broker does with one upcoming Produce request ([`Proxy::script_produce`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Forwards it as usual (to script what comes after it).
+    Forward,
     /// Answers it itself with this error code for every partition, without forwarding it.
     Fail(i16),
     /// Closes the connection without forwarding it.
@@ -78,6 +80,8 @@ struct Node {
     generation: watch::Sender<u64>,
     produce_requests: AtomicU64,
     largest_produce: AtomicU64,
+    /// `throttle_time_ms` written into this broker's Produce answers (-1: the broker's own).
+    produce_throttle_ms: AtomicI64,
     connections: AtomicU64,
     script: Mutex<VecDeque<Action>>,
 }
@@ -95,6 +99,8 @@ struct Shared {
     authentications: AtomicU64,
     /// Requests that came after their connection's session ended (the connection was closed).
     expired_requests: AtomicU64,
+    /// The highest Produce version ApiVersions answers list (-1: the broker's own).
+    produce_max_version: AtomicI64,
 }
 
 /// A running proxy; stops when dropped.
@@ -148,6 +154,7 @@ impl Proxy {
                 generation: watch::channel(0).0,
                 produce_requests: AtomicU64::new(0),
                 largest_produce: AtomicU64::new(0),
+                produce_throttle_ms: AtomicI64::new(-1),
                 connections: AtomicU64::new(0),
                 script: Mutex::new(VecDeque::new()),
             })
@@ -157,6 +164,7 @@ impl Proxy {
             nodes,
             leaders: Mutex::new(HashMap::new()),
             metadata_hook: Mutex::new(None),
+            produce_max_version: AtomicI64::new(-1),
             metadata_topics: AtomicI64::new(-1),
             session_lifetime_ms: AtomicI64::new(0),
             authentications: AtomicU64::new(0),
@@ -218,6 +226,22 @@ impl Proxy {
     }
 
     /// Runs `hook` on every Metadata answer after the proxy's own rewrite.
+    /// Writes `throttle_time_ms` (KIP-219) into every Produce answer of broker `node`; `None`:
+    /// the broker's own again.
+    pub fn set_produce_throttle(&self, node: i32, ms: Option<i32>) {
+        self.node(node)
+            .produce_throttle_ms
+            .store(ms.map_or(-1, i64::from), Ordering::Relaxed);
+    }
+
+    /// Lists at most `version` for Produce in ApiVersions answers (new connections speak it);
+    /// `None`: the broker's own again.
+    pub fn set_produce_max_version(&self, version: Option<i16>) {
+        self.shared
+            .produce_max_version
+            .store(version.map_or(-1, i64::from), Ordering::Relaxed);
+    }
+
     pub fn set_metadata_hook(&self, hook: impl Fn(&mut MetadataResponse) + Send + Sync + 'static) {
         *self.shared.metadata_hook.lock().unwrap() = Some(Box::new(hook));
     }
@@ -541,6 +565,12 @@ async fn answers(
     while let Some(item) = next.recv().await {
         match item {
             Next::Inject(bytes) => {
+                // An injected answer is an answer: held like the others, in order.
+                while *fault.borrow_and_update() == Fault::HoldAnswers {
+                    if fault.changed().await.is_err() {
+                        return;
+                    }
+                }
                 if client.write_all(&bytes).await.is_err() {
                     return;
                 }
@@ -568,6 +598,16 @@ async fn answers(
                     }
                 } else if api_key == SASL_AUTHENTICATE {
                     rewrite_authenticate(shared, session, frame.clone(), version).unwrap_or(frame)
+                } else if api_key == PRODUCE
+                    && node.produce_throttle_ms.load(Ordering::Relaxed) >= 0
+                {
+                    let ms = node.produce_throttle_ms.load(Ordering::Relaxed) as i32;
+                    rewrite_throttle(frame.clone(), version, ms).unwrap_or(frame)
+                } else if api_key == API_VERSIONS
+                    && shared.produce_max_version.load(Ordering::Relaxed) >= 0
+                {
+                    let max = shared.produce_max_version.load(Ordering::Relaxed) as i16;
+                    cap_produce_version(frame.clone(), version, max).unwrap_or(frame)
                 } else {
                     frame
                 };
@@ -610,6 +650,34 @@ fn rewrite_authenticate(
     );
     let mut out = BytesMut::new();
     header.encode(&mut out, header_version).ok()?;
+    resp.encode(&mut out, version).ok()?;
+    Some(out.freeze())
+}
+
+/// A Produce answer with `throttle_time_ms` set to `ms`.
+fn rewrite_throttle(mut frame: Bytes, version: i16, ms: i32) -> Option<Bytes> {
+    let header_version = <ProduceResponse as HeaderVersion>::header_version(version);
+    let header = ResponseHeader::decode(&mut frame, header_version).ok()?;
+    let mut resp = ProduceResponse::decode(&mut frame, version).ok()?;
+    resp.throttle_time_ms = ms;
+    let mut out = BytesMut::new();
+    header.encode(&mut out, header_version).ok()?;
+    resp.encode(&mut out, version).ok()?;
+    Some(out.freeze())
+}
+
+/// An ApiVersions answer listing at most `max` for Produce.
+fn cap_produce_version(mut frame: Bytes, version: i16, max: i16) -> Option<Bytes> {
+    // ApiVersions answers always use header v0.
+    let header = ResponseHeader::decode(&mut frame, 0).ok()?;
+    let mut resp = ApiVersionsResponse::decode(&mut frame, version).ok()?;
+    for k in &mut resp.api_keys {
+        if k.api_key == PRODUCE {
+            k.max_version = k.max_version.min(max);
+        }
+    }
+    let mut out = BytesMut::new();
+    header.encode(&mut out, 0).ok()?;
     resp.encode(&mut out, version).ok()?;
     Some(out.freeze())
 }

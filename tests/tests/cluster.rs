@@ -17,6 +17,38 @@ const MESSAGE_TOO_LARGE: i16 = 10;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const UNKNOWN_PRODUCER_ID: i16 = 59;
 
+/// A key long enough that each record fills a batch of `batch.size=1000` by itself.
+fn batch_filling_key() -> String {
+    format!("k{}", "x".repeat(880))
+}
+
+/// Sends `n` records of `key` to partition 0 while broker 1 holds its answers, so that the
+/// producer has as many batches of the partition in flight as it may; returns the Produce
+/// requests broker 1 received meanwhile.
+async fn send_with_answers_held(
+    p: &Producer,
+    proxy: &Proxy,
+    topic: &str,
+    key: &str,
+    n: usize,
+    outcomes: &Outcomes,
+) -> u64 {
+    let before = proxy.produce_requests(1);
+    proxy.set_fault(1, Fault::HoldAnswers);
+    for i in 0..n {
+        send_to(p, topic, 0, &keyed_value(key, i), outcomes).await;
+    }
+    let waited = Instant::now();
+    while proxy.produce_requests(1) - before < 5 && waited.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing more may go out while five are in flight.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = proxy.produce_requests(1) - before;
+    proxy.set_fault(1, Fault::None);
+    sent
+}
+
 fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -339,6 +371,223 @@ async fn a_reset_keeps_the_numbers_of_batches_the_broker_may_have_stored() {
     assert_eq!(proxy.script_left(1) + proxy.script_left(2), 0);
     assert_eq!(outcomes.delivered(), 40, "{:?}", outcomes.errors());
     check_log_async(&brokers(), &topic, &outcomes, &keys, 20, "warm").await;
+}
+
+/// Five batches of one partition in flight (`max.in.flight.requests.per.connection=5`): the
+/// first is answered with a retriable error while the four behind it reach the broker, which
+/// refuses them as out of order (a sequence is missing). All five go again in order with
+/// their numbers: no new epoch, each record once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_four_batches_in_flight_behind_it_keeps_order_and_numbers() {
+    let topic = create_topic("inflight-retry", 1);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
+    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    let before = p.stats();
+    proxy.script_produce(1, [Action::Fail(NOT_ENOUGH_REPLICAS)]);
+    let key = batch_filling_key();
+    let outcomes = Outcomes::default();
+    let sent = send_with_answers_held(&p, &proxy, &topic, &key, 20, &outcomes).await;
+    assert_eq!(sent, 5, "five batches of the partition in flight at once");
+    flush_within(&p, Duration::from_secs(20)).await;
+    assert_eq!(proxy.script_left(1), 0);
+    assert_eq!(outcomes.delivered(), 20, "{:?}", outcomes.errors());
+    let after = p.stats();
+    assert!(after.retries - before.retries >= 5, "{after:?}");
+    assert_eq!(
+        after.epoch_bumps, before.epoch_bumps,
+        "no new epoch: {after:?}"
+    );
+    assert_eq!(after.producer_ids, before.producer_ids, "{after:?}");
+    check_log_async(&brokers(), &topic, &outcomes, &[key], 20, "warm").await;
+}
+
+/// KIP-360 with several batches in flight: the first is answered UNKNOWN_PRODUCER_ID (the
+/// broker lost the producer) while four follow it under the same epoch. The partition moves
+/// to a new epoch and all five go again, renumbered in order: each record once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_producer_with_batches_in_flight_renumbers_them_in_order() {
+    let topic = create_topic("inflight-kip360", 1);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
+    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    let before = p.stats();
+    proxy.script_produce(1, [Action::Fail(UNKNOWN_PRODUCER_ID)]);
+    let key = batch_filling_key();
+    let outcomes = Outcomes::default();
+    let sent = send_with_answers_held(&p, &proxy, &topic, &key, 20, &outcomes).await;
+    assert_eq!(sent, 5);
+    flush_within(&p, Duration::from_secs(20)).await;
+    assert_eq!(outcomes.delivered(), 20, "{:?}", outcomes.errors());
+    let after = p.stats();
+    assert_eq!(
+        after.epoch_bumps - before.epoch_bumps,
+        1,
+        "one new epoch for the partition: {after:?}"
+    );
+    check_log_async(&brokers(), &topic, &outcomes, &[key], 20, "warm").await;
+}
+
+/// With five batches of a partition in flight, the second one's answer is lost after the
+/// broker stored it (the connection drops; the three behind it were never read). All four go
+/// again with their numbers: the broker answers the stored one as a duplicate, stores the
+/// others: each record once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_in_the_middle_of_five_in_flight_is_not_stored_twice() {
+    let topic = create_topic("inflight-dup", 1);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
+    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    let before = p.stats();
+    proxy.script_produce(1, [Action::Forward, Action::DropAfter]);
+    let key = batch_filling_key();
+    let outcomes = Outcomes::default();
+    send_with_answers_held(&p, &proxy, &topic, &key, 20, &outcomes).await;
+    flush_within(&p, Duration::from_secs(20)).await;
+    assert_eq!(proxy.script_left(1), 0);
+    assert_eq!(outcomes.delivered(), 20, "{:?}", outcomes.errors());
+    let after = p.stats();
+    assert_eq!(after.epoch_bumps, before.epoch_bumps, "{after:?}");
+    assert!(after.connections > before.connections, "{after:?}");
+    check_log_async(&brokers(), &topic, &outcomes, &[key], 20, "warm").await;
+}
+
+/// KIP-219: a broker may ask the client to hold back (`throttle_time_ms`). One answer asking
+/// for i32::MAX ms (24.8 days) is held to `request.timeout.ms`: records sent after it are
+/// delivered within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_of_days_is_held_to_request_timeout() {
+    let topic = create_topic("throttle-max", 1);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("request.timeout.ms", "2000")]);
+    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    proxy.set_produce_throttle(1, Some(i32::MAX));
+    send_to(&p, &topic, 0, "warm:1", &Outcomes::default()).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    proxy.set_produce_throttle(1, None);
+    let outcomes = Outcomes::default();
+    let keys = vec!["k".to_string()];
+    for i in 0..10 {
+        send_to(&p, &topic, 0, &keyed_value("k", i), &outcomes).await;
+    }
+    // request.timeout.ms (2 s) at most, and a margin for a busy machine.
+    let took = flush_within(&p, Duration::from_secs(20)).await;
+    assert!(
+        took >= Duration::from_millis(1500),
+        "the throttle was honoured: {took:?}"
+    );
+    assert_eq!(outcomes.delivered(), 10, "{:?}", outcomes.errors());
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 10, "warm").await;
+}
+
+/// A broker that throttles us takes no new records without a key while it does: they go to
+/// the other brokers' partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_without_a_key_avoid_a_throttled_broker() {
+    let topic = create_topic("throttle-keyless", 6);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
+    for part in 0..6 {
+        send_to(&p, &topic, part, "warm", &Outcomes::default()).await;
+    }
+    flush_within(&p, Duration::from_secs(10)).await;
+    // Broker 1 (partitions 0 and 3) asks for 4 s of quiet.
+    proxy.set_produce_throttle(1, Some(4000));
+    send_to(&p, &topic, 0, "warm", &Outcomes::default()).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    proxy.set_produce_throttle(1, None);
+    let started = Instant::now();
+    let mut partitions = Vec::new();
+    for _ in 0..300 {
+        let d = p
+            .send(&Record::new(&topic, &[b'v'; 100]))
+            .await
+            .expect("queued");
+        partitions.push(d);
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for d in partitions {
+        used.insert(d.await.expect("delivered").partition);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "sent while throttled"
+    );
+    assert!(
+        !used.contains(&0) && !used.contains(&3),
+        "keyless records went to the throttled broker: {used:?}"
+    );
+    assert!(used.len() >= 2, "{used:?}");
+}
+
+/// Before Produce v6 the broker delays a throttled answer itself (KIP-219): the client must
+/// not wait again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_v5_answers_are_not_throttled_again() {
+    let topic = create_topic("throttle-v5", 1);
+    let proxy = Proxy::start(&brokers(), 3);
+    proxy.set_produce_max_version(Some(5));
+    let p = producer(&proxy, &[("linger.ms", "0")]);
+    p.send(&Record::new(&topic, b"warm").partition(0))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    proxy.set_produce_throttle(1, Some(3000));
+    let started = Instant::now();
+    for i in 0..5 {
+        p.send(&Record::new(&topic, format!("v5:{i}").as_bytes()).partition(0))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "waited for throttles: {took:?}"
+    );
+}
+
+/// A broker closing idle connections (`connections.max.idle.ms`) does not make it unavailable:
+/// after every connection was dropped while idle, records without a key still spread over the
+/// brokers instead of going to whichever reconnects first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_closed_by_brokers_leave_them_available() {
+    let topic = create_topic("idle-close", 6);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
+    for part in 0..6 {
+        send_to(&p, &topic, part, "warm", &Outcomes::default()).await;
+    }
+    flush_within(&p, Duration::from_secs(10)).await;
+    for node in 1..=3 {
+        proxy.drop_connections(node);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before: Vec<u64> = (1..=3).map(|n| proxy.produce_requests(n)).collect();
+    let mut deliveries = Vec::new();
+    for _ in 0..3000 {
+        deliveries.push(
+            p.send(&Record::new(&topic, &[b'v'; 100]))
+                .await
+                .expect("queued"),
+        );
+    }
+    for d in deliveries {
+        d.await.expect("delivered");
+    }
+    let received: Vec<u64> = (1..=3)
+        .map(|n| proxy.produce_requests(n) - before[n as usize - 1])
+        .collect();
+    assert!(
+        received.iter().filter(|&&r| r > 0).count() >= 2,
+        "produce requests per broker after the idle close: {received:?}"
+    );
 }
 
 /// Answers lost after the broker stored the records: the retries carry the same numbers and the

@@ -9,9 +9,15 @@
 //! `linger.ms` passed, when a flush waits for it (only the batches that hold the flushing
 //! owner's records), or while a send waits for memory.
 //!
-//! Order: a partition has at most **one batch in flight**, and a batch put back goes back to
-//! the head of its queue, so batches leave and are stored in the order they were made, retries
-//! included, whatever the broker checks. A sink learns of a partition through its
+//! Order: a partition has up to `max.in.flight.requests.per.connection` batches in flight (one
+//! per request; one without idempotence, where nothing else would keep a batch from being
+//! stored before an earlier one's retry), taken from the head of its queue in the order they
+//! were made. A batch that
+//! comes back without being stored (put back for a retry, or dropped) goes back into the queue
+//! at its place by that order, and the partition then **drains**: nothing more of it leaves
+//! until none of its batches is in flight, so retries leave in order too, and the idempotence
+//! module numbers what follows from a settled state (Java's "unresolved sequences" rule, made
+//! simpler: an error costs the partition one round trip). A sink learns of a partition through its
 //! [`ReadyList`] (pushed when a batch opens, closes, is hurried or put back), never by
 //! scanning. Expired batches are failed where they are found, outside the partition's lock.
 //! It must not talk to brokers nor decide retries.
@@ -37,6 +43,10 @@ use crate::record::Record;
 /// up, so a batch within this of its due time goes now rather than a tick late.
 const LINGER_SLACK: Duration = Duration::from_millis(1);
 
+/// The smallest buffer a batch opens with: a partition holding one small record counts about
+/// this much of `buffer.memory`, not `batch.size`.
+const MIN_BATCH_BUFFER: usize = 1024;
+
 /// What a sink drains: partitions that may have something to send, and the sink's health as
 /// the partitioner sees it.
 pub(crate) struct ReadyList {
@@ -49,6 +59,8 @@ pub(crate) struct ReadyList {
     /// may wait before the partitioner stops choosing this broker (zero: forever).
     waiting_since: Mutex<Option<Instant>>,
     patience: Duration,
+    /// Until when the broker asked us to hold back (KIP-219): no new records without a key.
+    throttled_until: Mutex<Option<Instant>>,
     /// The broker left the cluster: the sink ends once nothing is in flight.
     retired: AtomicBool,
 }
@@ -62,6 +74,7 @@ impl ReadyList {
             up: AtomicBool::new(false),
             waiting_since: Mutex::new(None),
             patience,
+            throttled_until: Mutex::new(None),
             retired: AtomicBool::new(false),
         })
     }
@@ -88,10 +101,15 @@ impl ReadyList {
         !self.list.lock().is_empty()
     }
 
-    /// Whether new records without a key may come here: connected, and (with
+    /// Whether new records without a key may come here: reachable (connected, or its last
+    /// connection closed while idle), not throttled, and (with
     /// `partitioner.availability.timeout.ms`) answering in time.
     pub(crate) fn is_available(&self) -> bool {
         self.up.load(Ordering::Acquire)
+            && self
+                .throttled_until
+                .lock()
+                .is_none_or(|until| until <= Instant::now())
             && (self.patience.is_zero()
                 || self
                     .waiting_since
@@ -102,6 +120,11 @@ impl ReadyList {
     /// Records when the oldest request in flight was sent.
     pub(crate) fn set_waiting_since(&self, since: Option<Instant>) {
         *self.waiting_since.lock() = since;
+    }
+
+    /// Records that the broker throttles us until `until` (KIP-219).
+    pub(crate) fn set_throttled_until(&self, until: Option<Instant>) {
+        *self.throttled_until.lock() = until;
     }
 
     pub(crate) fn set_up(&self, up: bool) {
@@ -128,6 +151,8 @@ pub(crate) enum Body {
 pub(crate) struct ProducerBatch {
     pub(crate) body: Body,
     pub(crate) count: i32,
+    /// Its place among the partition's batches (both halves of a split keep the batch's).
+    pub(crate) order: u64,
     pub(crate) created: Instant,
     pub(crate) attempts: u32,
     pub(crate) retry_at: Option<Instant>,
@@ -172,6 +197,7 @@ impl ProducerBatch {
 
 struct OpenBatch {
     builder: BatchBuilder,
+    order: u64,
     created: Instant,
     completion: Completion,
 }
@@ -180,10 +206,14 @@ struct OpenBatch {
 #[derive(Default)]
 pub(crate) struct PartitionState {
     open: Option<OpenBatch>,
-    /// Closed batches not in flight, oldest first (a batch put back goes first).
+    /// Closed batches not in flight, by `order` (a batch put back goes to its place).
     queued: VecDeque<ProducerBatch>,
-    /// Whether a batch of this partition is in flight.
-    in_flight: bool,
+    /// Batches of this partition in flight.
+    in_flight: usize,
+    /// A batch came back unsettled: take nothing until none is in flight.
+    draining: bool,
+    /// The `order` of the next batch to open.
+    next_order: u64,
     /// Sequence numbers, owned by the idempotence module.
     pub(crate) sequence: Sequence,
     /// Why the head cannot go (no leader, no producer id, ...), for the expiry error.
@@ -194,7 +224,18 @@ pub(crate) struct PartitionState {
 
 impl PartitionState {
     fn busy(&self) -> bool {
-        self.open.is_some() || !self.queued.is_empty() || self.in_flight
+        self.open.is_some() || !self.queued.is_empty() || self.in_flight > 0
+    }
+
+    /// One batch taken by a sink is back (stored, put back or dropped).
+    fn returned(&mut self, settled: bool) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if !settled {
+            self.draining = true;
+        }
+        if self.in_flight == 0 {
+            self.draining = false;
+        }
     }
 }
 
@@ -282,6 +323,8 @@ pub(crate) struct TopicQueues {
 #[derive(Debug, Clone)]
 pub(crate) struct AccumulatorConfig {
     pub batch_size: usize,
+    /// Most batches of one partition in flight (`max.in.flight.requests.per.connection`).
+    pub max_in_flight: usize,
     pub linger: Duration,
     pub delivery_timeout: Duration,
 }
@@ -294,7 +337,8 @@ pub(crate) enum Take {
     Later(Instant, bool),
     /// Waiting for an identity (producer id); look again then, or when it comes.
     Identity(Option<Instant>),
-    /// A batch is in flight: look again when it is back.
+    /// As many batches as may be are in flight, or the partition drains: look again when one
+    /// is back.
     Busy,
     /// Nothing queued.
     Empty,
@@ -302,8 +346,14 @@ pub(crate) enum Take {
 
 /// Why [`Accumulator::append`] did not append.
 pub(crate) enum NotAppended {
-    /// A new batch is needed and the reservation in hand is smaller than this.
-    NeedMemory(usize),
+    /// The reservation in hand is smaller than `bytes`, what a new batch (or, with `grow`, the
+    /// open batch's larger buffer) takes.
+    NeedMemory {
+        /// Bytes of `buffer.memory` needed in hand.
+        bytes: usize,
+        /// For growing the open batch (the sender may decline: see `may_grow`).
+        grow: bool,
+    },
     /// The topic's queues were forgotten meanwhile: look them up again.
     Evicted,
     /// The producer is closed.
@@ -435,8 +485,10 @@ impl Accumulator {
         gone
     }
 
-    /// Appends `record` to `queue`'s open batch, opening one with the bytes of `reserved` when
-    /// the record does not fit (`reserved` gives up what the new batch takes).
+    /// Appends `record` to `queue`'s open batch: growing its buffer, or opening a new batch,
+    /// with the bytes of `reserved` when the record does not fit (`reserved` gives up what the
+    /// batch takes). With `may_grow` false a batch too small for the record closes and the
+    /// record opens a new one instead (the sender's share cannot pay for a growth).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &self,
@@ -448,6 +500,7 @@ impl Accumulator {
         id: u64,
         callback: &mut Option<Callback>,
         reserved: &mut usize,
+        may_grow: bool,
     ) -> Result<(Arc<BatchOutcome>, i32), NotAppended> {
         let batch_size = self.config.batch_size;
         let size = record_size_upper_bound(record);
@@ -459,30 +512,52 @@ impl Accumulator {
             return Err(NotAppended::Evicted);
         }
         let mut signal = false;
-        if st.open.as_ref().is_some_and(|o| !o.builder.fits(size)) {
-            let o = st.open.take().expect("checked");
-            close_into(&mut st, o);
-            signal = true;
+        // The open batch takes the record if it fits in `batch.size`, growing if it must.
+        if let Some(open) = st.open.as_mut() {
+            let b = &mut open.builder;
+            if !b.fits(size) {
+                let want = b.len() + size;
+                if want <= batch_size && may_grow {
+                    let to = grown_capacity(b.capacity(), want, batch_size);
+                    let need = to - b.capacity();
+                    if *reserved < need {
+                        return Err(NotAppended::NeedMemory {
+                            bytes: need,
+                            grow: true,
+                        });
+                    }
+                    *reserved -= need;
+                    b.grow_to(to);
+                    open.completion.hold(need, owner, bytes);
+                } else {
+                    let o = st.open.take().expect("checked");
+                    close_into(&mut st, o);
+                    signal = true;
+                }
+            }
         }
         if st.open.is_none() {
-            let need = batch_size.max(BATCH_HEADER_LEN + size);
+            let need = first_capacity(BATCH_HEADER_LEN + size, batch_size);
             if *reserved < need {
                 drop(st);
                 if signal {
                     queue.signal();
                 }
-                return Err(NotAppended::NeedMemory(need));
+                return Err(NotAppended::NeedMemory {
+                    bytes: need,
+                    grow: false,
+                });
             }
             *reserved -= need;
             let mut completion =
-                Completion::new(queue.topic.clone(), queue.partition, need, &self.ledger);
-            // An owner in a shared quota pays for the batch it opens, beyond its record: the
-            // sender took that from the share before reserving the memory.
-            completion.share_charge = owner
-                .share
-                .as_ref()
-                .map(|s| (s.clone(), need.saturating_sub(bytes)));
+                Completion::new(queue.topic.clone(), queue.partition, 0, &self.ledger);
+            // An owner in a shared quota pays for the buffer it opens (or grows), beyond its
+            // record: the sender took that from the share before reserving the memory.
+            completion.hold(need, owner, bytes);
+            let order = st.next_order;
+            st.next_order += 1;
             st.open = Some(OpenBatch {
+                order,
                 builder: BatchBuilder::new(need),
                 created: Instant::now(),
                 completion,
@@ -522,6 +597,7 @@ impl Accumulator {
             take_locked(
                 &mut st,
                 now,
+                self.config.max_in_flight,
                 self.config.linger,
                 self.ledger.under_pressure(),
                 idempotence,
@@ -581,6 +657,10 @@ impl Accumulator {
             let b = st.queued.pop_front().expect("head");
             let e = b.expiry(timeout, st.stuck.as_deref());
             idempotence.dropped(&mut st.sequence, b.stamp);
+            // Batches after it in flight are out of order now: let them come back first.
+            if b.stamp.is_some() && st.in_flight > 0 {
+                st.draining = true;
+            }
             out.push((b.settle, e));
         }
         if st.queued.is_empty() && st.open.as_ref().is_some_and(|o| o.created + timeout <= now) {
@@ -618,14 +698,26 @@ impl Accumulator {
         queue.state.lock().stuck = why;
     }
 
-    /// A batch of `queue` came back done: the partition may send again.
-    pub(crate) fn done(&self, queue: &Arc<PartitionQueue>) {
-        queue.state.lock().in_flight = false;
+    /// A batch of `queue` was stored (`stamp`, `count`: its numbers): the partition may send
+    /// another.
+    pub(crate) fn done(
+        &self,
+        queue: &Arc<PartitionQueue>,
+        stamp: Option<Stamp>,
+        count: i32,
+        idempotence: &Idempotence,
+    ) {
+        {
+            let mut st = queue.state.lock();
+            idempotence.stored(&mut st.sequence, stamp, count);
+            st.returned(true);
+        }
         queue.signal();
     }
 
-    /// Puts `batch` back at the head of its queue (it was the one in flight). `f` runs on the
-    /// partition's sequence state first (under the lock): the idempotence module's verdict.
+    /// Puts `batches` (one batch taken, or both halves of it) back into the queue at their
+    /// place; the partition drains before sending again. `f` runs on the partition's sequence
+    /// state first (under the lock): the idempotence module's verdict.
     pub(crate) fn put_back(
         &self,
         queue: &Arc<PartitionQueue>,
@@ -635,12 +727,13 @@ impl Accumulator {
         {
             let mut st = queue.state.lock();
             f(&mut st.sequence, &mut batches);
-            st.in_flight = false;
+            st.returned(false);
             // After the producer closed nothing drains the queue: the batches end (Closed) as
             // they are dropped, outside the lock.
             if !self.closed.load(Ordering::Acquire) {
-                for b in batches.drain(..).rev() {
-                    st.queued.push_front(b);
+                for b in batches.drain(..) {
+                    let at = st.queued.partition_point(|q| q.order <= b.order);
+                    st.queued.insert(at, b);
                 }
             }
         }
@@ -664,7 +757,7 @@ impl Accumulator {
         {
             let mut st = queue.state.lock();
             f(&mut st.sequence);
-            st.in_flight = false;
+            st.returned(false);
         }
         queue.signal();
     }
@@ -708,14 +801,28 @@ impl Accumulator {
     }
 }
 
+/// The buffer a batch opens with: room for its first record, and at least
+/// [`MIN_BATCH_BUFFER`] (a few more small records) unless `batch.size` is smaller.
+fn first_capacity(first: usize, batch_size: usize) -> usize {
+    first.max(MIN_BATCH_BUFFER.min(batch_size))
+}
+
+/// The buffer a batch of `capacity` grows to for `want` bytes: doubled (copies stay linear in
+/// the batch's size), at least `want`, at most `batch.size`.
+fn grown_capacity(capacity: usize, want: usize, batch_size: usize) -> usize {
+    capacity.saturating_mul(2).min(batch_size).max(want)
+}
+
 fn close_into(st: &mut PartitionState, o: OpenBatch) {
     let OpenBatch {
         builder,
+        order,
         created,
         completion,
     } = o;
     st.queued.push_back(ProducerBatch {
         count: builder.count(),
+        order,
         body: Body::Open(builder),
         created,
         attempts: 0,
@@ -732,11 +839,20 @@ type TakeFailed = Box<(ProducerBatch, ProduceError)>;
 fn take_locked(
     st: &mut PartitionState,
     now: Instant,
+    max_in_flight: usize,
     linger: Duration,
     pressure: bool,
     idempotence: &Arc<Idempotence>,
 ) -> Result<Take, TakeFailed> {
-    if st.in_flight {
+    // Without idempotence nothing stops the broker from storing a batch behind one that
+    // failed before that one's retry: one batch in flight keeps order (Java's
+    // max.in.flight.requests.per.connection=1; Java with more may reorder).
+    let max_in_flight = if idempotence.enabled() {
+        max_in_flight
+    } else {
+        1
+    };
+    if st.in_flight > 0 && (st.draining || st.in_flight >= max_in_flight) {
         return Ok(Take::Busy);
     }
     if st.queued.is_empty() {
@@ -760,7 +876,7 @@ fn take_locked(
     match idempotence.stamp(&mut st.sequence, &mut head.stamp, head.count) {
         Ok(stamp) => {
             let batch = st.queued.pop_front().expect("head");
-            st.in_flight = true;
+            st.in_flight += 1;
             st.stuck = None;
             Ok(Take::Batch(Box::new(batch), stamp))
         }
@@ -786,6 +902,7 @@ mod tests {
             Accumulator::new(
                 AccumulatorConfig {
                     batch_size,
+                    max_in_flight: 5,
                     linger: Duration::from_millis(linger_ms),
                     delivery_timeout: Duration::from_secs(120),
                 },
@@ -808,14 +925,28 @@ mod tests {
         let r = Record::new("t", value);
         let mut reserved = 0;
         loop {
-            match a.append(q, &r, 0, value.len(), owner, 0, &mut None, &mut reserved) {
+            match a.append(
+                q,
+                &r,
+                0,
+                value.len(),
+                owner,
+                0,
+                &mut None,
+                &mut reserved,
+                true,
+            ) {
                 Ok((o, _)) => {
                     a.ledger.memory.add_permits(reserved);
                     return o;
                 }
-                Err(NotAppended::NeedMemory(n)) => {
-                    a.ledger.memory.try_acquire_many(n as u32).unwrap().forget();
-                    reserved += n;
+                Err(NotAppended::NeedMemory { bytes: n, .. }) => {
+                    a.ledger
+                        .memory
+                        .try_acquire_many((n - reserved) as u32)
+                        .unwrap()
+                        .forget();
+                    reserved = n;
                 }
                 Err(NotAppended::Closed | NotAppended::Evicted) => panic!("closed"),
             }
@@ -849,7 +980,7 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &second));
         let b = take(&a, q, Instant::now()).expect("closed batch is due at once");
         assert_eq!(b.count, 1);
-        // One batch in flight per partition.
+        // Without idempotence, one batch in flight per partition.
         assert!(matches!(
             a.take(
                 q,
@@ -858,7 +989,7 @@ mod tests {
             ),
             Take::Busy
         ));
-        a.done(q);
+        a.done(q, None, 1, &no_idempotence());
         let b2 =
             take(&a, q, Instant::now() + Duration::from_millis(100)).expect("due after linger");
         assert_eq!(b2.count, 1);
@@ -866,15 +997,110 @@ mod tests {
     }
 
     #[test]
-    fn buffer_memory_counts_the_batch_buffers() {
-        let (a, ledger) = acc(60_000, 1000);
-        let t = a.topic_with("t", 3);
+    fn several_batches_fly_and_one_put_back_drains_the_partition_then_goes_in_order() {
+        let (a, _) = acc(0, 100);
+        let t = a.topic_with("t", 1);
+        let q = &t.partitions[0];
         let o = owner();
-        for p in 0..3 {
+        // Each record fills a batch: seven batches, made in order 0..7.
+        for i in 0..7 {
+            append(&a, q, &o, &[i; 60]);
+        }
+        let now = Instant::now();
+        let idem = crate::idempotence::for_tests_with_id();
+        let take = |a: &Accumulator, q: &PartitionQueue, now| match a.take(q, now, &idem) {
+            Take::Batch(b, _) => Some(*b),
+            _ => None,
+        };
+        let mut flying: Vec<ProducerBatch> = (0..5).map(|_| take(&a, q, now).unwrap()).collect();
+        assert_eq!(
+            flying.iter().map(|b| b.order).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert!(
+            matches!(a.take(q, now, &idem), Take::Busy),
+            "max.in.flight.requests.per.connection=5 per partition"
+        );
+        let b4 = flying.pop().unwrap();
+        let b3 = flying.pop().unwrap();
+        let b2 = flying.pop().unwrap();
+        let b1 = flying.pop().unwrap();
+        let b0 = flying.pop().unwrap();
+        a.done(q, None, 1, &idem);
+        drop(b0);
+        // Batch 1 comes back for a retry: nothing leaves until the rest are back.
+        a.put_back(q, vec![b1], |_, _| {});
+        assert!(matches!(a.take(q, now, &idem), Take::Busy), "draining");
+        a.put_back(q, vec![b3], |_, _| {});
+        a.done(q, None, 1, &idem);
+        drop(b2);
+        assert!(
+            matches!(a.take(q, now, &idem), Take::Busy),
+            "still draining"
+        );
+        a.put_back(q, vec![b4], |_, _| {});
+        // Back in the order they were made, retries included.
+        let again: Vec<u64> = (0..5).map(|_| take(&a, q, now).unwrap().order).collect();
+        assert_eq!(again, [1, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn buffer_memory_counts_what_batches_hold_not_batch_size() {
+        let ledger = Ledger::new(8 << 20);
+        let a = Accumulator::new(
+            AccumulatorConfig {
+                batch_size: 1_000_000,
+                max_in_flight: 5,
+                linger: Duration::from_secs(60),
+                delivery_timeout: Duration::from_secs(120),
+            },
+            ledger.clone(),
+        );
+        let total = ledger.memory.available_permits();
+        let t = a.topic_with("t", 1000);
+        let o = owner();
+        for p in 0..1000 {
             append(&a, &t.partitions[p], &o, b"x");
         }
-        // Three tiny records, three batches of batch.size each.
-        assert_eq!(ledger.memory.available_permits(), (1 << 20) - 3000);
+        // 1,000 partitions with a tiny record each hold about a KiB each, not 1 GB.
+        let held = total - ledger.memory.available_permits();
+        assert_eq!(held, 1000 * MIN_BATCH_BUFFER, "held {held}");
+        // One partition's batch grows as records come, counting every growth.
+        let q = &t.partitions[0];
+        let mut outcomes = Vec::new();
+        for _ in 0..5000 {
+            outcomes.push(append(&a, q, &o, &[7; 100]));
+        }
+        let grown = total - ledger.memory.available_permits() - 999 * MIN_BATCH_BUFFER;
+        let len = match &q.state.lock().open {
+            Some(open) => {
+                assert_eq!(open.builder.capacity(), grown, "counted what is allocated");
+                open.builder.len()
+            }
+            None => panic!("500 KB of records stay in one open batch of 1 MB"),
+        };
+        assert!(
+            grown >= len && grown < 2 * len,
+            "buffer {grown} for {len} bytes"
+        );
+        assert!(Arc::ptr_eq(&outcomes[0], &outcomes[4999]), "one batch");
+        // Up to batch.size and no further: the next records go into a new batch.
+        for _ in 0..6000 {
+            append(&a, q, &o, &[8; 100]);
+        }
+        let st = q.state.lock();
+        assert_eq!(st.queued.len(), 1, "one full batch closed");
+        match &st.queued[0].body {
+            Body::Open(b) => {
+                assert!(b.len() <= 1_000_000 && b.len() > 990_000, "{}", b.len());
+                assert_eq!(b.capacity(), 1_000_000);
+            }
+            Body::Closed(_) => panic!("closed by a sink only"),
+        }
+        drop(st);
+        // Everything goes back when the batches end.
+        a.abort_all(&ProduceError::Closed);
+        assert_eq!(ledger.memory.available_permits(), total);
     }
 
     #[test]
@@ -887,7 +1113,7 @@ mod tests {
         assert!(take(&a, q, Instant::now()).is_none());
         a.hurry(&outcome);
         let b = take(&a, q, Instant::now()).expect("a flush hurries the batch");
-        a.done(q);
+        a.done(q, None, 1, &no_idempotence());
         b.settle.finish(Ok(BatchAck {
             base_offset: 7,
             log_append_time: None,
@@ -913,7 +1139,7 @@ mod tests {
         assert!(a.evict_idle(Duration::ZERO, &idem).is_empty());
         let b = take(&a, q, Instant::now()).unwrap();
         drop(b);
-        a.done(q);
+        a.done(q, None, 1, &no_idempotence());
         assert_eq!(a.evict_idle(Duration::ZERO, &idem), vec![Arc::from("t")]);
         assert!(a.topic("t").is_none());
         // A send that still holds the old queues is sent to the new ones.
@@ -927,7 +1153,8 @@ mod tests {
                 &o,
                 0,
                 &mut None,
-                &mut reserved
+                &mut reserved,
+                true
             ),
             Err(NotAppended::Evicted)
         ));
@@ -960,6 +1187,7 @@ mod tests {
         let a = Accumulator::new(
             AccumulatorConfig {
                 batch_size: 16384,
+                max_in_flight: 5,
                 linger: Duration::ZERO,
                 delivery_timeout: Duration::from_millis(10),
             },
@@ -1001,7 +1229,8 @@ mod tests {
                 &o,
                 0,
                 &mut None,
-                &mut reserved
+                &mut reserved,
+                true
             ),
             Err(NotAppended::Closed)
         ));

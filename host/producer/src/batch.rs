@@ -1,14 +1,13 @@
-//! Kafka record batches (magic v2), written straight into `BytesMut` as records arrive.
+//! Kafka record batches (magic v2), written straight into one buffer as records arrive.
 //!
 //! Owns the byte layout: varints, record framing, headers, the 61-byte batch header, CRC-32C
 //! and compression. A record's key, value and headers are copied once, from the caller's slice
-//! into the batch buffer, which is allocated once at the size the batch reserved from
-//! `buffer.memory`. Producer id, epoch and base sequence are only known when a sink sends the
+//! into the batch buffer, which grows (by doubling, up to `batch.size`) as records arrive: the
+//! accumulator reserves each growth from `buffer.memory` before asking for it
+//! ([`BatchBuilder::grow_to`]), so what a batch holds is what it counts. Producer id, epoch and base sequence are only known when a sink sends the
 //! batch, so [`ClosedBatch::seal`] fills them and the CRC last. A batch the broker finds too
 //! large is re-read and split in two ([`ClosedBatch::split`]). It must not know about
 //! partitions, owners or the network.
-
-use std::io::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -28,7 +27,7 @@ pub fn varint_len(v: i64) -> usize {
     (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-fn put_varint(buf: &mut BytesMut, v: i64) {
+fn put_varint(buf: &mut impl BufMut, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         buf.put_u8((z as u8) | 0x80);
@@ -68,9 +67,12 @@ pub fn single_record_batch_upper_bound(r: &Record<'_>) -> usize {
 }
 
 /// A batch that is still taking records.
+///
+/// Its buffer is a `Vec` while it grows: `reserve_exact` allocates exactly what was counted
+/// (and the allocator may extend in place); closing turns it into `BytesMut` without a copy.
 #[derive(Debug)]
 pub struct BatchBuilder {
-    buf: BytesMut,
+    buf: Vec<u8>,
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
@@ -78,9 +80,9 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     /// An empty batch with room for `capacity` bytes (header included); it never grows past
-    /// that by itself, see [`BatchBuilder::fits`].
+    /// that by itself, see [`BatchBuilder::fits`] and [`BatchBuilder::grow_to`].
     pub fn new(capacity: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_LEN));
+        let mut buf = Vec::with_capacity(capacity.max(BATCH_HEADER_LEN));
         buf.put_bytes(0, BATCH_HEADER_LEN);
         BatchBuilder {
             buf,
@@ -110,6 +112,18 @@ impl BatchBuilder {
         self.buf.len() + size <= self.buf.capacity()
     }
 
+    /// Bytes the buffer holds allocated (what the batch counts against `buffer.memory`).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Grows the buffer to exactly `capacity` bytes (no-op if it has that already).
+    pub fn grow_to(&mut self, capacity: usize) {
+        if capacity > self.buf.capacity() {
+            self.buf.reserve_exact(capacity - self.buf.len());
+        }
+    }
+
     /// Appends `r` with create time `timestamp` and returns its offset delta.
     pub fn append(&mut self, r: &Record<'_>, timestamp: i64) -> i32 {
         if self.count == 0 {
@@ -120,6 +134,8 @@ impl BatchBuilder {
         let ts_delta = timestamp - self.base_timestamp;
         let body = body_without_deltas(r) + varint_len(ts_delta) + varint_len(offset_delta as i64);
         let buf = &mut self.buf;
+        // Within the capacity counted for it (the caller checked `fits`); grows only if it
+        // did not, e.g. a builder used alone.
         buf.reserve(varint_len(body as i64) + body);
         put_varint(buf, body as i64);
         buf.put_u8(0); // record attributes: unused in v2
@@ -152,11 +168,13 @@ impl BatchBuilder {
     pub fn close_with(self, codec: &mut Codec) -> std::io::Result<ClosedBatch> {
         let compression = codec.compression;
         let BatchBuilder {
-            mut buf,
+            buf,
             count,
             base_timestamp,
             max_timestamp,
         } = self;
+        // Zero-copy: the Vec is unique, so BytesMut takes its allocation over.
+        let mut buf = BytesMut::from(Bytes::from(buf));
         if compression != Compression::None {
             let records = buf.split_off(BATCH_HEADER_LEN);
             codec.compress_into(&mut buf, &records)?;
@@ -182,7 +200,7 @@ impl BatchBuilder {
     }
 }
 
-fn put_bytes_field(buf: &mut BytesMut, b: Option<&[u8]>) {
+fn put_bytes_field(buf: &mut impl BufMut, b: Option<&[u8]>) {
     match b {
         Some(b) => {
             put_varint(buf, b.len() as i64);
@@ -202,6 +220,90 @@ pub struct Codec {
     level: Option<i32>,
     zstd: Option<zstd::bulk::Compressor<'static>>,
     deflate: Option<flate2::Compress>,
+    lz4: Option<Lz4Frames>,
+}
+
+/// An LZ4 frame compressor whose context lives as long as its codec: creating one per batch
+/// costs an allocation and its set-up, and the `lz4` crate's `Encoder` also copies every block
+/// through a buffer of its own, where this writes the frame straight into the batch. Frames
+/// as that encoder wrote them (and Kafka's readers take): 64 KiB independent blocks, block
+/// and content checksums.
+struct Lz4Frames(lz4::liblz4::LZ4FCompressionContext);
+
+// SAFETY: the context is memory owned by this value alone, used through `&mut self` only (one
+// thread at a time) and freed once, in `drop`.
+unsafe impl Send for Lz4Frames {}
+
+impl Lz4Frames {
+    /// The largest frame header LZ4 writes (`LZ4F_HEADER_SIZE_MAX`).
+    const HEADER_MAX: usize = 19;
+
+    fn new() -> std::io::Result<Self> {
+        let mut ctx = lz4::liblz4::LZ4FCompressionContext(std::ptr::null_mut());
+        // SAFETY: `ctx` is a valid place for the context pointer.
+        lz4::liblz4::check_error(unsafe {
+            lz4::liblz4::LZ4F_createCompressionContext(&mut ctx, lz4::liblz4::LZ4F_VERSION)
+        })?;
+        Ok(Lz4Frames(ctx))
+    }
+
+    /// Appends one frame holding `src` to `out`, at `level` (0: the fast compressor).
+    fn compress(&mut self, out: &mut BytesMut, src: &[u8], level: u32) -> std::io::Result<()> {
+        use lz4::liblz4::*;
+        let prefs = LZ4FPreferences {
+            frame_info: LZ4FFrameInfo {
+                block_size_id: BlockSize::Max64KB,
+                block_mode: BlockMode::Independent,
+                content_checksum_flag: ContentChecksum::ChecksumEnabled,
+                frame_type: FrameType::Frame,
+                content_size: 0,
+                dict_id: 0,
+                block_checksum_flag: BlockChecksum::BlockChecksumEnabled,
+            },
+            compression_level: level,
+            auto_flush: 0,
+            favor_dec_speed: 0,
+            reserved: [0; 3],
+        };
+        // SAFETY: `prefs` is valid for the call.
+        let bound =
+            Self::HEADER_MAX + check_error(unsafe { LZ4F_compressBound(src.len(), &prefs) })?;
+        let start = out.len();
+        out.reserve(bound);
+        // SAFETY: `out` has `bound` bytes of spare capacity after `start`; every call writes
+        // within the room it is given (LZ4F_compressBound covers the update and the end mark,
+        // HEADER_MAX the header) and says how much it wrote; only that much becomes part of
+        // `out`.
+        unsafe {
+            let dst = out.as_mut_ptr().add(start);
+            let head = check_error(LZ4F_compressBegin(self.0, dst, bound, &prefs))?;
+            let body = check_error(LZ4F_compressUpdate(
+                self.0,
+                dst.add(head),
+                bound - head,
+                src.as_ptr(),
+                src.len(),
+                std::ptr::null(),
+            ))?;
+            let end = check_error(LZ4F_compressEnd(
+                self.0,
+                dst.add(head + body),
+                bound - head - body,
+                std::ptr::null(),
+            ))?;
+            out.set_len(start + head + body + end);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lz4Frames {
+    fn drop(&mut self) {
+        // SAFETY: created by LZ4F_createCompressionContext, freed only here.
+        unsafe {
+            lz4::liblz4::LZ4F_freeCompressionContext(self.0);
+        }
+    }
 }
 
 impl Codec {
@@ -212,6 +314,7 @@ impl Codec {
             level,
             zstd: None,
             deflate: None,
+            lz4: None,
         }
     }
 
@@ -240,13 +343,11 @@ impl Codec {
                     None | Some(9) => 0,
                     Some(l) => l.clamp(1, 17) as u32,
                 };
-                let mut e = lz4::EncoderBuilder::new()
-                    .level(level)
-                    .block_mode(lz4::BlockMode::Independent)
-                    .build(out.writer())?;
-                e.write_all(records)?;
-                let (_, r) = e.finish();
-                r?;
+                let frames = match &mut self.lz4 {
+                    Some(f) => f,
+                    None => self.lz4.insert(Lz4Frames::new()?),
+                };
+                frames.compress(out, records, level)?;
             }
             Compression::Zstd => {
                 let zstd = match &mut self.zstd {

@@ -6,10 +6,15 @@
 //! them to its requests by correlation id; it also keeps the deadlines. Dropping a connection
 //! aborts both tasks and closes the socket at once, even mid-write. A frame's length is checked
 //! against a bound before anything is set aside for it, and the buffer grows only as bytes
-//! arrive. It must not know what the requests mean.
+//! arrive. Only answers asked for are read: the connection counts the requests that expect
+//! one, and a frame that comes when none is outstanding closes the connection with a protocol
+//! error as soon as its length is read (an idle link must not park what a broker pushes); once
+//! the reader stops, the socket is closed. It must not know what the requests mean.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -168,6 +173,8 @@ pub(crate) struct Connection {
     answers: u64,
     /// Whether this connection authenticated with SASL.
     authenticated: bool,
+    /// Requests sent that expect an answer and have none yet (the reader counts down).
+    outstanding: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -209,10 +216,17 @@ impl Connection {
         let (events_tx, events) = mpsc::channel(16);
         let (writes, writes_rx) = mpsc::unbounded_channel();
         let name = addr.to_string();
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let io = Io {
+            addr: name,
+            writes: writes_rx,
+            events: events_tx,
+            outstanding: outstanding.clone(),
+        };
         let tasks = match &security.tls {
             None => {
                 let (read, write) = stream.into_split();
-                spawn_io(read, write, name, writes_rx, events_tx)
+                spawn_io(read, write, io)
             }
             Some(config) => {
                 let left = setup_timeout.saturating_sub(started.elapsed());
@@ -248,7 +262,7 @@ impl Connection {
                     other => tls_err(other.to_string()),
                 })?;
                 let (read, write) = tokio::io::split(tls);
-                spawn_io(read, write, name, writes_rx, events_tx)
+                spawn_io(read, write, io)
             }
         };
         let mut conn = Connection {
@@ -262,6 +276,7 @@ impl Connection {
             renew_at: None,
             answers: 0,
             authenticated: false,
+            outstanding,
         };
         conn.versions = conn.negotiate(request_timeout).await?;
         if let Some((mechanism, credentials)) = &security.sasl {
@@ -441,13 +456,20 @@ impl Connection {
     }
 
     /// Queues a framed request (its segments are written back to back, without copying) and
-    /// returns at once. With `notify_written`, an [`Event::Written`] follows once it is on the
+    /// returns at once. `expects_answer` is false for a request the broker does not answer
+    /// (Produce with `acks=0`): a frame that comes while no request expects one closes the
+    /// connection. With `notify_written`, an [`Event::Written`] follows once it is on the
     /// socket.
     pub(crate) fn send_frame(
         &self,
         segments: Vec<Bytes>,
+        expects_answer: bool,
         notify_written: Option<i32>,
     ) -> Result<(), NetError> {
+        if expects_answer {
+            // Counted before the write is queued, so before the answer can come.
+            self.outstanding.fetch_add(1, Ordering::AcqRel);
+        }
         self.writes
             .send(Outgoing {
                 segments,
@@ -471,7 +493,7 @@ impl Connection {
             .encode(&mut buf, header_version)
             .and_then(|_| req.encode(&mut buf, version))
             .map_err(|e| self.protocol(format!("cannot encode request: {e}")))?;
-        self.send_frame(vec![buf.freeze()], None)?;
+        self.send_frame(vec![buf.freeze()], true, None)?;
         Ok(correlation_id)
     }
 
@@ -518,15 +540,20 @@ impl Connection {
     ) -> Result<R::Response, NetError> {
         let header_version = <R::Response as HeaderVersion>::header_version(version);
         let header = ResponseHeader::decode(&mut frame, header_version)
-            .map_err(|e| self.protocol(format!("bad answer header: {e}")))?;
+            .map_err(|e| self.protocol(format!("bad answer header: {}", one_line(&e))))?;
         if header.correlation_id != correlation_id {
             return Err(self.protocol(format!(
                 "answer to request {} where request {correlation_id} was next",
                 header.correlation_id
             )));
         }
-        R::Response::decode(&mut frame, version)
-            .map_err(|e| self.protocol(format!("cannot decode answer to API key {}: {e}", R::KEY)))
+        R::Response::decode(&mut frame, version).map_err(|e| {
+            self.protocol(format!(
+                "cannot decode answer to API key {}: {}",
+                R::KEY,
+                one_line(&e)
+            ))
+        })
     }
 
     /// Sends `req` and waits up to `timeout` for its answer. For a connection with nothing
@@ -576,24 +603,46 @@ impl Connection {
             renew_at: None,
             answers: 0,
             authenticated: false,
+            outstanding: Arc::default(),
         }
     }
 }
 
-/// Starts the reader and writer tasks of a connection's two halves.
-fn spawn_io<R, W>(
-    read: R,
-    write: W,
+/// A decoder's error as one line (`kafka-protocol`'s "not enough bytes" ends in a newline).
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What the reader and writer tasks of a connection share with it.
+struct Io {
     addr: String,
     writes: mpsc::UnboundedReceiver<Outgoing>,
     events: mpsc::Sender<Event>,
-) -> [AbortHandle; 2]
+    outstanding: Arc<AtomicUsize>,
+}
+
+/// Starts the reader and writer tasks of a connection's two halves. When the reader stops
+/// (the broker closed, a read failed, or it sent what nobody asked for), it stops the writer
+/// too, so the socket closes then, not when the owner next looks at the connection.
+fn spawn_io<R, W>(read: R, write: W, io: Io) -> [AbortHandle; 2]
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let reader = tokio::spawn(read_answers(read, addr.clone(), events.clone()));
-    let writer = tokio::spawn(write_requests(write, addr, writes, events));
+    let writer = tokio::spawn(write_requests(
+        write,
+        io.addr.clone(),
+        io.writes,
+        io.events.clone(),
+    ));
+    let stop_writer = writer.abort_handle();
+    let reader = tokio::spawn(async move {
+        read_answers(read, io.addr, io.events, &io.outstanding).await;
+        stop_writer.abort();
+    });
     [reader.abort_handle(), writer.abort_handle()]
 }
 
@@ -665,7 +714,12 @@ fn looks_like_tls(head: &[u8]) -> bool {
     matches!(head, [0x15 | 0x16, 0x03, 0x00..=0x04, _])
 }
 
-async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc::Sender<Event>) {
+async fn read_answers<R: AsyncRead + Unpin>(
+    mut r: R,
+    addr: String,
+    events: mpsc::Sender<Event>,
+    outstanding: &AtomicUsize,
+) {
     let closed = |reason: String| {
         Event::Closed(NetError::Io {
             addr: addr.clone(),
@@ -686,6 +740,19 @@ async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc
                     .await;
                 return;
             }
+            if outstanding.load(Ordering::Acquire) == 0 {
+                // Nothing was asked: whatever this is, it is not kept (on an idle link it
+                // would sit here, up to MAX_ANSWER a frame, until the next request).
+                let _ = events
+                    .send(Event::Closed(NetError::Protocol {
+                        addr: addr.clone(),
+                        reason: format!(
+                            "the broker sent an answer nobody asked for (a frame of {len} bytes)"
+                        ),
+                    }))
+                    .await;
+                return;
+            }
             if len > MAX_ANSWER {
                 let _ = events
                     .send(Event::Closed(NetError::Protocol {
@@ -700,6 +767,7 @@ async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc
             if buf.len() >= 4 + len {
                 buf.advance(4);
                 let frame = buf.split_to(len).freeze();
+                outstanding.fetch_sub(1, Ordering::AcqRel);
                 answered = true;
                 if events.send(Event::Answer(frame)).await.is_err() {
                     return;
@@ -738,5 +806,62 @@ async fn read_answers<R: AsyncRead + Unpin>(mut r: R, addr: String, events: mpsc
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsResponse;
+    use tokio::net::TcpListener;
+
+    /// A broker that answers ApiVersions, then sends a frame nobody asked for: the connection
+    /// ends with a protocol error naming the broker, and its socket is closed at once (not
+    /// when its owner drops it).
+    #[tokio::test]
+    async fn a_frame_nobody_asked_for_closes_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let len = s.read_u32().await.expect("length");
+            let mut req = vec![0; len as usize];
+            s.read_exact(&mut req).await.expect("request");
+            let correlation = i32::from_be_bytes(req[4..8].try_into().expect("4 bytes"));
+            let mut answer = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(correlation)
+                .encode(&mut answer, 0)
+                .expect("header");
+            ApiVersionsResponse::default()
+                .encode(&mut answer, 3)
+                .expect("body");
+            let mut out = BytesMut::new();
+            out.put_u32(answer.len() as u32);
+            out.put_slice(&answer);
+            // Then a frame of 1 MB, of which only the length and 4 bytes are sent.
+            out.put_u32(1_000_000);
+            out.put_i32(i32::MAX);
+            s.write_all(&out).await.expect("write");
+            let mut rest = [0u8; 16];
+            tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest)).await
+        });
+        let timeout = Duration::from_secs(5);
+        let mut conn = Connection::connect(&addr, "t", timeout, timeout, &ConnSecurity::default())
+            .await
+            .expect("connected");
+        match tokio::time::timeout(timeout, conn.next_event()).await {
+            Ok(Event::Closed(NetError::Protocol { addr: a, reason })) => {
+                assert_eq!(a, addr);
+                assert!(reason.contains("an answer nobody asked for"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let read = server
+            .await
+            .expect("server")
+            .expect("the socket closed while the connection is still held");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        drop(conn);
     }
 }

@@ -1,10 +1,12 @@
 //! The control link: one connection to any broker, for the requests that are not tied to a
 //! partition's leader (Metadata, InitProducerId).
 //!
-//! Owns that connection and the choice of broker: the one that answered last, then every
-//! known broker in turn, then the bootstrap servers, each attempt bounded (connection setup by
-//! `socket.connection.setup.timeout.ms`, the request by `request.timeout.ms`). A broker that
-//! fails is left for the next. Each user (the metadata refresher, the producer id fetch) has a
+//! Owns that connection and the choice of broker: the one that answered last, then the known
+//! brokers and the bootstrap servers in turn, at most [`MAX_NEW_TRIES`] of them per request,
+//! each attempt bounded (connection setup by `socket.connection.setup.timeout.ms`, the request
+//! by `request.timeout.ms`), so a metadata answer listing thousands of unreachable brokers
+//! cannot hold a request for hours; the next request goes on where this one stopped. A broker
+//! that fails is left for the next. Each user (the metadata refresher, the producer id fetch) has a
 //! link of its own, so a slow answer to one never holds up the other. It must not interpret
 //! the answers.
 
@@ -13,6 +15,10 @@ use std::time::Duration;
 use kafka_protocol::protocol::Request;
 
 use crate::connection::{ConnSecurity, Connection, NetError};
+
+/// Most brokers a request connects to before it gives up (the next request tries the next
+/// ones).
+pub(crate) const MAX_NEW_TRIES: usize = 4;
 
 /// Connection settings taken from the producer config.
 #[derive(Debug, Clone)]
@@ -74,9 +80,9 @@ impl ControlLink {
     }
 
     /// Sends the request `build` makes for a connection (it picks the version) and returns the
-    /// answer. Tries the current connection, then each of `known` and the bootstrap servers
-    /// once, in turn; returns the last error when none answered (the last refusal, if any
-    /// broker refused our security settings).
+    /// answer. Tries the current connection, then up to [`MAX_NEW_TRIES`] of `known` and the
+    /// bootstrap servers, in turn; returns the last error when none answered (the last
+    /// refusal, if any broker refused our security settings).
     pub(crate) async fn request<R, F>(
         &mut self,
         known: &[String],
@@ -120,7 +126,8 @@ impl ControlLink {
             reason: "no broker to connect to".into(),
         };
         let n = candidates.len();
-        for i in 0..n {
+        let tries = n.min(MAX_NEW_TRIES);
+        for i in 0..tries {
             let addr = candidates[(self.next + i) % n];
             let attempt = async {
                 let mut conn = self.options.connect(addr).await?;
@@ -144,7 +151,55 @@ impl ControlLink {
                 }
             }
         }
-        self.next = (self.next + 1) % n.max(1);
+        self.next = (self.next + tries.max(1)) % n.max(1);
         Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::MetadataRequest;
+
+    /// A metadata answer may list thousands of brokers: a request that finds none of them
+    /// answering gives up after a few, not after trying each (here: 2,000 × 100 ms).
+    #[tokio::test]
+    async fn a_request_tries_a_few_brokers_not_thousands() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let options = ConnectOptions {
+            client_id: "t".into(),
+            setup_timeout: Duration::from_millis(100),
+            request_timeout: Duration::from_millis(100),
+            backoff: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+            security: Default::default(),
+        };
+        let mut link = ControlLink::new(options, vec![addr.clone()]);
+        let known: Vec<String> = (0..2000).map(|_| addr.clone()).collect();
+        let started = std::time::Instant::now();
+        let r = link
+            .request::<MetadataRequest, _>(&known, |_| Ok((MetadataRequest::default(), 1)))
+            .await;
+        let took = started.elapsed();
+        assert!(
+            matches!(
+                &r,
+                Err(NetError::Timeout { .. }) | Err(NetError::Connect { .. })
+            ),
+            "{r:?}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "gave up after {took:?} (4 tries × 100 ms expected)"
+        );
+        accepted.abort();
     }
 }

@@ -162,6 +162,7 @@ impl Core {
         let accumulator = Arc::new(Accumulator::new(
             AccumulatorConfig {
                 batch_size: config.batch_size,
+                max_in_flight: config.max_in_flight.max(1),
                 linger: config.linger,
                 delivery_timeout: config.delivery_timeout,
             },
@@ -458,7 +459,12 @@ impl Core {
             memory: &self.ledger.memory,
             bytes: 0,
         };
+        // What a shared quota was charged for buffer memory in hand beyond the record (a batch
+        // this send opens or grows): handed to the batch, or given back when the send ends.
         let mut batch_hold: Option<crate::ledger::ShareHold<'_>> = None;
+        // Whether the open batch may grow for this record: not when the share cannot pay for
+        // the growth (the batch leaves as it is; the record opens a small one).
+        let mut may_grow = true;
         loop {
             let reserved_before_append = reserved.bytes;
             match self.accumulator.append(
@@ -470,17 +476,17 @@ impl Core {
                 id,
                 &mut callback,
                 &mut reserved.bytes,
+                may_grow,
             ) {
                 Ok((outcome, offset_delta)) => {
                     if let Some(h) = share_hold {
                         h.keep();
                     }
-                    // The batch this send opened (if it took the reservation) carries the
-                    // share's charge for it now; otherwise the hold gives it back.
+                    // The batch recorded what it took beyond the record as this owner's
+                    // charge (`Completion::hold`); the rest of the hold goes back.
                     if let Some(h) = batch_hold {
-                        if reserved.bytes < reserved_before_append {
-                            h.keep();
-                        }
+                        let used = reserved_before_append - reserved.bytes;
+                        h.keep_only(used.saturating_sub(bytes));
                     }
                     return Ok(Delivery {
                         outcome,
@@ -496,22 +502,35 @@ impl Core {
                     partition = self.partition_for(&topic, record, bytes)?;
                     queue = &topic.partitions[partition as usize];
                 }
-                Err(NotAppended::NeedMemory(n)) => {
-                    // A shared quota pays for the batch this record would open.
-                    if batch_hold.is_none() {
-                        if let Some(share) = &owner.share {
-                            let extra = n.saturating_sub(bytes);
-                            batch_hold = Some(share.take(extra).ok_or_else(|| {
-                                ProduceError::QuotaExceeded {
-                                    owner: share.name.clone(),
-                                    limit: share.limit.load(Ordering::Relaxed),
+                Err(NotAppended::NeedMemory { bytes: n, grow }) => {
+                    // A shared quota pays for the buffer this record would open or grow.
+                    if let Some(share) = &owner.share {
+                        let extra = n.saturating_sub(bytes);
+                        let held = batch_hold.as_ref().map_or(0, |h| h.bytes());
+                        if extra > held {
+                            match share.take(extra - held) {
+                                Some(more) => match &mut batch_hold {
+                                    Some(h) => h.absorb(more),
+                                    None => batch_hold = Some(more),
+                                },
+                                None if grow => {
+                                    may_grow = false;
+                                    continue;
                                 }
-                            })?);
+                                None => {
+                                    return Err(ProduceError::QuotaExceeded {
+                                        owner: share.name.clone(),
+                                        limit: share.limit.load(Ordering::Relaxed),
+                                    })
+                                }
+                            }
                         }
                     }
-                    self.reserve(n - reserved.bytes, bytes, &mut deadline)
-                        .await?;
-                    reserved.bytes = n;
+                    if n > reserved.bytes {
+                        self.reserve(n - reserved.bytes, bytes, &mut deadline)
+                            .await?;
+                        reserved.bytes = n;
+                    }
                 }
             }
         }
@@ -542,7 +561,7 @@ impl Core {
         })
     }
 
-    /// Takes `n` bytes of `buffer.memory` for a new batch, waiting until `deadline` if it is
+    /// Takes `n` bytes of `buffer.memory` for a batch's buffer, waiting until `deadline` if it is
     /// used up (lingering batches then leave at once to free it).
     async fn reserve(
         &self,

@@ -149,10 +149,13 @@ impl BatchOutcome {
             Ok(ack) => Ok(RecordMetadata {
                 topic: self.topic.clone(),
                 partition: self.partition,
+                // The broker stored the batch (it answered without error), so an offset past
+                // i64::MAX from a hostile base offset is not a failure: like acks=0's, it is
+                // unknown (-1). Failing the record would tell the caller it was not stored.
                 offset: if ack.base_offset < 0 {
                     -1
                 } else {
-                    ack.base_offset + delta as i64
+                    ack.base_offset.checked_add(delta.into()).unwrap_or(-1)
                 },
                 log_append_time: ack.log_append_time,
             }),
@@ -169,7 +172,7 @@ pub struct RecordMetadata {
     /// Partition.
     pub partition: i32,
     /// Offset in the partition; `-1` when the broker did not tell (`acks=0`, or a retry the
-    /// broker recognised as already stored).
+    /// broker recognised as already stored) or gave a base offset that puts it past `i64::MAX`.
     pub offset: i64,
     /// The broker's append time when the topic uses `LogAppendTime`.
     pub log_append_time: Option<i64>,
@@ -258,5 +261,21 @@ mod tests {
         assert_eq!(o.record(4).unwrap(), Err(ProduceError::Closed));
         assert_eq!(o.record(5).unwrap().unwrap().offset, 7);
         assert_eq!(o.record(9).unwrap().unwrap().offset, 11);
+    }
+
+    /// A broker that answers a batch with a base offset near `i64::MAX`: the records past the
+    /// largest offset get `-1` (unknown), not a panic (debug) or a negative offset (release).
+    #[test]
+    fn an_offset_past_i64_max_is_unknown() {
+        for base in [i64::MAX, i64::MAX - 1] {
+            let o = BatchOutcome::new(Arc::from("t"), 0);
+            o.set(Settled::Whole(Ok(BatchAck {
+                base_offset: base,
+                log_append_time: None,
+            })));
+            assert_eq!(o.record(0).unwrap().unwrap().offset, base);
+            assert_eq!(o.record(2).unwrap().unwrap().offset, -1, "base {base}");
+            assert_eq!(o.record(i32::MAX).unwrap().unwrap().offset, -1);
+        }
     }
 }

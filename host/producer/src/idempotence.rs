@@ -1,16 +1,24 @@
 //! The idempotent producer: the only owner of producer id, epoch and sequence numbers (the
 //! Java client's TransactionManager, its idempotent half).
 //!
-//! Rules, as Java's with one simplification that the sinks guarantee (a partition has at most
-//! one batch in flight, so only the batch at the head of its queue can carry numbers):
+//! Rules, as Java's, with one simplification the accumulator guarantees: a partition's batches
+//! leave in the order they were made, and after any of them comes back unsettled the partition
+//! drains (nothing more leaves until none is in flight), so numbers are handed out in queue
+//! order from a settled state:
 //!
 //! - A batch gets its numbers when it is first sent: the partition's identity (producer id and
 //!   epoch) and its next sequence. A retry goes with the same numbers, so the broker can tell a
 //!   batch it already stored (DUPLICATE_SEQUENCE_NUMBER) from a new one.
 //! - Numbers are only ever given again to a batch the broker **provably** did not store: it
-//!   answered OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID (the broker lost our state),
-//!   refused the epoch, or found the batch too large. A batch whose request timed out or whose
-//!   connection dropped keeps its numbers until an answer settles it.
+//!   answered OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID for the partition's first
+//!   unacknowledged sequence (the broker lost our state: KIP-360), or refused the epoch. The
+//!   same answers for a later batch only mean an earlier one is not stored yet (several in
+//!   flight): it goes again with its numbers, after the earlier one. A batch the broker found
+//!   too large goes again as two halves numbered within its range. A batch whose request timed
+//!   out or whose connection dropped keeps its numbers until an answer settles it.
+//! - When a partition moves to a new identity, every batch of it not stored yet is numbered
+//!   again, in order, under the new one (Java's `startSequencesAtBeginning`): the broker cannot
+//!   have stored a batch after the gap or loss that made it move.
 //! - When a numbered batch is dropped (it expired, or failed for good), the partition's
 //!   sequence has a gap, so the partition moves to a new identity before numbering again
 //!   (KIP-360): **only that partition** restarts at sequence 0; the others keep theirs.
@@ -54,6 +62,9 @@ pub(crate) struct Stamp {
 pub(crate) struct Sequence {
     identity: Option<Identity>,
     next: i32,
+    /// The sequence after the last batch stored under `identity`: the first the broker waits
+    /// for.
+    acked: i32,
     /// Must move to a newer identity before numbering again (a gap, or the broker lost us).
     renumber: bool,
 }
@@ -187,13 +198,16 @@ impl Idempotence {
             *stamp = None;
             return Ok(None);
         }
-        if let Some(s) = stamp {
-            return Ok(Some(*s));
+        if let Some(s) = *stamp {
+            if Some(s.identity) == seq.identity && !seq.renumber {
+                return Ok(Some(s));
+            }
         }
         if seq.identity.is_none() || seq.renumber {
             let identity = self.fresh(seq.identity)?;
             seq.identity = Some(identity);
             seq.next = 0;
+            seq.acked = 0;
             seq.renumber = false;
         }
         let s = Stamp {
@@ -260,10 +274,31 @@ impl Idempotence {
     }
 
     /// The broker provably did not store the batch and the partition must renumber under a
-    /// newer identity (OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID).
+    /// newer identity.
     pub(crate) fn renumber(&self, seq: &mut Sequence, stamp: &mut Option<Stamp>) {
         if stamp.take().is_some() {
             seq.renumber = true;
+        }
+    }
+
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID: for the first sequence the broker
+    /// waits for, it lost the producer's state (renumber under a newer identity, KIP-360); for
+    /// a later one, an earlier batch is not stored yet (it goes again first): keep the numbers.
+    pub(crate) fn out_of_order(&self, seq: &mut Sequence, stamp: &mut Option<Stamp>) {
+        if let Some(s) = *stamp {
+            if Some(s.identity) == seq.identity && s.base_sequence == seq.acked {
+                self.renumber(seq, stamp);
+            }
+        }
+    }
+
+    /// A batch was stored with `stamp` (`count` records): the broker now waits for what
+    /// follows it.
+    pub(crate) fn stored(&self, seq: &mut Sequence, stamp: Option<Stamp>, count: i32) {
+        if let Some(s) = stamp {
+            if Some(s.identity) == seq.identity {
+                seq.acked = s.base_sequence.wrapping_add(count) & i32::MAX;
+            }
         }
     }
 
@@ -285,16 +320,6 @@ impl Idempotence {
             }
         }
         self.renumber(seq, stamp);
-    }
-
-    /// The batch was not stored and goes again in smaller parts under the same identity: the
-    /// partition's numbering restarts at the batch's first sequence.
-    pub(crate) fn rewind(&self, seq: &mut Sequence, stamp: &mut Option<Stamp>) {
-        if let Some(s) = stamp.take() {
-            if seq.identity == Some(s.identity) && !seq.renumber {
-                seq.next = s.base_sequence;
-            }
-        }
     }
 
     /// A partition's queue is forgotten (its topic was idle): if it numbered batches under the
@@ -432,18 +457,24 @@ pub(crate) fn for_tests(enabled: bool) -> Arc<Idempotence> {
     )
 }
 
+/// An enabled idempotence module for unit tests, with producer id 7 at epoch 0 in hand.
+#[cfg(test)]
+pub(crate) fn for_tests_with_id() -> Arc<Idempotence> {
+    let i = for_tests(true);
+    {
+        let mut st = i.state.lock();
+        st.current = Some(Identity { pid: 7, epoch: 0 });
+        st.usable = true;
+    }
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn idem() -> Arc<Idempotence> {
-        let i = for_tests(true);
-        {
-            let mut st = i.state.lock();
-            st.current = Some(Identity { pid: 7, epoch: 0 });
-            st.usable = true;
-        }
-        i
+        for_tests_with_id()
     }
 
     #[test]
@@ -479,25 +510,47 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_the_broker_lost_is_renumbered_and_a_split_reuses_its_numbers() {
+    fn out_of_order_renumbers_only_the_first_unstored_sequence() {
         let i = idem();
         let mut a = Sequence::default();
-        let mut s = None;
-        i.stamp(&mut a, &mut s, 10).unwrap();
-        let mut s2 = None;
-        i.stamp(&mut a, &mut s2, 10).unwrap();
-        // Too large: split, the halves start where the batch started.
-        i.rewind(&mut a, &mut s2);
-        let mut h = None;
+        // Five batches of 10 in flight: 0, 10, 20, 30, 40.
+        let mut stamps: Vec<Option<Stamp>> = vec![None; 5];
+        for s in &mut stamps {
+            i.stamp(&mut a, s, 10).unwrap();
+        }
+        let first = stamps[0].unwrap();
+        i.stored(&mut a, stamps[0], 10);
+        // Batch 10 failed (retriable): 20..40 come back out of order: an earlier batch is
+        // missing, not the broker's state. They keep their numbers.
+        for s in &mut stamps[2..] {
+            let kept = *s;
+            i.out_of_order(&mut a, s);
+            assert_eq!(*s, kept, "keeps its numbers");
+        }
+        for (k, s) in stamps.iter_mut().enumerate().skip(1) {
+            let again = i.stamp(&mut a, s, 10).unwrap().unwrap();
+            assert_eq!(again.base_sequence, 10 * k as i32);
+            assert_eq!(again.identity, first.identity);
+        }
+        i.stored(&mut a, stamps[1], 10);
+        // The broker lost our state (KIP-360): out of order at the first sequence it waits
+        // for. That batch and every later one not stored move to a new epoch, in order.
+        i.out_of_order(&mut a, &mut stamps[2]);
+        assert!(stamps[2].is_none());
+        for (k, s) in stamps.iter_mut().enumerate().skip(2) {
+            let again = i.stamp(&mut a, s, 10).unwrap().unwrap();
+            assert_eq!(again.identity.epoch, 1);
+            assert_eq!(again.base_sequence, 10 * (k as i32 - 2));
+        }
+        // A new batch follows them.
+        let mut next = None;
         assert_eq!(
-            i.stamp(&mut a, &mut h, 5).unwrap().unwrap().base_sequence,
-            10
+            i.stamp(&mut a, &mut next, 1)
+                .unwrap()
+                .unwrap()
+                .base_sequence,
+            30
         );
-        // UNKNOWN_PRODUCER_ID: new epoch, from 0.
-        i.renumber(&mut a, &mut h);
-        let mut again = None;
-        let st = i.stamp(&mut a, &mut again, 5).unwrap().unwrap();
-        assert_eq!((st.identity.epoch, st.base_sequence), (1, 0));
     }
 
     #[test]

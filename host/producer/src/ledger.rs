@@ -104,6 +104,23 @@ impl ShareHold<'_> {
     pub(crate) fn keep(mut self) {
         self.bytes = 0;
     }
+
+    /// Hands `n` of the held bytes to a batch (its completion gives them back) and gives the
+    /// rest back now.
+    pub(crate) fn keep_only(mut self, n: usize) {
+        self.bytes = self.bytes.saturating_sub(n);
+    }
+
+    /// The bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes over `other`'s bytes (of the same quota).
+    pub(crate) fn absorb(&mut self, mut other: ShareHold<'_>) {
+        debug_assert!(std::ptr::eq(self.share, other.share));
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
 }
 
 impl Drop for ShareHold<'_> {
@@ -225,11 +242,11 @@ pub(crate) struct Completion {
     /// `(owner index, offset delta, record id)` for owners that want reports.
     reports: Vec<(u32, i32, u64)>,
     callbacks: Vec<(i32, Callback)>,
-    /// Bytes of `buffer.memory` the batch holds.
+    /// Bytes of `buffer.memory` the batch holds: its buffer as allocated.
     permits: usize,
-    /// What the owner that opened the batch was charged in its shared quota for the batch's
-    /// reservation beyond its own record (see `SharedQuota::take`), given back with the batch.
-    pub(crate) share_charge: Option<(Arc<SharedQuota>, usize)>,
+    /// What the owners that opened or grew the batch's buffer were charged in their shared
+    /// quotas beyond their own records (see `SharedQuota::take`), given back with the batch.
+    share_charges: Vec<(Arc<SharedQuota>, usize)>,
     records: u64,
     ledger: Arc<Ledger>,
     done: bool,
@@ -249,10 +266,28 @@ impl Completion {
             reports: Vec::new(),
             callbacks: Vec::new(),
             permits,
-            share_charge: None,
+            share_charges: Vec::new(),
             records: 0,
             ledger: ledger.clone(),
             done: false,
+        }
+    }
+
+    /// Counts `bytes` more of `buffer.memory` held by the batch's buffer, allocated for a
+    /// record of `record` bytes of `owner`: an owner in a shared quota was charged the rest
+    /// (`bytes - record`) before the memory was reserved.
+    pub(crate) fn hold(&mut self, bytes: usize, owner: &OwnerAccount, record: usize) {
+        self.permits += bytes;
+        if let Some(share) = &owner.share {
+            let charge = bytes.saturating_sub(record);
+            match self
+                .share_charges
+                .iter_mut()
+                .find(|(s, _)| Arc::ptr_eq(s, share))
+            {
+                Some((_, n)) => *n += charge,
+                None => self.share_charges.push((share.clone(), charge)),
+            }
         }
     }
 
@@ -366,7 +401,7 @@ impl Completion {
                 share.buffered.fetch_sub(s.bytes, Ordering::Relaxed);
             }
         }
-        if let Some((share, bytes)) = self.share_charge.take() {
+        for (share, bytes) in self.share_charges.drain(..) {
             share.buffered.fetch_sub(bytes, Ordering::AcqRel);
         }
         ledger.memory.add_permits(self.permits);

@@ -14,7 +14,9 @@
 //! A sink learns which partitions to look at from its ready list ([`ReadyList`]): a partition
 //! is pushed there when a batch opens, closes, is hurried by a flush, or comes back. Batches
 //! are compressed and stamped here, outside any partition lock; requests carry at most one
-//! batch per partition, at most `max.request.size` bytes, and point at the batch bytes
+//! batch per partition (a partition with more to send goes into the next request, up to
+//! `max.in.flight.requests.per.connection` of its batches in flight), at most
+//! `max.request.size` bytes, and point at the batch bytes
 //! ([`crate::request`]). Answers are judged by the Java client's rules, with the idempotence
 //! module deciding about numbers. It must not build batches or choose partitions.
 
@@ -182,9 +184,10 @@ enum Verdict {
     Duplicate,
     /// Not stored; send again with the same numbers after a backoff.
     Retry,
-    /// Not stored, and the broker lost the producer's sequence: renumber under a newer
-    /// identity, then send again.
-    Renumber,
+    /// Not stored, out of order: an earlier batch is not stored yet (send again with the same
+    /// numbers after it), or the broker lost the producer's sequence (renumber under a newer
+    /// identity, then send again): the idempotence module tells which.
+    OutOfOrder,
     /// Not stored, the broker refused the epoch: renumber under a fetched identity.
     Refused,
     /// Not stored, too large: split in two and send both halves.
@@ -198,7 +201,7 @@ fn verdict(code: i16) -> Verdict {
     match code {
         0 => Verdict::Stored,
         46 => Verdict::Duplicate,
-        45 | 59 => Verdict::Renumber,
+        45 | 59 => Verdict::OutOfOrder,
         47 | 90 => Verdict::Refused,
         10 | 18 => Verdict::Split,
         // REQUEST_TIMED_OUT, NETWORK_EXCEPTION, NOT_ENOUGH_REPLICAS(_AFTER_APPEND) are
@@ -212,6 +215,9 @@ fn verdict(code: i16) -> Verdict {
         _ => Verdict::Fail,
     }
 }
+
+/// The first Produce version whose throttle the client applies (KIP-219).
+const KIP_219_VERSION: i16 = 6;
 
 /// Errors that mean our view of leaders is stale.
 fn needs_metadata(code: i16) -> bool {
@@ -511,8 +517,15 @@ impl Sink {
     }
 
     /// The connection failed with requests in flight: their batches go again with the same
-    /// numbers (the broker may have stored them), the link backs off.
+    /// numbers (the broker may have stored them), the link backs off. A connection that
+    /// closes with nothing in flight (a broker's `connections.max.idle.ms`) only goes down:
+    /// the broker stays available to new records, and the next work connects again at once.
     fn lost(&mut self, e: NetError, now: Instant) {
+        if self.in_flight.is_empty() && self.carry.is_none() && matches!(e, NetError::Io { .. }) {
+            tracing::debug!("{} closed an idle connection: {e}", self.who());
+            self.link = Link::Down { retry_at: None };
+            return;
+        }
         let cause = format!("{e} (broker {})", self.node());
         let requests: Vec<InFlight> = self.in_flight.drain(..).collect();
         for r in requests {
@@ -549,6 +562,9 @@ impl Sink {
             // Room for the request's own fields besides the batches.
             let mut size = 128usize;
             let mut parts: Vec<Sent> = Vec::new();
+            // Partitions that gave a batch to this request: one batch each per request; they
+            // are looked at again for the next one.
+            let mut again: Vec<Arc<PartitionQueue>> = Vec::new();
             if let Some(c) = self.carry.take() {
                 size += c.bytes.len() + c.queue.topic.len() + 16;
                 parts.push(c);
@@ -566,11 +582,18 @@ impl Sink {
                     p.signal();
                     continue;
                 }
+                if parts.iter().any(|s| Arc::ptr_eq(&s.queue, &p)) {
+                    if !again.iter().any(|a| Arc::ptr_eq(a, &p)) {
+                        again.push(p);
+                    }
+                    continue;
+                }
                 match self.ctx.accumulator.take(&p, now, &self.ctx.idempotence) {
                     Take::Batch(batch, stamp) => {
-                        let Some(sent) = self.seal(p, *batch, stamp) else {
+                        let Some(sent) = self.seal(p.clone(), *batch, stamp) else {
                             continue;
                         };
+                        again.push(p);
                         let more = sent.bytes.len() + sent.queue.topic.len() + 16;
                         if !parts.is_empty() && size + more > max_size {
                             self.carry = Some(sent);
@@ -591,6 +614,9 @@ impl Sink {
                     Take::Busy | Take::Empty => {}
                 }
             }
+            // Looked at again for the next requests, after the partitions still waiting their
+            // turn (round robin: a hot partition does not starve the others).
+            self.examine.extend(again);
             if parts.is_empty() {
                 break;
             }
@@ -659,7 +685,7 @@ impl Sink {
         let segments = request::produce_request(&header, version, c.acks.wire(), timeout_ms, &data);
         drop(data);
         let acks0 = c.acks == Acks::None;
-        let written = conn.send_frame(segments, acks0.then_some(correlation));
+        let written = conn.send_frame(segments, !acks0, acks0.then_some(correlation));
         self.ctx
             .stats
             .produce_requests
@@ -741,9 +767,25 @@ impl Sink {
     }
 
     fn answered(&mut self, req: InFlight, resp: ProduceResponse, now: Instant) {
-        if resp.throttle_time_ms > 0 {
-            // KIP-219: the broker answered at once and asks us to hold back.
-            self.throttled_until = Some(now + Duration::from_millis(resp.throttle_time_ms as u64));
+        // KIP-219: from Produce v6 the broker answers at once and asks us to hold back; before
+        // v6 it delayed the answer itself, so the wait is already served.
+        if resp.throttle_time_ms > 0 && req.version >= KIP_219_VERSION {
+            let asked = Duration::from_millis(resp.throttle_time_ms as u64);
+            // A broker asking for more than request.timeout.ms is held to it: one answer must
+            // not mute a broker for days (i32::MAX ms is 24.8 days).
+            let wait = asked.min(self.ctx.config.request_timeout);
+            if wait < asked {
+                tracing::warn!(
+                    "{} asked to be left alone for {} ms; waiting {} ms (request.timeout.ms)",
+                    self.who(),
+                    asked.as_millis(),
+                    wait.as_millis()
+                );
+            }
+            let until = now + wait;
+            self.throttled_until = Some(until);
+            // New records without a key go elsewhere meanwhile.
+            self.ready.set_throttled_until(Some(until));
         }
         let mut index: HashMap<(&str, i32), usize> = HashMap::new();
         let mut flat = Vec::new();
@@ -815,7 +857,7 @@ impl Sink {
                     };
                     self.fail(s, err);
                 }
-                Verdict::Retry | Verdict::Renumber | Verdict::Refused => {
+                Verdict::Retry | Verdict::OutOfOrder | Verdict::Refused => {
                     let cause = match &message {
                         Some(m) => format!("{}: {m}", kafka_error_name(code)),
                         None => kafka_error_name(code),
@@ -839,8 +881,11 @@ impl Sink {
 
     fn stored(&mut self, s: Sent, ack: BatchAck) {
         let Sent { queue, batch, .. } = s;
+        let (stamp, count) = (batch.stamp, batch.count);
         batch.settle.finish(Ok(ack));
-        self.ctx.accumulator.done(&queue);
+        self.ctx
+            .accumulator
+            .done(&queue, stamp, count, &self.ctx.idempotence);
     }
 
     fn fail(&mut self, s: Sent, err: ProduceError) {
@@ -928,7 +973,7 @@ impl Sink {
             .put_back(&queue, vec![batch], move |seq, batches| {
                 let stamp = &mut batches[0].stamp;
                 match v {
-                    Verdict::Renumber => idem.renumber(seq, stamp),
+                    Verdict::OutOfOrder => idem.out_of_order(seq, stamp),
                     Verdict::Refused => idem.refused(seq, stamp),
                     _ => {}
                 }
@@ -936,7 +981,8 @@ impl Sink {
     }
 
     /// MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE for a batch of several records: both halves go
-    /// again, numbered from where the batch started.
+    /// again, numbered within the batch's range (the first half from where it started), so
+    /// batches numbered after it keep theirs.
     fn split(&mut self, s: Sent) {
         let level = self.ctx.config.compression_level();
         let Sent { queue, batch, .. } = s;
@@ -973,27 +1019,29 @@ impl Sink {
         let ProducerBatch {
             created,
             attempts,
+            order,
             settle,
             ..
         } = batch;
         let (sa, sb) = settle.split(a.count());
-        let half = |body: crate::batch::ClosedBatch, settle| ProducerBatch {
+        let stamp_b = stamp.map(|s| Stamp {
+            identity: s.identity,
+            base_sequence: s.base_sequence.wrapping_add(a.count()) & i32::MAX,
+        });
+        let half = |body: crate::batch::ClosedBatch, settle, stamp| ProducerBatch {
             count: body.count(),
+            order,
             body: Body::Closed(body),
             created,
             attempts,
             retry_at: None,
-            stamp: None,
+            stamp,
             last_error: Some("MESSAGE_TOO_LARGE".into()),
             maybe_stored: false,
             settle,
         };
-        let halves = vec![half(a, sa), half(b, sb)];
-        let idem = self.ctx.idempotence.clone();
-        let mut old = stamp;
-        self.ctx
-            .accumulator
-            .put_back(&queue, halves, move |seq, _| idem.rewind(seq, &mut old));
+        let halves = vec![half(a, sa, stamp), half(b, sb, stamp_b)];
+        self.ctx.accumulator.put_back(&queue, halves, |_, _| {});
     }
 
     /// Fails, at their delivery deadline, the batches still waiting for an answer (they stay in
@@ -1078,6 +1126,7 @@ mod tests {
         let accumulator = Arc::new(Accumulator::new(
             AccumulatorConfig {
                 batch_size: 200,
+                max_in_flight: 5,
                 linger: Duration::ZERO,
                 delivery_timeout: Duration::from_secs(120),
             },
@@ -1120,10 +1169,11 @@ mod tests {
                     0,
                     &mut None,
                     &mut reserved,
+                    true,
                 ) {
                     Ok((o, _)) => outcomes.push(o),
                     Err(
-                        NotAppended::NeedMemory(_) | NotAppended::Closed | NotAppended::Evicted,
+                        NotAppended::NeedMemory { .. } | NotAppended::Closed | NotAppended::Evicted,
                     ) => {
                         panic!("append")
                     }
@@ -1174,8 +1224,8 @@ mod tests {
             assert_eq!(verdict(code), Verdict::Retry, "{code}");
         }
         assert!(needs_metadata(6) && needs_metadata(5) && !needs_metadata(19));
-        assert_eq!(verdict(45), Verdict::Renumber);
-        assert_eq!(verdict(59), Verdict::Renumber);
+        assert_eq!(verdict(45), Verdict::OutOfOrder);
+        assert_eq!(verdict(59), Verdict::OutOfOrder);
         assert_eq!(verdict(46), Verdict::Duplicate);
         assert_eq!(verdict(90), Verdict::Refused);
         assert_eq!(verdict(10), Verdict::Split);
