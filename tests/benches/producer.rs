@@ -27,8 +27,8 @@
 //! sticky partitioning for null keys (wafka switches partition after
 //! `batch.size` bytes, librdkafka after `sticky.partitioning.linger.ms`, 10 ms).
 //! librdkafka's record-count limit on its queue is lifted (wafka has none).
-//! Not a setting but a design difference: wafka keeps at most one batch per
-//! partition in flight, librdkafka up to 5.
+//! With idempotence on, both keep up to 5 batches of a partition in flight (one per
+//! request).
 //!
 //! Environment (all optional):
 //!
