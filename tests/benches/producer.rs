@@ -18,7 +18,10 @@
 //! takes about 5 minutes on 2 cores, most of it in the wait-for-ack phases; for a quick look:
 //! `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`;
 //! for the plugin tables alone: `WAFKA_BENCH_WASM=only`. The plugins are built
-//! first with `scripts/build-guests` (through `wafka_tests::guest`).
+//! first with `scripts/build-guests` (through `wafka_tests::guest`). The where-users-run
+//! tables (below) add about 9 minutes (18 with a core that sends 16 KiB batches one at a
+//! time); alone: `WAFKA_BENCH_WHERE=only`, e.g. one place, one round:
+//! `WAFKA_BENCH_WHERE=only WAFKA_BENCH_PLACES=10ms WAFKA_BENCH_ROUNDS=1`.
 //!
 //! Both clients use: `acks=all`, `linger.ms=5`, `batch.size=16384`,
 //! idempotence on, `compression.type=none`, 32 MiB of buffer
