@@ -590,6 +590,61 @@ async fn idle_connections_closed_by_brokers_leave_them_available() {
     );
 }
 
+/// Connections drop while several requests wait for their answers, several batches of each
+/// partition among them, all stored by the broker: every batch goes again with its numbers,
+/// the broker answers the stored ones as duplicates, and each record is in the log once, in
+/// order. Three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_drop_with_stored_requests_in_flight() {
+    let topic = create_topic("inflight-drops", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("batch.size", "2000"), ("linger.ms", "2")]);
+    for part in 0..3 {
+        send_to(&p, &topic, part, "warm:0", &Outcomes::default()).await;
+    }
+    flush_within(&p, Duration::from_secs(10)).await;
+    let before = p.stats();
+    let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
+    let outcomes = Outcomes::default();
+    for round in 0..3 {
+        let sent_before: u64 = (1..=3).map(|n| proxy.produce_requests(n)).sum();
+        for node in 1..=3 {
+            proxy.set_fault(node, Fault::HoldAnswers);
+        }
+        for i in round * 50..(round + 1) * 50 {
+            for k in &keys {
+                let value = keyed_value(k, i);
+                p.send_with_callback(
+                    &Record::new(&topic, value.as_bytes()).key(k.as_bytes()),
+                    outcomes.callback(value.clone()),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        // Let the requests reach the broker (stored, answers held), then cut every connection.
+        let waited = Instant::now();
+        while (1..=3).map(|n| proxy.produce_requests(n)).sum::<u64>() - sent_before < 9
+            && waited.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for node in 1..=3 {
+            proxy.drop_connections(node);
+            proxy.set_fault(node, Fault::None);
+        }
+    }
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 8 * 150, "{:?}", outcomes.errors());
+    let after = p.stats();
+    assert!(
+        after.connections >= before.connections + 3 && after.retries >= before.retries + 9,
+        "three rounds of drops, each with requests waiting: {after:?}"
+    );
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 150, "warm").await;
+}
+
 /// Answers lost after the broker stored the records: the retries carry the same numbers and the
 /// broker recognises them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
