@@ -17,6 +17,31 @@ const MESSAGE_TOO_LARGE: i16 = 10;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const UNKNOWN_PRODUCER_ID: i16 = 59;
 
+/// Sends one record to each of `partitions` partitions and waits for them: every sink connected.
+async fn warm_partitions(p: &Producer, topic: &str, partitions: i32) {
+    for part in 0..partitions {
+        send_to(p, topic, part, "warm", &Outcomes::default()).await;
+    }
+    flush_within(p, Duration::from_secs(10)).await;
+}
+
+/// Sends `n` records of 100 B without a key and returns the partitions they were stored in.
+async fn send_keyless(p: &Producer, topic: &str, n: usize) -> std::collections::BTreeSet<i32> {
+    let mut deliveries = Vec::new();
+    for _ in 0..n {
+        deliveries.push(
+            p.send(&Record::new(topic, &[b'v'; 100]))
+                .await
+                .expect("queued"),
+        );
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for d in deliveries {
+        used.insert(d.await.expect("delivered").partition);
+    }
+    used
+}
+
 /// A key long enough that each record fills a batch of `batch.size=1000` by itself.
 fn batch_filling_key() -> String {
     format!("k{}", "x".repeat(880))
@@ -491,28 +516,14 @@ async fn records_without_a_key_avoid_a_throttled_broker() {
     let topic = create_topic("throttle-keyless", 6);
     let proxy = Proxy::start(&brokers(), 3);
     let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
-    for part in 0..6 {
-        send_to(&p, &topic, part, "warm", &Outcomes::default()).await;
-    }
-    flush_within(&p, Duration::from_secs(10)).await;
+    warm_partitions(&p, &topic, 6).await;
     // Broker 1 (partitions 0 and 3) asks for 4 s of quiet.
     proxy.set_produce_throttle(1, Some(4000));
     send_to(&p, &topic, 0, "warm", &Outcomes::default()).await;
     flush_within(&p, Duration::from_secs(10)).await;
     proxy.set_produce_throttle(1, None);
     let started = Instant::now();
-    let mut partitions = Vec::new();
-    for _ in 0..300 {
-        let d = p
-            .send(&Record::new(&topic, &[b'v'; 100]))
-            .await
-            .expect("queued");
-        partitions.push(d);
-    }
-    let mut used = std::collections::BTreeSet::new();
-    for d in partitions {
-        used.insert(d.await.expect("delivered").partition);
-    }
+    let used = send_keyless(&p, &topic, 300).await;
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "sent while throttled"
@@ -561,26 +572,13 @@ async fn idle_connections_closed_by_brokers_leave_them_available() {
     let topic = create_topic("idle-close", 6);
     let proxy = Proxy::start(&brokers(), 3);
     let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
-    for part in 0..6 {
-        send_to(&p, &topic, part, "warm", &Outcomes::default()).await;
-    }
-    flush_within(&p, Duration::from_secs(10)).await;
+    warm_partitions(&p, &topic, 6).await;
     for node in 1..=3 {
         proxy.drop_connections(node);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before: Vec<u64> = (1..=3).map(|n| proxy.produce_requests(n)).collect();
-    let mut deliveries = Vec::new();
-    for _ in 0..3000 {
-        deliveries.push(
-            p.send(&Record::new(&topic, &[b'v'; 100]))
-                .await
-                .expect("queued"),
-        );
-    }
-    for d in deliveries {
-        d.await.expect("delivered");
-    }
+    send_keyless(&p, &topic, 3000).await;
     let received: Vec<u64> = (1..=3)
         .map(|n| proxy.produce_requests(n) - before[n as usize - 1])
         .collect();
