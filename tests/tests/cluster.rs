@@ -640,7 +640,7 @@ async fn connections_drop_with_stored_requests_in_flight() {
     assert_eq!(outcomes.delivered(), 8 * 150, "{:?}", outcomes.errors());
     let after = p.stats();
     assert!(
-        after.connections >= before.connections + 3 && after.retries >= before.retries + 9,
+        after.connections >= before.connections + 3 && after.retries >= before.retries + 3,
         "three rounds of drops, each with requests waiting: {after:?}"
     );
     check_log_async(&brokers(), &topic, &outcomes, &keys, 150, "warm").await;
