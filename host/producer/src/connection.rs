@@ -18,9 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
 use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{
+    Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -359,12 +363,8 @@ impl Connection {
                     ),
                 ));
             }
-            if resp.session_lifetime_ms > 0 {
-                let lifetime = Duration::from_millis(resp.session_lifetime_ms as u64);
-                // Never sooner than a second: a broker (or a rogue one over SASL_PLAINTEXT)
-                // giving tiny sessions must not make every request a new connection.
-                let renew = lifetime.mul_f64(0.85).max(MIN_RENEWAL);
-                self.renew_at = Some(std::time::Instant::now() + renew);
+            if let Some(at) = renewal(std::time::Instant::now(), resp.session_lifetime_ms) {
+                self.renew_at = Some(at);
             }
             match client.step(&resp.auth_bytes) {
                 Ok(Step::Send(next)) => out = next,
@@ -383,21 +383,8 @@ impl Connection {
 
     /// The highest version of `R` both sides speak, capped at `our_max`.
     pub(crate) fn version<R: Request>(&self, our_max: i16) -> Result<i16, NetError> {
-        let ours = R::VERSIONS;
-        let (min, max) =
-            self.versions.get(&R::KEY).copied().ok_or_else(|| {
-                self.protocol(format!("broker does not support API key {}", R::KEY))
-            })?;
-        let v = max.min(ours.max).min(our_max);
-        if v < min.max(ours.min) {
-            return Err(self.protocol(format!(
-                "no common version for API key {} (broker {min}..={max}, client {}..={})",
-                R::KEY,
-                ours.min,
-                ours.max.min(our_max)
-            )));
-        }
-        Ok(v)
+        common_version(&self.versions, R::KEY, R::VERSIONS, our_max)
+            .map_err(|e| self.protocol(e.to_string()))
     }
 
     pub(crate) fn protocol(&self, reason: String) -> NetError {
@@ -431,11 +418,7 @@ impl Connection {
                 crate::error::kafka_error_name(resp.error_code)
             )));
         }
-        Ok(resp
-            .api_keys
-            .iter()
-            .map(|k| (k.api_key, (k.min_version, k.max_version)))
-            .collect())
+        Ok(supported_versions(&resp))
     }
 
     /// A fresh correlation id.
@@ -534,26 +517,11 @@ impl Connection {
     /// Decodes an answer to `R` at `version`, checking that it answers `correlation_id`.
     pub(crate) fn decode<R: Request>(
         &self,
-        mut frame: Bytes,
+        frame: Bytes,
         version: i16,
         correlation_id: i32,
     ) -> Result<R::Response, NetError> {
-        let header_version = <R::Response as HeaderVersion>::header_version(version);
-        let header = ResponseHeader::decode(&mut frame, header_version)
-            .map_err(|e| self.protocol(format!("bad answer header: {}", one_line(&e))))?;
-        if header.correlation_id != correlation_id {
-            return Err(self.protocol(format!(
-                "answer to request {} where request {correlation_id} was next",
-                header.correlation_id
-            )));
-        }
-        R::Response::decode(&mut frame, version).map_err(|e| {
-            self.protocol(format!(
-                "cannot decode answer to API key {}: {}",
-                R::KEY,
-                one_line(&e)
-            ))
-        })
+        decode_answer::<R>(frame, version, correlation_id).map_err(|e| self.protocol(e.to_string()))
     }
 
     /// Sends `req` and waits up to `timeout` for its answer. For a connection with nothing
@@ -606,6 +574,123 @@ impl Connection {
             outstanding: Arc::default(),
         }
     }
+}
+
+/// Why an answer frame could not be read as the answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AnswerError {
+    /// The response header does not decode.
+    #[error("bad answer header: {0}")]
+    Header(String),
+    /// The header names another request.
+    #[error("answer to request {got} where request {expected} was next")]
+    Correlation {
+        /// The correlation id in the answer.
+        got: i32,
+        /// The one the connection waited for.
+        expected: i32,
+    },
+    /// The body does not decode as the answer to that API at that version.
+    #[error("cannot decode answer to API key {api_key}: {reason}")]
+    Body {
+        /// The request's API key.
+        api_key: i16,
+        /// The decoder's error, on one line.
+        reason: String,
+    },
+}
+
+/// An answer frame (after its length prefix) read as `R`'s answer at `version`: the response
+/// header at the header version of that answer, the correlation check, then the body. What
+/// [`Connection::decode`] runs; needs no connection.
+pub(crate) fn decode_answer<R: Request>(
+    mut frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> Result<R::Response, AnswerError> {
+    let header_version = <R::Response as HeaderVersion>::header_version(version);
+    let header = ResponseHeader::decode(&mut frame, header_version)
+        .map_err(|e| AnswerError::Header(one_line(&e)))?;
+    if header.correlation_id != correlation_id {
+        return Err(AnswerError::Correlation {
+            got: header.correlation_id,
+            expected: correlation_id,
+        });
+    }
+    R::Response::decode(&mut frame, version).map_err(|e| AnswerError::Body {
+        api_key: R::KEY,
+        reason: one_line(&e),
+    })
+}
+
+/// What an ApiVersions answer says the broker speaks: API key to its version range.
+pub(crate) fn supported_versions(resp: &ApiVersionsResponse) -> HashMap<i16, (i16, i16)> {
+    resp.api_keys
+        .iter()
+        .map(|k| (k.api_key, (k.min_version, k.max_version)))
+        .collect()
+}
+
+/// Why no version of an API can be used with a broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum VersionError {
+    /// The broker does not list the API.
+    #[error("broker does not support API key {0}")]
+    Unsupported(i16),
+    /// The broker's range and ours do not meet.
+    #[error("no common version for API key {api_key} (broker {broker_min}..={broker_max}, client {client_min}..={client_max})")]
+    NoCommon {
+        /// The API.
+        api_key: i16,
+        /// Oldest version the broker speaks.
+        broker_min: i16,
+        /// Newest version the broker speaks.
+        broker_max: i16,
+        /// Oldest version we speak.
+        client_min: i16,
+        /// Newest version we speak (capped by what the caller asks for).
+        client_max: i16,
+    },
+}
+
+/// The highest version of API `key` that the broker (`versions`, from ApiVersions) and we
+/// (`ours`, capped at `our_max`) both speak.
+pub(crate) fn common_version(
+    versions: &HashMap<i16, (i16, i16)>,
+    key: i16,
+    ours: VersionRange,
+    our_max: i16,
+) -> Result<i16, VersionError> {
+    let (min, max) = versions
+        .get(&key)
+        .copied()
+        .ok_or(VersionError::Unsupported(key))?;
+    let v = max.min(ours.max).min(our_max);
+    if v < min.max(ours.min) {
+        return Err(VersionError::NoCommon {
+            api_key: key,
+            broker_min: min,
+            broker_max: max,
+            client_min: ours.min,
+            client_max: ours.max.min(our_max),
+        });
+    }
+    Ok(v)
+}
+
+/// When a connection authenticated at `now` is replaced, for a SASL session the broker limits
+/// to `session_lifetime_ms` (KIP-368; 0 or less: no limit): at 85% of it, as Java
+/// re-authenticates at 85-95%, and never sooner than [`MIN_RENEWAL`]: a broker (or a rogue
+/// one over SASL_PLAINTEXT) giving tiny sessions must not make every request a new connection.
+pub(crate) fn renewal(
+    now: std::time::Instant,
+    session_lifetime_ms: i64,
+) -> Option<std::time::Instant> {
+    if session_lifetime_ms <= 0 {
+        return None;
+    }
+    let lifetime = Duration::from_millis(session_lifetime_ms as u64);
+    Some(now + lifetime.mul_f64(0.85).max(MIN_RENEWAL))
 }
 
 /// A decoder's error as one line (`kafka-protocol`'s "not enough bytes" ends in a newline).
@@ -812,7 +897,6 @@ async fn read_answers<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::ApiVersionsResponse;
     use tokio::net::TcpListener;
 
     /// A broker that answers ApiVersions, then sends a frame nobody asked for: the connection

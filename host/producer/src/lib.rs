@@ -37,6 +37,8 @@ mod control;
 mod core;
 mod delivery;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod idempotence;
 mod ledger;
 mod metadata;

@@ -321,7 +321,7 @@ impl Metadata {
 }
 
 /// The cluster as a Metadata answer describes it, checked.
-fn parse(resp: MetadataResponse) -> Cluster {
+pub(crate) fn parse(resp: MetadataResponse) -> Cluster {
     let mut cluster = Cluster {
         fetched: Some(Instant::now()),
         ..Cluster::default()
