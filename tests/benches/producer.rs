@@ -18,7 +18,10 @@
 //! takes about 5 minutes on 2 cores, most of it in the wait-for-ack phases; for a quick look:
 //! `WAFKA_BENCH_ROUNDS=1 WAFKA_BENCH_ACK_RECORDS=200`;
 //! for the plugin tables alone: `WAFKA_BENCH_WASM=only`. The plugins are built
-//! first with `scripts/build-guests` (through `wafka_tests::guest`).
+//! first with `scripts/build-guests` (through `wafka_tests::guest`). The where-users-run
+//! tables (below) add about 9 minutes (18 with a core that sends 16 KiB batches one at a
+//! time); alone: `WAFKA_BENCH_WHERE=only`, e.g. one place, one round:
+//! `WAFKA_BENCH_WHERE=only WAFKA_BENCH_PLACES=10ms WAFKA_BENCH_ROUNDS=1`.
 //!
 //! Both clients use: `acks=all`, `linger.ms=5`, `batch.size=16384`,
 //! idempotence on, `compression.type=none`, 32 MiB of buffer
@@ -27,8 +30,8 @@
 //! sticky partitioning for null keys (wafka switches partition after
 //! `batch.size` bytes, librdkafka after `sticky.partitioning.linger.ms`, 10 ms).
 //! librdkafka's record-count limit on its queue is lifted (wafka has none).
-//! Not a setting but a design difference: wafka keeps at most one batch per
-//! partition in flight, librdkafka up to 5.
+//! With idempotence on, both keep up to 5 batches of a partition in flight (one per
+//! request).
 //!
 //! Environment (all optional):
 //!
@@ -50,6 +53,16 @@
 //! | `WAFKA_BENCH_WIDE_PARTITIONS` | 1000 | partitions of the wide-topic rows (`0` drops them) |
 //! | `WAFKA_BENCH_SLOW` | 1 | `0` skips the slow-broker table (librdkafka's mock cluster) |
 //! | `WAFKA_BENCH_SLOW_RECORDS` | 100000 | records per client in the slow-broker table |
+//! | `WAFKA_BENCH_WHERE` | 1 | the where-users-run tables: `0` skips them, `only` runs nothing else |
+//! | `WAFKA_BENCH_PLACES` | `held,10ms,50ms` | their places: `held` (a local nisshi holding data), `<n>ms` (a mock-cluster broker n ms away); one table each |
+//! | `WAFKA_BENCH_WHERE_SETTINGS` | `defaults,1000000,16384` | their settings rows: `defaults`, or a number: an equal `batch.size` for both clients |
+//! | `WAFKA_BENCH_WHERE_PARTITIONS` | `1,6` | their topics' partition counts |
+//! | `WAFKA_BENCH_WHERE_CODECS` | `none,lz4` | their `compression.type`s |
+//! | `WAFKA_BENCH_WHERE_RECORDS` | 100000 | records per phase of their rows (the rounds are `WAFKA_BENCH_ROUNDS`) |
+//! | `WAFKA_BENCH_WHERE_WARMUP` | `WHERE_RECORDS / 10` | warm-up records per client and row |
+//! | `WAFKA_BENCH_HELD_ENGINE` | `memory` | storage of the held broker (`memory` or `sqlite`) |
+//! | `WAFKA_BENCH_HELD_RECORDS` | 1200000 | records the held broker holds before its rows (topped up if `WAFKA_BENCH_BROKERS` holds fewer) |
+//! | `WAFKA_BENCH_HELD_PARTITIONS` | 1000 | partitions of each of the held broker's two topics |
 //! | `WAFKA_BENCH_BROKER_PID` | found | pid of the broker, for the broker CPU column |
 //! | `WAFKA_BROKER_LOG` | `warn` | log level of the broker the benchmark starts (nisshi's `info` level costs it ~170 µs of CPU per record) |
 //! | `RUST_LOG` | `warn` | tracing filter (wafka's logs) |
@@ -87,13 +100,59 @@
 //! - **MB/s**: record value bytes (10^6) per second (keys and overhead not counted).
 //! - **CPU s/M**: CPU seconds (user + system, `getrusage(RUSAGE_SELF)`, all
 //!   threads of this process) per million records, delta over the phase.
-//! - **broker CPU s/M**: the same for the broker process (`/proc/<pid>/stat`,
-//!   10 ms ticks), when its pid is known: on a small machine the broker
-//!   competes with the client for cores.
+//! - **broker CPU s/M**: the same for the broker process (the sum over its threads of
+//!   `/proc/<pid>/task/<tid>/schedstat`, ns), when its pid is known: on a small machine the
+//!   broker competes with the client for cores.
 //! - **p50 / p99 / max µs**: ack latency percentiles in microseconds.
 //! - rows **wafka / librdkafka**: the peer ratio (wafka's value divided by
 //!   librdkafka's) of records/s and MB/s (higher is better for wafka), CPU and
 //!   broker CPU per record and p50 / p99 latency (lower is better for wafka).
+//!
+//! # Where users run
+//!
+//! The main table runs on a fresh, local, empty broker: it cannot see what a broker that
+//! holds data or one that is far away does to the clients. These tables, one per place
+//! (`$WAFKA_BENCH_PLACES`), run the same fire-and-forget phase (100 B values, null keys,
+//! send everything then flush; checked as above) on:
+//!
+//! - **held**: a local nisshi filled once before its rows with `$WAFKA_BENCH_HELD_RECORDS`
+//!   records in two topics of `$WAFKA_BENCH_HELD_PARTITIONS` partitions (librdkafka at its
+//!   defaults, 100 records to one partition at a time, round robin), then kept for all rows
+//!   and rounds; each row gets a topic of its own. Storage: nisshi's memory storage by
+//!   default, because it stores each produced batch as it came, as Kafka's log does, at
+//!   0.3 µs (1 MB batches) to 2.7 µs (16 KiB batches) of broker CPU per 100 B record, so what
+//!   a client's requests and batches cost the broker shows. sqlite storage inserts every record as a row: 17–24 µs of broker CPU
+//!   per record on the 2-core machine, about 30,000 records/s, so every row would wait for
+//!   the broker and the per-request costs would drown (`$WAFKA_BENCH_HELD_ENGINE=sqlite` to
+//!   see it). Holding 6M records instead of none did not change the memory storage's CPU per
+//!   record in these rows beyond the noise. `$WAFKA_BENCH_BROKERS` uses that broker instead.
+//! - **`<n>ms`**: librdkafka's mock cluster in this process, one broker whose every answer
+//!   comes n ms late (`rd_kafka_mock_broker_set_rtt`); a fresh cluster per row.
+//!
+//! Rows: per place, each of `$WAFKA_BENCH_WHERE_SETTINGS` × partitions × codec, each client
+//! warmed up on the row's clients, then `$WAFKA_BENCH_ROUNDS` rounds of both clients
+//! alternating who goes first; the median round by records/s. Settings:
+//!
+//! - **defaults**: each client with only `bootstrap.servers`, `linger.ms=5` and `acks=all`
+//!   (and the row's `compression.type`): its own batch size, requests in flight, idempotence
+//!   and buffer. The table lists each client's settings as read back from it (wafka's
+//!   `ProducerConfig`, librdkafka's `rd_kafka_conf_get` on the live client), and each row
+//!   its `batch.size`.
+//! - **equal, batch.size=N**: the shared settings above (and `$WAFKA_BENCH_SET`) with
+//!   `batch.size=N` for both.
+//!
+//! librdkafka gets `statistics.interval.ms=200` in these rows (its produce-request count).
+//!
+//! Columns: **records**, **s**, **records/s**, **records/s min–max** as above;
+//! **client CPU s/M**: the process's CPU per million records, without the mock broker's
+//! thread when the broker is the mock; **broker CPU s/M**: nisshi's process CPU, or the CPU of
+//! the mock's thread (`rdk:mock`, `/proc/self/task/<tid>/schedstat`); **produce requests /
+//! 1k records**: Produce requests the client wrote in the phase per 1,000 records (wafka:
+//! `ProducerStats::produce_requests`; librdkafka: its statistics' `brokers.*.req.Produce`,
+//! read from a snapshot taken after the phase ended; on the mock both are checked against the
+//! Produce requests the mock logged). The **wafka / librdkafka** row holds the ratios and the
+//! goals' verdict (✓/✗): records/s ≥ 1.5×, client CPU per record ≤ 0.5×, broker CPU per
+//! record ≤ 1×.
 //!
 //! # Plugin tables
 //!
@@ -142,6 +201,7 @@ use rdkafka::producer::{
     BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer as _, ProducerContext,
     ThreadedProducer,
 };
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use wafka::{Autoflush, PluginInstance, PluginOptions, PluginStats};
@@ -253,6 +313,119 @@ fn rdkafka_config(brokers: &str) -> ClientConfig {
     config
 }
 
+/// What both clients get on top of their own defaults in the "defaults" rows of the
+/// where-users-run tables.
+const DEFAULTS_SETTINGS: &[(&str, &str)] = &[("linger.ms", "5"), ("acks", "all")];
+
+/// librdkafka's statistics interval in the where-users-run rows: its produce-request count
+/// comes from them (each phase waits for a snapshot taken after it ended).
+const STATS_INTERVAL_MS: u64 = 200;
+
+/// Which settings the clients of a case get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Settings {
+    /// `SHARED_SETTINGS` and `$WAFKA_BENCH_SET` (the main table).
+    Bench,
+    /// Each client's own defaults, but `DEFAULTS_SETTINGS` (and `bootstrap.servers`).
+    Defaults,
+    /// `SHARED_SETTINGS` and `$WAFKA_BENCH_SET`, with this `batch.size` for both.
+    Equal(usize),
+}
+
+impl Settings {
+    fn name(self) -> String {
+        match self {
+            Settings::Bench => "bench".to_owned(),
+            Settings::Defaults => "defaults".to_owned(),
+            Settings::Equal(n) => format!("equal, batch.size={n}"),
+        }
+    }
+
+    /// `defaults` or a number (an equal `batch.size`), as `$WAFKA_BENCH_WHERE_SETTINGS` has it.
+    fn parse(s: &str) -> Settings {
+        match s {
+            "defaults" => Settings::Defaults,
+            n => Settings::Equal(n.replace('_', "").parse().unwrap_or_else(|_| {
+                panic!("WAFKA_BENCH_WHERE_SETTINGS: {s:?} is neither `defaults` nor a batch.size")
+            })),
+        }
+    }
+}
+
+/// The wafka producer of a case: `settings`, then `compression`.
+fn wafka_client(brokers: &str, settings: Settings, compression: &str) -> Producer {
+    match settings {
+        Settings::Bench => wafka_producer_with(brokers, &[("compression.type", compression)]),
+        Settings::Equal(batch_size) => wafka_producer_with(
+            brokers,
+            &[
+                ("batch.size", &batch_size.to_string()),
+                ("compression.type", compression),
+            ],
+        ),
+        Settings::Defaults => {
+            let mut props = vec![("bootstrap.servers", brokers)];
+            props.extend(DEFAULTS_SETTINGS.iter().copied());
+            if compression != "none" {
+                props.push(("compression.type", compression));
+            }
+            Producer::from_properties(props).expect("wafka producer config")
+        }
+    }
+}
+
+/// The librdkafka config of a case: `settings`, then `compression`; statistics on (for the
+/// produce-request count) unless `Settings::Bench`.
+fn rdkafka_client_config(brokers: &str, settings: Settings, compression: &str) -> ClientConfig {
+    let mut config = match settings {
+        Settings::Bench | Settings::Equal(_) => rdkafka_config(brokers),
+        Settings::Defaults => {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", brokers);
+            for (k, v) in DEFAULTS_SETTINGS {
+                c.set(*k, *v);
+            }
+            c
+        }
+    };
+    if let Settings::Equal(batch_size) = settings {
+        config.set("batch.size", batch_size.to_string());
+    }
+    if settings == Settings::Bench || compression != "none" {
+        config.set("compression.type", compression);
+    }
+    if settings != Settings::Bench {
+        config.set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
+    }
+    config
+}
+
+/// A property of a librdkafka client as in effect (its defaults and the adjustments it made
+/// when the client was created, e.g. `max.in.flight` capped to 5 by idempotence).
+fn rdkafka_effective(client: &rdkafka::client::Client<Deliveries>, name: &str) -> String {
+    let name_c = std::ffi::CString::new(name).expect("property name");
+    let mut buf = [0 as std::ffi::c_char; 512];
+    let mut size = buf.len();
+    // SAFETY: a live client handle; rd_kafka_conf returns its configuration (owned by the
+    // handle, read only here); rd_kafka_conf_get writes at most `size` bytes into `buf`,
+    // NUL-terminated on success.
+    unsafe {
+        let conf = rdkafka::bindings::rd_kafka_conf(client.native_ptr());
+        let res = rdkafka::bindings::rd_kafka_conf_get(
+            conf,
+            name_c.as_ptr(),
+            buf.as_mut_ptr(),
+            &mut size,
+        );
+        if res != rdkafka::bindings::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK {
+            return format!("({name}?)");
+        }
+        std::ffi::CStr::from_ptr(buf.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Cases and clients
 // ---------------------------------------------------------------------------
@@ -274,6 +447,8 @@ struct Case {
     partitions: i32,
     /// `compression.type` of both clients.
     compression: &'static str,
+    /// The clients' settings.
+    settings: Settings,
 }
 
 impl Case {
@@ -296,7 +471,17 @@ impl Case {
             records,
             partitions: PARTITIONS,
             compression: "none",
+            settings: Settings::Bench,
         }
+    }
+
+    /// The same case with the clients on `settings`.
+    fn with(mut self, settings: Settings) -> Case {
+        self.settings = settings;
+        if settings != Settings::Bench {
+            self.name.push_str(&format!(", {}", settings.name()));
+        }
+        self
     }
 
     /// The same case on a topic of `partitions` partitions, with `compression`.
@@ -304,7 +489,8 @@ impl Case {
         self.partitions = partitions;
         self.compression = compression;
         if partitions != PARTITIONS {
-            self.name.push_str(&format!(", {partitions} partitions"));
+            let s = if partitions == 1 { "" } else { "s" };
+            self.name.push_str(&format!(", {partitions} partition{s}"));
         }
         if compression != "none" {
             self.name.push_str(&format!(", {compression}"));
@@ -486,9 +672,65 @@ impl Recorder {
 /// opaque is the record's index (no allocation per record).
 struct Deliveries {
     recorder: &'static Recorder,
+    stats: Arc<RdStats>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn stats(&self, statistics: Statistics) {
+        self.stats.update(&statistics);
+    }
+}
+
+/// librdkafka's latest statistics snapshot (when `statistics.interval.ms` is set): when it was
+/// taken and how many Produce requests the client had sent to all brokers by then.
+#[derive(Default)]
+struct RdStats {
+    /// (`ts`: librdkafka's `CLOCK_MONOTONIC` in µs, Produce requests sent).
+    last: Mutex<Option<(i64, u64)>>,
+    updated: Condvar,
+}
+
+impl RdStats {
+    fn update(&self, statistics: &Statistics) {
+        // Counted by librdkafka once a request is written out (`rkb_c.reqtype`), retries too.
+        let produce = statistics
+            .brokers
+            .values()
+            .map(|b| b.req.get("Produce").copied().unwrap_or(0).max(0) as u64)
+            .sum();
+        *self.last.lock().unwrap() = Some((statistics.ts, produce));
+        self.updated.notify_all();
+    }
+
+    /// Produce requests sent by now: from the first snapshot taken after this call (the client
+    /// must be idle meanwhile, as between phases).
+    fn produce_requests_now(&self, what: &str) -> u64 {
+        let now_us = monotonic_us();
+        let deadline = Instant::now() + Duration::from_millis(20 * STATS_INTERVAL_MS + 5000);
+        let mut last = self.last.lock().unwrap();
+        loop {
+            if let Some((ts, produce)) = *last {
+                if ts >= now_us {
+                    return produce;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{what}: no librdkafka statistics");
+            last = self.updated.wait_timeout(last, left).unwrap().0;
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` in µs, the clock of librdkafka's statistics `ts`.
+fn monotonic_us() -> i64 {
+    // SAFETY: clock_gettime only writes the struct we pass.
+    let ts = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        assert_eq!(libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts), 0);
+        ts
+    };
+    ts.tv_sec * 1_000_000 + ts.tv_nsec / 1000
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;
@@ -509,6 +751,9 @@ impl ProducerContext for Deliveries {
 /// The broker process, to report its CPU time next to the client's.
 struct BrokerProcess {
     pid: Option<u32>,
+    /// A broker living in this process (librdkafka's mock cluster): its thread's id. Its CPU
+    /// is the broker's, and is taken out of the client's.
+    thread: Option<u32>,
     ticks_per_second: u64,
 }
 
@@ -535,6 +780,7 @@ impl BrokerProcess {
             .or_else(|| Self::from_state_dirs(brokers));
         BrokerProcess {
             pid,
+            thread: None,
             ticks_per_second,
         }
     }
@@ -567,16 +813,86 @@ impl BrokerProcess {
         None
     }
 
-    fn cpu(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        // Fields after the command name (which may contain spaces), starting at field 3.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some(Duration::from_secs_f64(
-            (utime + stime) as f64 / self.ticks_per_second as f64,
-        ))
+    /// The thread of librdkafka's mock cluster in this process (`rdk:mock`; one cluster may
+    /// live at a time).
+    fn mock_thread() -> BrokerProcess {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .flatten()
+        {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "rdk:mock" {
+                found.extend(
+                    entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|t| t.parse::<u32>().ok()),
+                );
+            }
+        }
+        assert_eq!(found.len(), 1, "threads named rdk:mock: {found:?}");
+        BrokerProcess {
+            pid: None,
+            thread: found.pop(),
+            ..BrokerProcess::find("")
+        }
     }
+
+    /// The broker's CPU time so far, per thread (ns, from `schedstat`, as precise as
+    /// getrusage's process CPU; the process's 10 ms ticks where there is no `schedstat`).
+    fn mark(&self) -> Option<CpuMark> {
+        if let Some(tid) = self.thread {
+            let ns = schedstat_ns(Path::new(&format!("/proc/self/task/{tid}/schedstat")))?;
+            return Some(CpuMark(HashMap::from([(tid, ns)])));
+        }
+        let pid = self.pid?;
+        let mut threads = HashMap::new();
+        for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let tid = entry.file_name().to_str().and_then(|t| t.parse().ok());
+            if let (Some(tid), Some(ns)) = (tid, schedstat_ns(&entry.path().join("schedstat"))) {
+                threads.insert(tid, ns);
+            }
+        }
+        if threads.is_empty() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name (which may contain spaces), starting at field 3.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            threads.insert(0, (utime + stime) * 1_000_000_000 / self.ticks_per_second);
+        }
+        Some(CpuMark(threads))
+    }
+
+    /// The broker's CPU time since `mark`: the sum over its threads now of their time since
+    /// then (a thread that ended in between is missed: the broker's threads live on, and a
+    /// tokio blocking thread ends only after 10 s without work).
+    fn since(&self, mark: Option<CpuMark>) -> Option<Duration> {
+        let (before, now) = (mark?, self.mark()?);
+        let ns = now
+            .0
+            .iter()
+            .map(|(tid, ns)| ns.saturating_sub(before.0.get(tid).copied().unwrap_or(0)))
+            .sum();
+        Some(Duration::from_nanos(ns))
+    }
+}
+
+/// CPU time of each thread of the broker (ns) by thread id, at one moment.
+struct CpuMark(HashMap<u32, u64>);
+
+/// The first field of a thread's `schedstat`: its time on CPU in ns.
+fn schedstat_ns(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Reads the topic's high watermarks, to check what the broker stored.
@@ -624,12 +940,20 @@ struct PhaseResult {
     wall: Duration,
     cpu: Duration,
     broker_cpu: Option<Duration>,
+    /// Produce requests the client sent in the phase, when known (wafka: always; librdkafka:
+    /// with statistics on).
+    produce_requests: Option<u64>,
     p50_ns: u64,
     p99_ns: u64,
     max_ns: u64,
 }
 
 impl PhaseResult {
+    fn requests_per_thousand(&self) -> Option<f64> {
+        self.produce_requests
+            .map(|n| n as f64 * 1000.0 / self.records as f64)
+    }
+
     fn records_per_s(&self) -> f64 {
         self.records as f64 / self.wall.as_secs_f64()
     }
@@ -666,14 +990,20 @@ struct Bench {
     topics: usize,
     clients: Vec<Client>,
     capacity: usize,
-    /// One per (partitions, compression) the cases use; the first is the plugin tables' too.
+    /// One per (partitions, compression, settings) the cases use; the first is the plugin
+    /// tables' too.
     setups: Vec<Setup>,
+    /// The broker when it is librdkafka's mock cluster (where-users-run tables).
+    mock: Option<wafka_tests::MockKafka>,
+    /// Each client's recorder, allocated once (`capacity` records).
+    recorders: HashMap<Client, &'static Recorder>,
 }
 
-/// A topic and a client of each kind for one (partitions, compression).
+/// A topic and a client of each kind for one (partitions, compression, settings).
 struct Setup {
     partitions: i32,
     compression: &'static str,
+    settings: Settings,
     topic: String,
     watermarks: Watermarks,
     wafka: Option<WafkaClient>,
@@ -687,9 +1017,12 @@ struct WafkaClient {
 
 struct RdkafkaClient {
     threaded: ThreadedProducer<Deliveries>,
-    future: FutureProducer,
+    /// For wait-for-ack phases (main table only).
+    future: Option<FutureProducer>,
     recorder: &'static Recorder,
     queue_full: u64,
+    /// Statistics, when on (not for `Settings::Bench`).
+    stats: Option<Arc<RdStats>>,
 }
 
 impl Bench {
@@ -698,23 +1031,35 @@ impl Bench {
         &self.setups[0]
     }
 
-    /// The index of the setup for `partitions` and `compression`, created on first use.
-    fn setup(&mut self, partitions: i32, compression: &'static str) -> usize {
-        if let Some(i) = self
-            .setups
-            .iter()
-            .position(|s| s.partitions == partitions && s.compression == compression)
-        {
+    /// The index of the setup for `partitions`, `compression` and `settings`, created on first
+    /// use.
+    fn setup(&mut self, partitions: i32, compression: &'static str, settings: Settings) -> usize {
+        if let Some(i) = self.setups.iter().position(|s| {
+            s.partitions == partitions && s.compression == compression && s.settings == settings
+        }) {
             return i;
         }
         let topic = self.new_topic(partitions);
-        self.add_setup(topic, partitions, compression)
+        self.add_setup(topic, partitions, compression, settings)
     }
 
     fn new_topic(&mut self, partitions: i32) -> String {
         self.topics += 1;
         let topic = format!("bench-producer-{}-{partitions}", self.topics);
-        wafka_tests::create_topic_named(&self.brokers, &topic, partitions);
+        match &self.mock {
+            // The mock does not implement CreateTopics.
+            Some(mock) => {
+                mock.create_topic(&topic, partitions, 1)
+                    .unwrap_or_else(|e| panic!("mock topic {topic}: {e}"));
+                wafka_tests::wait_for_topic(
+                    &self.brokers,
+                    &topic,
+                    partitions,
+                    Duration::from_secs(30),
+                );
+            }
+            None => wafka_tests::create_topic_named(&self.brokers, &topic, partitions),
+        }
         topic
     }
 
@@ -739,7 +1084,7 @@ impl Bench {
             }
         }
         let topic = self.new_topic(PARTITIONS);
-        self.add_setup(topic, PARTITIONS, "none");
+        self.add_setup(topic, PARTITIONS, "none", Settings::Bench);
         for client in self.clients.clone() {
             let fire = Case::new(Mode::FireAndForget, 100, false, warmup);
             let ack = Case::new(Mode::WaitForAck, 100, false, WARMUP_ACKED);
@@ -760,32 +1105,43 @@ impl Bench {
         }
     }
 
-    fn add_setup(&mut self, topic: String, partitions: i32, compression: &'static str) -> usize {
+    fn add_setup(
+        &mut self,
+        topic: String,
+        partitions: i32,
+        compression: &'static str,
+        settings: Settings,
+    ) -> usize {
         let brokers = self.brokers.clone();
+        let wafka_recorder = self.recorder(Client::Wafka);
+        let rdkafka_recorder = self.recorder(Client::Librdkafka);
         let _enter = self.runtime.enter();
         let wafka = self.clients.contains(&Client::Wafka).then(|| WafkaClient {
-            producer: wafka_producer_with(&brokers, &[("compression.type", compression)]),
-            recorder: self.recorder(Client::Wafka),
+            producer: wafka_client(&brokers, settings, compression),
+            recorder: wafka_recorder,
         });
         let librdkafka = self.clients.contains(&Client::Librdkafka).then(|| {
-            let recorder = self.recorder(Client::Librdkafka);
-            let config = || {
-                let mut c = rdkafka_config(&brokers);
-                c.set("compression.type", compression);
-                c
-            };
+            let recorder = rdkafka_recorder;
+            let config = || rdkafka_client_config(&brokers, settings, compression);
+            let stats = Arc::new(RdStats::default());
             RdkafkaClient {
                 threaded: config()
-                    .create_with_context(Deliveries { recorder })
+                    .create_with_context(Deliveries {
+                        recorder,
+                        stats: stats.clone(),
+                    })
                     .expect("librdkafka ThreadedProducer"),
-                future: config().create().expect("librdkafka FutureProducer"),
+                future: (settings == Settings::Bench)
+                    .then(|| config().create().expect("librdkafka FutureProducer")),
                 recorder,
                 queue_full: 0,
+                stats: (settings != Settings::Bench).then_some(stats),
             }
         });
         self.setups.push(Setup {
             partitions,
             compression,
+            settings,
             watermarks: Watermarks::new(&brokers, &topic, partitions),
             topic,
             wafka,
@@ -795,19 +1151,18 @@ impl Bench {
     }
 
     /// Each client's recorder, shared by its setups (allocated once).
-    fn recorder(&self, client: Client) -> &'static Recorder {
-        let existing = self.setups.iter().find_map(|s| match client {
-            Client::Wafka => s.wafka.as_ref().map(|w| w.recorder),
-            Client::Librdkafka => s.librdkafka.as_ref().map(|r| r.recorder),
-        });
-        existing.unwrap_or_else(|| Recorder::leaked(self.capacity))
+    fn recorder(&mut self, client: Client) -> &'static Recorder {
+        let capacity = self.capacity;
+        self.recorders
+            .entry(client)
+            .or_insert_with(|| Recorder::leaked(capacity))
     }
 
     /// Runs one phase of `case` with `client`, checks it and measures it.
     fn phase(&mut self, client: Client, case: &Case, label: &str) -> PhaseResult {
         let what = format!("{label} {} {}", client.name(), case.name);
         let value = vec![b'v'; case.value_size];
-        let s = self.setup(case.partitions, case.compression);
+        let s = self.setup(case.partitions, case.compression, case.settings);
         let setup = &self.setups[s];
         let recorder = match client {
             Client::Wafka => setup.wafka.as_ref().expect("wafka client").recorder,
@@ -822,9 +1177,14 @@ impl Bench {
         recorder.reset(case.records);
         let stats_before = setup.wafka.as_ref().map(|w| w.producer.stats());
         let queue_full_before = setup.librdkafka.as_ref().map_or(0, |r| r.queue_full);
+        let rd_stats = match client {
+            Client::Librdkafka => setup.librdkafka.as_ref().and_then(|r| r.stats.clone()),
+            Client::Wafka => None,
+        };
+        let rd_requests_before = rd_stats.as_ref().map(|st| st.produce_requests_now(&what));
         let stored_before = setup.watermarks.total();
 
-        let broker_before = self.broker.cpu();
+        let broker_before = self.broker.mark();
         let cpu_before = process_cpu();
         let start = Instant::now();
         match client {
@@ -833,18 +1193,21 @@ impl Bench {
         }
         let wall = start.elapsed();
         let setup = &self.setups[s];
-        let cpu = process_cpu().saturating_sub(cpu_before);
-        let broker_cpu = match (broker_before, self.broker.cpu()) {
-            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
-            _ => None,
-        };
+        let mut cpu = process_cpu().saturating_sub(cpu_before);
+        let broker_cpu = self.broker.since(broker_before);
+        if self.broker.thread.is_some() {
+            // The broker runs in this process: its CPU is not the client's.
+            cpu = cpu.saturating_sub(broker_cpu.unwrap_or_default());
+        }
 
         let latencies = recorder.check(&what, case.records);
         if let Some(r) = &setup.librdkafka {
             // librdkafka frees a delivery report's messages after its
             // callbacks returned: wait for that, then nothing may be left.
             let deadline = Instant::now() + Duration::from_secs(10);
-            let left = || r.threaded.in_flight_count() + r.future.in_flight_count();
+            let left = || {
+                r.threaded.in_flight_count() + r.future.as_ref().map_or(0, |f| f.in_flight_count())
+            };
             while left() > 0 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -857,7 +1220,7 @@ impl Bench {
             case.records
         );
         let mut extra = String::new();
-        match client {
+        let produce_requests = match client {
             Client::Wafka => {
                 let w = setup.wafka.as_ref().expect("wafka client");
                 let d = stats_delta(stats_before.unwrap_or_default(), w.producer.stats());
@@ -874,18 +1237,28 @@ impl Bench {
                     d.records_acked as f64 / d.batches_acked.max(1) as f64,
                     d.retries
                 );
+                Some(d.produce_requests)
             }
             Client::Librdkafka => {
                 let r = setup.librdkafka.as_ref().expect("librdkafka client");
                 let _ = write!(extra, ", {} QueueFull", r.queue_full - queue_full_before);
+                let requests = rd_stats
+                    .as_ref()
+                    .zip(rd_requests_before)
+                    .map(|(st, before)| st.produce_requests_now(&what) - before);
+                if let Some(n) = requests {
+                    let _ = write!(extra, ", {n} requests");
+                }
+                requests
             }
-        }
+        };
         let result = PhaseResult {
             records: case.records,
             value_size: case.value_size,
             wall,
             cpu,
             broker_cpu,
+            produce_requests,
             p50_ns: percentile(&latencies, 50.0),
             p99_ns: percentile(&latencies, 99.0),
             max_ns: latencies.last().copied().unwrap_or(0),
@@ -1001,7 +1374,7 @@ impl Bench {
                 );
             }
             Mode::WaitForAck => {
-                let future = &r.future;
+                let future = r.future.as_ref().expect("librdkafka FutureProducer");
                 self.runtime.block_on(async {
                     for i in 0..case.records {
                         let key = (i as u64).to_be_bytes();
@@ -1269,6 +1642,568 @@ fn slow_table(results: &[(Client, SlowResult)]) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Where users run: a broker that holds data, a broker far away
+// ---------------------------------------------------------------------------
+
+/// Topics the held broker is filled with before its rows.
+const HELD_TOPICS: [&str; 2] = ["bench-held-1", "bench-held-2"];
+/// Records sent to one partition in a row while filling: the held data's batch size.
+const HELD_CHUNK: usize = 100;
+
+/// Where the broker of a where-users-run table is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// A local nisshi that holds data before the rows; one broker for all of them.
+    Held,
+    /// librdkafka's mock cluster in this process: one broker answering after this round trip.
+    Remote(Duration),
+}
+
+impl Place {
+    /// `held` or `<n>ms`, as `$WAFKA_BENCH_PLACES` has it.
+    fn parse(s: &str) -> Place {
+        match s {
+            "held" => Place::Held,
+            ms => match ms.strip_suffix("ms").and_then(|n| n.trim().parse().ok()) {
+                Some(n) => Place::Remote(Duration::from_millis(n)),
+                None => panic!("WAFKA_BENCH_PLACES: {s:?} is neither `held` nor `<n>ms`"),
+            },
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Place::Held => "held".to_owned(),
+            Place::Remote(rtt) => format!("{} ms", rtt.as_millis()),
+        }
+    }
+}
+
+/// The `compression.type` names a where-users-run case may have.
+fn codec(name: &str) -> &'static str {
+    match name {
+        "none" => "none",
+        "gzip" => "gzip",
+        "snappy" => "snappy",
+        "lz4" => "lz4",
+        "zstd" => "zstd",
+        other => panic!("WAFKA_BENCH_WHERE_CODECS: unknown codec {other:?}"),
+    }
+}
+
+/// What the where-users-run tables run (from the environment).
+struct WhereSpec {
+    places: Vec<Place>,
+    settings: Vec<Settings>,
+    partitions: Vec<i32>,
+    codecs: Vec<&'static str>,
+    records: usize,
+    warmup: usize,
+    rounds: usize,
+    held_engine: String,
+    held_partitions: i32,
+    held_records: usize,
+}
+
+impl WhereSpec {
+    fn from_env(rounds: usize) -> WhereSpec {
+        let list = |name: &str, default: &str| {
+            env_list(name).unwrap_or_else(|| default.split(',').map(str::to_owned).collect())
+        };
+        let records = env_usize("WAFKA_BENCH_WHERE_RECORDS", 100_000);
+        WhereSpec {
+            places: list("WAFKA_BENCH_PLACES", "held,10ms,50ms")
+                .iter()
+                .map(|p| Place::parse(p))
+                .collect(),
+            settings: list("WAFKA_BENCH_WHERE_SETTINGS", "defaults,1000000,16384")
+                .iter()
+                .map(|s| Settings::parse(s))
+                .collect(),
+            partitions: list("WAFKA_BENCH_WHERE_PARTITIONS", "1,6")
+                .iter()
+                .map(|p| {
+                    p.parse()
+                        .unwrap_or_else(|_| panic!("WAFKA_BENCH_WHERE_PARTITIONS: {p:?}"))
+                })
+                .collect(),
+            codecs: list("WAFKA_BENCH_WHERE_CODECS", "none,lz4")
+                .iter()
+                .map(|c| codec(c))
+                .collect(),
+            records,
+            warmup: env_usize("WAFKA_BENCH_WHERE_WARMUP", records / 10),
+            rounds,
+            held_engine: std::env::var("WAFKA_BENCH_HELD_ENGINE")
+                .ok()
+                .filter(|e| !e.trim().is_empty())
+                .unwrap_or_else(|| "memory".to_owned()),
+            held_partitions: env_usize("WAFKA_BENCH_HELD_PARTITIONS", 1000) as i32,
+            held_records: env_usize("WAFKA_BENCH_HELD_RECORDS", 1_200_000),
+        }
+    }
+}
+
+/// One row: both clients on one (settings, partitions, codec).
+struct WhereRow {
+    case: Case,
+    /// Each client's `batch.size` as in effect.
+    batch_size: HashMap<Client, String>,
+    results: HashMap<Client, Vec<PhaseResult>>,
+}
+
+/// One where-users-run table: the rows of one place.
+struct WhereTable {
+    place: Place,
+    /// What the broker held (held place).
+    held: Option<HeldBroker>,
+    /// Each settings' effective client settings, as read from the clients.
+    effective: Vec<(Settings, String)>,
+    rows: Vec<WhereRow>,
+    measured: Duration,
+}
+
+/// The held broker: what it held before and after the rows.
+struct HeldBroker {
+    engine: String,
+    before: i64,
+    after: i64,
+    fill: Duration,
+}
+
+/// Delivery results of the fill.
+#[derive(Default)]
+struct FillCounts {
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct FillDeliveries(Arc<FillCounts>);
+
+impl ClientContext for FillDeliveries {}
+
+impl ProducerContext for FillDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.0.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.0.done.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Records the held topics of `brokers` hold now.
+fn held_records(brokers: &str, partitions: i32) -> i64 {
+    HELD_TOPICS
+        .iter()
+        .map(|t| Watermarks::new(brokers, t, partitions).total())
+        .sum()
+}
+
+/// Makes `brokers` hold at least `records` records of 100 B in [`HELD_TOPICS`] (`partitions`
+/// partitions each), topping up what they hold already: [`HELD_CHUNK`] records to one
+/// partition at a time, round robin over both topics' partitions, with librdkafka at its
+/// defaults. Returns the records held and how long filling took.
+fn fill_held(brokers: &str, partitions: i32, records: usize) -> (i64, Duration) {
+    for topic in HELD_TOPICS {
+        wafka_tests::create_topic_named(brokers, topic, partitions);
+    }
+    let start = Instant::now();
+    let before = held_records(brokers, partitions);
+    let missing = (records as i64 - before).max(0) as usize;
+    if missing > 0 {
+        let context = Arc::new(FillCounts::default());
+        let producer: ThreadedProducer<FillDeliveries> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("queue.buffering.max.messages", "2000000")
+            .create_with_context(FillDeliveries(context.clone()))
+            .expect("fill producer");
+        let value = [b'h'; 100];
+        let slots = HELD_TOPICS.len() * partitions as usize;
+        for i in 0..missing {
+            let slot = (i / HELD_CHUNK) % slots;
+            let topic = HELD_TOPICS[slot % HELD_TOPICS.len()];
+            let partition = (slot / HELD_TOPICS.len()) as i32;
+            let mut record = BaseRecord::<[u8], [u8], ()>::to(topic)
+                .partition(partition)
+                .payload(&value[..]);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => panic!("filling the held broker: send {i}: {e}"),
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while context.done.load(Ordering::Acquire) < missing as u64 {
+            assert!(Instant::now() < deadline, "filling the held broker: hang");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let failed = context.failed.load(Ordering::Relaxed);
+        assert_eq!(
+            failed, 0,
+            "filling the held broker: {failed} records failed"
+        );
+    }
+    let held = held_records(brokers, partitions);
+    assert_eq!(
+        held,
+        before + missing as i64,
+        "the held broker holds {held} records, {before} + {missing} sent"
+    );
+    (held, start.elapsed())
+}
+
+impl Bench {
+    /// Closes the clients and lets go of the broker (a broker of our own stops).
+    fn leave_broker(&mut self) {
+        self.close_setups();
+        self.mock = None;
+        self.own = None;
+        self.brokers.clear();
+        self.broker = BrokerProcess::with_pid(None);
+    }
+
+    /// The held place's broker: `$WAFKA_BENCH_BROKERS`, or a local nisshi of our own on
+    /// `engine`; filled to `spec.held_records`.
+    fn use_held(&mut self, spec: &WhereSpec) -> HeldBroker {
+        self.leave_broker();
+        let engine = match std::env::var("WAFKA_BENCH_BROKERS") {
+            Ok(fixed) if !fixed.trim().is_empty() => {
+                self.brokers = fixed.trim().to_owned();
+                self.broker = BrokerProcess::find(&self.brokers);
+                "(WAFKA_BENCH_BROKERS)".to_owned()
+            }
+            _ => {
+                let b = wafka_tests::LocalBroker::start(&spec.held_engine);
+                self.brokers = b.addr.clone();
+                self.broker = BrokerProcess::with_pid(b.pid());
+                self.own = Some(b);
+                spec.held_engine.clone()
+            }
+        };
+        eprintln!(
+            "bench: where held: filling {} ({engine}) to {} records in two topics of {} partitions",
+            self.brokers, spec.held_records, spec.held_partitions
+        );
+        let broker_before = self.broker.mark();
+        let (before, fill) = fill_held(&self.brokers, spec.held_partitions, spec.held_records);
+        eprintln!(
+            "bench: where held: {before} records held after {:.1} s (broker CPU {:.1} s)",
+            fill.as_secs_f64(),
+            self.broker
+                .since(broker_before)
+                .map_or(0.0, |c| c.as_secs_f64())
+        );
+        HeldBroker {
+            engine,
+            before,
+            after: before,
+            fill,
+        }
+    }
+
+    /// A fresh mock cluster of one broker whose every answer comes `rtt` late.
+    fn use_mock(&mut self, rtt: Duration) {
+        self.leave_broker();
+        let (mock, bootstrap) = wafka_tests::mock_cluster(1);
+        mock.broker_round_trip_time(1, rtt).expect("mock rtt");
+        self.broker = BrokerProcess::mock_thread();
+        self.brokers = bootstrap;
+        self.mock = Some(mock);
+    }
+
+    /// Each client's `batch.size` in effect on setup `s`, and a summary of its settings.
+    fn effective_settings(&self, s: usize) -> (HashMap<Client, String>, String) {
+        let setup = &self.setups[s];
+        let mut batch_size = HashMap::new();
+        let mut summary = Vec::new();
+        if let Some(w) = &setup.wafka {
+            let c = w.producer.config();
+            batch_size.insert(Client::Wafka, c.batch_size.to_string());
+            summary.push(format!(
+                "wafka batch.size={}, linger.ms={}, max.in.flight.requests.per.connection={}, \
+                 enable.idempotence={}, buffer.memory={}",
+                c.batch_size,
+                c.linger.as_millis(),
+                c.max_in_flight,
+                c.enable_idempotence,
+                c.buffer_memory,
+            ));
+        }
+        if let Some(r) = &setup.librdkafka {
+            let client = r.threaded.client();
+            let get = |name| rdkafka_effective(client, name);
+            batch_size.insert(Client::Librdkafka, get("batch.size"));
+            summary.push(format!(
+                "librdkafka batch.size={}, batch.num.messages={}, linger.ms={}, \
+                 max.in.flight.requests.per.connection={}, enable.idempotence={}, \
+                 queue.buffering.max.kbytes={}, queue.buffering.max.messages={}",
+                get("batch.size"),
+                get("batch.num.messages"),
+                get("queue.buffering.max.ms"),
+                get("max.in.flight.requests.per.connection"),
+                get("enable.idempotence"),
+                get("queue.buffering.max.kbytes"),
+                get("queue.buffering.max.messages"),
+            ));
+        }
+        (batch_size, summary.join("; "))
+    }
+}
+
+/// Runs the where-users-run rows: per place, per (settings, partitions, codec), a warm-up
+/// phase per client, then `spec.rounds` rounds of both clients, alternating who goes first.
+fn run_where(bench: &mut Bench, spec: &WhereSpec) -> Vec<WhereTable> {
+    let clients = bench.clients.clone();
+    let mut tables = Vec::new();
+    for &place in &spec.places {
+        let started = Instant::now();
+        let mut held = (place == Place::Held).then(|| bench.use_held(spec));
+        let mut rows = Vec::new();
+        let mut effective: Vec<(Settings, String)> = Vec::new();
+        for &settings in &spec.settings {
+            for &partitions in &spec.partitions {
+                for &codec in &spec.codecs {
+                    if let Place::Remote(rtt) = place {
+                        bench.use_mock(rtt);
+                    }
+                    let mut case = Case::new(Mode::FireAndForget, 100, false, spec.records)
+                        .on(partitions, codec)
+                        .with(settings);
+                    case.name = format!("{}: {}", place.name(), case.name);
+                    let r = rows.len();
+                    let warmup = Case {
+                        records: spec.warmup,
+                        ..case.clone()
+                    };
+                    for &client in &clients {
+                        if warmup.records > 0 {
+                            bench.phase(client, &warmup, "where warm-up");
+                        }
+                    }
+                    let mut results: HashMap<Client, Vec<PhaseResult>> = HashMap::new();
+                    for round in 0..spec.rounds {
+                        let mut order = clients.clone();
+                        if (r + round) % 2 == 1 {
+                            order.reverse();
+                        }
+                        for client in order {
+                            if let Some(mock) = &bench.mock {
+                                mock.start_request_tracking();
+                            }
+                            let label = format!("where round {}/{}", round + 1, spec.rounds);
+                            let result = bench.phase(client, &case, &label);
+                            if let Some(mock) = &bench.mock {
+                                // The clients' counts, checked against what the broker got.
+                                let got = mock.requests(wafka_tests::RDKafkaApiKey::Produce).len();
+                                assert_eq!(
+                                    result.produce_requests,
+                                    Some(got as u64),
+                                    "{label} {} {}: produce requests counted by the client \
+                                     vs received by the mock",
+                                    client.name(),
+                                    case.name
+                                );
+                            }
+                            results.entry(client).or_default().push(result);
+                        }
+                    }
+                    let s = bench.setup(partitions, codec, settings);
+                    let (batch_size, summary) = bench.effective_settings(s);
+                    if !effective.iter().any(|(known, _)| *known == settings) {
+                        effective.push((settings, summary));
+                    }
+                    rows.push(WhereRow {
+                        case,
+                        batch_size,
+                        results,
+                    });
+                    // No idle clients beside the next row's.
+                    bench.close_setups();
+                }
+            }
+        }
+        if let Some(h) = &mut held {
+            h.after = held_records(&bench.brokers, spec.held_partitions)
+                + rows
+                    .iter()
+                    .flat_map(|r| r.results.values().flatten())
+                    .map(|p| p.records as i64)
+                    .sum::<i64>()
+                + (rows.len() * clients.len() * spec.warmup) as i64;
+        }
+        bench.leave_broker();
+        tables.push(WhereTable {
+            place,
+            held,
+            effective,
+            rows,
+            measured: started.elapsed(),
+        });
+    }
+    tables
+}
+
+/// `ratio` in bold with ✓ when `ok`, ✗ otherwise.
+fn verdict(ratio: f64, ok: bool) -> String {
+    format!("**{ratio:.2}×** {}", if ok { "✓" } else { "✗" })
+}
+
+/// The goals: wafka's records/s at least 1.5× librdkafka's, its client CPU per record at most
+/// 0.5× and its broker CPU per record at most 1×.
+const GOAL_RECORDS_PER_S: f64 = 1.5;
+const GOAL_CLIENT_CPU: f64 = 0.5;
+const GOAL_BROKER_CPU: f64 = 1.0;
+
+fn where_table(t: &WhereTable, spec: &WhereSpec) -> String {
+    let mut out = String::new();
+    let what = format!(
+        "{} records of 100 B per phase (null keys, fire-and-forget then flush; values all `v`), \
+         {} round(s){}, the clients alternating; a warm-up phase of {} records per client first",
+        spec.records,
+        spec.rounds,
+        if spec.rounds > 1 {
+            " (median by records/s)"
+        } else {
+            ""
+        },
+        spec.warmup,
+    );
+    match (t.place, &t.held) {
+        (Place::Held, Some(h)) => {
+            let _ = writeln!(
+                out,
+                "Where users run: a local nisshi ({} storage) that held {} records in two topics of {} \
+                 partitions before the rows (filled in {:.0} s, {HELD_CHUNK} records per batch) and {} \
+                 after them, the same broker for every row, each row on a topic of its own; {what}. \
+                 **broker CPU**: nisshi's process CPU; measured in {:.0} s.",
+                h.engine,
+                h.before,
+                spec.held_partitions,
+                h.fill.as_secs_f64(),
+                h.after,
+                t.measured.as_secs_f64(),
+            );
+        }
+        (place, _) => {
+            let _ = writeln!(
+                out,
+                "Where users run: one broker {} away (librdkafka's mock cluster in this process, \
+                 every answer {} late, a fresh cluster per row); {what}. **broker CPU**: the \
+                 mock's thread (`rdk:mock`), taken out of **client CPU**; produce requests \
+                 checked against the mock's request log; measured in {:.0} s.",
+                place.name(),
+                place.name(),
+                t.measured.as_secs_f64(),
+            );
+        }
+    }
+    out.push('\n');
+    for (settings, summary) in &t.effective {
+        let _ = writeln!(out, "- {}: {summary}", settings.name());
+    }
+    out.push('\n');
+    out.push_str(
+        "| settings | case | client | batch.size | records | s | records/s | records/s min–max | client CPU s/M | broker CPU s/M | produce requests / 1k records |\n",
+    );
+    out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    let mut met = [0usize; 4];
+    let mut compared = 0;
+    for row in &t.rows {
+        let case_name = format!(
+            "{} partition{}{}",
+            row.case.partitions,
+            if row.case.partitions == 1 { "" } else { "s" },
+            if row.case.compression == "none" {
+                String::new()
+            } else {
+                format!(", {}", row.case.compression)
+            }
+        );
+        let mut summaries = HashMap::new();
+        for client in [Client::Wafka, Client::Librdkafka] {
+            let Some(rounds) = row.results.get(&client) else {
+                continue;
+            };
+            let summary = summarize(rounds.clone());
+            let r = &summary.median;
+            let _ = writeln!(
+                out,
+                "| {} | {case_name} | {} | {} | {} | {:.2} | {:.0} | {:.0}–{:.0} | {:.2} | {} | {} |",
+                row.case.settings.name(),
+                client.name(),
+                row.batch_size.get(&client).map_or("?", String::as_str),
+                r.records,
+                r.wall.as_secs_f64(),
+                r.records_per_s(),
+                summary.min_records_per_s,
+                summary.max_records_per_s,
+                r.cpu_per_million(),
+                r.broker_cpu_per_million()
+                    .map_or_else(|| "n/a".to_owned(), |b| format!("{b:.3}")),
+                r.requests_per_thousand()
+                    .map_or_else(|| "n/a".to_owned(), |n| format!("{n:.2}")),
+            );
+            summaries.insert(client, summary);
+        }
+        let (Some(w), Some(l)) = (
+            summaries.get(&Client::Wafka),
+            summaries.get(&Client::Librdkafka),
+        ) else {
+            continue;
+        };
+        let (w, l) = (&w.median, &l.median);
+        compared += 1;
+        // Judged as shown (two decimals), so that a verdict never contradicts its number.
+        let shown = |x: f64| (x * 100.0).round() / 100.0;
+        let speed = shown(w.records_per_s() / l.records_per_s());
+        let cpu = shown(w.cpu_per_million() / l.cpu_per_million().max(1e-9));
+        let broker = match (w.broker_cpu_per_million(), l.broker_cpu_per_million()) {
+            (Some(a), Some(b)) if b > 0.0 => Some(shown(a / b)),
+            _ => None,
+        };
+        let oks = [
+            speed >= GOAL_RECORDS_PER_S,
+            cpu <= GOAL_CLIENT_CPU,
+            broker.is_some_and(|b| b <= GOAL_BROKER_CPU),
+        ];
+        for (i, ok) in oks.iter().enumerate() {
+            met[i] += usize::from(*ok);
+        }
+        met[3] += usize::from(oks.iter().all(|ok| *ok));
+        let _ = writeln!(
+            out,
+            "| {} | {case_name} | **wafka / librdkafka** | | | | {} | | {} | {} | {} |",
+            row.case.settings.name(),
+            verdict(speed, oks[0]),
+            verdict(cpu, oks[1]),
+            broker.map_or_else(|| "n/a".to_owned(), |b| verdict(b, oks[2])),
+            match (w.produce_requests, l.produce_requests) {
+                (Some(a), Some(b)) if b > 0 => format!("{:.2}×", a as f64 / b as f64),
+                _ => String::new(),
+            },
+        );
+    }
+    if compared > 0 {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "Goals (wafka's records/s ≥ {GOAL_RECORDS_PER_S}× librdkafka's, client CPU per record ≤ \
+             {GOAL_CLIENT_CPU}×, broker CPU per record ≤ {GOAL_BROKER_CPU}×): all three on {} of \
+             {compared} rows; records/s on {}, client CPU on {}, broker CPU on {}.",
+            met[3], met[0], met[1], met[2],
+        );
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
 // The wasm path: a plugin publishing through the host
 // ---------------------------------------------------------------------------
 
@@ -1281,20 +2216,20 @@ const INSTANTIATIONS: usize = 5;
 /// Calls before each latency phase, checked but not timed.
 const LATENCY_WARMUP: usize = 50;
 
-/// `$WAFKA_BENCH_WASM`: whether the plugin tables run.
+/// `$WAFKA_BENCH_WASM` / `$WAFKA_BENCH_WHERE`: whether the plugin / where-users-run tables run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum WasmMode {
+enum TableMode {
     Skip,
     Also,
     Only,
 }
 
-fn wasm_mode() -> WasmMode {
-    match std::env::var("WAFKA_BENCH_WASM").unwrap_or_default().trim() {
-        "" | "1" => WasmMode::Also,
-        "0" => WasmMode::Skip,
-        "only" => WasmMode::Only,
-        other => panic!("WAFKA_BENCH_WASM={other:?}: expected 0, 1 or only"),
+fn table_mode(name: &str) -> TableMode {
+    match std::env::var(name).unwrap_or_default().trim() {
+        "" | "1" => TableMode::Also,
+        "0" => TableMode::Skip,
+        "only" => TableMode::Only,
+        other => panic!("{name}={other:?}: expected 0, 1 or only"),
     }
 }
 
@@ -1669,7 +2604,7 @@ impl Bench {
     ) -> (T, Duration, Duration, Option<Duration>) {
         let stats_before = producer.stats();
         let stored_before = self.main().watermarks.total();
-        let broker_before = self.broker.cpu();
+        let broker_before = self.broker.mark();
         let cpu_before = process_cpu();
         let start = Instant::now();
         let out = self.runtime.block_on(async {
@@ -1683,10 +2618,7 @@ impl Bench {
         });
         let wall = start.elapsed();
         let cpu = process_cpu().saturating_sub(cpu_before);
-        let broker_cpu = match (broker_before, self.broker.cpu()) {
-            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
-            _ => None,
-        };
+        let broker_cpu = self.broker.since(broker_before);
         let d = stats_delta(stats_before, producer.stats());
         assert_eq!(
             (d.records_acked, d.records_failed),
@@ -2188,12 +3120,23 @@ fn main() {
     let warmup = env_usize("WAFKA_BENCH_WARMUP", 20_000);
     let rounds = env_usize("WAFKA_BENCH_ROUNDS", 3).max(1);
     let keyed = env_usize("WAFKA_BENCH_KEYED", 1) != 0;
-    let wasm = wasm_mode();
+    let where_mode = table_mode("WAFKA_BENCH_WHERE");
+    let wasm = match table_mode("WAFKA_BENCH_WASM") {
+        TableMode::Only if where_mode == TableMode::Only => {
+            panic!("WAFKA_BENCH_WASM=only and WAFKA_BENCH_WHERE=only exclude each other")
+        }
+        _ if where_mode == TableMode::Only => TableMode::Skip,
+        mode => mode,
+    };
+    let where_spec = match (where_mode, wasm) {
+        (TableMode::Skip, _) | (_, TableMode::Only) => None,
+        _ => Some(WhereSpec::from_env(rounds)),
+    };
     let wasm_records = env_usize("WAFKA_BENCH_WASM_RECORDS", 100_000);
     let latency_calls = env_usize("WAFKA_BENCH_LATENCY_CALLS", 2000);
 
     let clients: Vec<Client> = match env_list("WAFKA_BENCH_CLIENTS") {
-        _ if wasm == WasmMode::Only => Vec::new(),
+        _ if wasm == TableMode::Only => Vec::new(),
         None => vec![Client::Wafka, Client::Librdkafka],
         Some(names) => names
             .iter()
@@ -2224,7 +3167,7 @@ fn main() {
         cases.retain(|c| filters.iter().any(|f| c.name.contains(f.as_str())));
     }
     cases.retain(|c| c.records > 0);
-    if wasm == WasmMode::Only {
+    if wasm == TableMode::Only || where_mode == TableMode::Only {
         cases.clear();
     } else {
         assert!(!cases.is_empty(), "no case selected");
@@ -2233,6 +3176,7 @@ fn main() {
         .iter()
         .map(|c| c.records)
         .chain([warmup, WARMUP_ACKED])
+        .chain(where_spec.iter().flat_map(|w| [w.records, w.warmup]))
         .max()
         .unwrap_or(0);
 
@@ -2243,7 +3187,7 @@ fn main() {
     }
     // Build the plugins first: a failed build shows at once, and the build does not run
     // during a measurement.
-    let probe = (wasm != WasmMode::Skip).then(|| wafka_tests::guest("probe"));
+    let probe = (wasm != TableMode::Skip).then(|| wafka_tests::guest("probe"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -2258,6 +3202,8 @@ fn main() {
         clients: clients.clone(),
         capacity,
         setups: Vec::new(),
+        mock: None,
+        recorders: HashMap::new(),
     };
     let (_, rdkafka_version) = rdkafka::util::get_rdkafka_version();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -2315,6 +3261,11 @@ fn main() {
     };
     let results: HashMap<(usize, Client), Summary> =
         all.into_iter().map(|(k, v)| (k, summarize(v))).collect();
+    let where_tables = where_spec.as_ref().map(|spec| {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let tables = run_where(&mut bench, spec);
+        (load, tables)
+    });
     let wasm_report = probe.map(|probe| {
         bench.fresh_broker(0);
         let brokers = bench.brokers.clone();
@@ -2346,6 +3297,20 @@ fn main() {
     if let Some(slow) = &slow {
         println!();
         print!("{}", slow_table(slow));
+    }
+    if let (Some(spec), Some((load_before, tables))) = (&where_spec, &where_tables) {
+        let loads = |l: &str| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        println!();
+        println!(
+            "Where users run: wafka vs librdkafka {rdkafka_version}, {} CPUs, load {} before, {} after.",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loads(load_before),
+            loads(&load),
+        );
+        for table in tables {
+            println!();
+            print!("{}", where_table(table, spec));
+        }
     }
     if let Some(report) = &wasm_report {
         println!();

@@ -17,6 +17,31 @@ const MESSAGE_TOO_LARGE: i16 = 10;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const UNKNOWN_PRODUCER_ID: i16 = 59;
 
+/// Sends one record to each of `partitions` partitions and waits for them: every sink connected.
+async fn warm_partitions(p: &Producer, topic: &str, partitions: i32) {
+    for part in 0..partitions {
+        send_to(p, topic, part, "warm", &Outcomes::default()).await;
+    }
+    flush_within(p, Duration::from_secs(10)).await;
+}
+
+/// Sends `n` records of 100 B without a key and returns the partitions they were stored in.
+async fn send_keyless(p: &Producer, topic: &str, n: usize) -> std::collections::BTreeSet<i32> {
+    let mut deliveries = Vec::new();
+    for _ in 0..n {
+        deliveries.push(
+            p.send(&Record::new(topic, &[b'v'; 100]))
+                .await
+                .expect("queued"),
+        );
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for d in deliveries {
+        used.insert(d.await.expect("delivered").partition);
+    }
+    used
+}
+
 /// A key long enough that each record fills a batch of `batch.size=1000` by itself.
 fn batch_filling_key() -> String {
     format!("k{}", "x".repeat(880))
@@ -491,28 +516,14 @@ async fn records_without_a_key_avoid_a_throttled_broker() {
     let topic = create_topic("throttle-keyless", 6);
     let proxy = Proxy::start(&brokers(), 3);
     let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
-    for part in 0..6 {
-        send_to(&p, &topic, part, "warm", &Outcomes::default()).await;
-    }
-    flush_within(&p, Duration::from_secs(10)).await;
+    warm_partitions(&p, &topic, 6).await;
     // Broker 1 (partitions 0 and 3) asks for 4 s of quiet.
     proxy.set_produce_throttle(1, Some(4000));
     send_to(&p, &topic, 0, "warm", &Outcomes::default()).await;
     flush_within(&p, Duration::from_secs(10)).await;
     proxy.set_produce_throttle(1, None);
     let started = Instant::now();
-    let mut partitions = Vec::new();
-    for _ in 0..300 {
-        let d = p
-            .send(&Record::new(&topic, &[b'v'; 100]))
-            .await
-            .expect("queued");
-        partitions.push(d);
-    }
-    let mut used = std::collections::BTreeSet::new();
-    for d in partitions {
-        used.insert(d.await.expect("delivered").partition);
-    }
+    let used = send_keyless(&p, &topic, 300).await;
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "sent while throttled"
@@ -554,33 +565,23 @@ async fn produce_v5_answers_are_not_throttled_again() {
 }
 
 /// A broker closing idle connections (`connections.max.idle.ms`) does not make it unavailable:
-/// after every connection was dropped while idle, records without a key still spread over the
-/// brokers instead of going to whichever reconnects first.
+/// after every connection was dropped while idle and one broker reconnected for a record,
+/// records without a key still spread over the brokers instead of going to that one for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_closed_by_brokers_leave_them_available() {
     let topic = create_topic("idle-close", 6);
     let proxy = Proxy::start(&brokers(), 3);
     let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
-    for part in 0..6 {
-        send_to(&p, &topic, part, "warm", &Outcomes::default()).await;
-    }
-    flush_within(&p, Duration::from_secs(10)).await;
+    warm_partitions(&p, &topic, 6).await;
     for node in 1..=3 {
         proxy.drop_connections(node);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A first record without a key: its broker connects again, the others have no reason to.
+    send_keyless(&p, &topic, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let before: Vec<u64> = (1..=3).map(|n| proxy.produce_requests(n)).collect();
-    let mut deliveries = Vec::new();
-    for _ in 0..3000 {
-        deliveries.push(
-            p.send(&Record::new(&topic, &[b'v'; 100]))
-                .await
-                .expect("queued"),
-        );
-    }
-    for d in deliveries {
-        d.await.expect("delivered");
-    }
+    send_keyless(&p, &topic, 3000).await;
     let received: Vec<u64> = (1..=3)
         .map(|n| proxy.produce_requests(n) - before[n as usize - 1])
         .collect();
@@ -588,6 +589,61 @@ async fn idle_connections_closed_by_brokers_leave_them_available() {
         received.iter().filter(|&&r| r > 0).count() >= 2,
         "produce requests per broker after the idle close: {received:?}"
     );
+}
+
+/// Connections drop while several requests wait for their answers, several batches of each
+/// partition among them, all stored by the broker: every batch goes again with its numbers,
+/// the broker answers the stored ones as duplicates, and each record is in the log once, in
+/// order. Three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_drop_with_stored_requests_in_flight() {
+    let topic = create_topic("inflight-drops", 3);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("batch.size", "2000"), ("linger.ms", "2")]);
+    for part in 0..3 {
+        send_to(&p, &topic, part, "warm:0", &Outcomes::default()).await;
+    }
+    flush_within(&p, Duration::from_secs(10)).await;
+    let before = p.stats();
+    let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
+    let outcomes = Outcomes::default();
+    for round in 0..3 {
+        let sent_before: u64 = (1..=3).map(|n| proxy.produce_requests(n)).sum();
+        for node in 1..=3 {
+            proxy.set_fault(node, Fault::HoldAnswers);
+        }
+        for i in round * 50..(round + 1) * 50 {
+            for k in &keys {
+                let value = keyed_value(k, i);
+                p.send_with_callback(
+                    &Record::new(&topic, value.as_bytes()).key(k.as_bytes()),
+                    outcomes.callback(value.clone()),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        // Let the requests reach the broker (stored, answers held), then cut every connection.
+        let waited = Instant::now();
+        while (1..=3).map(|n| proxy.produce_requests(n)).sum::<u64>() - sent_before < 9
+            && waited.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for node in 1..=3 {
+            proxy.drop_connections(node);
+            proxy.set_fault(node, Fault::None);
+        }
+    }
+    flush_within(&p, Duration::from_secs(30)).await;
+    assert_eq!(outcomes.delivered(), 8 * 150, "{:?}", outcomes.errors());
+    let after = p.stats();
+    assert!(
+        after.connections >= before.connections + 3 && after.retries >= before.retries + 3,
+        "three rounds of drops, each with requests waiting: {after:?}"
+    );
+    check_log_async(&brokers(), &topic, &outcomes, &keys, 150, "warm").await;
 }
 
 /// Answers lost after the broker stored the records: the retries carry the same numbers and the

@@ -130,7 +130,9 @@ async fn round_trip(extra: &[(&str, &str)], n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_null_keys_and_headers_round_trip() {
-    round_trip(&[], 5000).await;
+    // Java's batch.size, so that null keys move on to other partitions within 5,000 records
+    // (they stay on one for batch.size bytes: a MB by default).
+    round_trip(&[("batch.size", "16384")], 5000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,7 +131,9 @@ impl BatchBuilder {
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         let offset_delta = self.count;
-        let ts_delta = timestamp - self.base_timestamp;
+        // Wrapping, as the broker and every reader add it back: a caller's timestamps may be
+        // further apart than i64 holds (i64::MIN, then i64::MAX).
+        let ts_delta = timestamp.wrapping_sub(self.base_timestamp);
         let body = body_without_deltas(r) + varint_len(ts_delta) + varint_len(offset_delta as i64);
         let buf = &mut self.buf;
         // Within the capacity counted for it (the caller checked `fits`); grows only if it
@@ -500,7 +502,7 @@ impl ClosedBatch {
                 timestamp: None,
             };
             let to = if i < half { &mut first } else { &mut second };
-            to.append(&record, base_timestamp + r.timestamp_delta);
+            to.append(&record, base_timestamp.wrapping_add(r.timestamp_delta));
         }
         Ok(Some((
             first.close(compression, level)?,
@@ -607,6 +609,16 @@ fn decompress(data: &[u8], compression: Compression) -> std::io::Result<Vec<u8>>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamps_further_apart_than_i64_holds_do_not_overflow() {
+        let mut b = BatchBuilder::new(1024);
+        b.append(&Record::new("t", b"a"), i64::MIN);
+        b.append(&Record::new("t", b"b"), i64::MAX);
+        let closed = b.close(Compression::None, None).unwrap();
+        let (first, second) = closed.split(None).unwrap().expect("two records split");
+        assert_eq!((first.count(), second.count()), (1, 1));
+    }
+
     use super::*;
     use kafka_protocol::records::RecordBatchDecoder;
 

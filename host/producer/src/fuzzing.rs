@@ -40,7 +40,9 @@ pub fn set_strict(strict: bool) {
     STRICT.store(strict, Ordering::Relaxed);
 }
 
-/// See [`set_strict`].
+/// See [`set_strict`]. A target's tolerance for a known, open finding asks this; none is open
+/// now (`fuzz/known/README.md`), so nothing does.
+#[allow(dead_code)]
 fn strict() -> bool {
     STRICT.load(Ordering::Relaxed)
 }

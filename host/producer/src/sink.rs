@@ -614,10 +614,9 @@ impl Sink {
                     Take::Busy | Take::Empty => {}
                 }
             }
-            // Looked at first for the next request (after a carried batch, which goes first).
-            for p in again.into_iter().rev() {
-                self.examine.push_front(p);
-            }
+            // Looked at again for the next requests, after the partitions still waiting their
+            // turn (round robin: a hot partition does not starve the others).
+            self.examine.extend(again);
             if parts.is_empty() {
                 break;
             }

@@ -143,10 +143,12 @@ pub fn parse_jaas(text: &str) -> Result<(JaasModule, Credentials), String> {
     let module = match module.rsplit('.').next().unwrap_or_default() {
         "PlainLoginModule" => JaasModule::Plain,
         "ScramLoginModule" => JaasModule::Scram,
-        other => {
-            return Err(format!(
-                "login module `{other}`: wafka reads PlainLoginModule and ScramLoginModule"
-            ))
+        // Not quoted: a text that does not start with a module may start with the password.
+        _ => {
+            return Err(
+                "the login module is not one wafka reads: PlainLoginModule or ScramLoginModule"
+                    .into(),
+            )
         }
     };
     let rest = rest.trim_start();
@@ -199,6 +201,18 @@ pub fn parse_jaas(text: &str) -> Result<(JaasModule, Credentials), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unknown_login_module_is_not_quoted_it_may_be_the_password() {
+        for text in [
+            "S3cr3t-Markk required username=\"u\" password=\"p\";",
+            "password=\"S3cr3t-Markk\" username=\"u\";",
+        ] {
+            let e = parse_jaas(text).unwrap_err();
+            assert!(!e.contains("S3cr3t"), "{e}");
+            assert!(e.contains("PlainLoginModule"), "{e}");
+        }
+    }
+
     use super::*;
 
     #[test]
