@@ -47,6 +47,20 @@ fn batch_filling_key() -> String {
     format!("k{}", "x".repeat(880))
 }
 
+/// A topic of one partition (led by broker 1), a proxy and a producer whose records fill a
+/// batch each (`batch.size=1000`, `linger.ms=0`), warmed up; with its stats before the test.
+async fn one_partition_behind_a_proxy(
+    prefix: &str,
+) -> (String, Proxy, Producer, wafka_producer::ProducerStats) {
+    let topic = create_topic(prefix, 1);
+    let proxy = Proxy::start(&brokers(), 3);
+    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
+    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
+    flush_within(&p, Duration::from_secs(10)).await;
+    let before = p.stats();
+    (topic, proxy, p, before)
+}
+
 /// Sends `n` records of `key` to partition 0 while broker 1 holds its answers, so that the
 /// producer has as many batches of the partition in flight as it may; returns the Produce
 /// requests broker 1 received meanwhile.
@@ -404,12 +418,7 @@ async fn a_reset_keeps_the_numbers_of_batches_the_broker_may_have_stored() {
 /// their numbers: no new epoch, each record once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_four_batches_in_flight_behind_it_keeps_order_and_numbers() {
-    let topic = create_topic("inflight-retry", 1);
-    let proxy = Proxy::start(&brokers(), 3);
-    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
-    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
-    flush_within(&p, Duration::from_secs(10)).await;
-    let before = p.stats();
+    let (topic, proxy, p, before) = one_partition_behind_a_proxy("inflight-retry").await;
     proxy.script_produce(1, [Action::Fail(NOT_ENOUGH_REPLICAS)]);
     let key = batch_filling_key();
     let outcomes = Outcomes::default();
@@ -433,12 +442,7 @@ async fn a_retry_with_four_batches_in_flight_behind_it_keeps_order_and_numbers()
 /// to a new epoch and all five go again, renumbered in order: each record once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_producer_with_batches_in_flight_renumbers_them_in_order() {
-    let topic = create_topic("inflight-kip360", 1);
-    let proxy = Proxy::start(&brokers(), 3);
-    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
-    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
-    flush_within(&p, Duration::from_secs(10)).await;
-    let before = p.stats();
+    let (topic, proxy, p, before) = one_partition_behind_a_proxy("inflight-kip360").await;
     proxy.script_produce(1, [Action::Fail(UNKNOWN_PRODUCER_ID)]);
     let key = batch_filling_key();
     let outcomes = Outcomes::default();
@@ -461,12 +465,7 @@ async fn a_lost_producer_with_batches_in_flight_renumbers_them_in_order() {
 /// others: each record once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_in_the_middle_of_five_in_flight_is_not_stored_twice() {
-    let topic = create_topic("inflight-dup", 1);
-    let proxy = Proxy::start(&brokers(), 3);
-    let p = producer(&proxy, &[("batch.size", "1000"), ("linger.ms", "0")]);
-    send_to(&p, &topic, 0, "warm:0", &Outcomes::default()).await;
-    flush_within(&p, Duration::from_secs(10)).await;
-    let before = p.stats();
+    let (topic, proxy, p, before) = one_partition_behind_a_proxy("inflight-dup").await;
     proxy.script_produce(1, [Action::Forward, Action::DropAfter]);
     let key = batch_filling_key();
     let outcomes = Outcomes::default();
