@@ -599,10 +599,7 @@ async fn connections_drop_with_stored_requests_in_flight() {
     let topic = create_topic("inflight-drops", 3);
     let proxy = Proxy::start(&brokers(), 3);
     let p = producer(&proxy, &[("batch.size", "2000"), ("linger.ms", "2")]);
-    for part in 0..3 {
-        send_to(&p, &topic, part, "warm:0", &Outcomes::default()).await;
-    }
-    flush_within(&p, Duration::from_secs(10)).await;
+    warm_partitions(&p, &topic, 3).await;
     let before = p.stats();
     let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
     let outcomes = Outcomes::default();
