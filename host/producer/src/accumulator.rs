@@ -31,7 +31,9 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
-use crate::batch::{record_size_upper_bound, BatchBuilder, ClosedBatch, Codec, BATCH_HEADER_LEN};
+use crate::batch::{
+    record_size_upper_bound, BatchBuilder, ClosedBatch, CodecPool, BATCH_HEADER_LEN,
+};
 use crate::delivery::{BatchOutcome, Callback};
 use crate::error::ProduceError;
 use crate::idempotence::{Idempotence, NoStamp, Sequence, Stamp};
@@ -166,14 +168,14 @@ pub(crate) struct ProducerBatch {
 
 impl ProducerBatch {
     /// Closes the body (compressing it) if it is still open. Runs outside any lock.
-    pub(crate) fn close(&mut self, codec: &mut Codec) -> std::io::Result<&mut ClosedBatch> {
+    pub(crate) fn close(&mut self, codecs: &CodecPool) -> std::io::Result<&mut ClosedBatch> {
         if let Body::Open(_) = self.body {
             let Body::Open(builder) =
                 std::mem::replace(&mut self.body, Body::Open(BatchBuilder::new(0)))
             else {
                 unreachable!()
             };
-            self.body = Body::Closed(builder.close_with(codec)?);
+            self.body = Body::Closed(codecs.close(builder)?);
         }
         match &mut self.body {
             Body::Closed(c) => Ok(c),

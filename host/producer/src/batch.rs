@@ -216,7 +216,7 @@ fn put_bytes_field(buf: &mut impl BufMut, b: Option<&[u8]>) {
 const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 const XERIAL_BLOCK: usize = 32 * 1024;
 
-/// One codec's compression state, reused from batch to batch (each sink keeps one).
+/// One codec's compression state, reused from batch to batch (kept in a [`CodecPool`]).
 pub struct Codec {
     compression: Compression,
     level: Option<i32>,
@@ -399,6 +399,40 @@ impl Codec {
         out.put_u32_le(crc.sum());
         out.put_u32_le(records.len() as u32);
         Ok(())
+    }
+}
+
+/// Codecs for one compression setting, lent to whoever compresses a batch (a sink, or a
+/// blocking thread compressing beside it): each keeps its context from batch to batch, and
+/// there are as many as batches were ever compressed at once.
+pub struct CodecPool {
+    compression: Compression,
+    level: Option<i32>,
+    free: parking_lot::Mutex<Vec<Codec>>,
+}
+
+impl CodecPool {
+    /// A pool for `compression` at `level` (the codec's default when `None`).
+    pub fn new(compression: Compression, level: Option<i32>) -> Self {
+        CodecPool {
+            compression,
+            level,
+            free: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The codec every batch closed through this pool gets.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Closes `builder` with a codec of the pool (made if none is free).
+    pub fn close(&self, builder: BatchBuilder) -> std::io::Result<ClosedBatch> {
+        let free = self.free.lock().pop();
+        let mut codec = free.unwrap_or_else(|| Codec::new(self.compression, self.level));
+        let closed = builder.close_with(&mut codec);
+        self.free.lock().push(codec);
+        closed
     }
 }
 

@@ -35,6 +35,11 @@ use tokio::task::AbortHandle;
 /// Largest answer a producer accepts (librdkafka's `receive.message.max.bytes` default).
 pub(crate) const MAX_ANSWER: usize = 100_000_000;
 
+/// The ApiVersions version asked first (the first with flexible fields, Kafka 2.4).
+const API_VERSIONS_VERSION: i16 = 3;
+/// UNSUPPORTED_VERSION.
+const UNSUPPORTED_VERSION: i16 = 35;
+
 /// The soonest a connection is renewed after it authenticated (KIP-368).
 const MIN_RENEWAL: Duration = Duration::from_secs(1);
 
@@ -401,17 +406,33 @@ impl Connection {
         }
     }
 
+    /// ApiVersions at v3; a broker that does not speak it (Kafka before 2.4) answers
+    /// UNSUPPORTED_VERSION in v0 whatever was asked (KIP-511), listing the versions it speaks:
+    /// that answer is read as v0 and the question asked again at the highest version listed.
     async fn negotiate(&mut self, timeout: Duration) -> Result<HashMap<i16, (i16, i16)>, NetError> {
         let mut req = ApiVersionsRequest::default();
         req.client_software_name = StrBytes::from_static_str("wafka");
         req.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
-        let mut resp = self.request(&req, 3, timeout).await?;
-        if resp.error_code == 35 {
-            // UNSUPPORTED_VERSION: the broker answered in v0 and lists what it speaks.
-            resp = self
-                .request(&ApiVersionsRequest::default(), 0, timeout)
-                .await?;
-        }
+        let correlation = self.send(&req, API_VERSIONS_VERSION)?;
+        let frame = self.answer(timeout).await?;
+        let first =
+            self.decode::<ApiVersionsRequest>(frame.clone(), API_VERSIONS_VERSION, correlation);
+        let resp = match first {
+            Ok(resp) if resp.error_code != UNSUPPORTED_VERSION => resp,
+            first => {
+                let v0 = match self.decode::<ApiVersionsRequest>(frame, 0, correlation) {
+                    Ok(v0) if v0.error_code == UNSUPPORTED_VERSION => v0,
+                    // Not a v0 refusal: what the v3 reading said stands.
+                    _ => first?,
+                };
+                let theirs = supported_versions(&v0)
+                    .get(&ApiVersionsRequest::KEY)
+                    .map_or(0, |&(_, max)| max)
+                    .clamp(0, API_VERSIONS_VERSION - 1);
+                self.request(&ApiVersionsRequest::default(), theirs, timeout)
+                    .await?
+            }
+        };
         if resp.error_code != 0 {
             return Err(self.protocol(format!(
                 "ApiVersions failed with {}",
@@ -533,6 +554,12 @@ impl Connection {
         timeout: Duration,
     ) -> Result<R::Response, NetError> {
         let correlation_id = self.send(req, version)?;
+        let frame = self.answer(timeout).await?;
+        self.decode::<R>(frame, version, correlation_id)
+    }
+
+    /// Waits up to `timeout` for the next answer.
+    async fn answer(&mut self, timeout: Duration) -> Result<Bytes, NetError> {
         let addr = self.addr.clone();
         let event = tokio::time::timeout(timeout, async {
             loop {
@@ -545,7 +572,7 @@ impl Connection {
         .await
         .map_err(|_| NetError::Timeout { addr, timeout })?;
         match event {
-            Event::Answer(frame) => self.decode::<R>(frame, version, correlation_id),
+            Event::Answer(frame) => Ok(frame),
             Event::Closed(e) => Err(e),
             Event::Written(_) => unreachable!("skipped above"),
         }
@@ -898,6 +925,69 @@ async fn read_answers<R: AsyncRead + Unpin>(
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+
+    /// Reads one request frame: its API version and correlation id.
+    async fn read_request(s: &mut tokio::net::TcpStream) -> (i16, i32) {
+        let len = s.read_u32().await.expect("length");
+        let mut req = vec![0; len as usize];
+        s.read_exact(&mut req).await.expect("request");
+        let version = i16::from_be_bytes(req[2..4].try_into().expect("2 bytes"));
+        let correlation = i32::from_be_bytes(req[4..8].try_into().expect("4 bytes"));
+        (version, correlation)
+    }
+
+    /// Writes an ApiVersions answer (its header is v0 at every version) listing `apis`.
+    async fn answer_versions(
+        s: &mut tokio::net::TcpStream,
+        correlation: i32,
+        version: i16,
+        error_code: i16,
+        apis: &[(i16, i16, i16)],
+    ) {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        let mut body = ApiVersionsResponse::default().with_error_code(error_code);
+        body.api_keys = apis
+            .iter()
+            .map(|&(key, min, max)| {
+                ApiVersion::default()
+                    .with_api_key(key)
+                    .with_min_version(min)
+                    .with_max_version(max)
+            })
+            .collect();
+        let mut answer = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation)
+            .encode(&mut answer, 0)
+            .expect("header");
+        body.encode(&mut answer, version).expect("body");
+        s.write_u32(answer.len() as u32).await.expect("length");
+        s.write_all(&answer).await.expect("answer");
+    }
+
+    /// KIP-511: a broker that does not speak ApiVersions v3 (Kafka before 2.4) answers
+    /// UNSUPPORTED_VERSION in v0, listing the versions it speaks; the client asks again at the
+    /// highest ApiVersions version listed and goes on with what that answer says.
+    #[tokio::test]
+    async fn a_broker_without_api_versions_v3_is_asked_again_in_its_version() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let (first, correlation) = read_request(&mut s).await;
+            answer_versions(&mut s, correlation, 0, 35, &[(18, 0, 2)]).await;
+            let (second, correlation) = read_request(&mut s).await;
+            answer_versions(&mut s, correlation, second, 0, &[(18, 0, 2), (0, 3, 8)]).await;
+            (first, second)
+        });
+        let timeout = Duration::from_secs(5);
+        let conn = Connection::connect(&addr, "t", timeout, timeout, &ConnSecurity::default())
+            .await
+            .expect("connected");
+        assert_eq!(server.await.expect("server"), (3, 2));
+        let produce = conn.version::<kafka_protocol::messages::ProduceRequest>(11);
+        assert_eq!(produce.expect("Produce spoken"), 8);
+    }
 
     /// A broker that answers ApiVersions, then sends a frame nobody asked for: the connection
     /// ends with a protocol error naming the broker, and its socket is closed at once (not

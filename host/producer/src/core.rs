@@ -197,6 +197,10 @@ impl Core {
             stats: stats.clone(),
             connect: connect.clone(),
             shutdown: shutdown_rx.clone(),
+            codecs: Arc::new(crate::batch::CodecPool::new(
+                config.compression,
+                config.compression_level(),
+            )),
         }));
         tokio::spawn(metadata.clone().run(
             ControlLink::new(connect, config.bootstrap_servers.clone()),

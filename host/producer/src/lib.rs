@@ -8,9 +8,10 @@
 //! Modules, leaves first: `record`, `config`, `error`, `batch` (v2 bytes, codecs), `delivery`
 //! (outcomes), `ledger` (what settles a batch), `partitioner`, `idempotence` (producer id,
 //! epochs, sequences), `connection` and `control` (sockets), `metadata`, `accumulator` (queues,
-//! linger, memory, ready lists), `request` (Produce wire layout), `sink` (one per broker),
-//! `security` (SASL exchanges), `routing` (partitions to sinks), `core` (send path, flush,
-//! close, housekeeping), `owner` and `producer` (the public handles).
+//! linger, memory, ready lists), `request` (Produce wire layout), `outbox` (a sink's requests
+//! not written yet, their batches compressed beside it), `sink` (one per broker), `security`
+//! (SASL exchanges), `routing` (partitions to sinks), `core` (send path, flush, close,
+//! housekeeping), `owner` and `producer` (the public handles).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,6 +43,7 @@ pub mod fuzzing;
 mod idempotence;
 mod ledger;
 mod metadata;
+mod outbox;
 mod owner;
 pub mod partitioner;
 mod producer;

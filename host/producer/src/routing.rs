@@ -211,6 +211,10 @@ mod tests {
                 security: Default::default(),
             },
             shutdown,
+            codecs: Arc::new(crate::batch::CodecPool::new(
+                crate::config::Compression::None,
+                None,
+            )),
         });
         let routing = Routing::new(ctx);
         let n = 5000;

@@ -12,12 +12,12 @@
 //! partitions: the other sinks are other tasks.
 //!
 //! A sink learns which partitions to look at from its ready list ([`ReadyList`]): a partition
-//! is pushed there when a batch opens, closes, is hurried by a flush, or comes back. Batches
-//! are compressed and stamped here, outside any partition lock; requests carry at most one
-//! batch per partition (a partition with more to send goes into the next request, up to
-//! `max.in.flight.requests.per.connection` of its batches in flight), at most
-//! `max.request.size` bytes, and point at the batch bytes
-//! ([`crate::request`]). Answers are judged by the Java client's rules, with the idempotence
+//! is pushed there when a batch opens, closes, is hurried by a flush, or comes back. Requests
+//! carry at most one batch per partition (a partition with more to send goes into the next
+//! request, up to `max.in.flight.requests.per.connection` of its batches in flight), at most
+//! `max.request.size` bytes, and point at the batch bytes ([`crate::request`]); they wait in
+//! the sink's outbox ([`crate::outbox`]) while their batches are compressed and stamped,
+//! outside any partition lock and, when large, on other threads. Answers are judged by the Java client's rules, with the idempotence
 //! module deciding about numbers. It must not build batches or choose partitions.
 
 use std::cmp::Reverse;
@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accumulator::{Accumulator, Body, PartitionQueue, ProducerBatch, ReadyList, Take};
-use crate::batch::Codec;
+use crate::batch::CodecPool;
 use crate::config::{Acks, ProducerConfig};
 use crate::connection::{Connection, Event, NetError};
 use crate::control::ConnectOptions;
@@ -40,6 +40,7 @@ use crate::error::{kafka_error_name, ProduceError};
 use crate::idempotence::{Idempotence, Stamp};
 use crate::ledger::Ledger;
 use crate::metadata::Metadata;
+use crate::outbox::{Added, Finished, Outbox, SealFailed, Sent};
 use crate::request::{self, PartitionData, PRODUCE, PRODUCE_MAX_VERSION, PRODUCE_MIN_VERSION};
 
 /// Counters of what the sinks did.
@@ -63,6 +64,8 @@ pub(crate) struct SinkContext {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The producer's runtime: sinks run there, whichever task started them.
     pub(crate) runtime: tokio::runtime::Handle,
+    /// Codecs for every batch the sinks compress.
+    pub(crate) codecs: Arc<CodecPool>,
 }
 
 /// A running sink, as the router holds it.
@@ -102,7 +105,7 @@ pub(crate) fn spawn(ctx: Arc<SinkContext>, node: i32, addr: &str) -> SinkHandle 
     let (addr_tx, addr_rx) = watch::channel(addr.to_string());
     let sink = Sink {
         identity: ctx.idempotence.subscribe(),
-        codec: Codec::new(ctx.config.compression, ctx.config.compression_level()),
+        outbox: Outbox::new(ctx.codecs.clone(), runtime.clone()),
         ctx,
         ready: ready.clone(),
         addr: addr_rx,
@@ -113,7 +116,6 @@ pub(crate) fn spawn(ctx: Arc<SinkContext>, node: i32, addr: &str) -> SinkHandle 
         timer_seq: 0,
         waiting: Vec::new(),
         in_flight: VecDeque::new(),
-        carry: None,
         throttled_until: None,
     };
     let task = runtime.spawn(sink.run());
@@ -154,14 +156,6 @@ impl Ord for Timer {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
     }
-}
-
-/// A batch taken for sending, stamped and sealed.
-struct Sent {
-    queue: Arc<PartitionQueue>,
-    /// Its `stamp` is the one it went out with.
-    batch: ProducerBatch,
-    bytes: bytes::Bytes,
 }
 
 struct InFlight {
@@ -245,12 +239,10 @@ struct Sink {
     /// Partitions whose head waits for a producer id.
     waiting: Vec<Arc<PartitionQueue>>,
     in_flight: VecDeque<InFlight>,
-    /// A batch taken that did not fit in the last request.
-    carry: Option<Sent>,
+    /// Requests put together and not written yet.
+    outbox: Outbox,
     throttled_until: Option<Instant>,
     identity: watch::Receiver<u64>,
-    /// Compression state kept from batch to batch.
-    codec: Codec,
 }
 
 impl Sink {
@@ -303,7 +295,7 @@ impl Sink {
                 }
                 Link::Connecting(_) => {}
             }
-            if self.ready.is_retired() && self.in_flight.is_empty() && self.carry.is_none() {
+            if self.ready.is_retired() && self.in_flight.is_empty() && self.outbox.is_empty() {
                 break;
             }
             self.ready
@@ -315,6 +307,10 @@ impl Sink {
                     OnLink::Event(event) => self.on_event(event),
                     OnLink::Connected(joined) => self.on_connected(joined),
                 },
+                done = job(self.outbox.next_job()) => {
+                    let finished = self.outbox.job_done(done);
+                    self.on_sealed(finished);
+                }
                 _ = self.identity.changed() => {
                     for p in std::mem::take(&mut self.waiting) {
                         self.ready.signal(&p);
@@ -342,10 +338,11 @@ impl Sink {
         self.ready.set_up(false);
         // Whatever is still here ends now: put back what was never sent, and what was sent
         // ends Closed (its completion settles when dropped).
-        if let Some(c) = self.carry.take() {
-            self.ctx
-                .accumulator
-                .put_back(&c.queue, vec![c.batch], |_, _| {});
+        self.give_back();
+        while let Some(j) = self.outbox.next_job() {
+            let done = j.await;
+            let finished = self.outbox.job_done(done);
+            self.on_sealed(finished);
         }
         let timers = std::mem::take(&mut self.timers)
             .into_iter()
@@ -369,7 +366,7 @@ impl Sink {
 
     fn has_work(&self) -> bool {
         !self.examine.is_empty()
-            || self.carry.is_some()
+            || !self.outbox.is_empty()
             || !self.timers.is_empty()
             || !self.waiting.is_empty()
             || self.ready.has_signals()
@@ -389,8 +386,8 @@ impl Sink {
                 at(e);
             }
         }
-        if let Some(c) = &self.carry {
-            at(c.batch.created + self.ctx.config.delivery_timeout);
+        if let Some(t) = self.outbox.oldest() {
+            at(t + self.ctx.config.delivery_timeout);
         }
         if let Link::Up(conn, _) = &self.link {
             // Once passed, the renewal waits for the answers in flight, and they wake the
@@ -521,8 +518,10 @@ impl Sink {
     /// closes with nothing in flight (a broker's `connections.max.idle.ms`) only goes down:
     /// the broker stays available to new records, and the next work connects again at once.
     fn lost(&mut self, e: NetError, now: Instant) {
-        if self.in_flight.is_empty() && self.carry.is_none() && matches!(e, NetError::Io { .. }) {
+        if self.in_flight.is_empty() && matches!(e, NetError::Io { .. }) {
+            // Batches put together but not written were not sent: they go back in order.
             tracing::debug!("{} closed an idle connection: {e}", self.who());
+            self.give_back();
             self.link = Link::Down { retry_at: None };
             return;
         }
@@ -541,34 +540,59 @@ impl Sink {
                 );
             }
         }
-        if let Some(c) = self.carry.take() {
-            self.ctx
-                .accumulator
-                .put_back(&c.queue, vec![c.batch], |_, _| {});
-        }
+        self.give_back();
         self.down(e, now);
     }
 
-    /// Builds and writes requests while the connection has room for them.
+    /// Puts back in their queues the batches put together and not written (those still
+    /// compressing follow when done, see [`Sink::on_sealed`]).
+    fn give_back(&mut self) {
+        for s in self.outbox.give_back() {
+            self.ctx
+                .accumulator
+                .put_back(&s.queue, vec![s.batch], |_, _| {});
+        }
+    }
+
+    /// A batch compressed beside the sink is done.
+    fn on_sealed(&mut self, finished: Finished) {
+        match finished {
+            Finished::Placed => {}
+            Finished::Back(s) => {
+                let s = *s;
+                self.ctx
+                    .accumulator
+                    .put_back(&s.queue, vec![s.batch], |_, _| {});
+            }
+            Finished::Failed(f) => self.seal_failed(f),
+        }
+    }
+
+    /// A batch that could not be compressed: its records fail.
+    fn seal_failed(&mut self, f: Box<SealFailed>) {
+        let SealFailed {
+            queue,
+            batch,
+            reason,
+        } = *f;
+        self.drop_batch(queue, batch, ProduceError::Fatal(reason));
+    }
+
+    /// Puts requests together while the connection has room for them, and writes those whose
+    /// batches are sealed.
     fn send(&mut self, now: Instant) {
         let max_in_flight = self.ctx.config.max_in_flight.max(1);
         let max_size = self.ctx.config.max_request_size;
         // Only while up: a write that fails takes the link down (and puts its batches back),
         // and must end the loop, not spin on them.
         while matches!(self.link, Link::Up(..))
-            && self.in_flight.len() < max_in_flight
+            && self.in_flight.len() + self.outbox.requests() < max_in_flight
             && self.throttled_until.is_none_or(|t| t <= now)
         {
-            // Room for the request's own fields besides the batches.
-            let mut size = 128usize;
-            let mut parts: Vec<Sent> = Vec::new();
+            self.outbox.start();
             // Partitions that gave a batch to this request: one batch each per request; they
             // are looked at again for the next one.
             let mut again: Vec<Arc<PartitionQueue>> = Vec::new();
-            if let Some(c) = self.carry.take() {
-                size += c.bytes.len() + c.queue.topic.len() + 16;
-                parts.push(c);
-            }
             loop {
                 if self.examine.is_empty() {
                     self.examine.extend(self.ready.take());
@@ -582,7 +606,7 @@ impl Sink {
                     p.signal();
                     continue;
                 }
-                if parts.iter().any(|s| Arc::ptr_eq(&s.queue, &p)) {
+                if self.outbox.holds(&p) {
                     if !again.iter().any(|a| Arc::ptr_eq(a, &p)) {
                         again.push(p);
                     }
@@ -590,17 +614,14 @@ impl Sink {
                 }
                 match self.ctx.accumulator.take(&p, now, &self.ctx.idempotence) {
                     Take::Batch(batch, stamp) => {
-                        let Some(sent) = self.seal(p.clone(), *batch, stamp) else {
-                            continue;
-                        };
-                        again.push(p);
-                        let more = sent.bytes.len() + sent.queue.topic.len() + 16;
-                        if !parts.is_empty() && size + more > max_size {
-                            self.carry = Some(sent);
-                            break;
+                        match self.outbox.add(p.clone(), *batch, stamp, max_size) {
+                            Added::Joined => again.push(p),
+                            Added::Carried => {
+                                again.push(p);
+                                break;
+                            }
+                            Added::Failed(f) => self.seal_failed(f),
                         }
-                        size += more;
-                        parts.push(sent);
                     }
                     Take::Later(at, linger) => self.timer(at, p, linger),
                     Take::Identity(at) => {
@@ -617,45 +638,26 @@ impl Sink {
             // Looked at again for the next requests, after the partitions still waiting their
             // turn (round robin: a hot partition does not starve the others).
             self.examine.extend(again);
-            if parts.is_empty() {
+            if !self.outbox.finish() {
                 break;
             }
-            self.write(parts, now);
         }
+        self.write_ready(now);
     }
 
-    /// Compresses and stamps a taken batch (outside any lock). A batch that cannot be encoded
-    /// fails here.
-    fn seal(
-        &mut self,
-        queue: Arc<PartitionQueue>,
-        mut batch: ProducerBatch,
-        stamp: Option<Stamp>,
-    ) -> Option<Sent> {
-        let c = &self.ctx.config;
-        let closed = match batch.close(&mut self.codec) {
-            Ok(closed) => closed,
-            Err(e) => {
-                let err = ProduceError::Fatal(format!(
-                    "{} compression failed: {e}",
-                    c.compression.name()
-                ));
-                batch.settle.finish_now(Err(err));
-                self.ctx
-                    .accumulator
-                    .dropped(&queue, batch.stamp, &self.ctx.idempotence);
-                return None;
-            }
-        };
-        let bytes = match stamp {
-            Some(s) => closed.seal(s.identity.pid, s.identity.epoch, s.base_sequence),
-            None => closed.seal(-1, -1, -1),
-        };
-        Some(Sent {
-            queue,
-            batch,
-            bytes,
-        })
+    /// Writes the requests whose batches are all sealed, in order, while there is room.
+    fn write_ready(&mut self, now: Instant) {
+        let max_in_flight = self.ctx.config.max_in_flight.max(1);
+        let max_size = self.ctx.config.max_request_size;
+        while matches!(self.link, Link::Up(..))
+            && self.in_flight.len() < max_in_flight
+            && self.throttled_until.is_none_or(|t| t <= now)
+        {
+            let Some(parts) = self.outbox.next_to_write(max_size) else {
+                break;
+            };
+            self.write(parts, now);
+        }
     }
 
     fn write(&mut self, mut parts: Vec<Sent>, now: Instant) {
@@ -1048,16 +1050,11 @@ impl Sink {
     /// flight until the answer or the request timeout settles their sequence numbers).
     fn expire_in_flight(&mut self, now: Instant) {
         let timeout = self.ctx.config.delivery_timeout;
-        if self
-            .carry
-            .as_ref()
-            .is_some_and(|c| c.batch.created + timeout <= now)
-        {
-            // Taken but never written (the request was full, then the link went slow or
-            // throttled): it was not stored.
-            let c = self.carry.take().expect("checked");
-            let err = c.batch.expiry(timeout, None);
-            self.fail(c, err);
+        // Taken but never written (the requests ahead stayed in flight, or the broker
+        // throttled us): not stored.
+        for s in self.outbox.take_expired(now, timeout) {
+            let err = s.batch.expiry(timeout, None);
+            self.fail(s, err);
         }
         let who = self.who();
         for r in &mut self.in_flight {
@@ -1100,6 +1097,14 @@ async fn on_link(link: &mut Link) -> OnLink {
     }
 }
 
+/// The end of a sealing job, if there is one to wait for.
+async fn job<T>(job: Option<&mut JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match job {
+        Some(j) => j.await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -1111,6 +1116,7 @@ async fn sleep_until(at: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::accumulator::{AccumulatorConfig, NotAppended};
+    use crate::config::Compression;
     use crate::ledger::OwnerAccount;
     use crate::record::Record;
 
@@ -1150,6 +1156,7 @@ mod tests {
             stats: Arc::new(SinkStats::default()),
             connect: connect.clone(),
             shutdown: watch::channel(false).1,
+            codecs: Arc::new(CodecPool::new(Compression::None, None)),
         });
         let ready = ReadyList::new(1, Duration::ZERO);
         let topic = accumulator.topic_with("t", 2);
@@ -1183,7 +1190,7 @@ mod tests {
         let (_addr_tx, addr) = watch::channel("127.0.0.1:1".to_string());
         let mut sink = Sink {
             identity: ctx.idempotence.subscribe(),
-            codec: Codec::new(ctx.config.compression, None),
+            outbox: Outbox::new(ctx.codecs.clone(), tokio::runtime::Handle::current()),
             ctx,
             ready: ready.clone(),
             addr,
@@ -1194,7 +1201,6 @@ mod tests {
             timer_seq: 0,
             waiting: Vec::new(),
             in_flight: VecDeque::new(),
-            carry: None,
             throttled_until: None,
         };
         let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -1206,7 +1212,7 @@ mod tests {
             .recv_timeout(Duration::from_secs(5))
             .expect("send returned (it spun on the batches)");
         assert!(matches!(sink.link, Link::Down { .. }));
-        assert!(sink.in_flight.is_empty() && sink.carry.is_none());
+        assert!(sink.in_flight.is_empty() && sink.outbox.is_empty());
         assert!(
             outcomes.iter().all(|o| !o.is_done()),
             "nothing lost or failed"
