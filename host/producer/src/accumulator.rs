@@ -63,6 +63,9 @@ pub(crate) struct ReadyList {
     patience: Duration,
     /// Until when the broker asked us to hold back (KIP-219): no new records without a key.
     throttled_until: Mutex<Option<Instant>>,
+    /// Whether `throttled_until` is set: the partitioner asks for every record without a key,
+    /// and a broker that never throttled costs it no lock and no clock.
+    throttled: AtomicBool,
     /// The broker left the cluster: the sink ends once nothing is in flight.
     retired: AtomicBool,
 }
@@ -77,6 +80,7 @@ impl ReadyList {
             waiting_since: Mutex::new(None),
             patience,
             throttled_until: Mutex::new(None),
+            throttled: AtomicBool::new(false),
             retired: AtomicBool::new(false),
         })
     }
@@ -108,10 +112,7 @@ impl ReadyList {
     /// `partitioner.availability.timeout.ms`) answering in time.
     pub(crate) fn is_available(&self) -> bool {
         self.up.load(Ordering::Acquire)
-            && self
-                .throttled_until
-                .lock()
-                .is_none_or(|until| until <= Instant::now())
+            && !self.is_throttled()
             && (self.patience.is_zero()
                 || self
                     .waiting_since
@@ -121,12 +122,32 @@ impl ReadyList {
 
     /// Records when the oldest request in flight was sent.
     pub(crate) fn set_waiting_since(&self, since: Option<Instant>) {
+        // Only `partitioner.availability.timeout.ms` reads it.
+        if self.patience.is_zero() {
+            return;
+        }
         *self.waiting_since.lock() = since;
     }
 
     /// Records that the broker throttles us until `until` (KIP-219).
     pub(crate) fn set_throttled_until(&self, until: Option<Instant>) {
-        *self.throttled_until.lock() = until;
+        let mut t = self.throttled_until.lock();
+        *t = until;
+        self.throttled.store(until.is_some(), Ordering::Release);
+    }
+
+    /// Whether the broker's throttle still holds (forgotten once passed).
+    fn is_throttled(&self) -> bool {
+        if !self.throttled.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut t = self.throttled_until.lock();
+        if t.is_some_and(|until| until > Instant::now()) {
+            return true;
+        }
+        *t = None;
+        self.throttled.store(false, Ordering::Release);
+        false
     }
 
     pub(crate) fn set_up(&self, up: bool) {
