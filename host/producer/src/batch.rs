@@ -409,6 +409,22 @@ pub struct CodecPool {
     compression: Compression,
     level: Option<i32>,
     free: parking_lot::Mutex<Vec<Codec>>,
+    /// Batches compressing on threads of their own now, and the most there may be (the
+    /// machine's cores): a burst of large batches from many sinks takes a few threads, not
+    /// hundreds.
+    beside: std::sync::atomic::AtomicUsize,
+    max_beside: usize,
+}
+
+/// A place for one batch to compress on a thread of its own, held until it is done.
+pub struct BesideSlot(std::sync::Arc<CodecPool>);
+
+impl Drop for BesideSlot {
+    fn drop(&mut self) {
+        self.0
+            .beside
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl CodecPool {
@@ -418,7 +434,21 @@ impl CodecPool {
             compression,
             level,
             free: parking_lot::Mutex::new(Vec::new()),
+            beside: std::sync::atomic::AtomicUsize::new(0),
+            max_beside: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
+    }
+
+    /// A place to compress one batch on a thread of its own, if fewer than the machine's
+    /// cores are taken (`None`: compress it where you are).
+    pub fn beside(self: &std::sync::Arc<Self>) -> Option<BesideSlot> {
+        use std::sync::atomic::Ordering;
+        self.beside
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_beside).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| BesideSlot(self.clone()))
     }
 
     /// The codec every batch closed through this pool gets.
@@ -655,6 +685,16 @@ mod tests {
 
     use super::*;
     use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn at_most_one_batch_per_core_compresses_beside() {
+        let pool = std::sync::Arc::new(CodecPool::new(Compression::Zstd, None));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let held: Vec<_> = (0..cores).map(|_| pool.beside().expect("a slot")).collect();
+        assert!(pool.beside().is_none(), "every core is taken");
+        drop(held);
+        assert!(pool.beside().is_some(), "slots come back when dropped");
+    }
 
     #[test]
     fn varint_lengths() {

@@ -4,8 +4,9 @@
 //! batch is compressed and stamped ("sealed") before its request leaves. A large batch still
 //! to compress is sealed on the runtime's blocking threads, so that while it compresses the
 //! sink goes on taking and sealing the next ones and a busy broker's batches compress on every
-//! core (a one-broker cluster would otherwise compress on one task); a small batch, or one
-//! closed before (a retry only takes new numbers), is sealed at once. Requests leave in the
+//! core (a one-broker cluster would otherwise compress on one task); a small batch, one closed
+//! before (a retry only takes new numbers), or one that finds as many batches compressing
+//! beside as the machine has cores, is sealed at once. Requests leave in the
 //! order they were put together, each once all its batches are sealed: a partition's batches
 //! stay in order.
 //!
@@ -181,16 +182,22 @@ impl Outbox {
         max_size: usize,
     ) -> Added {
         let size = self.estimate(&queue, &batch);
-        let part = match raw_to_compress(&batch, self.codecs.compression()) {
-            Some(raw) if raw >= SEAL_BESIDE_MIN => {
+        let beside = match raw_to_compress(&batch, self.codecs.compression()) {
+            Some(raw) if raw >= SEAL_BESIDE_MIN => self.codecs.beside(),
+            _ => None,
+        };
+        let part = match beside {
+            Some(slot) => {
                 let codecs = self.codecs.clone();
                 let q = queue.clone();
-                let job = self
-                    .runtime
-                    .spawn_blocking(move || seal(&codecs, q, batch, stamp));
+                let job = self.runtime.spawn_blocking(move || {
+                    let sealed = seal(&codecs, q, batch, stamp);
+                    drop(slot);
+                    sealed
+                });
                 Part::Beside { queue, job }
             }
-            _ => {
+            None => {
                 let sealing = seal(&self.codecs, queue, batch, stamp);
                 match self.observe(sealing) {
                     Ok(sent) => Part::Ready(Box::new(sent)),
