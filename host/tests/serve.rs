@@ -723,6 +723,16 @@ impl Command {
     }
 }
 
+impl Drop for Command {
+    /// A test that failed midway does not leave the process behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn serving_address(line: &str) -> String {
     line.rsplit("http://").next().unwrap().trim().to_string()
 }
@@ -1394,4 +1404,39 @@ async fn a_drain_waits_for_the_pools_a_reload_retired_to_finish() {
     let got = consume_all(&brokers(), &topic, Duration::from_secs(30));
     let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
     assert_eq!(values, [b"before".to_vec(), b"finish".to_vec()]);
+}
+
+/// `topics = []` is a tenant with no topics yet: each of its publishes is refused (an empty
+/// list is not "every topic"), and another tenant's topic gets nothing from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_with_no_topics_publishes_nowhere() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("no-topics", 1);
+    let s = serve(&(tenant("owner", &[&topic], "") + &tenant("empty", &[], ""))).await;
+    let r = s
+        .events(
+            "empty",
+            lines(2, |i| format!("publish {topic} k stolen{i}")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (
+            count(&r.body, "records"),
+            count(&r.body, "refused"),
+            count(&r.body, "failed")
+        ),
+        (0, 2, 2),
+        "{}",
+        r.body
+    );
+    let error = r.body["errors"][0]["error"].as_str().unwrap();
+    assert!(error.contains("may not publish to topic"), "{error}");
+    let mine = s.events("owner", format!("publish {topic} k mine\n")).await;
+    assert_eq!(count(&mine.body, "records"), 1, "{}", mine.body);
+    s.producer.flush().await;
+    let got = read_back(&topic, 1);
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(values, [b"mine".to_vec()], "the owner's record only");
+    s.server.drain(Duration::from_secs(10)).await;
 }

@@ -97,7 +97,8 @@ pub struct HttpConfig {
 pub struct TenantConfig {
     /// SHA-256 of the tenant's bearer token.
     pub token_sha256: [u8; 32],
-    /// Topic patterns (`name`, `prefix*`) its plugins may publish to.
+    /// Topic patterns (`name`, `prefix*`) its plugins may publish to; empty: none (a tenant
+    /// with no topics yet), never "every topic".
     pub topics: Vec<String>,
     /// Autoflush policy of its plugins.
     pub autoflush: Autoflush,
