@@ -1406,6 +1406,25 @@ async fn a_drain_waits_for_the_pools_a_reload_retired_to_finish() {
     assert_eq!(values, [b"before".to_vec(), b"finish".to_vec()]);
 }
 
+/// `POST /v1/admin/reload` with the admin token.
+async fn reload_http(http: &reqwest::Client, base: &str) -> Answer {
+    let r = http
+        .post(format!("{base}/v1/admin/reload"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("an HTTP answer");
+    answer(r).await
+}
+
+/// A tenant table whose probe plugin gets `config` (TOML inline-table entries) for `init`.
+fn tenant_with_config(name: &str, topics: &[&str], extra: &str, config: &str) -> String {
+    tenant(name, topics, extra).replace(
+        "path = \"PROBE\"\n",
+        &format!("path = \"PROBE\"\nconfig = {{ {config} }}\n"),
+    )
+}
+
 /// `topics = []` is a tenant with no topics yet: each of its publishes is refused (an empty
 /// list is not "every topic"), and another tenant's topic gets nothing from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1438,5 +1457,77 @@ async fn a_tenant_with_no_topics_publishes_nowhere() {
     let got = read_back(&topic, 1);
     let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
     assert_eq!(values, [b"mine".to_vec()], "the owner's record only");
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+/// A reload whose new instances cannot start (the plugin's `init` fails) is refused, 400 with
+/// the plugin's words on one line, and the running configuration stays: the tenant goes on
+/// publishing through its instances, and a new tenant with such a plugin does not appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_whose_plugin_cannot_start_is_refused() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("reload-init", 1);
+    let s = serve(&tenant("acme", &["*"], "")).await;
+    let failing = |name: &str| {
+        tenant_with_config(
+            name,
+            &["*"],
+            "",
+            "\"fail-init\" = \"init refuses on purpose\"",
+        )
+    };
+    write_config(&s.dir, &failing("acme"));
+    let r = reload_http(&s.http, &s.base).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let e = r.body["error"].as_str().unwrap();
+    assert!(
+        e.contains("init refuses on purpose") && e.contains("tenants.acme") && !e.contains('\n'),
+        "{e}"
+    );
+    let e = s.server.reload().await.unwrap_err().to_string();
+    assert!(e.contains("init refuses on purpose"), "{e}");
+    let ok = s
+        .events("acme", lines(3, |i| format!("publish {topic} k v{i}")))
+        .await;
+    assert_eq!(
+        (
+            ok.status,
+            count(&ok.body, "records"),
+            count(&ok.body, "failed")
+        ),
+        (200, 3, 0),
+        "{}",
+        ok.body
+    );
+    // A new tenant whose plugin cannot start: the whole reload is refused.
+    write_config(&s.dir, &(tenant("acme", &["*"], "") + &failing("beta")));
+    let r = reload_http(&s.http, &s.base).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["error"].as_str().unwrap().contains("tenants.beta"),
+        "{}",
+        r.body
+    );
+    let beta = s.events("beta", format!("publish {topic} k beta\n")).await;
+    assert_eq!(beta.status, 401, "{}", beta.body);
+    // Fixed: the reload goes through.
+    write_config(
+        &s.dir,
+        &(tenant("acme", &["*"], "") + &tenant("beta", &["*"], "")),
+    );
+    let r = reload_http(&s.http, &s.base).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let beta = s.events("beta", format!("publish {topic} k beta\n")).await;
+    assert_eq!(
+        (beta.status, count(&beta.body, "records")),
+        (200, 1),
+        "{}",
+        beta.body
+    );
+    s.producer.flush().await;
+    assert_eq!(read_back(&topic, 4).len(), 4);
+    let m = s.get("/metrics", Some(ADMIN)).await;
+    let text = m.body.as_str().unwrap();
+    assert!(!text.contains("start-failed\"} 1"), "{text}");
     s.server.drain(Duration::from_secs(10)).await;
 }

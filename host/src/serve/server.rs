@@ -19,6 +19,7 @@ use crate::runtime::cache::ComponentCache;
 use crate::runtime::engine::{Engine, EngineOptions};
 use crate::serve::config::{ConfigError, HttpConfig, ServeConfig};
 use crate::serve::metrics::Metrics;
+use crate::serve::pool::PluginPool;
 use crate::serve::producers::Producers;
 use crate::serve::tenant::Tenants;
 
@@ -180,7 +181,10 @@ impl State {
                 ),
             });
         }
-        prewarm(&tenants).await;
+        // Every plugin the new set starts anew must start: one whose instances cannot (its
+        // `init` fails) would answer every event of its tenant with `start-failed`, each
+        // paying a fresh instantiation, until the next good reload.
+        start_new_pools(&tenants, &previous, &self.file).await?;
         let mut warnings = Vec::new();
         if *self.kafka.read().unwrap_or_else(|e| e.into_inner()) != config.kafka {
             warnings
@@ -290,8 +294,9 @@ impl Drop for InFlight {
 }
 
 /// Starts one instance of every plugin ahead of its first event (from the pooling
-/// allocator, `init` run); a plugin whose instance cannot start is logged and tried again
-/// on its first event.
+/// allocator, `init` run). At start a plugin whose instance cannot start is logged and tried
+/// again on each of its events (its tenant answers 500 `start-failed`; the others are
+/// served); for a reload see [`start_new_pools`].
 async fn prewarm(tenants: &Tenants) {
     for t in tenants.iter() {
         for (name, pool) in &t.plugins {
@@ -302,6 +307,49 @@ async fn prewarm(tenants: &Tenants) {
             }
         }
     }
+}
+
+/// For a reload: starts one instance of every pool `tenants` has anew (not kept from
+/// `previous`), and refuses the set when one cannot start, naming the tenant and plugin with
+/// the plugin's own words (the pools built are dropped with the set). Kept pools left with no
+/// instance (their last one trapped) are warmed as at start: they are the running
+/// configuration's, not the reload's.
+async fn start_new_pools(
+    tenants: &Tenants,
+    previous: &Tenants,
+    file: &std::path::Path,
+) -> Result<(), ConfigError> {
+    let cold: Vec<(&str, &str, &Arc<PluginPool>, bool)> = {
+        let kept: Vec<*const PluginPool> = tenants.kept_pools(previous).map(Arc::as_ptr).collect();
+        tenants
+            .iter()
+            .flat_map(|t| t.plugins.iter().map(move |(name, pool)| (t, name, pool)))
+            .filter(|(_, _, pool)| pool.live() == 0)
+            .map(|(t, name, pool)| {
+                let is_kept = kept.contains(&Arc::as_ptr(pool));
+                (t.name.as_str(), name.as_str(), pool, is_kept)
+            })
+            .collect()
+    };
+    for (tenant, name, pool, kept) in cold {
+        match pool.prewarm().await {
+            Ok(()) => {}
+            Err(e) if kept => {
+                tracing::warn!(%tenant, plugin = %name, "cannot start an instance ahead: {e}");
+            }
+            Err(e) => {
+                return Err(ConfigError::Invalid {
+                    file: file.display().to_string(),
+                    key: format!("tenants.{tenant}.plugins.{name}"),
+                    message: format!(
+                        "its instances cannot start: {}",
+                        crate::runtime::trap::one_line(&e.to_string())
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A serving host: tenants' plugins behind HTTP.
