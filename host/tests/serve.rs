@@ -699,6 +699,30 @@ impl Command {
         }
     }
 
+    /// Waits until stderr has `n` lines containing `what`.
+    fn wait_for_count(&mut self, what: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self
+                .stderr
+                .lock()
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains(what))
+                .count();
+            if seen >= n {
+                return;
+            }
+            let exited = self.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "{seen} of {n} `{what}` from wafka serve ({exited:?}):\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
@@ -1530,4 +1554,172 @@ async fn a_reload_whose_plugin_cannot_start_is_refused() {
     let text = m.body.as_str().unwrap();
     assert!(!text.contains("start-failed\"} 1"), "{text}");
     s.server.drain(Duration::from_secs(10)).await;
+}
+
+/// A reload still starting its instances when a drain begins is refused (503, one line): it
+/// cannot swap tenants in after the drain took the pools it finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_a_drain_overtakes_is_refused() {
+    let _one = SERIAL.lock().await;
+    let s = serve(&tenant("acme", &["*"], "")).await;
+    // beta's `init` takes 1.5 s: the reload is still starting it when the drain begins.
+    write_config(
+        &s.dir,
+        &(tenant("acme", &["*"], "")
+            + &tenant_with_config("beta", &["*"], "", "\"sleep-init\" = \"1500\"")),
+    );
+    let reload = tokio::spawn({
+        let (http, base) = (s.http.clone(), s.base.clone());
+        async move { reload_http(&http, &base).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let drained = s.server.drain(Duration::from_secs(10)).await;
+    assert!(drained.flushed, "{drained:?}");
+    let r = tokio::time::timeout(Duration::from_secs(20), reload)
+        .await
+        .expect("the reload answered")
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    let e = r.body["error"].as_str().unwrap();
+    assert!(e.contains("draining") && !e.contains('\n'), "{e}");
+}
+
+/// `http.body_timeout_ms` applies on reload, both its parts: a body that stops halfway gets
+/// 408 after the new bound, and a client that sends requests and never reads the answers
+/// loses its connection after the new bound (the answers back up in the socket buffers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_the_body_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _one = SERIAL.lock().await;
+    let http = "header_timeout_ms = 30000\n";
+    let s = serve_with(http, &tenant("acme", &["*"], "")).await;
+    write_config_with(
+        &s.dir,
+        &format!("{http}body_timeout_ms = 500\n"),
+        &tenant("acme", &["*"], ""),
+    );
+    let r = s.server.reload().await.unwrap();
+    assert!(r.warnings.is_empty(), "{r:?}");
+    let addr = s.server.local_addr();
+    // A body that stops halfway: 408 after half a second, not thirty.
+    let t0 = Instant::now();
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        b"POST /v1/tenants/acme/plugins/probe/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer acme-token\r\ncontent-length: 100\r\n\r\nnoop\n",
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut head))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    drop(c);
+    // Requests whose answers (about 7 KB each, 13 MB in all) fill a small receive window and
+    // the server's send buffer (which grows to 4 MiB), and a client that does not read: the
+    // server's writes stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let c = socket.connect(addr).await.unwrap();
+    let (mut c, mut w) = c.into_split();
+    let n = 2000;
+    let one = format!("GET /metrics HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN}\r\n\r\n");
+    // (The server stops reading requests once its writes stall.)
+    let writer = tokio::spawn(async move {
+        let _ = w.write_all(one.repeat(n).as_bytes()).await;
+        w
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match c.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => got.extend_from_slice(&chunk[..k]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    let answers = got.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    assert!(
+        read.is_ok() && answers < n,
+        "the connection stayed open past the stall bound: {answers} of {n} answers read ({} bytes)",
+        got.len()
+    );
+    assert_eq!(s.get("/healthz", None).await.status, 200, "served again");
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+/// SIGHUP: one that comes while a reload runs is not lost (one more reload follows, reading
+/// the file as it is then), and a reload whose plugin cannot start is refused, logged, and
+/// leaves the running configuration in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cli_queues_a_sighup_during_a_reload_and_refuses_a_plugin_that_cannot_start() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("sighup", 1);
+    let dir = config_dir(&tenant("acme", &["*"], ""));
+    let file = dir.join("serve.toml").display().to_string();
+    let mut cmd = Command::start(&["serve", "--config", &file]);
+    let line = cmd.wait_for("serving 1 tenants", Duration::from_secs(120));
+    let base = format!("http://{}", serving_address(&line));
+    let http = reqwest::Client::new();
+    // beta's `init` takes 3 s: the second SIGHUP comes while the first reload starts it.
+    let slow = tenant_with_config("beta", &["*"], "", "\"sleep-init\" = \"3000\"");
+    write_config(&dir, &(tenant("acme", &["*"], "") + &slow));
+    cmd.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write_config(
+        &dir,
+        &(tenant("acme", &["*"], "") + &slow + &tenant("gamma", &["*"], "")),
+    );
+    cmd.signal(libc::SIGHUP);
+    cmd.wait_for_count("wafka: reloaded", 2, Duration::from_secs(60));
+    for name in ["beta", "gamma"] {
+        let r = post_events(
+            &http,
+            &base,
+            name,
+            format!("publish {topic} {name} {name}\n"),
+        )
+        .await;
+        assert_eq!(
+            (r.status, count(&r.body, "records")),
+            (200, 1),
+            "{name}: {}",
+            r.body
+        );
+    }
+    // A plugin whose `init` fails: refused, with the plugin's words; acme goes on.
+    write_config(
+        &dir,
+        &(tenant("acme", &["*"], "")
+            + &tenant_with_config(
+                "delta",
+                &["*"],
+                "",
+                "\"fail-init\" = \"init refuses on purpose\"",
+            )),
+    );
+    cmd.signal(libc::SIGHUP);
+    let refused = cmd.wait_for("reload refused", Duration::from_secs(60));
+    assert!(refused.contains("init refuses on purpose"), "{refused}");
+    let delta = post_events(&http, &base, "delta", format!("publish {topic} d delta\n")).await;
+    assert_eq!(delta.status, 401, "{}", delta.body);
+    let beta = post_events(&http, &base, "beta", format!("publish {topic} b again\n")).await;
+    assert_eq!(
+        (beta.status, count(&beta.body, "records")),
+        (200, 1),
+        "the running configuration stays: {}",
+        beta.body
+    );
+    cmd.signal(libc::SIGTERM);
+    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(ok, "exit 0 after a drain:\n{stderr}");
+    assert_eq!(read_back(&topic, 3).len(), 3);
 }
