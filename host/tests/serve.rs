@@ -781,6 +781,24 @@ async fn serve_cli_a_config_error_is_one_line_before_anything_starts() {
         stderr.starts_with(&format!("wafka: {file}:")) && stderr.contains("max_memroy_mb"),
         "{stderr}"
     );
+    // Buffer shares that cannot fit, with -X's buffer.memory: the same, before a broker.
+    let many: String = (0..5)
+        .map(|i| tenant(&format!("t{i}"), &["*"], ""))
+        .collect();
+    let text = std::fs::read_to_string(config_dir(&many).join("serve.toml"))
+        .unwrap()
+        .replace(&format!("bootstrap.servers = \"{}\"\n", brokers()), "");
+    std::fs::write(dir.join("serve.toml"), text).unwrap();
+    let started = Instant::now();
+    let (ok, stderr) = Command::start(&["serve", "--config", &file, "-X", "buffer.memory=4194304"])
+        .finish(Duration::from_secs(30));
+    assert!(!ok);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("`kafka.buffer.memory`: 5 tenants share buffer.memory (4194304 bytes) equally: 838860 bytes each"),
+        "{stderr}"
+    );
 }
 
 /// SIGTERM under load: requests in progress finish, later ones are refused, the process
@@ -1722,4 +1740,128 @@ async fn serve_cli_queues_a_sighup_during_a_reload_and_refuses_a_plugin_that_can
         .unwrap();
     assert!(ok, "exit 0 after a drain:\n{stderr}");
     assert_eq!(read_back(&topic, 3).len(), 3);
+}
+
+/// 100 tenants with equal shares of `buffer.memory` (16 MiB, and records of 100 kB at most):
+/// 40 of them publish to a partition with no leader (their records stay in the buffer until
+/// `delivery.timeout.ms`) until their shares are full, and a healthy tenant beside them never
+/// waits for memory: every share fits in `buffer.memory` (each at least what one of its
+/// largest records takes in a batch of its own), so the stuck ones get `quota-exceeded` and
+/// nobody `buffer-full` or `timed-out`. Shares that cannot all hold one largest record (the
+/// same 100 tenants with records up to `max.request.size`, 1 MiB) are refused, with the
+/// numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_tenants_cannot_fill_the_buffer_for_a_healthy_one() {
+    let _one = SERIAL.lock().await;
+    let stuck = create_topic("stuck", 1);
+    let healthy = create_topic("healthy", 1);
+    let proxy = wafka_tests::Proxy::start(&brokers(), 2);
+    proxy.set_leader(&stuck, 0, -1);
+    let buffer = 16usize << 20;
+    let tenants = |extra: &str| {
+        let mut text = String::new();
+        for i in 0..40 {
+            text += &tenant(&format!("stuck{i:02}"), &[&stuck], extra);
+        }
+        for i in 40..99 {
+            text += &tenant(&format!("idle{i:02}"), &[&healthy], extra);
+        }
+        text + &tenant("good", &[&healthy], &format!("{extra}\nautoflush = \"on\""))
+    };
+    let start = |extra: &str| {
+        let dir = config_dir("");
+        let text = format!(
+            "[kafka]\nbootstrap.servers = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\nadmin_token_sha256 = \"{}\"\n\n{}",
+            proxy.bootstrap(),
+            sha(ADMIN),
+            tenants(extra).replace("PROBE", &guest("probe").display().to_string())
+        );
+        std::fs::write(dir.join("serve.toml"), text).unwrap();
+        let config = ServeConfig::load(&dir.join("serve.toml")).unwrap();
+        let producer = Producer::from_properties([
+            ("bootstrap.servers", proxy.bootstrap().as_str()),
+            ("linger.ms", "5"),
+            ("buffer.memory", &buffer.to_string()),
+            ("max.block.ms", "1000"),
+        ])
+        .unwrap();
+        let producers = Arc::new(Producers::new(producer.clone(), Arc::new(Producer::new)));
+        (dir, producer, producers, config)
+    };
+    // Records of 100 kB at most: 100 shares of 167 kB fit.
+    let (dir, producer, producers, config) = start("max_instances = 1\nmax_record_bytes = 100000");
+    let server = Server::start(config, producers).await.unwrap();
+    let s = Serving {
+        base: format!("http://{}", server.local_addr()),
+        server,
+        producer,
+        http: reqwest::Client::new(),
+        dir,
+    };
+    let t0 = Instant::now();
+    let mut fill = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (http, base, stuck) = (s.http.clone(), s.base.clone(), stuck.clone());
+        fill.spawn(async move {
+            let body = lines(12, |_| format!("publish-size {stuck} 90000"));
+            post_events(&http, &base, &format!("stuck{i:02}"), body).await
+        });
+    }
+    let filled = fill.join_all().await;
+    eprintln!("40 stuck tenants filled their shares in {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    // Records as large as the stuck ones: each needs that much free memory.
+    let good = s
+        .events(
+            "good",
+            lines(10, |_| format!("publish-size {healthy} 90000")),
+        )
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(good.status, 200, "{}", good.body);
+    assert_eq!(
+        (count(&good.body, "records"), count(&good.body, "failed")),
+        (10, 0),
+        "{}",
+        good.body
+    );
+    assert_eq!(
+        good.body["acks"].as_array().map(Vec::len),
+        Some(10),
+        "{}",
+        good.body
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let got = read_back(&healthy, 10);
+    assert_eq!(got.len(), 10);
+    // The stuck tenants were stopped by their shares, each after one record at least.
+    let mut held = 0;
+    for r in filled {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(count(&r.body, "records") >= 1, "{}", r.body);
+        held += count(&r.body, "records");
+        let text = r.body.to_string();
+        assert!(text.contains("quota exceeded"), "{text}");
+        assert!(
+            !text.contains("buffer full") && !text.contains("timed out"),
+            "{text}"
+        );
+    }
+    eprintln!("the 40 stuck tenants hold {held} records of 90 kB");
+    // The stuck records stay until delivery.timeout.ms: not waited for.
+    s.server.drain(Duration::from_millis(500)).await;
+    // Records up to max.request.size (1 MiB): 100 of them do not fit in 16 MiB.
+    let (_, _, producers, config) = start("max_instances = 1");
+    let e = Server::start(config, producers)
+        .await
+        .err()
+        .expect("shares that do not fit")
+        .to_string();
+    assert!(
+        e.contains("buffer.memory")
+            && e.contains("16777216")
+            && e.contains("100 tenants")
+            && !e.contains('\n'),
+        "{e}"
+    );
 }

@@ -31,6 +31,9 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = ServeConfig::load(&args.config)?;
     let (mut producer_config, brokers) = args.cluster.check("wafka-serve", &config.kafka)?;
+    // The tenants' shares of buffer.memory must fit, with -X's settings too: checked before
+    // a local broker starts.
+    config.buffer_shares(&producer_config)?;
     let brokers = brokers.address().await?;
     producer_config.set("bootstrap.servers", &brokers)?;
     producer_config.validate()?;
