@@ -1635,14 +1635,19 @@ async fn a_reload_applies_the_body_timeout() {
     assert_eq!(&head, b"HTTP/1.1 408");
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     drop(c);
-    // Requests whose answers (about 7 KB each, 13 MB in all) fill a small receive window and
-    // the server's send buffer (which grows to 4 MiB), and a client that does not read: the
-    // server's writes stall.
+    // Requests whose answers (about 6.6 KB each, 13 MB in all) fill a small receive window
+    // and the server's send buffer, and a client that does not read: the server's writes
+    // stall.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let c = socket.connect(addr).await.unwrap();
     let (mut c, mut w) = c.into_split();
-    let n = 2000;
+    // Three times what the kernel lets a send buffer grow to (4 MiB by default).
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    let n = (3 * wmem_max / 6_000).max(2000);
     let one = format!("GET /metrics HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN}\r\n\r\n");
     // (The server stops reading requests once its writes stall.)
     let writer = tokio::spawn(async move {
