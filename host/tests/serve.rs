@@ -699,6 +699,30 @@ impl Command {
         }
     }
 
+    /// Waits until stderr has `n` lines containing `what`.
+    fn wait_for_count(&mut self, what: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self
+                .stderr
+                .lock()
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains(what))
+                .count();
+            if seen >= n {
+                return;
+            }
+            let exited = self.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "{seen} of {n} `{what}` from wafka serve ({exited:?}):\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
@@ -720,6 +744,16 @@ impl Command {
         self.reader.take().unwrap().join().unwrap();
         let stderr = self.stderr.lock().unwrap().clone();
         (status.success(), stderr)
+    }
+}
+
+impl Drop for Command {
+    /// A test that failed midway does not leave the process behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -745,6 +779,24 @@ async fn serve_cli_a_config_error_is_one_line_before_anything_starts() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with(&format!("wafka: {file}:")) && stderr.contains("max_memroy_mb"),
+        "{stderr}"
+    );
+    // Buffer shares that cannot fit, with -X's buffer.memory: the same, before a broker.
+    let many: String = (0..5)
+        .map(|i| tenant(&format!("t{i}"), &["*"], ""))
+        .collect();
+    let text = std::fs::read_to_string(config_dir(&many).join("serve.toml"))
+        .unwrap()
+        .replace(&format!("bootstrap.servers = \"{}\"\n", brokers()), "");
+    std::fs::write(dir.join("serve.toml"), text).unwrap();
+    let started = Instant::now();
+    let (ok, stderr) = Command::start(&["serve", "--config", &file, "-X", "buffer.memory=4194304"])
+        .finish(Duration::from_secs(30));
+    assert!(!ok);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("`kafka.buffer.memory`: 5 tenants share buffer.memory (4194304 bytes) equally: 838860 bytes each"),
         "{stderr}"
     );
 }
@@ -1394,4 +1446,427 @@ async fn a_drain_waits_for_the_pools_a_reload_retired_to_finish() {
     let got = consume_all(&brokers(), &topic, Duration::from_secs(30));
     let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
     assert_eq!(values, [b"before".to_vec(), b"finish".to_vec()]);
+}
+
+/// `POST /v1/admin/reload` with the admin token.
+async fn reload_http(http: &reqwest::Client, base: &str) -> Answer {
+    let r = http
+        .post(format!("{base}/v1/admin/reload"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("an HTTP answer");
+    answer(r).await
+}
+
+/// A tenant table whose probe plugin gets `config` (TOML inline-table entries) for `init`.
+fn tenant_with_config(name: &str, topics: &[&str], extra: &str, config: &str) -> String {
+    tenant(name, topics, extra).replace(
+        "path = \"PROBE\"\n",
+        &format!("path = \"PROBE\"\nconfig = {{ {config} }}\n"),
+    )
+}
+
+/// `topics = []` is a tenant with no topics yet: each of its publishes is refused (an empty
+/// list is not "every topic"), and another tenant's topic gets nothing from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_with_no_topics_publishes_nowhere() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("no-topics", 1);
+    let s = serve(&(tenant("owner", &[&topic], "") + &tenant("empty", &[], ""))).await;
+    let r = s
+        .events(
+            "empty",
+            lines(2, |i| format!("publish {topic} k stolen{i}")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (
+            count(&r.body, "records"),
+            count(&r.body, "refused"),
+            count(&r.body, "failed")
+        ),
+        (0, 2, 2),
+        "{}",
+        r.body
+    );
+    let error = r.body["errors"][0]["error"].as_str().unwrap();
+    assert!(error.contains("may not publish to topic"), "{error}");
+    let mine = s.events("owner", format!("publish {topic} k mine\n")).await;
+    assert_eq!(count(&mine.body, "records"), 1, "{}", mine.body);
+    s.producer.flush().await;
+    let got = read_back(&topic, 1);
+    let values: Vec<_> = got.iter().map(|c| c.value.clone().unwrap()).collect();
+    assert_eq!(values, [b"mine".to_vec()], "the owner's record only");
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+/// A reload whose new instances cannot start (the plugin's `init` fails) is refused, 400 with
+/// the plugin's words on one line, and the running configuration stays: the tenant goes on
+/// publishing through its instances, and a new tenant with such a plugin does not appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_whose_plugin_cannot_start_is_refused() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("reload-init", 1);
+    let s = serve(&tenant("acme", &["*"], "")).await;
+    let failing = |name: &str| {
+        tenant_with_config(
+            name,
+            &["*"],
+            "",
+            "\"fail-init\" = \"init refuses on purpose\"",
+        )
+    };
+    write_config(&s.dir, &failing("acme"));
+    let r = reload_http(&s.http, &s.base).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let e = r.body["error"].as_str().unwrap();
+    assert!(
+        e.contains("init refuses on purpose") && e.contains("tenants.acme") && !e.contains('\n'),
+        "{e}"
+    );
+    let e = s.server.reload().await.unwrap_err().to_string();
+    assert!(e.contains("init refuses on purpose"), "{e}");
+    let ok = s
+        .events("acme", lines(3, |i| format!("publish {topic} k v{i}")))
+        .await;
+    assert_eq!(
+        (
+            ok.status,
+            count(&ok.body, "records"),
+            count(&ok.body, "failed")
+        ),
+        (200, 3, 0),
+        "{}",
+        ok.body
+    );
+    // A new tenant whose plugin cannot start: the whole reload is refused.
+    write_config(&s.dir, &(tenant("acme", &["*"], "") + &failing("beta")));
+    let r = reload_http(&s.http, &s.base).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["error"].as_str().unwrap().contains("tenants.beta"),
+        "{}",
+        r.body
+    );
+    let beta = s.events("beta", format!("publish {topic} k beta\n")).await;
+    assert_eq!(beta.status, 401, "{}", beta.body);
+    // Fixed: the reload goes through.
+    write_config(
+        &s.dir,
+        &(tenant("acme", &["*"], "") + &tenant("beta", &["*"], "")),
+    );
+    let r = reload_http(&s.http, &s.base).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let beta = s.events("beta", format!("publish {topic} k beta\n")).await;
+    assert_eq!(
+        (beta.status, count(&beta.body, "records")),
+        (200, 1),
+        "{}",
+        beta.body
+    );
+    s.producer.flush().await;
+    assert_eq!(read_back(&topic, 4).len(), 4);
+    let m = s.get("/metrics", Some(ADMIN)).await;
+    let text = m.body.as_str().unwrap();
+    assert!(!text.contains("start-failed\"} 1"), "{text}");
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+/// A reload still starting its instances when a drain begins is refused (503, one line): it
+/// cannot swap tenants in after the drain took the pools it finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_a_drain_overtakes_is_refused() {
+    let _one = SERIAL.lock().await;
+    let s = serve(&tenant("acme", &["*"], "")).await;
+    // beta's `init` takes 1.5 s: the reload is still starting it when the drain begins.
+    write_config(
+        &s.dir,
+        &(tenant("acme", &["*"], "")
+            + &tenant_with_config("beta", &["*"], "", "\"sleep-init\" = \"1500\"")),
+    );
+    let reload = tokio::spawn({
+        let (http, base) = (s.http.clone(), s.base.clone());
+        async move { reload_http(&http, &base).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let drained = s.server.drain(Duration::from_secs(10)).await;
+    assert!(drained.flushed, "{drained:?}");
+    let r = tokio::time::timeout(Duration::from_secs(20), reload)
+        .await
+        .expect("the reload answered")
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    let e = r.body["error"].as_str().unwrap();
+    assert!(e.contains("draining") && !e.contains('\n'), "{e}");
+}
+
+/// `http.body_timeout_ms` applies on reload, both its parts: a body that stops halfway gets
+/// 408 after the new bound, and a client that sends requests and never reads the answers
+/// loses its connection after the new bound (the answers back up in the socket buffers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_the_body_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _one = SERIAL.lock().await;
+    let http = "header_timeout_ms = 30000\n";
+    let s = serve_with(http, &tenant("acme", &["*"], "")).await;
+    write_config_with(
+        &s.dir,
+        &format!("{http}body_timeout_ms = 500\n"),
+        &tenant("acme", &["*"], ""),
+    );
+    let r = s.server.reload().await.unwrap();
+    assert!(r.warnings.is_empty(), "{r:?}");
+    let addr = s.server.local_addr();
+    // A body that stops halfway: 408 after half a second, not thirty.
+    let t0 = Instant::now();
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        b"POST /v1/tenants/acme/plugins/probe/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer acme-token\r\ncontent-length: 100\r\n\r\nnoop\n",
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut head))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    drop(c);
+    // Requests whose answers (about 6.6 KB each, 13 MB in all) fill a small receive window
+    // and the server's send buffer, and a client that does not read: the server's writes
+    // stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let c = socket.connect(addr).await.unwrap();
+    let (mut c, mut w) = c.into_split();
+    // Three times what the kernel lets a send buffer grow to (4 MiB by default).
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    let n = (3 * wmem_max / 6_000).max(2000);
+    let one = format!("GET /metrics HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN}\r\n\r\n");
+    // (The server stops reading requests once its writes stall.)
+    let writer = tokio::spawn(async move {
+        let _ = w.write_all(one.repeat(n).as_bytes()).await;
+        w
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match c.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => got.extend_from_slice(&chunk[..k]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    let answers = got.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    assert!(
+        read.is_ok() && answers < n,
+        "the connection stayed open past the stall bound: {answers} of {n} answers read ({} bytes)",
+        got.len()
+    );
+    assert_eq!(s.get("/healthz", None).await.status, 200, "served again");
+    s.server.drain(Duration::from_secs(10)).await;
+}
+
+/// SIGHUP: one that comes while a reload runs is not lost (one more reload follows, reading
+/// the file as it is then), and a reload whose plugin cannot start is refused, logged, and
+/// leaves the running configuration in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cli_queues_a_sighup_during_a_reload_and_refuses_a_plugin_that_cannot_start() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("sighup", 1);
+    let dir = config_dir(&tenant("acme", &["*"], ""));
+    let file = dir.join("serve.toml").display().to_string();
+    let mut cmd = Command::start(&["serve", "--config", &file]);
+    let line = cmd.wait_for("serving 1 tenants", Duration::from_secs(120));
+    let base = format!("http://{}", serving_address(&line));
+    let http = reqwest::Client::new();
+    // beta's `init` takes 3 s: the second SIGHUP comes while the first reload starts it.
+    let slow = tenant_with_config("beta", &["*"], "", "\"sleep-init\" = \"3000\"");
+    write_config(&dir, &(tenant("acme", &["*"], "") + &slow));
+    cmd.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write_config(
+        &dir,
+        &(tenant("acme", &["*"], "") + &slow + &tenant("gamma", &["*"], "")),
+    );
+    cmd.signal(libc::SIGHUP);
+    cmd.wait_for_count("wafka: reloaded", 2, Duration::from_secs(60));
+    for name in ["beta", "gamma"] {
+        let r = post_events(
+            &http,
+            &base,
+            name,
+            format!("publish {topic} {name} {name}\n"),
+        )
+        .await;
+        assert_eq!(
+            (r.status, count(&r.body, "records")),
+            (200, 1),
+            "{name}: {}",
+            r.body
+        );
+    }
+    // A plugin whose `init` fails: refused, with the plugin's words; acme goes on.
+    write_config(
+        &dir,
+        &(tenant("acme", &["*"], "")
+            + &tenant_with_config(
+                "delta",
+                &["*"],
+                "",
+                "\"fail-init\" = \"init refuses on purpose\"",
+            )),
+    );
+    cmd.signal(libc::SIGHUP);
+    let refused = cmd.wait_for("reload refused", Duration::from_secs(60));
+    assert!(refused.contains("init refuses on purpose"), "{refused}");
+    let delta = post_events(&http, &base, "delta", format!("publish {topic} d delta\n")).await;
+    assert_eq!(delta.status, 401, "{}", delta.body);
+    let beta = post_events(&http, &base, "beta", format!("publish {topic} b again\n")).await;
+    assert_eq!(
+        (beta.status, count(&beta.body, "records")),
+        (200, 1),
+        "the running configuration stays: {}",
+        beta.body
+    );
+    cmd.signal(libc::SIGTERM);
+    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(ok, "exit 0 after a drain:\n{stderr}");
+    assert_eq!(read_back(&topic, 3).len(), 3);
+}
+
+/// 100 tenants with equal shares of `buffer.memory` (16 MiB, and records of 100 kB at most):
+/// 40 of them publish to a partition with no leader (their records stay in the buffer until
+/// `delivery.timeout.ms`) until their shares are full, and a healthy tenant beside them never
+/// waits for memory: every share fits in `buffer.memory` (each at least what one of its
+/// largest records takes in a batch of its own), so the stuck ones get `quota-exceeded` and
+/// nobody `buffer-full` or `timed-out`. Shares that cannot all hold one largest record (the
+/// same 100 tenants with records up to `max.request.size`, 1 MiB) are refused, with the
+/// numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_tenants_cannot_fill_the_buffer_for_a_healthy_one() {
+    let _one = SERIAL.lock().await;
+    let stuck = create_topic("stuck", 1);
+    let healthy = create_topic("healthy", 1);
+    let proxy = wafka_tests::Proxy::start(&brokers(), 2);
+    proxy.set_leader(&stuck, 0, -1);
+    let buffer = 16usize << 20;
+    let tenants = |extra: &str| {
+        let mut text = String::new();
+        for i in 0..40 {
+            text += &tenant(&format!("stuck{i:02}"), &[&stuck], extra);
+        }
+        for i in 40..99 {
+            text += &tenant(&format!("idle{i:02}"), &[&healthy], extra);
+        }
+        text + &tenant("good", &[&healthy], &format!("{extra}\nautoflush = \"on\""))
+    };
+    let start = |extra: &str| {
+        let dir = config_dir("");
+        let text = format!(
+            "[kafka]\nbootstrap.servers = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\nadmin_token_sha256 = \"{}\"\n\n{}",
+            proxy.bootstrap(),
+            sha(ADMIN),
+            tenants(extra).replace("PROBE", &guest("probe").display().to_string())
+        );
+        std::fs::write(dir.join("serve.toml"), text).unwrap();
+        let config = ServeConfig::load(&dir.join("serve.toml")).unwrap();
+        let producer = Producer::from_properties([
+            ("bootstrap.servers", proxy.bootstrap().as_str()),
+            ("linger.ms", "5"),
+            ("buffer.memory", &buffer.to_string()),
+            ("max.block.ms", "1000"),
+        ])
+        .unwrap();
+        let producers = Arc::new(Producers::new(producer.clone(), Arc::new(Producer::new)));
+        (dir, producer, producers, config)
+    };
+    // Records of 100 kB at most: 100 shares of 167 kB fit.
+    let (dir, producer, producers, config) = start("max_instances = 1\nmax_record_bytes = 100000");
+    let server = Server::start(config, producers).await.unwrap();
+    let s = Serving {
+        base: format!("http://{}", server.local_addr()),
+        server,
+        producer,
+        http: reqwest::Client::new(),
+        dir,
+    };
+    let t0 = Instant::now();
+    let mut fill = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (http, base, stuck) = (s.http.clone(), s.base.clone(), stuck.clone());
+        fill.spawn(async move {
+            let body = lines(12, |_| format!("publish-size {stuck} 90000"));
+            post_events(&http, &base, &format!("stuck{i:02}"), body).await
+        });
+    }
+    let filled = fill.join_all().await;
+    eprintln!("40 stuck tenants filled their shares in {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    // Records as large as the stuck ones: each needs that much free memory.
+    let good = s
+        .events(
+            "good",
+            lines(10, |_| format!("publish-size {healthy} 90000")),
+        )
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(good.status, 200, "{}", good.body);
+    assert_eq!(
+        (count(&good.body, "records"), count(&good.body, "failed")),
+        (10, 0),
+        "{}",
+        good.body
+    );
+    assert_eq!(
+        good.body["acks"].as_array().map(Vec::len),
+        Some(10),
+        "{}",
+        good.body
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let got = read_back(&healthy, 10);
+    assert_eq!(got.len(), 10);
+    // The stuck tenants were stopped by their shares, each after one record at least.
+    let mut held = 0;
+    for r in filled {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(count(&r.body, "records") >= 1, "{}", r.body);
+        held += count(&r.body, "records");
+        let text = r.body.to_string();
+        assert!(text.contains("quota exceeded"), "{text}");
+        assert!(
+            !text.contains("buffer full") && !text.contains("timed out"),
+            "{text}"
+        );
+    }
+    eprintln!("the 40 stuck tenants hold {held} records of 90 kB");
+    // The stuck records stay until delivery.timeout.ms: not waited for.
+    s.server.drain(Duration::from_millis(500)).await;
+    // Records up to max.request.size (1 MiB): 100 of them do not fit in 16 MiB.
+    let (_, _, producers, config) = start("max_instances = 1");
+    let e = Server::start(config, producers)
+        .await
+        .err()
+        .expect("shares that do not fit")
+        .to_string();
+    assert!(
+        e.contains("buffer.memory")
+            && e.contains("16777216")
+            && e.contains("100 tenants")
+            && !e.contains('\n'),
+        "{e}"
+    );
 }

@@ -77,9 +77,11 @@ async fn serve_row(brokers: &str, topic: &str, tenants: usize, seconds: u64, eve
     let mut text = format!(
         "[kafka]\nbootstrap.servers = \"{brokers}\"\nlinger.ms = 5\n[http]\nlisten = \"127.0.0.1:0\"\n"
     );
+    // Records of 1 KiB at most: 1,000 tenants' shares (each at least one largest record in a
+    // batch of its own) fit in the default 32 MiB of buffer.memory.
     for t in 0..tenants {
         text.push_str(&format!(
-            "[tenants.t{t}]\ntoken_sha256 = \"{}\"\ntopics = [\"{topic}\"]\nmax_instances = 1\n[[tenants.t{t}.plugins]]\nname = \"hello\"\npath = \"{}\"\nconfig = {{ topic = \"{topic}\", key-delimiter = \":\" }}\n",
+            "[tenants.t{t}]\ntoken_sha256 = \"{}\"\ntopics = [\"{topic}\"]\nmax_instances = 1\nmax_record_bytes = 1024\n[[tenants.t{t}.plugins]]\nname = \"hello\"\npath = \"{}\"\nconfig = {{ topic = \"{topic}\", key-delimiter = \":\" }}\n",
             hex::encode(Sha256::digest(format!("t{t}-token").as_bytes())),
             hello.display()
         ));

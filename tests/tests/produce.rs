@@ -518,3 +518,88 @@ async fn batches_a_shared_owner_opens_count_whole_against_its_share() {
     p.close().await;
     assert_eq!(read(&topic, sent + 1).await.len(), sent + 1);
 }
+
+/// `MemoryShare::least_limit` is what one record needs of a share: the largest record the
+/// producer accepts fits in a share of that size (its bytes and a batch of its own), and a
+/// byte less does not; a record within a smaller payload limit (its bytes spread over key,
+/// value and 1,000 headers) fits in the least share for that limit, far below `batch.size`,
+/// even into a partition whose open batch (another owner's, grown to 64 KiB) it cannot pay to
+/// grow: that batch leaves as it is and the record opens its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_of_its_least_limit_takes_one_largest_record() {
+    use wafka_producer::batch::single_record_batch_upper_bound;
+    let topic = create_topic("least-share", 2);
+    let p = producer(&[("linger.ms", "30000")]);
+    let c = p.config();
+    assert_eq!((c.max_request_size, c.batch_size), (1 << 20, 1_000_000));
+    let least = MemoryShare::least_limit(c, None, 0);
+    assert_eq!(least, 1 << 20);
+    // The largest value whose record is exactly max.request.size in a batch of its own.
+    let value = vec![b'x'; 1 << 20];
+    let value = &value[..(0..value.len())
+        .rev()
+        .find(|&n| single_record_batch_upper_bound(&Record::new(&topic, &value[..n])) <= 1 << 20)
+        .unwrap()];
+    assert_eq!(
+        single_record_batch_upper_bound(&Record::new(&topic, value)),
+        1 << 20
+    );
+    let owner = |share: &MemoryShare| {
+        p.owner(OwnerOptions {
+            name: "o".into(),
+            share: Some(share.clone()),
+            ..Default::default()
+        })
+    };
+    let short = MemoryShare::new("short", least - 1);
+    let refused = owner(&short)
+        .send(&Record::new(&topic, value).partition(0))
+        .await
+        .err();
+    assert!(
+        matches!(refused, Some(ProduceError::QuotaExceeded { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(short.buffered_bytes(), 0, "given back");
+    let share = MemoryShare::new("least", least);
+    owner(&share)
+        .send(&Record::new(&topic, value).partition(0))
+        .await
+        .expect("room for one");
+    // Partition 1: another owner's batch, grown to 64 KiB and nearly full: the record does
+    // not fit, and growing it would cost 64 KiB more.
+    for _ in 0..60 {
+        p.send(&Record::new(&topic, &[b'o'; 1000]).partition(1))
+            .await
+            .unwrap();
+    }
+    // 20 kB spread over a key, a value and 1,000 headers.
+    let bytes = vec![b'h'; 20];
+    let headers: Vec<Header<'_>> = (0..1000)
+        .map(|_| Header {
+            key: "",
+            value: Some(&bytes),
+        })
+        .collect();
+    let spread = Record {
+        headers: &headers,
+        ..Record::new(&topic, &bytes[..10])
+            .key(&bytes[..10])
+            .partition(1)
+    };
+    assert_eq!(spread.payload_len(), 20_020);
+    let limit = MemoryShare::least_limit(c, Some(20_020), 1000);
+    assert!(limit < 32 << 10, "{limit}");
+    let small = MemoryShare::new("small", limit);
+    owner(&small)
+        .send(&spread)
+        .await
+        .expect("room for the spread record");
+    assert!(small.buffered_bytes() <= limit);
+    p.flush().await;
+    for s in [&share, &small] {
+        assert_eq!(s.buffered_bytes(), 0);
+    }
+    p.close().await;
+    assert_eq!(read(&topic, 62).await.len(), 62);
+}

@@ -826,7 +826,7 @@ impl Accumulator {
 
 /// The buffer a batch opens with: room for its first record, and at least
 /// [`MIN_BATCH_BUFFER`] (a few more small records) unless `batch.size` is smaller.
-fn first_capacity(first: usize, batch_size: usize) -> usize {
+pub(crate) fn first_capacity(first: usize, batch_size: usize) -> usize {
     first.max(MIN_BATCH_BUFFER.min(batch_size))
 }
 

@@ -61,6 +61,23 @@ pub fn record_size_upper_bound(r: &Record<'_>) -> usize {
     varint_len(body as i64) + body
 }
 
+/// An upper bound of [`record_size_upper_bound`] for every record whose key, value and header
+/// keys and values hold at most `payload` bytes together ([`Record::payload_len`]) and which
+/// has at most `headers` headers: what a record a caller limits that way can take in a batch.
+pub fn record_size_bound(payload: usize, headers: usize) -> usize {
+    // Each length prefix (key, value, each header's key and value) is that of a length of at
+    // most `payload`; a null key or value takes one byte, no more than any prefix.
+    let prefix = varint_len(i64::try_from(payload).unwrap_or(i64::MAX));
+    let prefixes = headers
+        .saturating_mul(2)
+        .saturating_add(2)
+        .saturating_mul(prefix);
+    let body = payload
+        .saturating_add(prefixes)
+        .saturating_add(1 + varint_len(i64::try_from(headers).unwrap_or(i64::MAX)) + 10 + 5);
+    body.saturating_add(varint_len(i64::try_from(body).unwrap_or(i64::MAX)))
+}
+
 /// An upper bound of a batch holding only `r`: what `max.request.size` is checked against.
 pub fn single_record_batch_upper_bound(r: &Record<'_>) -> usize {
     BATCH_HEADER_LEN + record_size_upper_bound(r)
@@ -685,6 +702,47 @@ mod tests {
 
     use super::*;
     use kafka_protocol::records::RecordBatchDecoder;
+
+    /// The bound for a payload and a number of headers holds for every record within them,
+    /// however the bytes are spread (all in the value, in many small headers, null fields).
+    #[test]
+    fn the_record_size_bound_holds_for_every_record_within_it() {
+        let bytes = vec![b'x'; 200_000];
+        for payload in [0usize, 1, 63, 64, 100, 8191, 8192, 100_000, 200_000] {
+            let bound = |headers| record_size_bound(payload, headers);
+            let whole = Record::new("t", &bytes[..payload]);
+            assert!(record_size_upper_bound(&whole) <= bound(0), "{payload}");
+            let null = Record {
+                value: None,
+                ..Record::new("t", b"")
+            };
+            assert!(record_size_upper_bound(&null) <= bound(0));
+            let split =
+                Record::new("t", &bytes[..payload / 2]).key(&bytes[..payload - payload / 2]);
+            assert!(record_size_upper_bound(&split) <= bound(0), "{payload}");
+            for n in [1usize, 7, 1000] {
+                let each = payload / n;
+                let headers: Vec<Header<'_>> = (0..n)
+                    .map(|_| Header {
+                        key: "",
+                        value: Some(&bytes[..each]),
+                    })
+                    .collect();
+                let many = Record {
+                    headers: &headers,
+                    ..Record::new("t", &bytes[..payload - each * n])
+                };
+                assert!(many.payload_len() <= payload);
+                assert!(
+                    record_size_upper_bound(&many) <= bound(n),
+                    "{payload} in {n} headers: {} > {}",
+                    record_size_upper_bound(&many),
+                    bound(n)
+                );
+                assert!(bound(n) <= bound(1000));
+            }
+        }
+    }
 
     #[test]
     fn at_most_one_batch_per_core_compresses_beside() {

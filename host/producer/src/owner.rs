@@ -9,6 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::accumulator::first_capacity;
+use crate::batch::{record_size_bound, BATCH_HEADER_LEN};
+use crate::config::ProducerConfig;
 use crate::core::{Core, Guard};
 use crate::delivery::{Callback, Delivery, DeliveryReport};
 use crate::error::ProduceError;
@@ -49,6 +52,27 @@ impl MemoryShare {
             limit: limit.into(),
             buffered: Default::default(),
         }))
+    }
+
+    /// The least limit with which an owner of a share can always send a record while nothing
+    /// else holds the share: any record `config` accepts (`payload` `None`: up to
+    /// `max.request.size`), or any whose key, value and headers hold at most `payload` bytes
+    /// with at most `headers` headers. That is the record's bytes plus the rest of the
+    /// buffer of a batch of its own (about a KiB at least), all a share ever pays for one
+    /// record: growing an open batch is paid by the grower only if it can (a growth the
+    /// share cannot pay sends the batch as it is, and the record opens a new one), so
+    /// `batch.size` does not enter.
+    pub fn least_limit(config: &ProducerConfig, payload: Option<usize>, headers: usize) -> usize {
+        // A record whose batch would pass max.request.size or buffer.memory is refused before
+        // its share is asked.
+        let cap = config.max_request_size.min(config.buffer_memory);
+        let batch = match payload {
+            Some(p) => BATCH_HEADER_LEN
+                .saturating_add(record_size_bound(p, headers))
+                .min(cap),
+            None => cap,
+        };
+        first_capacity(batch, config.batch_size)
     }
 
     /// Bytes the owners sharing it have buffered now.

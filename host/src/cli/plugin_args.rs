@@ -72,7 +72,13 @@ impl PluginFlags {
         let name = plugin_name(&self.plugin);
         let mut options = PluginOptions::new(&name);
         options.autoflush = self.autoflush;
-        options.acl = TopicAcl::new(&self.allow_topics);
+        // No --allow-topic: every topic (the one operator runs their own plugin); a list,
+        // those only.
+        options.acl = if self.allow_topics.is_empty() {
+            TopicAcl::allow_all()
+        } else {
+            TopicAcl::new(&self.allow_topics)
+        };
         options.max_topics = self.max_topics;
         options.limits = Limits {
             memory_bytes: self.max_memory_mb << 20,

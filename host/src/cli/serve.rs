@@ -2,7 +2,8 @@
 //!
 //! Reads and checks the config (one line naming the file and key on an error, before
 //! anything starts), starts the local broker when no cluster is named, the producer on a
-//! thread of its own, and the server; then reloads on SIGHUP and drains on SIGTERM/SIGINT:
+//! thread of its own, and the server; then reloads on SIGHUP (one at a time: a SIGHUP during
+//! a reload queues one more, never lost) and drains on SIGTERM/SIGINT:
 //! no new events, the ones in progress finished, every tenant's records flushed within
 //! `http.drain_timeout_ms`, exit 0 when nothing accepted was lost.
 
@@ -30,6 +31,9 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = ServeConfig::load(&args.config)?;
     let (mut producer_config, brokers) = args.cluster.check("wafka-serve", &config.kafka)?;
+    // The tenants' shares of buffer.memory must fit, with -X's settings too: checked before
+    // a local broker starts.
+    config.buffer_shares(&producer_config)?;
     let brokers = brokers.address().await?;
     producer_config.set("bootstrap.servers", &brokers)?;
     producer_config.validate()?;
@@ -48,42 +52,49 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         "wafka: serving {tenants} tenants from {file} on http://{}",
         server.local_addr()
     );
-    // A reload compiles plugins and starts instances (their `init`s may be slow): it runs on a
-    // task of its own so that SIGTERM is taken at once even then.
+    // A reload compiles plugins and starts instances (their `init`s may be slow): reloads run
+    // one after the other on a task of their own, so that SIGTERM is taken at once even then.
+    // A SIGHUP during a reload queues one more (it reads the file as it is when it starts);
+    // more SIGHUPs meanwhile fold into that one.
     let server = std::sync::Arc::new(server);
-    let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
+    let (queue, mut wanted) = tokio::sync::mpsc::channel::<()>(1);
+    let reloader = tokio::spawn({
+        let (server, file) = (server.clone(), file.clone());
+        async move {
+            while wanted.recv().await.is_some() {
+                match server.reload().await {
+                    Ok(r) => {
+                        eprintln!(
+                            "wafka: reloaded {file}: {} tenants ({} kept, {} started, {} removed)",
+                            r.tenants, r.kept, r.started, r.removed
+                        );
+                        for w in r.warnings {
+                            eprintln!("wafka: {w}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("wafka: reload refused, the running configuration stays: {e}")
+                    }
+                }
+            }
+        }
+    });
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                if reloading.as_ref().is_some_and(|r| !r.is_finished()) {
-                    eprintln!("wafka: a reload is already running; SIGHUP ignored");
-                    continue;
+                if queue.try_send(()).is_err() {
+                    eprintln!("wafka: SIGHUP: a reload is already queued; it reads the file when it starts");
                 }
-                let (server, file) = (server.clone(), file.clone());
-                reloading = Some(tokio::spawn(async move {
-                    match server.reload().await {
-                        Ok(r) => {
-                            eprintln!(
-                                "wafka: reloaded {file}: {} tenants ({} kept, {} started, {} removed)",
-                                r.tenants, r.kept, r.started, r.removed
-                            );
-                            for w in r.warnings {
-                                eprintln!("wafka: {w}");
-                            }
-                        }
-                        Err(e) => eprintln!("wafka: reload refused, the running configuration stays: {e}"),
-                    }
-                }));
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
-    if let Some(r) = reloading {
-        // A reload not done yet is dropped: the running configuration stays.
-        r.abort();
-        let _ = r.await;
-    }
+    // A reload not done yet is dropped, and the queued one with it: the running configuration
+    // stays.
+    drop(queue);
+    reloader.abort();
+    let _ = reloader.await;
     let server = match std::sync::Arc::try_unwrap(server) {
         Ok(s) => s,
         Err(_) => anyhow::bail!("the server is still in use"),

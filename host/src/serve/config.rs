@@ -97,7 +97,8 @@ pub struct HttpConfig {
 pub struct TenantConfig {
     /// SHA-256 of the tenant's bearer token.
     pub token_sha256: [u8; 32],
-    /// Topic patterns (`name`, `prefix*`) its plugins may publish to.
+    /// Topic patterns (`name`, `prefix*`) its plugins may publish to; empty: none (a tenant
+    /// with no topics yet), never "every topic".
     pub topics: Vec<String>,
     /// Autoflush policy of its plugins.
     pub autoflush: Autoflush,
@@ -122,7 +123,8 @@ pub struct TenantConfig {
     pub producer_byte_rate: Option<u64>,
     /// Records per second over all its plugins.
     pub producer_record_rate: Option<u64>,
-    /// Its share of `buffer.memory`, as a fraction; `None`: an equal share.
+    /// Its share of `buffer.memory`, as a fraction; `None`: an equal share (in bytes: see
+    /// [`ServeConfig::buffer_shares`]).
     pub buffer_memory_share: Option<f64>,
     /// Its own Kafka identity (`[tenants.NAME.kafka]`), over `[kafka]`: empty, it publishes
     /// through the host's producer.
@@ -598,6 +600,89 @@ impl ServeConfig {
         })
     }
 
+    /// Each tenant's share of `buffer.memory`, in bytes, for a producer with `producer`'s
+    /// settings: its `buffer_memory_share`, or an equal part of what the explicit shares
+    /// leave (rounded down: together they never pass `buffer.memory`, so tenants stuck on a
+    /// partition fill their own shares, never the buffer the others need). Each must hold one
+    /// of the tenant's largest records in a batch of its own
+    /// ([`wafka_producer::MemoryShare::least_limit`]: from its `max_record_bytes`, or
+    /// `max.request.size`; not `batch.size`, since a share pays a batch's growth only when it
+    /// can), or the tenant could never publish its largest record: such a config is refused,
+    /// one line with the numbers. Checked when a server starts and at each reload (the
+    /// producer's settings may come from the command line too).
+    pub fn buffer_shares(
+        &self,
+        producer: &wafka_producer::ProducerConfig,
+    ) -> Result<BTreeMap<String, usize>, ConfigError> {
+        let total = producer.buffer_memory;
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            file: self.file.display().to_string(),
+            key,
+            message,
+        };
+        // The least share a tenant needs, and what its largest record is.
+        let least = |t: &TenantConfig| {
+            let bytes = wafka_producer::MemoryShare::least_limit(
+                producer,
+                t.max_record_bytes,
+                crate::runtime::state::MAX_HEADERS,
+            );
+            let from = match t.max_record_bytes {
+                Some(m) if m < producer.max_request_size => format!("max_record_bytes = {m}"),
+                _ => format!("max.request.size = {}", producer.max_request_size),
+            };
+            (bytes, from)
+        };
+        let mut shares = BTreeMap::new();
+        let mut explicit = 0usize;
+        for (name, t) in &self.tenants {
+            let Some(f) = t.buffer_memory_share else {
+                continue;
+            };
+            let bytes = ((total as f64 * f) as usize).min(total);
+            let (need, from) = least(t);
+            if bytes < need {
+                return Err(invalid(
+                    format!("tenants.{name}.buffer_memory_share"),
+                    format!(
+                        "{f} of buffer.memory ({total} bytes) is {bytes} bytes, less than one of its largest records takes in a batch of its own ({need} bytes, from {from}): raise the share or buffer.memory, or lower max_record_bytes"
+                    ),
+                ));
+            }
+            explicit += bytes;
+            shares.insert(name.clone(), bytes);
+        }
+        let equal: Vec<(&String, &TenantConfig)> = self
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.buffer_memory_share.is_none())
+            .collect();
+        let Some((neediest, t)) = equal.iter().max_by_key(|(_, t)| least(t).0) else {
+            return Ok(shares);
+        };
+        let rest = total.saturating_sub(explicit);
+        let each = rest / equal.len();
+        let (need, from) = least(t);
+        if each < need {
+            let what = if explicit == 0 {
+                format!("buffer.memory ({total} bytes)")
+            } else {
+                format!("the {rest} bytes of buffer.memory ({total}) the set shares leave")
+            };
+            return Err(invalid(
+                "kafka.buffer.memory".into(),
+                format!(
+                    "{} tenants share {what} equally: {each} bytes each, less than tenant `{neediest}` needs to hold one of its largest records in a batch of its own ({need} bytes, from {from}); raise buffer.memory, lower max.request.size or the tenants' max_record_bytes, or serve fewer tenants on one host",
+                    equal.len()
+                ),
+            ));
+        }
+        for (name, _) in equal {
+            shares.insert(name.clone(), each);
+        }
+        Ok(shares)
+    }
+
     /// Whether the file names a cluster (`bootstrap.servers` in `[kafka]`).
     pub fn has_brokers(&self) -> bool {
         self.kafka.contains_key("bootstrap.servers")
@@ -857,6 +942,70 @@ config = {{ topic = "acme-x", n = 3 }}
         ));
         assert!(
             e.contains("`tenants.a.kafka") && e.contains("/no/such/key.pem"),
+            "{e}"
+        );
+    }
+
+    /// `n` tenants, each with `extra` lines, no plugins.
+    fn tenants(n: usize, extra: &str) -> ServeConfig {
+        let mut text = "[http]\nlisten = \"127.0.0.1:0\"\n".to_string();
+        for i in 0..n {
+            text +=
+                &format!("[tenants.t{i:03}]\ntoken_sha256 = \"{i:064x}\"\ntopics = []\n{extra}\n");
+        }
+        parse(&text).unwrap()
+    }
+
+    /// Shares never add up to more than `buffer.memory`, and each holds one of its tenant's
+    /// largest records in a batch of its own (`batch.size` is not asked for): with the
+    /// defaults (32 MiB, records up to 1 MiB) 32 tenants fit and 33 are refused, naming the
+    /// numbers; smaller records (`max_record_bytes`, `max.request.size`) fit more.
+    #[test]
+    fn buffer_shares_fit_in_buffer_memory_or_are_refused() {
+        let producer = wafka_producer::ProducerConfig::new();
+        assert_eq!(producer.buffer_memory, 32 << 20);
+        assert_eq!(producer.max_request_size, 1 << 20);
+        assert_eq!(producer.batch_size, 1_000_000);
+        let shares = tenants(32, "").buffer_shares(&producer).unwrap();
+        assert!(shares.values().all(|&b| b == 1 << 20), "{shares:?}");
+        let e = tenants(33, "")
+            .buffer_shares(&producer)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`kafka.buffer.memory`")
+                && e.contains(
+                    "33 tenants share buffer.memory (33554432 bytes) equally: 1016800 bytes each"
+                )
+                && e.contains("1048576 bytes, from max.request.size = 1048576"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        // Records of 100 kB at most: 100 tenants get 335,544 bytes each.
+        let shares = tenants(100, "max_record_bytes = 100000")
+            .buffer_shares(&producer)
+            .unwrap();
+        assert_eq!(shares.len(), 100);
+        assert!(shares.values().all(|&b| b == (32 << 20) / 100));
+        // The least a share may be: a record of 100 kB, its framing with up to 1,000 headers,
+        // a batch header.
+        let least = wafka_producer::MemoryShare::least_limit(&producer, Some(100_000), 1000);
+        assert!((100_061..110_000).contains(&least), "{least}");
+        let mut small = producer.clone();
+        small.set("max.request.size", "200000").unwrap();
+        assert_eq!(tenants(167, "").buffer_shares(&small).unwrap().len(), 167);
+        assert!(tenants(168, "").buffer_shares(&small).is_err());
+        // Set shares count first; the rest share what they leave.
+        let mut c = tenants(3, "");
+        c.tenants.get_mut("t000").unwrap().buffer_memory_share = Some(0.5);
+        let shares = c.buffer_shares(&producer).unwrap();
+        assert_eq!(shares["t000"], 16 << 20);
+        assert_eq!(shares["t001"], 8 << 20);
+        assert!(shares.values().sum::<usize>() <= 32 << 20);
+        c.tenants.get_mut("t001").unwrap().buffer_memory_share = Some(0.01);
+        let e = c.buffer_shares(&producer).unwrap_err().to_string();
+        assert!(
+            e.contains("`tenants.t001.buffer_memory_share`: 0.01 of buffer.memory (33554432 bytes) is 335544 bytes, less than one of its largest records"),
             "{e}"
         );
     }

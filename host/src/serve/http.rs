@@ -7,8 +7,8 @@
 //!   valid token, 403 with another tenant's, 404 for a plugin the tenant does not have, 413
 //!   for a body over the limit, 429 with `Retry-After` over quota or with every instance busy,
 //!   503 while draining.
-//! - `GET /metrics` (admin token), `POST /v1/admin/reload` (admin token), `GET /healthz`,
-//!   `GET /readyz`.
+//! - `GET /metrics` (admin token), `POST /v1/admin/reload` (admin token: 400 with the reason
+//!   when refused, 503 once a drain began), `GET /healthz`, `GET /readyz`.
 //!
 //! Tokens are compared by their SHA-256 in constant time. It must not decide limits or
 //! quotas itself (see `tenant`, `quota`) nor run plugins except through a pool's lease.
@@ -30,7 +30,7 @@ use subtle::ConstantTimeEq;
 use crate::runtime::options::{Autoflush, RecordAck};
 use crate::runtime::plugin::PluginError;
 use crate::serve::pool::{LeaseError, PluginPool};
-use crate::serve::server::State;
+use crate::serve::server::{ReloadError, State};
 use crate::serve::tenant::Tenant;
 
 /// Errors listed one by one in an answer; the rest are counted.
@@ -50,15 +50,21 @@ pub(crate) fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// How long a write to a client may stall, asked when a stall begins: `http.body_timeout_ms`
+/// as last reloaded.
+pub(crate) type WriteBound = Arc<dyn Fn() -> Duration + Send + Sync>;
+
 /// Serves `app` on `listener` until `stop` turns true: HTTP/1.1 through hyper, with a bound
 /// on the time a client may take to send its headers (idle keep-alive connections are closed
-/// after it too), on how long a write may stall (a client that does not read its answers),
-/// and on the connections open at once (more are closed as they come, one warning a second
-/// at most). When stopped, open connections finish the request they are in and close.
+/// after it too), on how long a write may stall (a client that does not read its answers;
+/// the bound in force when the stall begins), and on the connections open at once (more are
+/// closed as they come, one warning a second at most). When stopped, open connections finish
+/// the request they are in and close.
 pub(crate) async fn accept(
     listener: tokio::net::TcpListener,
     app: Router,
-    (max_connections, header_timeout, write_timeout): (usize, Duration, Duration),
+    (max_connections, header_timeout): (usize, Duration),
+    write_timeout: WriteBound,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -91,6 +97,7 @@ pub(crate) async fn accept(
         while tasks.try_join_next().is_some() {}
         let service = TowerToHyperService::new(app.clone());
         let mut stop = stop.clone();
+        let write_timeout = write_timeout.clone();
         tasks.spawn(async move {
             let _permit = permit;
             let conn = hyper::server::conn::http1::Builder::new()
@@ -113,15 +120,16 @@ pub(crate) async fn accept(
 
 /// A connection whose writes may not stall longer than a bound: a client that sends requests
 /// and never reads the answers loses its connection (and the connection slot and buffers it
-/// held) after `limit`, instead of keeping them forever.
+/// held) after `limit` (asked when a stall begins, so a reload's bound applies to the
+/// connections open too), instead of keeping them forever.
 struct Stalling<T> {
     io: T,
-    limit: Duration,
+    limit: WriteBound,
     stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> Stalling<T> {
-    fn new(io: T, limit: Duration) -> Self {
+    fn new(io: T, limit: WriteBound) -> Self {
         Stalling {
             io,
             limit,
@@ -138,10 +146,10 @@ impl<T> Stalling<T> {
         use std::future::Future;
         match r {
             std::task::Poll::Pending => {
-                let limit = self.limit;
+                let limit = &self.limit;
                 let sleep = self
                     .stalled
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit())));
                 if sleep.as_mut().poll(cx).is_ready() {
                     return std::task::Poll::Ready(Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -310,23 +318,30 @@ async fn reload(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response
         return r.into_response();
     }
     if state.is_draining() {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "draining");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reload refused: {}", ReloadError::Draining),
+        );
     }
     // On a task of its own: a client hanging up must not cancel a reload halfway (the
     // producer cores a failed reload started are retired when it ends).
     let running = state.clone();
     let result = match tokio::spawn(async move { running.reload().await }).await {
         Ok(r) => r,
-        Err(e) => Err(crate::serve::ConfigError::Read {
+        Err(e) => Err(ReloadError::Config(crate::serve::ConfigError::Read {
             file: state.file.display().to_string(),
             reason: format!("the reload stopped: {e}"),
-        }),
+        })),
     };
     match result {
         Ok(r) => {
             tracing::info!(?r, "reloaded");
             Json(r).into_response()
         }
+        Err(e @ ReloadError::Draining) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reload refused: {e}"),
+        ),
         Err(e) => {
             tracing::warn!("reload refused, the running configuration stays: {e}");
             refuse(
@@ -658,7 +673,7 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_write_fails_after_the_bound() {
         let (near, _far) = tokio::io::duplex(1024);
-        let mut io = Stalling::new(near, Duration::from_millis(200));
+        let mut io = Stalling::new(near, Arc::new(|| Duration::from_millis(200)));
         let t0 = Instant::now();
         let big = vec![0u8; 1 << 20];
         let r = tokio::time::timeout(Duration::from_secs(10), io.write_all(&big))
@@ -685,7 +700,7 @@ mod tests {
             }
             total
         });
-        let mut io = Stalling::new(near, Duration::from_millis(200));
+        let mut io = Stalling::new(near, Arc::new(|| Duration::from_millis(200)));
         io.write_all(&vec![1u8; 64 * 1024]).await.unwrap();
         io.shutdown().await.unwrap();
         drop(io);

@@ -26,4 +26,4 @@ pub mod tenant;
 
 pub use config::{ConfigError, ServeConfig};
 pub use producers::Producers;
-pub use server::{Drained, Reloaded, Server, StartError};
+pub use server::{Drained, ReloadError, Reloaded, Server, StartError};

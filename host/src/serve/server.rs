@@ -3,7 +3,8 @@
 //! Owns [`Server`] and its shared state: the engine (one for every tenant, with the compile
 //! cache and a pool sized from the tenants' instance limits), the producer cores the tenants
 //! publish through ([`Producers`]), the tenants (swapped whole by a reload, never edited in place), the
-//! metrics, and the draining flag with the count of events in progress. It must not parse
+//! metrics, and the draining flag with the count of events in progress. Reloads run one at a
+//! time and none swaps tenants in once a drain began. It must not parse
 //! requests (see `http`) or know the config file's shape (see `config`).
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::runtime::cache::ComponentCache;
 use crate::runtime::engine::{Engine, EngineOptions};
 use crate::serve::config::{ConfigError, HttpConfig, ServeConfig};
 use crate::serve::metrics::Metrics;
+use crate::serve::pool::PluginPool;
 use crate::serve::producers::Producers;
 use crate::serve::tenant::Tenants;
 
@@ -39,6 +41,18 @@ pub enum StartError {
         /// The OS error.
         reason: String,
     },
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration (a plugin in it) could not be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A drain began: it finishes the tenants in effect when it began, so none may take over
+    /// after it.
+    #[error("the host is draining: the running configuration stays until it exits")]
+    Draining,
 }
 
 /// What a reload did.
@@ -122,9 +136,13 @@ impl State {
     }
 
     /// Re-reads the configuration file and the plugin files; the tenants it describes take
-    /// over. On an error, nothing changes.
-    pub(crate) async fn reload(self: &Arc<Self>) -> Result<Reloaded, ConfigError> {
+    /// over. On an error, nothing changes; once a drain began, every reload is refused (one
+    /// that was under way when it began included).
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
         let _one = self.reloading.lock().await;
+        if self.is_draining() {
+            return Err(ReloadError::Draining);
+        }
         let result = self.reload_locked().await;
         if result.is_err() {
             // Producer cores the failed reload started for new identities close again.
@@ -133,7 +151,7 @@ impl State {
         result
     }
 
-    async fn reload_locked(self: &Arc<Self>) -> Result<Reloaded, ConfigError> {
+    async fn reload_locked(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
         let file = self.file.clone();
         let config = tokio::task::spawn_blocking(move || ServeConfig::load(&file))
             .await
@@ -171,23 +189,26 @@ impl State {
             .load(Ordering::Relaxed)
             .saturating_sub(kept_live);
         if wanted + retiring > self.capacity {
-            return Err(ConfigError::Invalid {
+            return Err(ReloadError::Config(ConfigError::Invalid {
                 file: self.file.display().to_string(),
                 key: "tenants.*.max_instances".into(),
                 message: format!(
                     "{wanted} instances, next to the {retiring} of replaced tenants still running, exceed this host's pool of {} (sized at start): restart to grow it",
                     self.capacity
                 ),
-            });
+            }));
         }
-        prewarm(&tenants).await;
+        // Every plugin the new set starts anew must start: one whose instances cannot (its
+        // `init` fails) would answer every event of its tenant with `start-failed`, each
+        // paying a fresh instantiation, until the next good reload.
+        start_new_pools(&tenants, &previous, &self.file).await?;
         let mut warnings = Vec::new();
         if *self.kafka.read().unwrap_or_else(|e| e.into_inner()) != config.kafka {
             warnings
                 .push("[kafka] changed: the producer keeps its settings until a restart".into());
         }
         {
-            let mut http = self.http.write().unwrap_or_else(|e| e.into_inner());
+            let http = self.http.read().unwrap_or_else(|e| e.into_inner());
             if http.listen != config.http.listen {
                 warnings.push(format!(
                     "http.listen changed: still listening on {} until a restart",
@@ -201,17 +222,6 @@ impl State {
                     "http.header_timeout_ms and http.max_connections apply after a restart".into(),
                 );
             }
-            let keep = (
-                std::mem::take(&mut http.listen),
-                http.header_timeout,
-                http.max_connections,
-            );
-            *http = HttpConfig {
-                listen: keep.0,
-                header_timeout: keep.1,
-                max_connections: keep.2,
-                ..config.http.clone()
-            };
         }
         let kept = tenants
             .iter()
@@ -228,38 +238,55 @@ impl State {
             removed,
             warnings,
         };
-        // Swap, then resize carried-over shares: nothing awaits in between, so an abandoned
-        // reload changes nothing.
-        {
+        // Swap, resize carried-over shares and retire the pools of replaced and removed
+        // tenants, all under the tenants' lock and with nothing awaited: an abandoned reload
+        // changes nothing, and a drain (which sets `draining`, then takes this lock once
+        // before it looks at the pools) sees either the set before or the set after, with
+        // the retired pools listed. After it, no set swaps in: the drain would never finish
+        // its instances nor flush what they publish.
+        let retiring: Vec<Arc<PluginPool>> = {
             let mut current = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+            if self.is_draining() {
+                return Err(ReloadError::Draining);
+            }
+            let kept: Vec<*const PluginPool> =
+                tenants.kept_pools(&previous).map(Arc::as_ptr).collect();
             tenants.took_over();
             *current = Arc::new(tenants);
+            let gone: Vec<Arc<PluginPool>> = previous
+                .iter()
+                .flat_map(|t| t.plugins.values())
+                .filter(|pool| !kept.contains(&Arc::as_ptr(pool)))
+                .cloned()
+                .collect();
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            retired.retain(|pool| pool.live() > 0);
+            retired.extend(gone.iter().cloned());
+            gone
+        };
+        // The HTTP settings (but those that need a restart) apply from now on.
+        {
+            let mut http = self.http.write().unwrap_or_else(|e| e.into_inner());
+            let keep = (
+                std::mem::take(&mut http.listen),
+                http.header_timeout,
+                http.max_connections,
+            );
+            *http = HttpConfig {
+                listen: keep.0,
+                header_timeout: keep.1,
+                max_connections: keep.2,
+                ..config.http.clone()
+            };
         }
-        // The pools of replaced and removed tenants: their idle instances finish their work
-        // (the plugins' `finish`) before they go.
-        let grace = self
-            .http
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain_timeout;
-        let current = self.tenants();
-        let kept: Vec<*const crate::serve::pool::PluginPool> =
-            current.kept_pools(&previous).map(Arc::as_ptr).collect();
-        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-        retired.retain(|pool| pool.live() > 0);
-        for t in previous.iter() {
-            for pool in t.plugins.values() {
-                if !kept.contains(&Arc::as_ptr(pool)) {
-                    retired.push(pool.clone());
-                    // Within the drain timeout: the cores of removed identities close after it.
-                    let pool = pool.clone();
-                    tokio::spawn(async move {
-                        pool.finish_idle(grace).await;
-                    });
-                }
-            }
+        // The retired pools' idle instances finish their work (the plugins' `finish`) before
+        // they go, within the drain timeout: the cores of removed identities close after it.
+        let grace = config.http.drain_timeout;
+        for pool in retiring {
+            tokio::spawn(async move {
+                pool.finish_idle(grace).await;
+            });
         }
-        drop(retired);
         // Identities no tenant has any more: their cores close once the replaced tenants'
         // last events had the drain timeout to finish.
         self.retire_unused_cores();
@@ -290,8 +317,9 @@ impl Drop for InFlight {
 }
 
 /// Starts one instance of every plugin ahead of its first event (from the pooling
-/// allocator, `init` run); a plugin whose instance cannot start is logged and tried again
-/// on its first event.
+/// allocator, `init` run). At start a plugin whose instance cannot start is logged and tried
+/// again on each of its events (its tenant answers 500 `start-failed`; the others are
+/// served); for a reload see [`start_new_pools`].
 async fn prewarm(tenants: &Tenants) {
     for t in tenants.iter() {
         for (name, pool) in &t.plugins {
@@ -302,6 +330,49 @@ async fn prewarm(tenants: &Tenants) {
             }
         }
     }
+}
+
+/// For a reload: starts one instance of every pool `tenants` has anew (not kept from
+/// `previous`), and refuses the set when one cannot start, naming the tenant and plugin with
+/// the plugin's own words (the pools built are dropped with the set). Kept pools left with no
+/// instance (their last one trapped) are warmed as at start: they are the running
+/// configuration's, not the reload's.
+async fn start_new_pools(
+    tenants: &Tenants,
+    previous: &Tenants,
+    file: &std::path::Path,
+) -> Result<(), ConfigError> {
+    let cold: Vec<(&str, &str, &Arc<PluginPool>, bool)> = {
+        let kept: Vec<*const PluginPool> = tenants.kept_pools(previous).map(Arc::as_ptr).collect();
+        tenants
+            .iter()
+            .flat_map(|t| t.plugins.iter().map(move |(name, pool)| (t, name, pool)))
+            .filter(|(_, _, pool)| pool.live() == 0)
+            .map(|(t, name, pool)| {
+                let is_kept = kept.contains(&Arc::as_ptr(pool));
+                (t.name.as_str(), name.as_str(), pool, is_kept)
+            })
+            .collect()
+    };
+    for (tenant, name, pool, kept) in cold {
+        match pool.prewarm().await {
+            Ok(()) => {}
+            Err(e) if kept => {
+                tracing::warn!(%tenant, plugin = %name, "cannot start an instance ahead: {e}");
+            }
+            Err(e) => {
+                return Err(ConfigError::Invalid {
+                    file: file.display().to_string(),
+                    key: format!("tenants.{tenant}.plugins.{name}"),
+                    message: format!(
+                        "its instances cannot start: {}",
+                        crate::runtime::trap::one_line(&e.to_string())
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A serving host: tenants' plugins behind HTTP.
@@ -368,9 +439,26 @@ impl Server {
         let app = crate::serve::http::router(state.clone());
         let limits = {
             let h = state.http.read().unwrap_or_else(|e| e.into_inner());
-            (h.max_connections, h.header_timeout, h.body_timeout)
+            (h.max_connections, h.header_timeout)
         };
-        let task = tokio::spawn(crate::serve::http::accept(listener, app, limits, stopped));
+        // `http.body_timeout_ms` as last reloaded, read when a write begins to stall.
+        let write_timeout = {
+            let state = state.clone();
+            Arc::new(move || {
+                state
+                    .http
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .body_timeout
+            })
+        };
+        let task = tokio::spawn(crate::serve::http::accept(
+            listener,
+            app,
+            limits,
+            write_timeout,
+            stopped,
+        ));
         Ok(Server {
             state,
             addr,
@@ -385,7 +473,7 @@ impl Server {
     }
 
     /// Re-reads the configuration and plugin files (see `POST /v1/admin/reload`).
-    pub async fn reload(&self) -> Result<Reloaded, ConfigError> {
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
         self.state.reload().await
     }
 
@@ -410,6 +498,9 @@ impl Server {
         let deadline = started + timeout;
         let s = &self.state;
         s.draining.store(true, Ordering::SeqCst);
+        // A reload swaps tenants under this lock, checking `draining` first: once it was
+        // taken here, the set in effect (and the pools retired) are final.
+        drop(s.tenants.write().unwrap_or_else(|e| e.into_inner()));
         // Events get three quarters of the bound (each body stops after its current event);
         // flushing the records gets the rest at least.
         let events_deadline = started + timeout * 3 / 4;

@@ -164,15 +164,9 @@ impl Tenants {
         host_live: &Arc<std::sync::atomic::AtomicUsize>,
     ) -> Result<Tenants, ConfigError> {
         let file = config.file.display().to_string();
-        let producer = producers.host();
-        let buffer_memory = producer.config().buffer_memory;
-        // The least a share can be: one whole record, or one batch (a share pays for the
-        // batches its records open).
-        let largest_record = producer
-            .config()
-            .max_request_size
-            .max(producer.config().batch_size)
-            .min(buffer_memory);
+        // Every tenant's share of buffer.memory in bytes, checked to fit (before anything is
+        // compiled or started).
+        let shares = config.buffer_shares(producers.host().config())?;
         let mut compiled: HashMap<[u8; 32], Plugin> = HashMap::new();
         let mut out = Tenants::default();
         let mut resized = Vec::new();
@@ -182,15 +176,12 @@ impl Tenants {
                 if old.config == *t {
                     // Kept as it is; its share (an equal part: the number of tenants may have
                     // changed) is resized in place once the whole config loaded.
-                    resized.push((
-                        old.share.clone(),
-                        share_of(config, t, buffer_memory, largest_record),
-                    ));
+                    resized.push((old.share.clone(), shares[name]));
                     out.by_name.insert(name.clone(), old.clone());
                     continue;
                 }
             }
-            let share_bytes = share_of(config, t, buffer_memory, largest_record);
+            let share_bytes = shares[name];
             let old = previous.and_then(|p| p.by_name.get(name));
             // A changed tenant keeps its quota's measurements where its quotas did not change,
             // and its memory share (its old instances' records still count on it), resized.
@@ -302,36 +293,4 @@ impl Tenants {
         out.resizes = resized;
         Ok(out)
     }
-}
-
-/// A tenant's share of `buffer.memory` in bytes: its `buffer_memory_share`, or an equal part of
-/// what the explicit shares leave; never less than one whole record or batch (with many
-/// tenants the shares then add up to more than the buffer, and each can hold at most its
-/// share).
-fn share_of(
-    config: &ServeConfig,
-    t: &TenantConfig,
-    buffer_memory: usize,
-    largest_record: usize,
-) -> usize {
-    let fraction = match t.buffer_memory_share {
-        Some(f) => f,
-        None => {
-            let explicit: f64 = config
-                .tenants
-                .values()
-                .filter_map(|t| t.buffer_memory_share)
-                .sum();
-            let rest = config
-                .tenants
-                .values()
-                .filter(|t| t.buffer_memory_share.is_none())
-                .count()
-                .max(1);
-            (1.0 - explicit).max(0.0) / rest as f64
-        }
-    };
-    ((buffer_memory as f64 * fraction) as usize)
-        .max(largest_record)
-        .min(buffer_memory)
 }
