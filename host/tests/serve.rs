@@ -1097,16 +1097,17 @@ async fn a_tenant_removed_mid_request_keeps_what_it_sent() {
     assert_eq!(read_back(&topic, 2).len(), 2);
 }
 
-/// Connections past `http.max_connections` are closed at once, not after the header timeout
-/// (long here). (A client that never reads its answers is cut off by the write-stall bound:
-/// `serve::http`'s unit test; hyper itself closes a connection flooded with pipelined
-/// requests.)
+/// Connections past `http.max_connections` are answered 503 with `Retry-After` and closed
+/// within a second (the answer waits that long for a request), not after the header timeout
+/// (long here). (A client that never reads its answers is
+/// cut off by the write-stall bound: `serve::http`'s unit test; hyper itself closes a
+/// connection flooded with pipelined requests.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_past_the_cap_are_closed_at_once() {
+async fn connections_past_the_cap_are_answered_503_at_once() {
     use tokio::io::AsyncReadExt;
     let _one = SERIAL.lock().await;
     let s = serve_with(
-        "header_timeout_ms = 30000\nbody_timeout_ms = 500\nmax_connections = 8\n",
+        "header_timeout_ms = 30000\nbody_timeout_ms = 500\nmax_connections = 8\nauthenticated_share = 0\n",
         &tenant("acme", &["*"], ""),
     )
     .await;
@@ -1123,7 +1124,11 @@ async fn connections_past_the_cap_are_closed_at_once() {
         .await
         .expect("closed")
         .unwrap();
-    assert!(buf.is_empty());
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(
+        answer.starts_with("HTTP/1.1 503 ") && answer.contains("\r\nretry-after: 1\r\n"),
+        "{answer}"
+    );
     assert!(
         t0.elapsed() < Duration::from_secs(5),
         "closed by the cap, not a timeout: {:?}",
@@ -1592,6 +1597,16 @@ async fn serve_cli_keeps_descriptors_for_the_producer_and_reloads() {
     let mut cmd = Command::start_with_nofile(&["serve", "--config", &file], 256, 512);
     let line = cmd.wait_for("serving 1 tenants", Duration::from_secs(120));
     let addr: std::net::SocketAddr = serving_address(&line).parse().unwrap();
+    // The limits are logged at start: raised, and what is left for connections.
+    let limits = cmd.wait_for("wafka: descriptors", Duration::from_secs(1));
+    assert!(limits.contains("limit 512 (raised from 256)"), "{limits}");
+    let budget: usize = limits
+        .rsplit("at most ")
+        .next()
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{limits}"));
+    assert!(budget < 512 - 64, "a reserve is kept: {limits}");
     let mut kept = KeepAlive::connect(addr).await;
     let a = kept
         .events("acme", &format!("publish {topic} k before\n"))
@@ -1628,7 +1643,13 @@ async fn serve_cli_keeps_descriptors_for_the_producer_and_reloads() {
         flood.hung,
         flood.other
     );
-    assert!(flood.open.len() < 512, "{}", flood.open.len());
+    // Held: every connection the budget allows, up to the reserve (a few less if the producer
+    // opened more since the start), and no more.
+    let held = flood.open.len() + 1;
+    assert!(
+        held <= budget && held + 16 >= budget,
+        "{held} connections held, {budget} allowed"
+    );
     // The kept connection is served.
     let b = kept
         .events("acme", &format!("publish {topic} k during\n"))
@@ -1647,7 +1668,7 @@ async fn serve_cli_keeps_descriptors_for_the_producer_and_reloads() {
     );
     write_config_with(&dir, http, &(acme.clone() + &beta));
     cmd.signal(libc::SIGHUP);
-    let reloaded = cmd.wait_for("reload", Duration::from_secs(60));
+    let reloaded = cmd.wait_for("wafka: reload", Duration::from_secs(60));
     assert!(reloaded.contains("reloaded"), "{reloaded}");
     let c = kept
         .events("beta", &format!("publish {topic} k beta\n"))
@@ -1669,12 +1690,6 @@ async fn serve_cli_keeps_descriptors_for_the_producer_and_reloads() {
         .await
         .unwrap();
     assert!(ok, "{stderr}");
-    // The limits are logged at start.
-    let limits = stderr
-        .lines()
-        .find(|l| l.contains("descriptors"))
-        .unwrap_or_else(|| panic!("no descriptor limits logged:\n{stderr}"));
-    assert!(limits.contains("512") && limits.contains("256"), "{limits}");
     let values: Vec<_> = read_back(&topic, 3)
         .iter()
         .map(|c| c.value.clone().unwrap())
@@ -1684,7 +1699,7 @@ async fn serve_cli_keeps_descriptors_for_the_producer_and_reloads() {
 
 /// A flood of 2,000 idle connections beside a good tenant, 1,000 from one address and 1,000
 /// from ten others: past `http.max_connections_per_address` (a tenth of `max_connections` by
-/// default), and past the share of `max_connections` that connections not yet authenticated
+/// default, at least 100), and past the share of `max_connections` that connections not yet authenticated
 /// may hold (three quarters by default), connections are answered 503 with `Retry-After` at
 /// once. The good tenant's connection, and new ones from its address (it authenticated), are
 /// served at its rate; a new client from an address that never authenticated gets the 503;
@@ -1739,23 +1754,29 @@ async fn a_flood_of_2000_idle_connections_leaves_a_good_tenant_its_rate() {
     );
     records += 1;
     // ... one from an address that never authenticated is told to come back.
-    let stranger = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 99]))
-        .build()
-        .unwrap();
-    let r = answer(
-        stranger
-            .get(format!("{}/healthz", s.base))
-            .send()
-            .await
-            .expect("an answer, not a dropped connection"),
-    )
-    .await;
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert!(r.retry_after.is_some_and(|s| s >= 1));
+    // (Ten of them: an answer written before the client's request would read as a broken
+    // connection to it.)
+    for i in 0..10u8 {
+        let stranger = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 1, i]))
+            .build()
+            .unwrap();
+        let r = answer(
+            stranger
+                .get(format!("{}/healthz", s.base))
+                .send()
+                .await
+                .expect("an answer, not a dropped connection"),
+        )
+        .await;
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(r.retry_after.is_some_and(|s| s >= 1));
+    }
     let (attacked, more) = rate(&s, "good", &topic, window).await;
     records += more;
     eprintln!("good tenant: {alone:.0} requests/s alone, {attacked:.0} beside the flood");
+    // Idle connections cost nothing once counted (measured: the same rate); a fifth is the
+    // bound, for a noisy machine.
     assert!(
         attacked >= alone / 5.0,
         "{alone:.0} requests/s alone, {attacked:.0} beside the flood"
@@ -1793,24 +1814,35 @@ async fn a_flood_of_300_kb_headers_gets_431_beside_a_good_tenant() {
     assert_eq!(fits.status().as_u16(), 200, "just under the limit");
     let window = Duration::from_secs(2);
     let (alone, mut records) = rate(&s, "good", &topic, window).await;
+    // Four clients from another address, each sending one request after the other on a new
+    // connection, as fast as they can: raw bytes made once (building a 300 KB header in
+    // reqwest, unoptimized, costs more than the server spends on it).
+    let request: Arc<[u8]> = format!(
+        "POST /v1/tenants/good/plugins/probe/events HTTP/1.1\r\nhost: x\r\nx-filler: {big}\r\ncontent-length: 5\r\n\r\nnoop\n"
+    )
+    .into_bytes()
+    .into();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut attackers = Vec::new();
     for _ in 0..4 {
-        let (stop, big) = (stop.clone(), big.clone());
-        let url = format!("{}/v1/tenants/good/plugins/probe/events", s.base);
+        let (stop, request, to) = (stop.clone(), request.clone(), s.server.local_addr());
         attackers.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let (mut answers, mut errors) = (std::collections::BTreeMap::new(), Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match http
-                    .post(&url)
-                    .header("x-filler", &big)
-                    .body("noop\n")
-                    .send()
-                    .await
-                {
-                    Ok(r) => *answers.entry(r.status().as_u16()).or_insert(0u64) += 1,
-                    Err(e) => errors.push(format!("{e:?}")),
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+                let mut c = socket.connect(to).await.unwrap();
+                // (The server may close before taking it all: the answer is read anyway.)
+                let _ = c.write_all(&request).await;
+                let mut head = [0u8; 12];
+                match c.read_exact(&mut head).await {
+                    Ok(_) => {
+                        *answers
+                            .entry(String::from_utf8_lossy(&head[9..]).to_string())
+                            .or_insert(0u64) += 1
+                    }
+                    Err(e) => errors.push(e.to_string()),
                 }
             }
             (answers, errors)
@@ -1833,12 +1865,15 @@ async fn a_flood_of_300_kb_headers_gets_431_beside_a_good_tenant() {
         errors.len()
     );
     assert!(
-        answers.keys().all(|s| *s == 431) && answers.get(&431).is_some_and(|n| *n > 10),
+        answers.keys().all(|s| s == "431") && answers.get("431").is_some_and(|n| *n > 10),
         "{answers:?}"
     );
     assert!(errors.is_empty(), "{errors:?}");
+    // Each attack costs the server a connection and 16 KiB read (measured: 0.28 of its rate
+    // alone beside about 1,500 attacks a second, all on the same two cores). An eighth is the
+    // bound, for a noisy machine.
     assert!(
-        attacked >= alone / 5.0,
+        attacked >= alone / 8.0,
         "{alone:.0} requests/s alone, {attacked:.0} beside the flood"
     );
     s.producer.flush().await;
