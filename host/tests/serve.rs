@@ -1496,6 +1496,17 @@ impl KeepAlive {
     }
 }
 
+/// Raises this process's descriptor limit (as `wafka serve` does): a flood's clients hold their
+/// descriptors here, and so does a server started in this process.
+fn enough_descriptors() {
+    let l = wafka::serve::fds::raise().expect("raise RLIMIT_NOFILE");
+    assert!(
+        l.soft >= 8192,
+        "floods need 8,192 descriptors; the hard limit is {} (ulimit -Hn)",
+        l.hard
+    );
+}
+
 /// Connections opened and left idle, by what the server did with them.
 struct Flood {
     /// Still open, nothing answered: the server holds them.
@@ -1588,6 +1599,7 @@ async fn flood(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_cli_keeps_descriptors_for_the_producer_and_reloads() {
     let _one = SERIAL.lock().await;
+    enough_descriptors();
     let topic = create_topic("descriptors", 1);
     let http = "header_timeout_ms = 60000\n";
     let acme = tenant("acme", &["*"], "autoflush = \"on\"");
@@ -1707,6 +1719,7 @@ async fn serve_cli_keeps_descriptors_for_the_producer_and_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_2000_idle_connections_leaves_a_good_tenant_its_rate() {
     let _one = SERIAL.lock().await;
+    enough_descriptors();
     let topic = create_topic("idle-flood", 3);
     let s = serve_with(
         "header_timeout_ms = 30000\nmax_connections = 1000\n",
