@@ -387,7 +387,7 @@ impl ServeConfig {
                     format!("`{}` is not an address:port ({e})", raw.http.listen),
                 )
             })?;
-        let admission = admission(&raw.http).map_err(|(k, m)| invalid(k, m))?;
+        let connections = connection_limits(&raw.http).map_err(|(k, m)| invalid(k, m))?;
         let http = HttpConfig {
             listen: raw.http.listen,
             admin_token_sha256,
@@ -406,10 +406,10 @@ impl ServeConfig {
                 .map_err(|(k, m)| invalid(k, m))?,
             body_timeout: millis(raw.http.body_timeout_ms, 30_000, "http.body_timeout_ms")
                 .map_err(|(k, m)| invalid(k, m))?,
-            max_connections: admission.max_connections,
-            max_header_bytes: admission.max_header_bytes,
-            max_connections_per_address: admission.max_connections_per_address,
-            authenticated_share: admission.authenticated_share,
+            max_connections: connections.max_connections,
+            max_header_bytes: connections.max_header_bytes,
+            max_connections_per_address: connections.max_connections_per_address,
+            authenticated_share: connections.authenticated_share,
         };
 
         let mut tenants = BTreeMap::new();
@@ -622,14 +622,14 @@ impl ServeConfig {
 
 /// `[http]`'s connection limits, checked (`max_connections_per_address` defaults to a tenth of
 /// `max_connections`, at least 100).
-struct Admission {
+struct ConnectionLimits {
     max_connections: usize,
     max_header_bytes: usize,
     max_connections_per_address: usize,
     authenticated_share: f64,
 }
 
-fn admission(raw: &RawHttp) -> Result<Admission, (String, String)> {
+fn connection_limits(raw: &RawHttp) -> Result<ConnectionLimits, (String, String)> {
     let max_connections = positive(
         raw.max_connections,
         DEFAULT_MAX_CONNECTIONS,
@@ -656,7 +656,7 @@ fn admission(raw: &RawHttp) -> Result<Admission, (String, String)> {
             format!("{authenticated_share}: expected a fraction of max_connections in [0, 1)"),
         ));
     }
-    Ok(Admission {
+    Ok(ConnectionLimits {
         max_connections,
         max_header_bytes,
         max_connections_per_address,
