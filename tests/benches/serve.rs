@@ -74,8 +74,9 @@ async fn serve_row(brokers: &str, topic: &str, tenants: usize, seconds: u64, eve
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let hello = wafka_tests::guest("hello");
+    // Every client here comes from one address, as behind a load balancer: no cap per address.
     let mut text = format!(
-        "[kafka]\nbootstrap.servers = \"{brokers}\"\nlinger.ms = 5\n[http]\nlisten = \"127.0.0.1:0\"\n"
+        "[kafka]\nbootstrap.servers = \"{brokers}\"\nlinger.ms = 5\n[http]\nlisten = \"127.0.0.1:0\"\nmax_connections_per_address = 10000\n"
     );
     // Records of 1 KiB at most: 1,000 tenants' shares (each at least one largest record in a
     // batch of its own) fit in the default 32 MiB of buffer.memory.

@@ -1,9 +1,10 @@
 //! `wafka serve --config FILE`: tenants' plugins behind HTTP until SIGTERM or SIGINT.
 //!
 //! Reads and checks the config (one line naming the file and key on an error, before
-//! anything starts), starts the local broker when no cluster is named, the producer on a
-//! thread of its own, and the server; then reloads on SIGHUP (one at a time: a SIGHUP during
-//! a reload queues one more, never lost) and drains on SIGTERM/SIGINT:
+//! anything starts), raises the descriptor limit, starts the local broker when no cluster is
+//! named, the producer on a thread of its own, and the server (logging the descriptors and
+//! the connections they allow); then reloads on SIGHUP (one at a time: a SIGHUP during a
+//! reload queues one more, never lost) and drains on SIGTERM/SIGINT:
 //! no new events, the ones in progress finished, every tenant's records flushed within
 //! `http.drain_timeout_ms`, exit 0 when nothing accepted was lost.
 
@@ -30,6 +31,15 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = ServeConfig::load(&args.config)?;
+    // A usual soft limit (1,024) is far below http.max_connections: the hard limit is the
+    // host's to use. Raised before the producer connects and the listener opens.
+    let raised = match wafka::serve::fds::raise() {
+        Ok(l) => l.raised_from,
+        Err(e) => {
+            eprintln!("wafka: cannot raise the descriptor limit (RLIMIT_NOFILE): {e}");
+            None
+        }
+    };
     let (mut producer_config, brokers) = args.cluster.check("wafka-serve", &config.kafka)?;
     // The tenants' shares of buffer.memory must fit, with -X's settings too: checked before
     // a local broker starts.
@@ -48,6 +58,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let tenants = config.tenants.len();
     let file = config.file.display().to_string();
     let server = Server::start(config, producers.clone()).await?;
+    let mut descriptors = server.descriptors();
+    descriptors.limit.raised_from = raised;
+    eprintln!("wafka: {descriptors}");
     eprintln!(
         "wafka: serving {tenants} tenants from {file} on http://{}",
         server.local_addr()

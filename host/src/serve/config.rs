@@ -88,8 +88,17 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// How long a client may take to send a request's body; then 408.
     pub body_timeout: Duration,
-    /// Connections open at once; more are closed as they come.
+    /// Connections open at once; more are answered 503 and closed as they come.
     pub max_connections: usize,
+    // Before authentication (issue 19): each applies as a connection is accepted or its
+    // headers read.
+    /// Largest request head (request line and headers), bytes; larger: 431.
+    pub max_header_bytes: usize,
+    /// Connections open at once from one client address (an IPv6 /64 counts as one).
+    pub max_connections_per_address: usize,
+    /// The share of `max_connections` kept for clients that have authenticated: connections
+    /// from others may hold the rest only.
+    pub authenticated_share: f64,
 }
 
 /// `[tenants.NAME]`.
@@ -275,6 +284,10 @@ struct RawHttp {
     header_timeout_ms: Option<u64>,
     body_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
+    // Before authentication.
+    max_header_bytes: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    authenticated_share: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +332,10 @@ pub const MAX_POOL_SLOTS: usize = 12_000;
 
 /// Default of [`HttpConfig::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default of [`HttpConfig::max_header_bytes`]: 16 KiB (Node's; nginx allows 8 KiB a line).
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
+/// Default of [`HttpConfig::authenticated_share`].
+pub const DEFAULT_AUTHENTICATED_SHARE: f64 = 0.25;
 /// Default of [`TenantConfig::max_instances`].
 pub const DEFAULT_MAX_INSTANCES: usize = 4;
 
@@ -372,6 +389,7 @@ impl ServeConfig {
                     format!("`{}` is not an address:port ({e})", raw.http.listen),
                 )
             })?;
+        let connections = connection_limits(&raw.http).map_err(|(k, m)| invalid(k, m))?;
         let http = HttpConfig {
             listen: raw.http.listen,
             admin_token_sha256,
@@ -390,12 +408,10 @@ impl ServeConfig {
                 .map_err(|(k, m)| invalid(k, m))?,
             body_timeout: millis(raw.http.body_timeout_ms, 30_000, "http.body_timeout_ms")
                 .map_err(|(k, m)| invalid(k, m))?,
-            max_connections: positive(
-                raw.http.max_connections,
-                DEFAULT_MAX_CONNECTIONS,
-                "http.max_connections",
-            )
-            .map_err(|(k, m)| invalid(k, m))?,
+            max_connections: connections.max_connections,
+            max_header_bytes: connections.max_header_bytes,
+            max_connections_per_address: connections.max_connections_per_address,
+            authenticated_share: connections.authenticated_share,
         };
 
         let mut tenants = BTreeMap::new();
@@ -687,6 +703,50 @@ impl ServeConfig {
     pub fn has_brokers(&self) -> bool {
         self.kafka.contains_key("bootstrap.servers")
     }
+}
+
+/// `[http]`'s connection limits, checked (`max_connections_per_address` defaults to a tenth of
+/// `max_connections`, at least 100).
+struct ConnectionLimits {
+    max_connections: usize,
+    max_header_bytes: usize,
+    max_connections_per_address: usize,
+    authenticated_share: f64,
+}
+
+fn connection_limits(raw: &RawHttp) -> Result<ConnectionLimits, (String, String)> {
+    let max_connections = positive(
+        raw.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        "http.max_connections",
+    )?;
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+    if !(1 << 10..=256 << 10).contains(&max_header_bytes) {
+        return Err((
+            "http.max_header_bytes".into(),
+            format!("{max_header_bytes}: expected 1024 to 262144"),
+        ));
+    }
+    let max_connections_per_address = positive(
+        raw.max_connections_per_address,
+        (max_connections / 10).max(100).min(max_connections),
+        "http.max_connections_per_address",
+    )?;
+    let authenticated_share = raw
+        .authenticated_share
+        .unwrap_or(DEFAULT_AUTHENTICATED_SHARE);
+    if !(0.0..1.0).contains(&authenticated_share) {
+        return Err((
+            "http.authenticated_share".into(),
+            format!("{authenticated_share}: expected a fraction of max_connections in [0, 1)"),
+        ));
+    }
+    Ok(ConnectionLimits {
+        max_connections,
+        max_header_bytes,
+        max_connections_per_address,
+        authenticated_share,
+    })
 }
 
 /// A tenant's `[tenants.NAME.kafka]`, checked: only identity properties, and together with
@@ -1008,6 +1068,42 @@ config = {{ topic = "acme-x", n = 3 }}
             e.contains("`tenants.t001.buffer_memory_share`: 0.01 of buffer.memory (33554432 bytes) is 335544 bytes, less than one of its largest records"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_bounds() {
+        let c = parse("[http]\nlisten = \"127.0.0.1:0\"\nmax_connections = 5000\n").unwrap();
+        assert_eq!(
+            (
+                c.http.max_header_bytes,
+                c.http.max_connections_per_address,
+                c.http.authenticated_share
+            ),
+            (16384, 500, 0.25)
+        );
+        // A tenth, but at least 100 (and at most all).
+        let per_address = |max: usize| {
+            parse(&format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\nmax_connections = {max}\n"
+            ))
+            .unwrap()
+            .http
+            .max_connections_per_address
+        };
+        assert_eq!((per_address(500), per_address(8)), (100, 8));
+        for (line, key) in [
+            ("max_header_bytes = 100", "http.max_header_bytes"),
+            ("max_header_bytes = 1000000", "http.max_header_bytes"),
+            (
+                "max_connections_per_address = 0",
+                "http.max_connections_per_address",
+            ),
+            ("authenticated_share = 1.0", "http.authenticated_share"),
+            ("authenticated_share = -0.5", "http.authenticated_share"),
+        ] {
+            let e = err(&format!("[http]\nlisten = \"127.0.0.1:0\"\n{line}\n"));
+            assert!(e.contains(&format!("`{key}`")), "{e}");
+        }
     }
 
     #[test]

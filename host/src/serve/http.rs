@@ -10,8 +10,10 @@
 //! - `GET /metrics` (admin token), `POST /v1/admin/reload` (admin token: 400 with the reason
 //!   when refused, 503 once a drain began), `GET /healthz`, `GET /readyz`.
 //!
-//! Tokens are compared by their SHA-256 in constant time. It must not decide limits or
-//! quotas itself (see `tenant`, `quota`) nor run plugins except through a pool's lease.
+//! Tokens are compared by their SHA-256 in constant time; a request that authenticates tells its
+//! connection's admission so. The listener serves connections `admission` admits (431 for a
+//! head over `http.max_header_bytes`). It must not decide limits or quotas itself (see
+//! `tenant`, `quota`, `admission`) nor run plugins except through a pool's lease.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +31,7 @@ use subtle::ConstantTimeEq;
 
 use crate::runtime::options::{Autoflush, RecordAck};
 use crate::runtime::plugin::PluginError;
+use crate::serve::admission::{Admission, Admitted};
 use crate::serve::pool::{LeaseError, PluginPool};
 use crate::serve::server::{ReloadError, State};
 use crate::serve::tenant::Tenant;
@@ -54,55 +57,80 @@ pub(crate) fn router(state: Shared) -> Router {
 /// as last reloaded.
 pub(crate) type WriteBound = Arc<dyn Fn() -> Duration + Send + Sync>;
 
+/// What the listener holds connections to.
+pub(crate) struct Listening {
+    /// Which connections are served.
+    pub(crate) admission: Arc<Admission>,
+    /// Where refusals are counted.
+    pub(crate) metrics: Arc<crate::serve::metrics::Metrics>,
+    /// How long a client may take to send a request's head (and stay idle between requests).
+    pub(crate) header_timeout: Duration,
+    /// How long a write to the client may stall (the bound in force when the stall begins).
+    pub(crate) write_timeout: WriteBound,
+    /// Largest request head; larger: 431 (hyper's `max_header_size`).
+    pub(crate) max_header_bytes: usize,
+}
+
 /// Serves `app` on `listener` until `stop` turns true: HTTP/1.1 through hyper, with a bound
-/// on the time a client may take to send its headers (idle keep-alive connections are closed
-/// after it too), on how long a write may stall (a client that does not read its answers;
-/// the bound in force when the stall begins), and on the connections open at once (more are
-/// closed as they come, one warning a second at most). When stopped, open connections finish
-/// the request they are in and close.
+/// on the time a client may take to send its headers (a deadline for the whole head, however
+/// it trickles; idle keep-alive connections are closed after it too), on their size (431
+/// past it), on how long a write may stall (a client that does not read its answers; the bound in
+/// force when the stall begins), and on
+/// the connections held (`admission`: the others are answered 503 and closed as they come).
+/// Each request carries its connection's [`Admitted`], for the routes to say it authenticated.
+/// When stopped, open connections finish the request they are in and close.
 pub(crate) async fn accept(
     listener: tokio::net::TcpListener,
     app: Router,
-    (max_connections, header_timeout): (usize, Duration),
-    write_timeout: WriteBound,
+    listening: Listening,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    use std::os::fd::AsRawFd;
+    use tower::ServiceExt;
     let mut tasks = tokio::task::JoinSet::new();
-    let mut last_warning: Option<Instant> = None;
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = async { stop.wait_for(|s| *s).await.is_ok() } => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors, say: wait a little rather than spin.
+                    // Out of file descriptors past the reserve, say: wait a little rather
+                    // than spin.
                     tracing::warn!("cannot accept a connection: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            if last_warning.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(1)) {
-                tracing::warn!(
-                    "{max_connections} connections open (http.max_connections): more are closed"
-                );
-                last_warning = Some(Instant::now());
+        let fd = stream.as_raw_fd().max(0) as usize;
+        let admitted = match listening.admission.admit(peer.ip(), fd) {
+            Ok(a) => Arc::new(a),
+            Err(why) => {
+                listening.metrics.connection_refused(why.label());
+                listening.admission.refuse(stream, why);
+                continue;
             }
-            continue;
         };
         while tasks.try_join_next().is_some() {}
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut r: hyper::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(admitted.clone());
+                r
+            },
+        ));
         let mut stop = stop.clone();
-        let write_timeout = write_timeout.clone();
+        let (header_timeout, write_timeout, max_header_bytes) = (
+            listening.header_timeout,
+            listening.write_timeout.clone(),
+            listening.max_header_bytes,
+        );
         tasks.spawn(async move {
-            let _permit = permit;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
+                .max_header_size(max_header_bytes)
                 .serve_connection(TokioIo::new(Stalling::new(stream, write_timeout)), service);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
@@ -247,6 +275,17 @@ fn bearer(headers: &HeaderMap) -> Option<[u8; 32]> {
     Some(Sha256::digest(token.trim().as_bytes()).into())
 }
 
+/// The request's connection, as admitted (absent only when the router is served otherwise).
+type Connection = Option<axum::Extension<Arc<Admitted>>>;
+
+/// Says that a request on `conn` authenticated: the connection, and for a while its address,
+/// leave the clients not yet authenticated (see `admission`).
+fn authenticated(conn: &Connection) {
+    if let Some(axum::Extension(c)) = conn {
+        c.authenticated();
+    }
+}
+
 /// A refusal before any work: its status and message (see [`refuse`]).
 struct Refused(StatusCode, String);
 
@@ -287,10 +326,15 @@ async fn ready(Extract(state): Extract<Shared>) -> Response {
     }
 }
 
-async fn metrics(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response {
+async fn metrics(
+    Extract(state): Extract<Shared>,
+    conn: Connection,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return r.into_response();
     }
+    authenticated(&conn);
     let m = &state.metrics;
     m.clear_gauges();
     for t in state.tenants().iter() {
@@ -313,10 +357,11 @@ async fn metrics(Extract(state): Extract<Shared>, headers: HeaderMap) -> Respons
         .into_response()
 }
 
-async fn reload(Extract(state): Extract<Shared>, headers: HeaderMap) -> Response {
+async fn reload(Extract(state): Extract<Shared>, conn: Connection, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return r.into_response();
     }
+    authenticated(&conn);
     if state.is_draining() {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -436,6 +481,7 @@ fn shown(name: &str) -> String {
 async fn events(
     Extract(state): Extract<Shared>,
     Path((tenant, plugin)): Path<(String, String)>,
+    conn: Connection,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -449,6 +495,8 @@ async fn events(
         Ok(t) => t,
         Err(r) => return r.into_response(),
     };
+    authenticated(&conn);
+    drop(conn);
     let Some(pool) = tenant.plugins.get(&plugin).cloned() else {
         return refuse(
             StatusCode::NOT_FOUND,

@@ -3,10 +3,10 @@
 //!
 //! Owns the registry and its families: per tenant and plugin, events, records, bytes, errors
 //! by kind, traps, instances, publish and event latency; per tenant, throttled time and
-//! buffered bytes; the producer's own counters. Counters are handed out as handles
-//! ([`PluginMetrics`]) so the hot path never looks a label set up; gauges that mirror state
-//! (instances, buffered bytes, throttled time) are set when scraped. It must not decide
-//! anything: it only counts.
+//! buffered bytes; HTTP answers and refused connections; the producer's own counters.
+//! Counters are handed out as handles ([`PluginMetrics`]) so the hot path never looks a
+//! label set up; gauges that mirror state (instances, buffered bytes, throttled time) are set
+//! when scraped. It must not decide anything: it only counts.
 
 use std::sync::Arc;
 
@@ -65,6 +65,7 @@ pub struct Metrics {
     buffered: Family<TenantLabels, Gauge>,
     throttled: Family<TenantLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     requests: Family<Vec<(String, String)>, Counter>,
+    refused: Family<Vec<(String, String)>, Counter>,
 }
 
 /// Every kind of error counted: the contract's `produce-error` cases, then what can happen to
@@ -196,6 +197,7 @@ impl Metrics {
             buffered: Family::default(),
             throttled: Family::default(),
             requests: Family::default(),
+            refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register("wafka_tenant_events", "Events handled", m.events.clone());
@@ -245,6 +247,11 @@ impl Metrics {
             "HTTP requests answered, by status",
             m.requests.clone(),
         );
+        registry.register(
+            "wafka_http_connections_refused",
+            "Connections answered 503 and closed as they came, by reason (descriptors, max-connections, per-address, not-authenticated)",
+            m.refused.clone(),
+        );
         registry.register_collector(Box::new(ProducerCollector(producers)));
         Arc::new(Metrics { registry, ..m })
     }
@@ -277,6 +284,13 @@ impl Metrics {
     pub fn answered(&self, status: u16) {
         self.requests
             .get_or_create(&vec![("code".to_string(), status.to_string())])
+            .inc();
+    }
+
+    /// Counts a connection refused as it came, for `reason`.
+    pub fn connection_refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .inc();
     }
 

@@ -2,6 +2,9 @@
 //!
 //! Leaves first:
 //! - [`config`] reads the TOML file into checked settings (one-line errors naming the key);
+//! - [`fds`] raises the descriptor limit and says how many connections it leaves;
+//! - `admission` decides, as each connection is accepted, whether it is served (descriptors,
+//!   connection caps per host, per address and for clients not yet authenticated);
 //! - [`quota`] measures rates as Kafka's quota manager does and says how long to throttle;
 //! - [`metrics`] counts, for Prometheus;
 //! - [`pool`] keeps one plugin's instances for one tenant;
@@ -15,7 +18,9 @@
 //! knows it exists: the runtime sees a tenant only as plugin options and a
 //! [`crate::runtime::gate::PublishGate`].
 
+mod admission;
 pub mod config;
+pub mod fds;
 mod http;
 pub mod metrics;
 pub mod pool;

@@ -18,7 +18,9 @@ use tokio::sync::Notify;
 
 use crate::runtime::cache::ComponentCache;
 use crate::runtime::engine::{Engine, EngineOptions};
+use crate::serve::admission::{Admission, Limits};
 use crate::serve::config::{ConfigError, HttpConfig, ServeConfig};
+use crate::serve::fds::Budget;
 use crate::serve::metrics::Metrics;
 use crate::serve::pool::PluginPool;
 use crate::serve::producers::Producers;
@@ -33,6 +35,18 @@ pub enum StartError {
     /// wasmtime could not start.
     #[error("cannot start wasmtime: {0}")]
     Engine(String),
+    /// The descriptor limit leaves too few for connections.
+    #[error("the descriptor limit (RLIMIT_NOFILE) is {limit}: with {open} open and {reserve} kept for the producer and reloads, {left} are left for connections; raise it (ulimit -n, or LimitNOFILE= under systemd)")]
+    Descriptors {
+        /// The soft limit, as raised.
+        limit: u64,
+        /// Descriptors open at start.
+        open: usize,
+        /// Descriptors kept for the producer and reloads.
+        reserve: usize,
+        /// What is left.
+        left: usize,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -215,11 +229,20 @@ impl State {
                     http.listen
                 ));
             }
-            if (http.header_timeout, http.max_connections)
-                != (config.http.header_timeout, config.http.max_connections)
-            {
+            // What the listener was started with stays until a restart.
+            let listener = |h: &HttpConfig| {
+                (
+                    h.header_timeout,
+                    h.max_connections,
+                    h.max_header_bytes,
+                    h.max_connections_per_address,
+                    h.authenticated_share,
+                )
+            };
+            let kept = listener(&http);
+            if kept != listener(&config.http) {
                 warnings.push(
-                    "http.header_timeout_ms and http.max_connections apply after a restart".into(),
+                    "http.header_timeout_ms, max_connections, max_header_bytes, max_connections_per_address and authenticated_share apply after a restart".into(),
                 );
             }
         }
@@ -267,15 +290,13 @@ impl State {
         // The HTTP settings (but those that need a restart) apply from now on.
         {
             let mut http = self.http.write().unwrap_or_else(|e| e.into_inner());
-            let keep = (
-                std::mem::take(&mut http.listen),
-                http.header_timeout,
-                http.max_connections,
-            );
             *http = HttpConfig {
-                listen: keep.0,
-                header_timeout: keep.1,
-                max_connections: keep.2,
+                listen: std::mem::take(&mut http.listen),
+                header_timeout: http.header_timeout,
+                max_connections: http.max_connections,
+                max_header_bytes: http.max_header_bytes,
+                max_connections_per_address: http.max_connections_per_address,
+                authenticated_share: http.authenticated_share,
                 ..config.http.clone()
             };
         }
@@ -375,10 +396,35 @@ async fn start_new_pools(
     Ok(())
 }
 
+/// The descriptors left for connections once the host is up (producer connected, plugins
+/// compiled, listening): under the limit in force now (`wafka serve` raised it before), less
+/// what is open and the reserve.
+fn descriptors(
+    listener: &tokio::net::TcpListener,
+    max_connections: usize,
+) -> Result<Budget, StartError> {
+    use std::os::fd::AsRawFd;
+    let limit = crate::serve::fds::limit().unwrap_or(crate::serve::fds::NoFile {
+        soft: u64::MAX,
+        hard: u64::MAX,
+        raised_from: None,
+    });
+    // Without /proc: descriptors are handed out lowest first, so at least those below the
+    // listener's are open.
+    let open = crate::serve::fds::open_now().unwrap_or(listener.as_raw_fd() as usize + 1);
+    Budget::new(limit, open, max_connections).map_err(|b| StartError::Descriptors {
+        limit: b.limit.soft,
+        open: b.open,
+        reserve: b.reserve,
+        left: b.connections,
+    })
+}
+
 /// A serving host: tenants' plugins behind HTTP.
 pub struct Server {
     state: Arc<State>,
     addr: SocketAddr,
+    descriptors: Budget,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -419,6 +465,7 @@ impl Server {
             addr: config.http.listen.clone(),
             reason: e.to_string(),
         })?;
+        let descriptors = descriptors(&listener, config.http.max_connections)?;
         let state = Arc::new(State {
             file: config.file.clone(),
             http: RwLock::new(config.http.clone()),
@@ -437,12 +484,9 @@ impl Server {
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let app = crate::serve::http::router(state.clone());
-        let limits = {
-            let h = state.http.read().unwrap_or_else(|e| e.into_inner());
-            (h.max_connections, h.header_timeout)
-        };
+        let h = &config.http;
         // `http.body_timeout_ms` as last reloaded, read when a write begins to stall.
-        let write_timeout = {
+        let write_timeout: crate::serve::http::WriteBound = {
             let state = state.clone();
             Arc::new(move || {
                 state
@@ -452,16 +496,24 @@ impl Server {
                     .body_timeout
             })
         };
-        let task = tokio::spawn(crate::serve::http::accept(
-            listener,
-            app,
-            limits,
+        let listening = crate::serve::http::Listening {
+            admission: Admission::new(Limits::new(
+                &descriptors,
+                h.max_connections_per_address,
+                h.authenticated_share,
+            )),
+            metrics: state.metrics.clone(),
+            header_timeout: h.header_timeout,
             write_timeout,
-            stopped,
+            max_header_bytes: h.max_header_bytes,
+        };
+        let task = tokio::spawn(crate::serve::http::accept(
+            listener, app, listening, stopped,
         ));
         Ok(Server {
             state,
             addr,
+            descriptors,
             stop,
             task,
         })
@@ -470,6 +522,11 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The descriptors it started with, and the connections they allow.
+    pub fn descriptors(&self) -> Budget {
+        self.descriptors
     }
 
     /// Re-reads the configuration and plugin files (see `POST /v1/admin/reload`).
