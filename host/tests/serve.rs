@@ -978,10 +978,10 @@ async fn spinning_and_flooding_tenants_leave_a_good_one_its_share() {
     eprintln!("good tenant: {alone:.0} requests/s alone, {attacked:.0} beside the attackers");
     // Three tenants on two cores: about a third each, whatever number of instances the
     // others keep busy (measured: 0.41 of its rate alone; 0.13 before a tenant's instances
-    // shared one CPU group). An eighth is the bound, for a noisy machine (a fifth failed once
-    // in a CI run beside other builds).
+    // shared one CPU group). A sixth is the bound: room for a noisy machine (a fifth failed
+    // once in a CI run beside other builds), still above the 0.13 of the defect it guards.
     assert!(
-        attacked >= alone / 8.0,
+        attacked >= alone / 6.0,
         "{alone:.0} requests/s alone, {attacked:.0} beside the attackers"
     );
     s.producer.flush().await;
