@@ -150,6 +150,24 @@ impl Metadata {
         self.refresh.notify_one();
     }
 
+    /// Asks the cluster for metadata now and waits, until `deadline`, for the attempt's end
+    /// (one in progress counts): `Ok` when a broker answered, else why not.
+    pub async fn probe(&self, deadline: Instant) -> Result<(), String> {
+        let mut attempts = self.attempts.subscribe();
+        attempts.mark_unchanged();
+        self.request_refresh();
+        match tokio::time::timeout_at(deadline.into(), attempts.changed()).await {
+            Ok(Ok(())) => match self.last_error() {
+                None => Ok(()),
+                Some(e) => Err(e),
+            },
+            Ok(Err(_)) => Err("the producer is closed".into()),
+            Err(_) => Err(self
+                .last_error()
+                .unwrap_or_else(|| "no broker answered in time".into())),
+        }
+    }
+
     /// Why the last refresh failed, if it did.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().clone()
