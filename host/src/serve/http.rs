@@ -822,7 +822,7 @@ async fn request_scope(Extract(state): Extract<Shared>, req: Request, next: Next
         status,
         events = ran.map_or(0, |r| r.events),
         records = ran.map_or(0, |r| r.records),
-        duration_ms = took.as_secs_f64() * 1000.0,
+        duration_ms = took.as_micros() as f64 / 1000.0,
         "request"
     );
     r
