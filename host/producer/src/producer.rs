@@ -88,9 +88,10 @@ impl Producer {
         }
     }
 
-    /// Whether the cluster answers: asks it for metadata now and waits at most `timeout`
-    /// (an attempt in progress counts; concurrent probes share one). `Err` says why not. For
-    /// health checks: it costs one metadata request.
+    /// Whether the cluster answers: a metadata answer from the last second counts, else it
+    /// asks for metadata now and waits at most `timeout` (an attempt in progress counts;
+    /// concurrent probes share one). `Err` says why not. For health checks: at most one
+    /// metadata request a second.
     pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
         self.core
             .metadata

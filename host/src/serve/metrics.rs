@@ -69,7 +69,7 @@ pub struct Metrics {
     buffered: Family<TenantLabels, Gauge>,
     requests: Family<Vec<(String, String)>, Counter>,
     refused: Family<Vec<(String, String)>, Counter>,
-    outcomes: Outcomes,
+    outcomes: TenantOutcomes,
 }
 
 /// Every kind of error counted: the contract's `produce-error` cases, then what can happen to
@@ -201,7 +201,7 @@ impl Metrics {
             buffered: Family::default(),
             requests: Family::default(),
             refused: Family::default(),
-            outcomes: Outcomes::default(),
+            outcomes: TenantOutcomes::default(),
             registry: Registry::default(),
         };
         registry.register("wafka_tenant_events", "Events handled", m.events.clone());
@@ -442,7 +442,7 @@ impl Collector for Throttled {
 
 /// The families of every tenant's outcome.
 #[derive(Debug)]
-struct Outcomes {
+struct TenantOutcomes {
     delivered: Family<PluginLabels, Counter>,
     failed: Family<ErrorLabels, Counter>,
     answers: Family<AnswerLabels, Counter>,
@@ -451,9 +451,9 @@ struct Outcomes {
     throttled: Throttled,
 }
 
-impl Default for Outcomes {
+impl Default for TenantOutcomes {
     fn default() -> Self {
-        Outcomes {
+        TenantOutcomes {
             delivered: Family::default(),
             failed: Family::default(),
             answers: Family::default(),
@@ -464,7 +464,7 @@ impl Default for Outcomes {
     }
 }
 
-impl Outcomes {
+impl TenantOutcomes {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "wafka_tenant_records_delivered",
