@@ -5,6 +5,9 @@
 //! plugin projects. `wafka serve` serves many tenants' plugins over
 //! HTTP. Without `-b`, both start a local broker through
 //! the project's `scripts/broker`.
+//!
+//! `--log-format text|json` (any command) says how log lines are written to stderr (see
+//! `cli::init_logs`).
 
 mod cli;
 mod project;

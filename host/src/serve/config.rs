@@ -933,6 +933,8 @@ config = {{ topic = "acme-x", n = 3 }}
             vec![("n".into(), "3".into()), ("topic".into(), "acme-x".into())]
         );
         assert_eq!(c.http.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        // `/readyz` asks the cluster only when told to.
+        assert!(!c.http.readyz_checks_cluster);
     }
 
     #[test]
