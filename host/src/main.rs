@@ -5,6 +5,9 @@
 //! plugin projects. `wafka serve` serves many tenants' plugins over
 //! HTTP. Without `-b`, both start a local broker through
 //! the project's `scripts/broker`.
+//!
+//! `--log-format text|json` (any command) says how log lines are written to stderr (see
+//! `cli::init_logs`).
 
 mod cli;
 mod project;
@@ -22,6 +25,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` (one JSON object a
+    /// line, tracing-subscriber's format) for log collectors; under `json`, `wafka serve`
+    /// writes its own lines as JSON too.
+    #[arg(long, global = true, value_enum, default_value_t = cli::LogFormat::Text)]
+    log_format: cli::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -47,16 +55,8 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAFKA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colors only for a person at a terminal, not in files, pipes or CI logs.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    cli::init_logs(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -80,7 +80,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wafka: {e:#}");
+            cli::say(format_args!("{e:#}"));
             std::process::ExitCode::FAILURE
         }
     }

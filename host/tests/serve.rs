@@ -431,7 +431,7 @@ async fn a_tenant_over_its_quota_gets_429_and_others_go_on() {
     let m = s.get("/metrics", Some(ADMIN)).await;
     let text = m.body.as_str().unwrap();
     assert!(
-        text.contains("wafka_tenant_throttled_seconds{tenant=\"flood\"}"),
+        text.contains("wafka_tenant_throttled_seconds_total{tenant=\"flood\"}"),
         "{text}"
     );
     s.server.drain(Duration::from_secs(10)).await;
@@ -2396,5 +2396,343 @@ async fn trickled_headers_are_cut_off_at_the_header_timeout() {
         s.get("/healthz", None).await.status,
         200,
         "others are served"
+    );
+}
+
+// ---- Every tenant's outcome (issue 19 items 9–11): delivery counts, readiness, logs, crashes.
+
+/// A server in this process whose producer goes through `bootstrap` (a proxy) with `props`
+/// over `linger.ms = 5`, `[http]` lines `http` and the tenants `tenants`.
+async fn serve_through(
+    bootstrap: &str,
+    props: &[(&str, &str)],
+    http: &str,
+    tenants: &str,
+) -> Serving {
+    let dir = config_dir("");
+    let text = format!(
+        "[kafka]\nbootstrap.servers = \"{bootstrap}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\nadmin_token_sha256 = \"{}\"\n{http}\n\n{}",
+        sha(ADMIN),
+        tenants.replace("PROBE", &guest("probe").display().to_string())
+    );
+    std::fs::write(dir.join("serve.toml"), text).unwrap();
+    let config = ServeConfig::load(&dir.join("serve.toml")).unwrap();
+    let mut all = vec![("bootstrap.servers", bootstrap), ("linger.ms", "5")];
+    all.extend_from_slice(props);
+    let producer = Producer::from_properties(all).unwrap();
+    let producers = Arc::new(Producers::new(producer.clone(), Arc::new(Producer::new)));
+    let server = Server::start(config, producers).await.unwrap();
+    Serving {
+        base: format!("http://{}", server.local_addr()),
+        server,
+        producer,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+/// Under `autoflush = "off"` a 200 means queued: records that fail afterwards (a partition
+/// with no leader, until `delivery.timeout.ms`) are counted for their tenant and plugin, by
+/// kind, beside another tenant's delivered records; answers and their latency per tenant,
+/// reloads by outcome, and the throttle time as a counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_outcomes_are_counted_per_tenant_and_plugin() {
+    let _one = SERIAL.lock().await;
+    let lost = create_topic("lost", 1);
+    let kept = create_topic("kept", 1);
+    let proxy = wafka_tests::Proxy::start(&brokers(), 2);
+    proxy.set_leader(&lost, 0, -1);
+    let tenants = tenant("stuck", &[&lost], "") + &tenant("fine", &[&kept], "");
+    let s = serve_through(
+        &proxy.bootstrap(),
+        &[
+            ("request.timeout.ms", "1000"),
+            ("delivery.timeout.ms", "2000"),
+        ],
+        "",
+        &tenants,
+    )
+    .await;
+    let r = s
+        .events("stuck", lines(3, |i| format!("publish {lost} k v{i}")))
+        .await;
+    assert_eq!(
+        (r.status, count(&r.body, "records")),
+        (200, 3),
+        "{}",
+        r.body
+    );
+    let r = s
+        .events("fine", lines(2, |i| format!("publish {kept} k v{i}")))
+        .await;
+    assert_eq!(
+        (r.status, count(&r.body, "records")),
+        (200, 2),
+        "{}",
+        r.body
+    );
+    assert_eq!(read_back(&kept, 2).len(), 2);
+    let r = s
+        .post("fine", "nope", Some("fine-token"), "noop\n".into())
+        .await;
+    assert_eq!(r.status, 404);
+    // The queued records of `stuck` fail at delivery.timeout.ms: its own series say so.
+    wait_for_metric(
+        &s,
+        "wafka_tenant_records_failed_total{tenant=\"stuck\",plugin=\"probe\",kind=\"timed-out\"} 3\n",
+    )
+    .await;
+    wait_for_metric(
+        &s,
+        "wafka_tenant_records_delivered_total{tenant=\"fine\",plugin=\"probe\"} 2\n",
+    )
+    .await;
+    // Reloads by outcome: one applied, one refused.
+    assert_eq!(reload_http(&s.http, &s.base).await.status, 200);
+    let file = s.dir.join("serve.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{good}\nnot toml [")).unwrap();
+    assert_eq!(reload_http(&s.http, &s.base).await.status, 400);
+    std::fs::write(&file, good).unwrap();
+    let text = s.get("/metrics", Some(ADMIN)).await.body;
+    let text = text.as_str().unwrap();
+    for line in [
+        "wafka_tenant_records_delivered_total{tenant=\"stuck\",plugin=\"probe\"} 0\n",
+        "wafka_tenant_records_failed_total{tenant=\"fine\",plugin=\"probe\",kind=\"timed-out\"} 0\n",
+        "wafka_tenant_requests_total{tenant=\"fine\",code=\"200\"} 1\n",
+        "wafka_tenant_requests_total{tenant=\"fine\",code=\"404\"} 1\n",
+        "wafka_tenant_requests_total{tenant=\"stuck\",code=\"200\"} 1\n",
+        "wafka_tenant_request_seconds_count{tenant=\"stuck\"} 1\n",
+        "wafka_reloads_total{outcome=\"applied\"} 1\n",
+        "wafka_reloads_total{outcome=\"refused\"} 1\n",
+        "# TYPE wafka_tenant_throttled_seconds counter\n",
+        "wafka_tenant_throttled_seconds_total{tenant=\"fine\"} 0",
+        "wafka_producer_records_failed_total 3\n",
+    ] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
+    s.server.drain(Duration::from_millis(500)).await;
+}
+
+/// With `http.readyz_checks_cluster`, `/readyz` answers 503 while no broker answers (the
+/// proxy closes every connection) and 200 again once one does; `/healthz` stays 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_can_say_whether_the_cluster_answers() {
+    let _one = SERIAL.lock().await;
+    let proxy = wafka_tests::Proxy::start(&brokers(), 1);
+    let s = serve_through(
+        &proxy.bootstrap(),
+        &[],
+        "readyz_checks_cluster = true",
+        &tenant("acme", &["*"], ""),
+    )
+    .await;
+    let until = |want: u16| {
+        let s = &s;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let r = s.get("/readyz", None).await;
+                if r.status == want {
+                    return r;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "/readyz stays {}: {}",
+                    r.status,
+                    r.body
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    until(200).await;
+    proxy.set_fault(1, wafka_tests::Fault::Refuse);
+    proxy.drop_connections(1);
+    let t0 = Instant::now();
+    let r = until(503).await;
+    eprintln!("not ready after {:?}: {}", t0.elapsed(), r.body);
+    assert!(r.body.to_string().contains("cluster"), "{}", r.body);
+    assert_eq!(s.get("/healthz", None).await.status, 200);
+    proxy.set_fault(1, wafka_tests::Fault::None);
+    let t0 = Instant::now();
+    until(200).await;
+    eprintln!("ready again after {:?}", t0.elapsed());
+    s.server.drain(Duration::from_secs(5)).await;
+}
+
+/// `--log-format json`: every stderr line is a JSON object; each request gets an id (the
+/// client's `X-Request-Id`, or one made), echoed in the answer, carried by the plugin's own
+/// log lines and by the request's access line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cli_logs_json_with_request_ids() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("jsonlog", 1);
+    let dir = config_dir(&tenant("acme", &["*"], ""));
+    let file = dir.join("serve.toml").display().to_string();
+    let mut cmd = Command::start(&["serve", "--config", &file, "--log-format", "json"]);
+    let line = cmd.wait_for("serving 1 tenants", Duration::from_secs(120));
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let message = v["fields"]["message"].as_str().unwrap().to_string();
+    let base = format!("http://{}", serving_address(&message));
+    let http = reqwest::Client::new();
+    let url = format!("{base}/v1/tenants/acme/plugins/probe/events");
+    let r = http
+        .post(&url)
+        .bearer_auth("acme-token")
+        .header("X-Request-Id", "req-test-42")
+        .body(format!(
+            "print hello-from-the-plugin\npublish {topic} k v\n"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-test-42");
+    // Without one, an id is made and echoed.
+    let r = http
+        .post(&url)
+        .bearer_auth("acme-token")
+        .body("noop\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(!made.is_empty() && made != "req-test-42", "{made}");
+    cmd.wait_for_count("\"status\":200", 2, Duration::from_secs(30));
+    cmd.signal(libc::SIGTERM);
+    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(ok, "{stderr}");
+    let logged: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let id_of = |v: &Value| {
+        v["span"]["request_id"]
+            .as_str()
+            .or(v["fields"]["request_id"].as_str())
+            .map(str::to_string)
+    };
+    let plugin = logged
+        .iter()
+        .find(|v| v["fields"]["message"] == "hello-from-the-plugin")
+        .unwrap_or_else(|| panic!("no plugin line in:\n{stderr}"));
+    assert_eq!(id_of(plugin).as_deref(), Some("req-test-42"), "{plugin}");
+    let access: Vec<&Value> = logged
+        .iter()
+        .filter(|v| v["target"] == "wafka::access")
+        .collect();
+    let first = access
+        .iter()
+        .find(|v| v["fields"]["request_id"] == "req-test-42")
+        .unwrap_or_else(|| panic!("no access line for req-test-42 in:\n{stderr}"));
+    let f = &first["fields"];
+    assert_eq!(
+        (
+            &f["tenant"],
+            &f["plugin"],
+            &f["status"],
+            &f["events"],
+            &f["records"]
+        ),
+        (
+            &Value::from("acme"),
+            &Value::from("probe"),
+            &Value::from(200),
+            &Value::from(2),
+            &Value::from(1)
+        ),
+        "{first}"
+    );
+    assert!(f["duration_ms"].is_number(), "{first}");
+    assert!(
+        access
+            .iter()
+            .any(|v| v["fields"]["request_id"] == made.as_str()),
+        "no access line for {made} in:\n{stderr}"
+    );
+    assert!(stderr.contains("drained in"), "{stderr}");
+}
+
+/// Under `autoflush = "on"` every record in an answer's `acks` is on the broker, whatever
+/// happens to the process next: SIGKILL right after answers with acks, then every acked
+/// offset read back with its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cli_records_acked_under_autoflush_survive_sigkill() {
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("sigkill", 3);
+    let dir = config_dir(&tenant("acme", &["*"], "autoflush = \"on\""));
+    let file = dir.join("serve.toml").display().to_string();
+    let mut cmd = Command::start(&["serve", "--config", &file]);
+    let line = cmd.wait_for("serving 1 tenants", Duration::from_secs(120));
+    let base = format!("http://{}", serving_address(&line));
+    let http = reqwest::Client::new();
+    let (tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<(i64, i64, String)>();
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (http, base, topic, tx) = (http.clone(), base.clone(), topic.clone(), tx.clone());
+        clients.push(tokio::spawn(async move {
+            for round in 0.. {
+                let body = lines(5, |i| format!("publish {topic} c{c} c{c}-{round}-{i}"));
+                let Ok(r) = http
+                    .post(format!("{base}/v1/tenants/acme/plugins/probe/events"))
+                    .bearer_auth("acme-token")
+                    .body(body)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(text) = r.text().await else {
+                    return;
+                };
+                let Ok(a) = serde_json::from_str::<Value>(&text) else {
+                    return;
+                };
+                let acks = a["acks"].as_array().cloned().unwrap_or_default();
+                for (i, ack) in acks.iter().enumerate() {
+                    let _ = tx.send((
+                        ack["partition"].as_i64().unwrap(),
+                        ack["offset"].as_i64().unwrap(),
+                        format!("c{c}-{round}-{i}"),
+                    ));
+                }
+            }
+        }));
+    }
+    drop(tx);
+    // Kill as soon as enough answers came back, while the clients keep sending.
+    let mut acked = Vec::new();
+    while acked.len() < 100 {
+        let a = tokio::time::timeout(Duration::from_secs(30), acked_rx.recv())
+            .await
+            .expect("acks within 30 s")
+            .expect("the clients run");
+        acked.push(a);
+    }
+    cmd.signal(libc::SIGKILL);
+    for c in clients {
+        let _ = c.await;
+    }
+    while let Ok(a) = acked_rx.try_recv() {
+        acked.push(a);
+    }
+    let (ok, _) = cmd.finish(Duration::from_secs(10));
+    assert!(!ok, "killed");
+    let got = consume_all(&brokers(), &topic, Duration::from_secs(30));
+    for (p, o, value) in &acked {
+        let c = got
+            .iter()
+            .find(|c| c.partition as i64 == *p && c.offset == *o)
+            .unwrap_or_else(|| panic!("acked {p}/{o} ({value}) is not on the broker"));
+        assert_eq!(c.value.as_deref(), Some(value.as_bytes()), "{p}/{o}");
+    }
+    eprintln!(
+        "{} records acked before SIGKILL, all on the broker ({} there in all)",
+        acked.len(),
+        got.len()
     );
 }

@@ -236,8 +236,9 @@ impl Core {
         memory_limit: Option<usize>,
         share: Option<Arc<SharedQuota>>,
         reports: Option<usize>,
+        outcomes: Option<Arc<dyn crate::owner::Outcomes>>,
     ) -> Arc<OwnerAccount> {
-        let account = OwnerAccount::new(name, memory_limit, share, reports);
+        let account = OwnerAccount::with_outcomes(name, memory_limit, share, reports, outcomes);
         let mut owners = self.owners.lock();
         owners.retain(|w| w.strong_count() > 0);
         owners.push(Arc::downgrade(&account));

@@ -1,5 +1,6 @@
 //! Where every batch settles: the memory it gives back, the counts of what happened, its
-//! owners' accounts, their reports and callbacks, and the futures of its records.
+//! owners' accounts, their reports, outcome counts and callbacks, and the futures of its
+//! records.
 //!
 //! A leaf module: it knows owners' accounts and batch outcomes, nothing about partitions,
 //! brokers or requests. Its guarantee is the producer's: **every record ends in exactly one
@@ -149,15 +150,29 @@ pub(crate) struct OwnerAccount {
     first_error: Mutex<Option<ProduceError>>,
     pub(crate) closed: AtomicBool,
     pub(crate) reports_dropped: AtomicU64,
+    /// Told how this owner's records ended, if set.
+    outcomes: Option<Arc<dyn crate::owner::Outcomes>>,
 }
 
 impl OwnerAccount {
     /// An account keeping up to `reports` delivery reports (`None`: none kept).
+    #[cfg(test)]
     pub(crate) fn new(
         name: String,
         memory_limit: Option<usize>,
         share: Option<Arc<SharedQuota>>,
         reports: Option<usize>,
+    ) -> Arc<Self> {
+        Self::with_outcomes(name, memory_limit, share, reports, None)
+    }
+
+    /// [`OwnerAccount::new`], telling `outcomes` how its records end.
+    pub(crate) fn with_outcomes(
+        name: String,
+        memory_limit: Option<usize>,
+        share: Option<Arc<SharedQuota>>,
+        reports: Option<usize>,
+        outcomes: Option<Arc<dyn crate::owner::Outcomes>>,
     ) -> Arc<Self> {
         Arc::new(OwnerAccount {
             name,
@@ -172,6 +187,7 @@ impl OwnerAccount {
             first_error: Mutex::new(None),
             closed: AtomicBool::new(false),
             reports_dropped: AtomicU64::new(0),
+            outcomes,
         })
     }
 
@@ -233,13 +249,16 @@ impl OwnerAccount {
 struct OwnerShare {
     owner: Arc<OwnerAccount>,
     bytes: usize,
+    /// Its records in the batch.
+    records: u64,
 }
 
 /// Everything needed to finish a batch's records once its result is known.
 pub(crate) struct Completion {
     pub(crate) outcome: Arc<BatchOutcome>,
     owners: Vec<OwnerShare>,
-    /// `(owner index, offset delta, record id)` for owners that want reports.
+    /// `(owner index, offset delta, record id)` for owners that want reports or outcomes (the
+    /// latter to count the parts of a split batch apart).
     reports: Vec<(u32, i32, u64)>,
     callbacks: Vec<(i32, Callback)>,
     /// Bytes of `buffer.memory` the batch holds: its buffer as allocated.
@@ -311,15 +330,17 @@ impl Completion {
                 self.owners.push(OwnerShare {
                     owner: owner.clone(),
                     bytes: 0,
+                    records: 0,
                 });
                 self.owners.len() - 1
             }
         };
         self.owners[idx].bytes += bytes;
+        self.owners[idx].records += 1;
         owner.buffered.fetch_add(bytes, Ordering::Relaxed);
         // (A shared quota was taken when the send was checked: `SharedQuota::take`.)
         self.records += 1;
-        if owner.reports_enabled {
+        if owner.reports_enabled || owner.outcomes.is_some() {
             self.reports.push((idx as u32, offset_delta, id));
         }
         if let Some(cb) = callback {
@@ -331,6 +352,37 @@ impl Completion {
     /// Callbacks and reports come first, so that whoever waits on the batch (a flush) sees them.
     pub(crate) fn complete(mut self, settled: Settled) {
         self.finish(settled);
+    }
+
+    /// Tells the owners that want them how their records in the batch ended: once per owner,
+    /// or once per owner and part of a split batch.
+    fn tell_outcomes(&self, settled: &Settled) {
+        let told = self
+            .owners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.owner.outcomes.as_ref().map(|o| (i, s, o)));
+        match settled {
+            Settled::Whole(Ok(_)) => told.for_each(|(_, s, o)| o.delivered(s.records)),
+            Settled::Whole(Err(e)) => told.for_each(|(_, s, o)| o.failed(s.records, e)),
+            Settled::Parts(parts) => {
+                for (i, _, o) in told {
+                    for (p, (start, r)) in parts.iter().enumerate() {
+                        let end = parts.get(p + 1).map_or(i32::MAX, |(next, _)| *next);
+                        let n = self
+                            .reports
+                            .iter()
+                            .filter(|(idx, d, _)| *idx as usize == i && (*start..end).contains(d))
+                            .count() as u64;
+                        match r {
+                            _ if n == 0 => {}
+                            Ok(_) => o.delivered(n),
+                            Err(e) => o.failed(n, e),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn finish(&mut self, settled: Settled) {
@@ -367,10 +419,14 @@ impl Completion {
                 s.owner.record_failure(e);
             }
         }
+        self.tell_outcomes(&settled);
         if !self.reports.is_empty() {
             let mut by_owner: Vec<Vec<DeliveryReport>> =
                 self.owners.iter().map(|_| Vec::new()).collect();
             for (idx, delta, id) in self.reports.drain(..) {
+                if !self.owners[idx as usize].owner.reports_enabled {
+                    continue;
+                }
                 by_owner[idx as usize].push(DeliveryReport {
                     id,
                     topic: outcome.topic(),
@@ -607,5 +663,50 @@ mod tests {
         assert_eq!(ids, vec![0, 1, 2, 3]);
         assert_eq!(ledger.records_acked.load(Ordering::Relaxed), 3);
         assert_eq!(ledger.records_failed.load(Ordering::Relaxed), 1);
+    }
+
+    /// Counts what an owner's `Outcomes` hears.
+    #[derive(Debug, Default)]
+    struct Counted {
+        delivered: AtomicU64,
+        failed: AtomicU64,
+    }
+
+    impl crate::owner::Outcomes for Counted {
+        fn delivered(&self, n: u64) {
+            self.delivered.fetch_add(n, Ordering::Relaxed);
+        }
+        fn failed(&self, n: u64, _: &ProduceError) {
+            self.failed.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn outcomes_count_an_owners_records_whole_and_split() {
+        let ledger = Ledger::new(1000);
+        let counted = Arc::new(Counted::default());
+        let told = OwnerAccount::with_outcomes("t".into(), None, None, None, Some(counted.clone()));
+        let other = OwnerAccount::new("o".into(), None, None, Some(MAX_REPORTS));
+        // Whole: 2 of its records acknowledged, beside another owner's.
+        let mut c = Completion::new(Arc::from("t"), 0, 0, &ledger);
+        c.add(&told, 1, 0, 0, None);
+        c.add(&other, 1, 1, 0, None);
+        c.add(&told, 1, 2, 1, None);
+        c.complete(Settled::Whole(ack(0)));
+        assert_eq!(counted.delivered.load(Ordering::Relaxed), 2);
+        // Split: records 0..2 acknowledged, 2..4 failed; its records are 1, 2 and 3.
+        let mut c = Completion::new(Arc::from("t"), 0, 0, &ledger);
+        c.add(&other, 1, 0, 1, None);
+        for i in 1..4 {
+            c.add(&told, 1, i, i as u64, None);
+        }
+        let (a, b) = Settle::Whole(c).split(2);
+        b.finish(Err(ProduceError::Closed));
+        a.finish(ack(10));
+        assert_eq!(counted.delivered.load(Ordering::Relaxed), 3);
+        assert_eq!(counted.failed.load(Ordering::Relaxed), 2);
+        // Reports only for the owner that asked for them.
+        assert_eq!(other.take_reports(10).len(), 2);
+        assert!(told.take_reports(10).is_empty());
     }
 }

@@ -57,6 +57,6 @@ pub use crate::core::{check_topic_name, ProducerStats};
 pub use config::{Acks, Compression, ProducerConfig};
 pub use delivery::{BatchAck, Callback, Delivery, DeliveryReport, RecordMetadata};
 pub use error::{kafka_error_name, ConfigError, ProduceError};
-pub use owner::{MemoryShare, Owner, OwnerOptions, MAX_REPORTS};
+pub use owner::{MemoryShare, Outcomes, Owner, OwnerOptions, MAX_REPORTS};
 pub use producer::Producer;
 pub use record::{Header, Record};

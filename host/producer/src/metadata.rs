@@ -100,6 +100,9 @@ pub struct Metadata {
     requests: AtomicU64,
 }
 
+/// How recent a successful metadata answer must be for [`Metadata::probe`] to take it.
+pub const PROBE_FRESH: Duration = Duration::from_secs(1);
+
 impl Default for Metadata {
     fn default() -> Self {
         Metadata::new(Duration::from_millis(100))
@@ -148,6 +151,34 @@ impl Metadata {
     /// Asks the refresher to fetch metadata soon.
     pub fn request_refresh(&self) {
         self.refresh.notify_one();
+    }
+
+    /// Whether the cluster answers: `Ok` at once when a refresh succeeded within the last
+    /// [`PROBE_FRESH`] and none failed since; else asks for metadata now and waits, until
+    /// `deadline`, for the attempt's end (one in progress counts): `Ok` when a broker
+    /// answered, else why not. Probes thus cost at most one request per [`PROBE_FRESH`] while
+    /// the cluster answers, and none beyond the refresher's own retries while it does not.
+    pub async fn probe(&self, deadline: Instant) -> Result<(), String> {
+        let fresh = self
+            .snapshot()
+            .fetched
+            .is_some_and(|at| at.elapsed() < PROBE_FRESH);
+        if fresh && self.last_error().is_none() {
+            return Ok(());
+        }
+        let mut attempts = self.attempts.subscribe();
+        attempts.mark_unchanged();
+        self.request_refresh();
+        match tokio::time::timeout_at(deadline.into(), attempts.changed()).await {
+            Ok(Ok(())) => match self.last_error() {
+                None => Ok(()),
+                Some(e) => Err(e),
+            },
+            Ok(Err(_)) => Err("the producer is closed".into()),
+            Err(_) => Err(self
+                .last_error()
+                .unwrap_or_else(|| "no broker answered in time".into())),
+        }
     }
 
     /// Why the last refresh failed, if it did.

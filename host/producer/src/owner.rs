@@ -37,6 +37,20 @@ pub struct OwnerOptions {
     /// Most reports kept undrained (the oldest are dropped, and counted); `None` for
     /// [`MAX_REPORTS`].
     pub max_reports: Option<usize>,
+    /// Told how this owner's records ended, a batch at a time (for counting them), if set.
+    pub outcomes: Option<Arc<dyn Outcomes>>,
+}
+
+/// Told how an owner's records ended (acknowledged, or failed and why), a batch — or each
+/// part of a split batch — at a time, with the number of the owner's records in it: counts
+/// without a report or a callback per record. Called on the producer's threads while the
+/// batch settles, before its flushes return: it must be quick (an atomic add), must not block
+/// and must not panic.
+pub trait Outcomes: Send + Sync + std::fmt::Debug {
+    /// `n` of the owner's records were acknowledged.
+    fn delivered(&self, n: u64);
+    /// `n` of the owner's records failed with `error`.
+    fn failed(&self, n: u64, error: &ProduceError);
 }
 
 /// A memory quota shared by several owners: the bytes all of them have buffered together

@@ -57,7 +57,7 @@ impl Producer {
     /// Outside a tokio runtime.
     pub fn new(config: ProducerConfig) -> Producer {
         let core = Core::start(config);
-        let default_owner = core.register("default".into(), None, None, None);
+        let default_owner = core.register("default".into(), None, None, None, None);
         Producer {
             guard: Arc::new(Guard(core.clone())),
             core,
@@ -81,10 +81,22 @@ impl Producer {
                 options
                     .delivery_reports
                     .then(|| options.max_reports.unwrap_or(MAX_REPORTS).min(MAX_REPORTS)),
+                options.outcomes,
             ),
             core: self.core.clone(),
             _guard: self.guard.clone(),
         }
+    }
+
+    /// Whether the cluster answers: a metadata answer from the last second counts, else it
+    /// asks for metadata now and waits at most `timeout` (an attempt in progress counts;
+    /// concurrent probes share one). `Err` says why not. For health checks: at most one
+    /// metadata request a second.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        self.core
+            .metadata
+            .probe(std::time::Instant::now() + timeout)
+            .await
     }
 
     /// Queues `record` for the producer's default owner. See [`Owner::send`].

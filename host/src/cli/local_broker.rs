@@ -16,8 +16,8 @@ fn script() -> PathBuf {
 /// Starts a broker that lives as long as this process and returns its `host:port`.
 pub fn start() -> Result<String> {
     let script = script();
-    eprintln!(
-        "wafka: no -b given, starting a local broker ({})",
+    say!(
+        "no -b given, starting a local broker ({})",
         script.display()
     );
     let out = Command::new(&script)
@@ -148,7 +148,7 @@ impl Brokers {
                     tokio::task::spawn_blocking(move || create_topic(&a, &name, partitions))
                         .await??;
                 }
-                eprintln!("wafka: local broker at {addr}");
+                say!("local broker at {addr}");
                 Ok(addr)
             }
         }

@@ -36,7 +36,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let raised = match wafka::serve::fds::raise() {
         Ok(l) => l.raised_from,
         Err(e) => {
-            eprintln!("wafka: cannot raise the descriptor limit (RLIMIT_NOFILE): {e}");
+            say!("cannot raise the descriptor limit (RLIMIT_NOFILE): {e}");
             None
         }
     };
@@ -60,9 +60,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let server = Server::start(config, producers.clone()).await?;
     let mut descriptors = server.descriptors();
     descriptors.limit.raised_from = raised;
-    eprintln!("wafka: {descriptors}");
-    eprintln!(
-        "wafka: serving {tenants} tenants from {file} on http://{}",
+    say!("{descriptors}");
+    say!(
+        "serving {tenants} tenants from {file} on http://{}",
         server.local_addr()
     );
     // A reload compiles plugins and starts instances (their `init`s may be slow): reloads run
@@ -77,16 +77,19 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             while wanted.recv().await.is_some() {
                 match server.reload().await {
                     Ok(r) => {
-                        eprintln!(
-                            "wafka: reloaded {file}: {} tenants ({} kept, {} started, {} removed)",
-                            r.tenants, r.kept, r.started, r.removed
+                        say!(
+                            "reloaded {file}: {} tenants ({} kept, {} started, {} removed)",
+                            r.tenants,
+                            r.kept,
+                            r.started,
+                            r.removed
                         );
                         for w in r.warnings {
-                            eprintln!("wafka: {w}");
+                            say!("{w}");
                         }
                     }
                     Err(e) => {
-                        eprintln!("wafka: reload refused, the running configuration stays: {e}")
+                        say!("reload refused, the running configuration stays: {e}")
                     }
                 }
             }
@@ -96,7 +99,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         tokio::select! {
             _ = hangup.recv() => {
                 if queue.try_send(()).is_err() {
-                    eprintln!("wafka: SIGHUP: a reload is already queued; it reads the file when it starts");
+                    say!("SIGHUP: a reload is already queued; it reads the file when it starts");
                 }
             }
             _ = terminate.recv() => break,
@@ -115,15 +118,15 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     // The bound as last reloaded; closing the producer gets what the drain left of it (at
     // least a second), so the process ends within about the bound even with the cluster down.
     let drain_timeout = server.drain_timeout();
-    eprintln!("wafka: draining (at most {} ms)", drain_timeout.as_millis());
+    say!("draining (at most {} ms)", drain_timeout.as_millis());
     let drained = server.drain(drain_timeout).await;
     let left = drain_timeout
         .saturating_sub(drained.took)
         .max(std::time::Duration::from_secs(1));
     let closed = producers.close_timeout(left).await;
     let p = producers.stats();
-    eprintln!(
-        "wafka: drained in {} ms: {} records delivered, {} failed{}",
+    say!(
+        "drained in {} ms: {} records delivered, {} failed{}",
         drained.took.as_millis(),
         p.records_acked,
         p.records_failed,
@@ -137,7 +140,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         }
     );
     if !closed {
-        eprintln!("wafka: closing the producers: records were still pending at the bound");
+        say!("closing the producers: records were still pending at the bound");
     }
     Ok(if drained.flushed && drained.events_cut == 0 && closed {
         ExitCode::SUCCESS

@@ -67,6 +67,8 @@ pub struct PluginOptions {
     pub gate: Option<Arc<dyn PublishGate>>,
     /// The CPU group its calls count in (a tenant's), if any: see [`CpuGroup`].
     pub cpu_group: Option<Arc<CpuGroup>>,
+    /// Told how each instance's records end once queued (delivered, failed), if set.
+    pub outcomes: Option<Arc<dyn wafka_producer::Outcomes>>,
 }
 
 impl PluginOptions {
@@ -83,6 +85,7 @@ impl PluginOptions {
             memory_share: None,
             gate: None,
             cpu_group: None,
+            outcomes: None,
         }
     }
 }

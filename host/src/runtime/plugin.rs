@@ -186,6 +186,7 @@ impl Plugin {
             delivery_reports: true,
             max_reports: Some(MAX_REPORTS),
             share: self.options.memory_share.clone(),
+            outcomes: self.options.outcomes.clone(),
         });
         let config = producer.config();
         let limit = config.max_request_size.min(config.buffer_memory);

@@ -99,6 +99,8 @@ pub struct HttpConfig {
     /// The share of `max_connections` kept for clients that have authenticated: connections
     /// from others may hold the rest only.
     pub authenticated_share: f64,
+    /// Whether `/readyz` also asks the cluster (503 while no broker answers).
+    pub readyz_checks_cluster: bool,
 }
 
 /// `[tenants.NAME]`.
@@ -288,6 +290,8 @@ struct RawHttp {
     max_header_bytes: Option<usize>,
     max_connections_per_address: Option<usize>,
     authenticated_share: Option<f64>,
+    // Readiness.
+    readyz_checks_cluster: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -412,6 +416,7 @@ impl ServeConfig {
             max_header_bytes: connections.max_header_bytes,
             max_connections_per_address: connections.max_connections_per_address,
             authenticated_share: connections.authenticated_share,
+            readyz_checks_cluster: raw.http.readyz_checks_cluster.unwrap_or(false),
         };
 
         let mut tenants = BTreeMap::new();
@@ -928,6 +933,8 @@ config = {{ topic = "acme-x", n = 3 }}
             vec![("n".into(), "3".into()), ("topic".into(), "acme-x".into())]
         );
         assert_eq!(c.http.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        // `/readyz` asks the cluster only when told to.
+        assert!(!c.http.readyz_checks_cluster);
     }
 
     #[test]

@@ -8,7 +8,13 @@
 //!   for a body over the limit, 429 with `Retry-After` over quota or with every instance busy,
 //!   503 while draining.
 //! - `GET /metrics` (admin token), `POST /v1/admin/reload` (admin token: 400 with the reason
-//!   when refused, 503 once a drain began), `GET /healthz`, `GET /readyz`.
+//!   when refused, 503 once a drain began), `GET /healthz`, `GET /readyz` (503 while
+//!   draining, and with `http.readyz_checks_cluster` while no broker answers).
+//!
+//! Every request gets an id (its `X-Request-Id` when it carries a usable one, else one made),
+//! echoed in the answer's `X-Request-Id`; the request runs in a log span carrying it (so do
+//! its plugin's log lines), and ends with one access line (`wafka::access`: tenant, plugin,
+//! status, events, records, duration) and its tenant's counts (`request_scope`).
 //!
 //! Tokens are compared by their SHA-256 in constant time; a request that authenticates tells its
 //! connection's admission so. The listener serves connections `admission` admits (431 for a
@@ -50,6 +56,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_scope,
+        ))
         .with_state(state)
 }
 
@@ -320,11 +330,31 @@ fn admin(state: &State, headers: &HeaderMap) -> Result<(), Refused> {
 
 async fn ready(Extract(state): Extract<Shared>) -> Response {
     if state.is_draining() {
-        refuse(StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else {
-        "ready\n".into_response()
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
+    let checks_cluster = state
+        .http
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .readyz_checks_cluster;
+    if checks_cluster {
+        // One metadata request through the host's producer core (its security settings
+        // too); probes at the same time share it.
+        if let Err(why) = state.producers.host().probe(CLUSTER_PROBE).await {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the cluster does not answer: {}",
+                    crate::runtime::trap::one_line(&why)
+                ),
+            );
+        }
+    }
+    "ready\n".into_response()
 }
+
+/// How long `/readyz` waits for the cluster to answer (`http.readyz_checks_cluster`).
+const CLUSTER_PROBE: Duration = Duration::from_secs(2);
 
 async fn metrics(
     Extract(state): Extract<Shared>,
@@ -363,6 +393,7 @@ async fn reload(Extract(state): Extract<Shared>, conn: Connection, headers: Head
     }
     authenticated(&conn);
     if state.is_draining() {
+        state.metrics.reloaded("draining");
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("reload refused: {}", ReloadError::Draining),
@@ -497,6 +528,26 @@ async fn events(
     };
     authenticated(&conn);
     drop(conn);
+    let served = Served {
+        tenant: tenant.name.clone(),
+        plugin: tenant
+            .plugins
+            .get_key_value(&plugin)
+            .map(|(name, _)| name.clone()),
+    };
+    let mut r = tenant_events(state, tenant, plugin, headers, body).await;
+    r.extensions_mut().insert(served);
+    r
+}
+
+/// The events of a request authenticated as `tenant`'s.
+async fn tenant_events(
+    state: Shared,
+    tenant: Arc<Tenant>,
+    plugin: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(pool) = tenant.plugins.get(&plugin).cloned() else {
         return refuse(
             StatusCode::NOT_FOUND,
@@ -562,11 +613,15 @@ async fn events(
             "draining: try another host",
         );
     };
-    let run = tokio::spawn(async move {
-        let r = run_events(&state, &tenant, &pool, &body).await;
-        drop((in_flight, admitted));
-        r
-    });
+    // In the request's span: the plugin's log lines carry its id.
+    let run = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let r = run_events(&state, &tenant, &pool, &body).await;
+            drop((in_flight, admitted));
+            r
+        },
+        tracing::Span::current(),
+    ));
     match run.await {
         Ok(r) => r,
         Err(e) => refuse(
@@ -664,6 +719,10 @@ async fn run_events(
     }
     drop(lease);
     let mut r = Json(&answer).into_response();
+    r.extensions_mut().insert(Ran {
+        events: answer.events,
+        records: answer.records,
+    });
     if answer.events == 0 && total > 0 {
         // Nothing ran: the whole body can be sent again.
         *r.status_mut() = if throttled.is_zero() {
@@ -678,6 +737,95 @@ async fn run_events(
         // The events that ran stand; the header says when to send the rest.
         retry_after(r, throttled)
     }
+}
+
+// ---- Request ids, access lines and each tenant's answers (issue 19 items 9 and 10): kept
+// apart from the routes above so that each can grow on its own.
+
+/// Who a request was served for (an answer's extension): the tenant it authenticated as and
+/// the plugin, when the tenant has one by that name (never a name only the URL gave).
+#[derive(Clone, Debug)]
+struct Served {
+    tenant: String,
+    plugin: Option<String>,
+}
+
+/// What a request's events did (an answer's extension).
+#[derive(Clone, Copy, Debug)]
+struct Ran {
+    events: u64,
+    records: u64,
+}
+
+/// Longest `X-Request-Id` taken from a client; a longer one (or one with other than visible
+/// ASCII, quotes and backslashes excluded) is replaced by one made here.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The client's `X-Request-Id` if it is usable, else a new one: 16 hex digits unique to this
+/// process (a random start, then a count).
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get("x-request-id") {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_graphic() && *c != b'"' && *c != b'\\')
+        {
+            return v.clone();
+        }
+    }
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        AtomicU64::new(h.finish())
+    });
+    let n = next.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{n:016x}")).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Runs a request in a span carrying its id (the plugin's log lines inherit it), echoes the
+/// id in the answer, counts the answer for its tenant (when it authenticated as one) and logs
+/// one access line.
+async fn request_scope(Extract(state): Extract<Shared>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id(req.headers());
+    let shown = id.to_str().unwrap_or("-").to_string();
+    // At ERROR level so that it is on whenever anything is logged: its events are filtered
+    // by their own levels.
+    let span = tracing::error_span!("request", request_id = %shown);
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut r = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let took = started.elapsed();
+    r.headers_mut().insert("x-request-id", id);
+    let status = r.status().as_u16();
+    let served = r.extensions().get::<Served>().cloned();
+    let ran = r.extensions().get::<Ran>().copied();
+    if let Some(s) = &served {
+        state.metrics.tenant_answered(&s.tenant, status, took);
+    }
+    let _in = span.enter();
+    tracing::info!(
+        target: "wafka::access",
+        request_id = %shown,
+        method = %method,
+        path = %path,
+        tenant = served.as_ref().map_or("", |s| s.tenant.as_str()),
+        plugin = served.as_ref().and_then(|s| s.plugin.as_deref()).unwrap_or(""),
+        status,
+        events = ran.map_or(0, |r| r.events),
+        records = ran.map_or(0, |r| r.records),
+        duration_ms = took.as_micros() as f64 / 1000.0,
+        "request"
+    );
+    r
 }
 
 /// The body, at most `limit` bytes (else 413).

@@ -2,8 +2,12 @@
 //! library).
 //!
 //! Owns the registry and its families: per tenant and plugin, events, records, bytes, errors
-//! by kind, traps, instances, publish and event latency; per tenant, throttled time and
-//! buffered bytes; HTTP answers and refused connections; the producer's own counters.
+//! by kind, traps, instances, publish and event latency, records delivered and failed (by
+//! kind, told by the producer as they settle: [`Deliveries`]); per tenant, throttled time,
+//! buffered bytes, answers by code and request latency; HTTP answers, refused connections and
+//! reloads by outcome; the producer's own counters. Labels are bounded: tenant and plugin
+//! names from the config, codes, kinds and outcomes from fixed lists — never a topic, a
+//! request id or a name from a URL.
 //! Counters are handed out as handles ([`PluginMetrics`]) so the hot path never looks a
 //! label set up; gauges that mirror state (instances, buffered bytes, throttled time) are set
 //! when scraped. It must not decide anything: it only counts.
@@ -63,9 +67,9 @@ pub struct Metrics {
     event_seconds: HistogramFamily,
     instances: Family<PluginLabels, Gauge>,
     buffered: Family<TenantLabels, Gauge>,
-    throttled: Family<TenantLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     requests: Family<Vec<(String, String)>, Counter>,
     refused: Family<Vec<(String, String)>, Counter>,
+    outcomes: TenantOutcomes,
 }
 
 /// Every kind of error counted: the contract's `produce-error` cases, then what can happen to
@@ -195,9 +199,9 @@ impl Metrics {
             event_seconds: Family::new_with_constructor(latency_histogram),
             instances: Family::default(),
             buffered: Family::default(),
-            throttled: Family::default(),
             requests: Family::default(),
             refused: Family::default(),
+            outcomes: TenantOutcomes::default(),
             registry: Registry::default(),
         };
         registry.register("wafka_tenant_events", "Events handled", m.events.clone());
@@ -238,11 +242,6 @@ impl Metrics {
             m.buffered.clone(),
         );
         registry.register(
-            "wafka_tenant_throttled_seconds",
-            "Throttle time imposed by the tenant's rate quotas, in all",
-            m.throttled.clone(),
-        );
-        registry.register(
             "wafka_http_requests",
             "HTTP requests answered, by status",
             m.requests.clone(),
@@ -253,6 +252,7 @@ impl Metrics {
             m.refused.clone(),
         );
         registry.register_collector(Box::new(ProducerCollector(producers)));
+        m.outcomes.register(&mut registry);
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -298,7 +298,7 @@ impl Metrics {
     pub fn clear_gauges(&self) {
         self.instances.clear();
         self.buffered.clear();
-        self.throttled.clear();
+        self.outcomes.throttled.clear();
     }
 
     /// Sets a plugin's live instances.
@@ -311,15 +311,14 @@ impl Metrics {
             .set(n as i64);
     }
 
-    /// Sets a tenant's buffered bytes and throttle time so far.
+    /// Sets a tenant's buffered bytes and throttle time so far (a counter: the time only
+    /// grows, a tenant's quota carried across reloads).
     pub fn set_tenant(&self, tenant: &str, buffered: usize, throttled: std::time::Duration) {
         let labels = TenantLabels {
             tenant: tenant.to_string(),
         };
         self.buffered.get_or_create(&labels).set(buffered as i64);
-        self.throttled
-            .get_or_create(&labels)
-            .set(throttled.as_secs_f64());
+        self.outcomes.throttled.set(tenant, throttled.as_secs_f64());
     }
 
     /// Everything, in Prometheus' text format.
@@ -328,5 +327,217 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+// ---- Every tenant's outcome (issue 19 item 9): records delivered and failed, answers and
+// their latency per tenant, reloads, throttle time as a counter. Kept apart from the families
+// above so that each can grow on its own.
+
+/// What a record queued can end with, as counted in
+/// `wafka_tenant_records_failed_total{kind}`: the contract's `produce-error` cases a delivery
+/// can fail with, and `other`.
+pub const DELIVERY_FAILURE_KINDS: [&str; 8] = [
+    "timed-out",
+    "broker",
+    "not-authorized",
+    "invalid-topic",
+    "record-too-large",
+    "buffer-full",
+    "closed",
+    "other",
+];
+
+/// The kind a failed delivery is counted as (an index into [`DELIVERY_FAILURE_KINDS`]): the
+/// case the plugin's own reports would carry (see `runtime::publish::guest_error`), without
+/// building its message.
+fn delivery_failure_kind(e: &wafka_producer::ProduceError) -> usize {
+    use wafka_producer::ProduceError as E;
+    match e {
+        E::MetadataTimeout { .. } | E::DeliveryTimeout { .. } | E::FlushTimeout { .. } => 0,
+        E::Broker { code: 29, .. } => 2,
+        E::Broker { .. } | E::Refused { .. } | E::Fatal(_) => 1,
+        E::UnknownTopic(_)
+        | E::InvalidTopic { .. }
+        | E::InvalidPartition { .. }
+        | E::BadMetadata { .. } => 3,
+        E::RecordTooLarge { .. } => 4,
+        E::BufferExhausted { .. } => 5,
+        E::Closed => 6,
+        _ => 7,
+    }
+}
+
+/// One plugin's delivery counters (`wafka_tenant_records_delivered_total`,
+/// `wafka_tenant_records_failed_total{kind}`), made when its tenant is built and told by the
+/// producer as each batch settles, a count at a time: nothing is allocated or looked up per
+/// record.
+#[derive(Debug)]
+pub struct Deliveries {
+    delivered: Counter,
+    failed: [Counter; DELIVERY_FAILURE_KINDS.len()],
+}
+
+impl wafka_producer::Outcomes for Deliveries {
+    fn delivered(&self, n: u64) {
+        self.delivered.inc_by(n);
+    }
+
+    fn failed(&self, n: u64, error: &wafka_producer::ProduceError) {
+        self.failed[delivery_failure_kind(error)].inc_by(n);
+    }
+}
+
+/// Labels of a tenant's answers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnswerLabels {
+    tenant: String,
+    code: String,
+}
+
+/// Labels of a reload's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: String,
+}
+
+fn request_histogram() -> Histogram {
+    // 100 µs to ~100 s.
+    Histogram::new(exponential_buckets(1e-4, 4.0, 11))
+}
+
+/// Each tenant's throttle time so far, as set when scraped, encoded as a counter.
+#[derive(Debug, Clone, Default)]
+struct Throttled(Arc<std::sync::Mutex<std::collections::BTreeMap<String, f64>>>);
+
+impl Throttled {
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn set(&self, tenant: &str, seconds: f64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant.to_string(), seconds);
+    }
+}
+
+impl Collector for Throttled {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut family = encoder.encode_descriptor(
+            "wafka_tenant_throttled_seconds",
+            "Throttle time imposed by the tenant's rate quotas, in all",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (tenant, seconds) in all {
+            let labels = TenantLabels { tenant };
+            ConstCounter::new(seconds).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The families of every tenant's outcome.
+#[derive(Debug)]
+struct TenantOutcomes {
+    delivered: Family<PluginLabels, Counter>,
+    failed: Family<ErrorLabels, Counter>,
+    answers: Family<AnswerLabels, Counter>,
+    request_seconds: Family<TenantLabels, Histogram, fn() -> Histogram>,
+    reloads: Family<ReloadLabels, Counter>,
+    throttled: Throttled,
+}
+
+impl Default for TenantOutcomes {
+    fn default() -> Self {
+        TenantOutcomes {
+            delivered: Family::default(),
+            failed: Family::default(),
+            answers: Family::default(),
+            request_seconds: Family::new_with_constructor(request_histogram),
+            reloads: Family::default(),
+            throttled: Throttled::default(),
+        }
+    }
+}
+
+impl TenantOutcomes {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "wafka_tenant_records_delivered",
+            "Records the broker acknowledged",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "wafka_tenant_records_failed",
+            "Records queued that failed afterwards, by kind (timed-out, broker, not-authorized, invalid-topic, record-too-large, buffer-full, closed, other)",
+            self.failed.clone(),
+        );
+        registry.register(
+            "wafka_tenant_requests",
+            "Answers to the tenant's authenticated requests, by status",
+            self.answers.clone(),
+        );
+        registry.register(
+            "wafka_tenant_request_seconds",
+            "Time from a tenant's request to its answer",
+            self.request_seconds.clone(),
+        );
+        registry.register(
+            "wafka_reloads",
+            "Reloads by outcome (applied, refused, draining)",
+            self.reloads.clone(),
+        );
+        registry.register_collector(Box::new(self.throttled.clone()));
+    }
+}
+
+impl Metrics {
+    /// The delivery counters of one plugin of one tenant, for its instances' producer owners.
+    pub fn deliveries(&self, tenant: &str, plugin: &str) -> Arc<Deliveries> {
+        let o = &self.outcomes;
+        Arc::new(Deliveries {
+            delivered: o.delivered.get_or_create_owned(&PluginLabels {
+                tenant: tenant.to_string(),
+                plugin: plugin.to_string(),
+            }),
+            failed: DELIVERY_FAILURE_KINDS.map(|kind| {
+                o.failed.get_or_create_owned(&ErrorLabels {
+                    tenant: tenant.to_string(),
+                    plugin: plugin.to_string(),
+                    kind: kind.to_string(),
+                })
+            }),
+        })
+    }
+
+    /// Counts an answer to one of `tenant`'s requests (authenticated as it: the name is the
+    /// config's), and how long it took.
+    pub fn tenant_answered(&self, tenant: &str, status: u16, took: std::time::Duration) {
+        let o = &self.outcomes;
+        o.answers
+            .get_or_create(&AnswerLabels {
+                tenant: tenant.to_string(),
+                code: status.to_string(),
+            })
+            .inc();
+        o.request_seconds
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a reload: `applied`, `refused` (the running configuration stays) or `draining`.
+    pub fn reloaded(&self, outcome: &str) {
+        self.outcomes
+            .reloads
+            .get_or_create(&ReloadLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 }

@@ -147,6 +147,13 @@ impl Throttle {
             .fetch_add(until.saturating_sub(from), Ordering::Relaxed);
     }
 
+    /// Counts `from`'s throttle time so far as this one's too (a tenant whose quotas a reload
+    /// changed keeps its total).
+    pub fn carry_throttled(&self, from: &Throttle) {
+        self.throttled
+            .fetch_add(from.throttled.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Throttle time imposed so far.
     pub fn throttled_total(&self) -> Duration {
         Duration::from_nanos(self.throttled.load(Ordering::Relaxed))

@@ -155,6 +155,7 @@ impl State {
     pub(crate) async fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
         let _one = self.reloading.lock().await;
         if self.is_draining() {
+            self.metrics.reloaded("draining");
             return Err(ReloadError::Draining);
         }
         let result = self.reload_locked().await;
@@ -162,6 +163,11 @@ impl State {
             // Producer cores the failed reload started for new identities close again.
             self.retire_unused_cores();
         }
+        self.metrics.reloaded(match &result {
+            Ok(_) => "applied",
+            Err(ReloadError::Draining) => "draining",
+            Err(_) => "refused",
+        });
         result
     }
 

@@ -199,7 +199,15 @@ impl Tenants {
                 {
                     o.throttle.clone()
                 }
-                _ => Arc::new(Throttle::new(t.producer_byte_rate, t.producer_record_rate)),
+                _ => {
+                    let new = Throttle::new(t.producer_byte_rate, t.producer_record_rate);
+                    // The throttle time so far stays with the tenant (a counter never goes
+                    // down).
+                    if let Some(o) = old {
+                        new.carry_throttled(&o.throttle);
+                    }
+                    Arc::new(new)
+                }
             };
             // All of a tenant's instances, every plugin, share one instance's worth of CPU.
             let cpu_group = old.and_then(|o| o.cpu_group.clone()).unwrap_or_default();
@@ -214,6 +222,8 @@ impl Tenants {
                     })?;
             let mut plugins = BTreeMap::new();
             for (pname, p) in &t.plugins {
+                // Counted as its records settle (delivered, failed by kind).
+                let deliveries = metrics.deliveries(name, pname);
                 let metrics = metrics.plugin(name, pname);
                 let mut options = PluginOptions::new(format!("{name}/{pname}"));
                 options.autoflush = t.autoflush;
@@ -227,6 +237,7 @@ impl Tenants {
                     cpu_time: Duration::from_millis(t.max_cpu_ms),
                     call_time: Duration::from_millis(t.max_call_ms),
                 };
+                options.outcomes = Some(deliveries);
                 options.gate = Some(Arc::new(TenantGate {
                     tenant: name.clone(),
                     throttle: throttle.clone(),
