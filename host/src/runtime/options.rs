@@ -11,6 +11,7 @@ use wafka_producer::MemoryShare;
 use crate::runtime::acl::TopicAcl;
 use crate::runtime::gate::PublishGate;
 use crate::runtime::limits::{CpuGroup, Limits};
+use crate::runtime::output::OutputRate;
 
 /// Who decides whether `publish` waits for the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +68,9 @@ pub struct PluginOptions {
     pub gate: Option<Arc<dyn PublishGate>>,
     /// The CPU group its calls count in (a tenant's), if any: see [`CpuGroup`].
     pub cpu_group: Option<Arc<CpuGroup>>,
+    /// The byte rate its stdout and stderr are held to, shared with every plugin given the
+    /// same one (a tenant's); `None`: only the budget per call.
+    pub output_rate: Option<Arc<OutputRate>>,
 }
 
 impl PluginOptions {
@@ -83,6 +87,7 @@ impl PluginOptions {
             memory_share: None,
             gate: None,
             cpu_group: None,
+            output_rate: None,
         }
     }
 }

@@ -135,6 +135,16 @@ pub struct TenantConfig {
     /// Its share of `buffer.memory`, as a fraction; `None`: an equal share (in bytes: see
     /// [`ServeConfig::buffer_shares`]).
     pub buffer_memory_share: Option<f64>,
+    /// Bytes per second its plugins' stdout and stderr may put in the host's log, all of them
+    /// together (0: none).
+    pub output_bytes_per_second: u64,
+    /// Bytes of output at once above that rate.
+    pub output_burst_bytes: u64,
+    /// Instances its plugins may start per second, all of them together (each trap or timeout
+    /// costs a start).
+    pub instance_starts_per_second: u64,
+    /// Starts at once above that rate.
+    pub instance_start_burst: u64,
     /// Its own Kafka identity (`[tenants.NAME.kafka]`), over `[kafka]`: empty, it publishes
     /// through the host's producer.
     pub kafka: KafkaIdentity,
@@ -307,6 +317,10 @@ struct RawTenant {
     producer_byte_rate: Option<u64>,
     producer_record_rate: Option<u64>,
     buffer_memory_share: Option<f64>,
+    output_bytes_per_second: Option<u64>,
+    output_burst_bytes: Option<u64>,
+    instance_starts_per_second: Option<u64>,
+    instance_start_burst: Option<u64>,
     #[serde(default)]
     kafka: toml::Table,
     #[serde(default)]
@@ -338,6 +352,18 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
 pub const DEFAULT_AUTHENTICATED_SHARE: f64 = 0.25;
 /// Default of [`TenantConfig::max_instances`].
 pub const DEFAULT_MAX_INSTANCES: usize = 4;
+/// Default of [`TenantConfig::output_bytes_per_second`]: 64 KiB.
+pub const DEFAULT_OUTPUT_BYTES_PER_SECOND: u64 = 64 << 10;
+/// Default of [`TenantConfig::output_burst_bytes`]: 256 KiB.
+pub const DEFAULT_OUTPUT_BURST_BYTES: u64 = 256 << 10;
+/// Least [`TenantConfig::output_burst_bytes`]: two of the longest lines a plugin's output is
+/// cut into (`runtime::output::MAX_LINE`), so that any line can pass.
+pub const MIN_OUTPUT_BURST_BYTES: u64 = 2 * crate::runtime::output::MAX_LINE as u64;
+/// Default of [`TenantConfig::instance_starts_per_second`].
+pub const DEFAULT_INSTANCE_STARTS_PER_SECOND: u64 = 10;
+/// Least default of [`TenantConfig::instance_start_burst`] (otherwise `max_instances` ×
+/// plugins: all its instances at once).
+pub const MIN_DEFAULT_INSTANCE_START_BURST: u64 = 10;
 
 impl ServeConfig {
     /// Reads and checks `file`; plugin files are read to fingerprint them.
@@ -500,6 +526,28 @@ impl ServeConfig {
                     return Err(invalid(key(k), "must be at least 1".into()));
                 }
             }
+            let output_bytes_per_second = t
+                .output_bytes_per_second
+                .unwrap_or(DEFAULT_OUTPUT_BYTES_PER_SECOND);
+            let output_burst_bytes = t.output_burst_bytes.unwrap_or(DEFAULT_OUTPUT_BURST_BYTES);
+            if output_burst_bytes < MIN_OUTPUT_BURST_BYTES {
+                return Err(invalid(
+                    key("output_burst_bytes"),
+                    format!(
+                        "{output_burst_bytes}: at least {MIN_OUTPUT_BURST_BYTES} (two of the longest lines of plugin output)"
+                    ),
+                ));
+            }
+            let instance_starts_per_second = one(
+                t.instance_starts_per_second,
+                DEFAULT_INSTANCE_STARTS_PER_SECOND,
+                "instance_starts_per_second",
+            )?;
+            let instance_start_burst = one(
+                t.instance_start_burst,
+                (max_instances * plugin_count).max(MIN_DEFAULT_INSTANCE_START_BURST),
+                "instance_start_burst",
+            )?;
             if let Some(s) = t.buffer_memory_share {
                 if !(s > 0.0 && s <= 1.0) {
                     return Err(invalid(
@@ -570,6 +618,10 @@ impl ServeConfig {
                     producer_byte_rate: t.producer_byte_rate,
                     producer_record_rate: t.producer_record_rate,
                     buffer_memory_share: t.buffer_memory_share,
+                    output_bytes_per_second,
+                    output_burst_bytes,
+                    instance_starts_per_second,
+                    instance_start_burst,
                     kafka: identity,
                     plugins,
                 },
