@@ -973,6 +973,14 @@ config = {{ topic = "acme-x", n = 3 }}
         assert_eq!(t.max_memory_mb, 64);
         assert_eq!(t.max_instances, DEFAULT_MAX_INSTANCES);
         assert_eq!(t.producer_byte_rate, Some(1000));
+        assert_eq!(
+            (t.output_bytes_per_second, t.output_burst_bytes),
+            (64 << 10, 256 << 10)
+        );
+        assert_eq!(
+            (t.instance_starts_per_second, t.instance_start_burst),
+            (10, 10)
+        );
         let p = &t.plugins["hello"];
         assert_eq!(p.path, base().join("p.wasm"));
         assert_eq!(
@@ -1184,6 +1192,30 @@ config = {{ topic = "acme-x", n = 3 }}
         ));
         assert!(
             e.contains("`tenants.a.max_cpu_ms`: must be at least 1"),
+            "{e}"
+        );
+        // Output and start rates: 0 bytes a second logs nothing (allowed); a burst must pass
+        // any line; a tenant must be able to start an instance.
+        let tenant = |extra: &str| {
+            format!("{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n{extra}\n")
+        };
+        let c = parse(&tenant("output_bytes_per_second = 0\nmax_instances = 12")).unwrap();
+        assert_eq!(c.tenants["a"].output_bytes_per_second, 0);
+        // The start burst: every instance at once.
+        assert_eq!(c.tenants["a"].instance_start_burst, 12);
+        let e = err(&tenant("output_burst_bytes = 100"));
+        assert!(
+            e.contains("`tenants.a.output_burst_bytes`: 100: at least 16384"),
+            "{e}"
+        );
+        let e = err(&tenant("instance_starts_per_second = 0"));
+        assert!(
+            e.contains("`tenants.a.instance_starts_per_second`: must be at least 1"),
+            "{e}"
+        );
+        let e = err(&tenant("instance_start_burst = 0"));
+        assert!(
+            e.contains("`tenants.a.instance_start_burst`: must be at least 1"),
             "{e}"
         );
         let e = err(&format!("{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n[tenants.b]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n"));
