@@ -356,9 +356,9 @@ pub const DEFAULT_MAX_INSTANCES: usize = 4;
 pub const DEFAULT_OUTPUT_BYTES_PER_SECOND: u64 = 64 << 10;
 /// Default of [`TenantConfig::output_burst_bytes`]: 256 KiB.
 pub const DEFAULT_OUTPUT_BURST_BYTES: u64 = 256 << 10;
-/// Least [`TenantConfig::output_burst_bytes`]: two of the longest lines a plugin's output is
-/// cut into (`runtime::output::MAX_LINE`), so that any line can pass.
-pub const MIN_OUTPUT_BURST_BYTES: u64 = 2 * crate::runtime::output::MAX_LINE as u64;
+/// Least [`TenantConfig::output_burst_bytes`]: 16 KiB, so that any line of plugin output (cut
+/// at `runtime::output::MAX_LINE`, 8 KiB) can pass.
+pub const MIN_OUTPUT_BURST_BYTES: u64 = 16 << 10;
 /// Default of [`TenantConfig::instance_starts_per_second`].
 pub const DEFAULT_INSTANCE_STARTS_PER_SECOND: u64 = 10;
 /// Least default of [`TenantConfig::instance_start_burst`] (otherwise `max_instances` ×
@@ -534,7 +534,7 @@ impl ServeConfig {
                 return Err(invalid(
                     key("output_burst_bytes"),
                     format!(
-                        "{output_burst_bytes}: at least {MIN_OUTPUT_BURST_BYTES} (two of the longest lines of plugin output)"
+                        "{output_burst_bytes}: at least {MIN_OUTPUT_BURST_BYTES} (any line of plugin output, at most 8 KiB, must pass)"
                     ),
                 ));
             }
