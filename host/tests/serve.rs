@@ -2465,11 +2465,14 @@ fn keep_posting(
     })
 }
 
-/// A `wafka serve` process with tenants `noisy` (the probe, no topics) and `good` (the probe,
-/// publishing to `topic`), its address, and an HTTP client whose requests give up after 20 s.
-fn serve_noisy_and_good(topic: &str) -> (Command, String, reqwest::Client) {
-    let dir =
-        config_dir(&(tenant("noisy", &[], "max_instances = 2") + &tenant("good", &[topic], "")));
+/// A `wafka serve` process with tenants `noisy` (the probe, no topics, `noisy` more lines of
+/// its table) and `good` (the probe, publishing to `topic`), its address, and an HTTP client
+/// whose requests give up after 20 s.
+fn serve_noisy_and_good(topic: &str, noisy: &str) -> (Command, String, reqwest::Client) {
+    let dir = config_dir(
+        &(tenant("noisy", &[], &format!("max_instances = 2\n{noisy}"))
+            + &tenant("good", &[topic], "")),
+    );
     let file = dir.join("serve.toml").display().to_string();
     let mut cmd = Command::start(&["serve", "--config", &file]);
     let line = cmd.wait_for("serving 2 tenants", Duration::from_secs(120));
@@ -2490,7 +2493,7 @@ async fn serve_cli_a_plugin_flooding_stderr_leaves_the_log_bounded() {
     use std::sync::atomic::Ordering::Relaxed;
     let _one = SERIAL.lock().await;
     let topic = create_topic("stderr-flood", 3);
-    let (cmd, base, http) = serve_noisy_and_good(&topic);
+    let (cmd, base, http) = serve_noisy_and_good(&topic, "");
     let window = Duration::from_secs(2);
     let (alone, mut records) = rate_at(&http, &base, "good", &topic, window).await;
     let logged_before = cmd.stderr_bytes.load(Relaxed);
@@ -2567,13 +2570,17 @@ async fn serve_cli_a_plugin_flooding_stderr_leaves_the_log_bounded() {
 
 /// A log that does not take what the host writes (its pipe full: nobody reads it) while a
 /// plugin floods stderr stalls no runtime thread: the good tenant keeps its rate and every
-/// record, and what could not be written is counted as dropped.
+/// record, and what could not be written is counted as dropped. The noisy tenant's output rate
+/// is out of the way (a gigabyte a second): the log's queue fills, and drops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_cli_a_stalled_log_stalls_no_tenant() {
     use std::sync::atomic::Ordering::Relaxed;
     let _one = SERIAL.lock().await;
     let topic = create_topic("stalled-log", 3);
-    let (cmd, base, http) = serve_noisy_and_good(&topic);
+    let (cmd, base, http) = serve_noisy_and_good(
+        &topic,
+        "output_bytes_per_second = 1000000000\noutput_burst_bytes = 1000000000",
+    );
     let window = Duration::from_secs(2);
     let (alone, mut records) = rate_at(&http, &base, "good", &topic, window).await;
     cmd.stderr_paused.store(true, Relaxed);
@@ -2585,9 +2592,11 @@ async fn serve_cli_a_stalled_log_stalls_no_tenant() {
     let (attacked, more) = rate_at(&http, &base, "good", &topic, window).await;
     records += more;
     stop.store(true, Relaxed);
+    let mut calls = 0u64;
     for f in flood {
         for a in f.await.unwrap() {
             assert_eq!((a.status, count(&a.body, "failed")), (200, 0), "{}", a.body);
+            calls += 1;
         }
     }
     eprintln!("good tenant: {alone:.0} requests/s alone, {attacked:.0} beside a stalled log");
@@ -2595,7 +2604,6 @@ async fn serve_cli_a_stalled_log_stalls_no_tenant() {
         attacked >= alone / 5.0,
         "{alone:.0} requests/s alone, {attacked:.0} beside a stalled log"
     );
-    cmd.stderr_paused.store(false, Relaxed);
     let m = answer(
         http.get(format!("{base}/metrics"))
             .bearer_auth(ADMIN)
@@ -2605,13 +2613,22 @@ async fn serve_cli_a_stalled_log_stalls_no_tenant() {
     )
     .await;
     let text = m.body.as_str().unwrap_or_default().to_string();
-    assert!(
+    let (logged, dropped) = (
+        metric(&text, "wafka_tenant_output_bytes_total{tenant=\"noisy\"}"),
         metric(
             &text,
-            "wafka_tenant_output_dropped_bytes_total{tenant=\"noisy\"}"
-        ) > 0.0,
-        "{text}"
+            "wafka_tenant_output_dropped_bytes_total{tenant=\"noisy\"}",
+        ),
     );
+    eprintln!("{calls} calls: {logged} bytes queued for the stalled log, {dropped} dropped");
+    // Each call passes 1 MiB (its budget) on to the log: past the queue (4 MiB) and what the
+    // pipe took (64 KiB), the queue drops; a call's other 3 MiB are dropped at once.
+    assert!(calls >= 10, "the flood ran: {calls} calls");
+    assert!(
+        logged < (8 << 20) as f64 && logged + dropped >= (calls * (4 << 20)) as f64 * 0.99,
+        "{calls} calls of 4 MiB: {logged} bytes queued, {dropped} dropped:\n{text}"
+    );
+    cmd.stderr_paused.store(false, Relaxed);
     cmd.signal(libc::SIGTERM);
     let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
         .await
