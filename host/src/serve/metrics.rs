@@ -360,7 +360,7 @@ impl TenantLimitFamilies {
         );
         registry.register(
             "wafka_tenant_instance_starts",
-            "Plugin instances started (each trap or timeout costs one more)",
+            "Plugin instances started, those that failed to instantiate or init included (a trap or timeout costs one more)",
             self.starts.clone(),
         );
         registry.register(

@@ -1,11 +1,11 @@
 //! A pool of instances of one tenant's plugin.
 //!
 //! Owns the instances of one plugin (at most the tenant's `max_instances`): an event is handed
-//! to a free instance, started from the pooling allocator and `init`ed when none is idle, if
-//! the tenant's start rate allows one more start (else [`LeaseError::Throttled`]); an
-//! instance that trapped or overran its wall time is dropped and replaced by the next lease.
-//! A dropped instance's records stay queued in the producer and are delivered. It must not
-//! read HTTP requests or parse events (see `http`).
+//! to a free instance, started from the pooling allocator and `init`ed when none is idle once
+//! the tenant's start rate allows one more start (waited for within the lease's wait, else
+//! [`LeaseError::Throttled`]); an instance that trapped or overran its wall time is dropped
+//! and replaced by the next lease. A dropped instance's records stay queued in the producer
+//! and are delivered. It must not read HTTP requests or parse events (see `http`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
