@@ -74,6 +74,9 @@ fn main() -> std::process::ExitCode {
             Command::Build(args) => build::run(args),
         }
     });
+    // Plugins' output still queued for the log is written before the exit (a log that takes
+    // nothing in 2 s loses it).
+    wafka::runtime::log_writer::flush(std::time::Duration::from_secs(2));
     // Work a command left behind (a reload still compiling when `serve` was stopped) must not
     // hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -644,12 +644,20 @@ async fn a_drain_finishes_what_it_accepted() {
     assert_eq!(read_back(&topic, 1).len(), 1);
 }
 
-/// `wafka serve` as a process: its stderr collected as it comes.
+/// `wafka serve` as a process: its stderr collected as it comes (the first
+/// [`KEPT_STDERR`] bytes kept, all of them counted).
 struct Command {
     child: std::process::Child,
     stderr: Arc<std::sync::Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// Bytes the process wrote to stderr so far.
+    stderr_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// While set, its stderr is not read (a slow log: the pipe fills).
+    stderr_paused: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Most of a process's stderr a [`Command`] keeps (the rest is only counted).
+const KEPT_STDERR: usize = 16 << 20;
 
 impl Command {
     fn start(args: &[&str]) -> Command {
@@ -686,18 +694,38 @@ impl Command {
             .spawn()
             .expect("run wafka");
         let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stderr_paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (pipe, all) = (child.stderr.take().unwrap(), stderr.clone());
+        let (bytes, paused) = (stderr_bytes.clone(), stderr_paused.clone());
         let reader = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut all = all.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut pipe = std::io::BufReader::new(pipe);
+            let mut line = Vec::new();
+            loop {
+                while paused.load(Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                line.clear();
+                match pipe.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        bytes.fetch_add(n as u64, Relaxed);
+                        let mut all = all.lock().unwrap();
+                        if all.len() < KEPT_STDERR {
+                            all.push_str(String::from_utf8_lossy(&line).trim_end_matches('\n'));
+                            all.push('\n');
+                        }
+                    }
+                }
             }
         });
         Command {
             child,
             stderr,
             reader: Some(reader),
+            stderr_bytes,
+            stderr_paused,
         }
     }
 
@@ -908,15 +936,27 @@ async fn serve_cli_reloads_on_sighup_and_drains_on_sigterm() {
 /// Requests per second a tenant's one client gets through in `window`, each of `events`
 /// publishes.
 async fn rate(s: &Serving, tenant: &str, topic: &str, window: Duration) -> (f64, u64) {
+    rate_at(&s.http, &s.base, tenant, topic, window).await
+}
+
+/// [`rate`] against the server at `base`.
+async fn rate_at(
+    http: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+    topic: &str,
+    window: Duration,
+) -> (f64, u64) {
     let t0 = Instant::now();
     let (mut n, mut records) = (0u64, 0u64);
     while t0.elapsed() < window {
-        let r = s
-            .events(
-                tenant,
-                lines(20, |i| format!("publish {topic} k{i} {n}-{i}")),
-            )
-            .await;
+        let r = post_events(
+            http,
+            base,
+            tenant,
+            lines(20, |i| format!("publish {topic} k{i} {n}-{i}")),
+        )
+        .await;
         assert_eq!((r.status, count(&r.body, "failed")), (200, 0), "{}", r.body);
         records += count(&r.body, "records");
         n += 1;
@@ -2735,4 +2775,275 @@ async fn serve_cli_records_acked_under_autoflush_survive_sigkill() {
         acked.len(),
         got.len()
     );
+}
+
+/// The value of the series `name{labels}` in a `/metrics` text (0 when absent).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Keeps posting `event` (one a request) as `tenant` until `stop`; the answers by status.
+fn keep_posting(
+    http: &reqwest::Client,
+    base: &str,
+    tenant: &'static str,
+    event: &'static str,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Answer>> {
+    let (http, base, stop) = (http.clone(), base.to_string(), stop.clone());
+    tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let a = post_events(&http, &base, tenant, format!("{event}\n")).await;
+            // A refused start (429) says when to come back; an attacker does not wait.
+            answers.push(a);
+        }
+        answers
+    })
+}
+
+/// A `wafka serve` process with tenants `noisy` (the probe, no topics, `noisy` more lines of
+/// its table) and `good` (the probe, publishing to `topic`), its address, and an HTTP client
+/// whose requests give up after 20 s.
+fn serve_noisy_and_good(topic: &str, noisy: &str) -> (Command, String, reqwest::Client) {
+    let dir = config_dir(
+        &(tenant("noisy", &[], &format!("max_instances = 2\n{noisy}"))
+            + &tenant("good", &[topic], "")),
+    );
+    let file = dir.join("serve.toml").display().to_string();
+    let mut cmd = Command::start(&["serve", "--config", &file]);
+    let line = cmd.wait_for("serving 2 tenants", Duration::from_secs(120));
+    let base = format!("http://{}", serving_address(&line));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    (cmd, base, http)
+}
+
+/// A plugin writing 4 MiB to stderr on every call, beside a good tenant: the host's log grows
+/// by the noisy tenant's output rate (64 KiB/s and a 256 KiB burst by default), not by 1 MiB a
+/// call; what is dropped is counted in `wafka_tenant_output_dropped_bytes_total`, with one
+/// warning per 10 s; the good tenant keeps its rate and every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cli_a_plugin_flooding_stderr_leaves_the_log_bounded() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("stderr-flood", 3);
+    let (cmd, base, http) = serve_noisy_and_good(&topic, "");
+    let window = Duration::from_secs(2);
+    let (alone, mut records) = rate_at(&http, &base, "good", &topic, window).await;
+    let logged_before = cmd.stderr_bytes.load(Relaxed);
+    let t0 = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..2)
+        .map(|_| keep_posting(&http, &base, "noisy", "stderr 4096", &stop))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (attacked, more) = rate_at(&http, &base, "good", &topic, window).await;
+    records += more;
+    stop.store(true, Relaxed);
+    let mut calls = 0u64;
+    for f in flood {
+        for a in f.await.unwrap() {
+            assert_eq!((a.status, count(&a.body, "failed")), (200, 0), "{}", a.body);
+            calls += 1;
+        }
+    }
+    let took = t0.elapsed();
+    // What was queued reaches the log.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logged = cmd.stderr_bytes.load(Relaxed) - logged_before;
+    let m = answer(
+        http.get(format!("{base}/metrics"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let text = m.body.as_str().unwrap_or_default().to_string();
+    let dropped = metric(
+        &text,
+        "wafka_tenant_output_dropped_bytes_total{tenant=\"noisy\"}",
+    );
+    let warnings = cmd
+        .stderr
+        .lock()
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("output rate"))
+        .count();
+    eprintln!(
+        "{calls} calls of 4 MiB in {took:?}: {logged} bytes of log, {dropped} dropped, {warnings} warnings; good tenant: {alone:.0} requests/s alone, {attacked:.0} beside"
+    );
+    assert!(calls >= 4, "the flood ran: {calls} calls");
+    // The burst and the rate over the flood, with the log's framing: ten times over is the
+    // bound (measured before the rate: 1 MiB a call).
+    let expected = (256 << 10) as f64 + 65_536.0 * took.as_secs_f64();
+    assert!(
+        (logged as f64) < 10.0 * expected,
+        "{logged} bytes of log for {calls} calls of 4 MiB in {took:?} (expected about {expected:.0})"
+    );
+    assert!(
+        dropped >= (calls * (3 << 20)) as f64,
+        "{dropped} bytes counted as dropped of {calls} calls of 4 MiB:\n{text}"
+    );
+    assert!(
+        (1..=2 + took.as_secs() as usize / 10).contains(&warnings),
+        "{warnings} warnings in {took:?}"
+    );
+    assert!(
+        attacked >= alone / 5.0,
+        "{alone:.0} requests/s alone, {attacked:.0} beside the flood"
+    );
+    cmd.signal(libc::SIGTERM);
+    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(ok, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
+    assert_eq!(read_back(&topic, records as usize).len() as u64, records);
+}
+
+/// A log that does not take what the host writes (its pipe full: nobody reads it) while a
+/// plugin floods stderr stalls no runtime thread: the good tenant keeps its rate and every
+/// record, and what could not be written is counted as dropped. The noisy tenant's output rate
+/// is out of the way (a gigabyte a second): the log's queue fills, and drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cli_a_stalled_log_stalls_no_tenant() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("stalled-log", 3);
+    let (cmd, base, http) = serve_noisy_and_good(
+        &topic,
+        "output_bytes_per_second = 1000000000\noutput_burst_bytes = 1000000000",
+    );
+    let window = Duration::from_secs(2);
+    let (alone, mut records) = rate_at(&http, &base, "good", &topic, window).await;
+    cmd.stderr_paused.store(true, Relaxed);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..2)
+        .map(|_| keep_posting(&http, &base, "noisy", "stderr 4096", &stop))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (attacked, more) = rate_at(&http, &base, "good", &topic, window).await;
+    records += more;
+    stop.store(true, Relaxed);
+    let mut calls = 0u64;
+    for f in flood {
+        for a in f.await.unwrap() {
+            assert_eq!((a.status, count(&a.body, "failed")), (200, 0), "{}", a.body);
+            calls += 1;
+        }
+    }
+    eprintln!("good tenant: {alone:.0} requests/s alone, {attacked:.0} beside a stalled log");
+    assert!(
+        attacked >= alone / 5.0,
+        "{alone:.0} requests/s alone, {attacked:.0} beside a stalled log"
+    );
+    let m = answer(
+        http.get(format!("{base}/metrics"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let text = m.body.as_str().unwrap_or_default().to_string();
+    let (logged, dropped) = (
+        metric(&text, "wafka_tenant_output_bytes_total{tenant=\"noisy\"}"),
+        metric(
+            &text,
+            "wafka_tenant_output_dropped_bytes_total{tenant=\"noisy\"}",
+        ),
+    );
+    eprintln!("{calls} calls: {logged} bytes queued for the stalled log, {dropped} dropped");
+    // Each call passes 1 MiB (its budget) on to the log: past the queue (4 MiB) and what the
+    // pipe took (64 KiB), the queue drops; a call's other 3 MiB are dropped at once.
+    assert!(calls >= 10, "the flood ran: {calls} calls");
+    assert!(
+        logged < (8 << 20) as f64 && logged + dropped >= (calls * (4 << 20)) as f64 * 0.99,
+        "{calls} calls of 4 MiB: {logged} bytes queued, {dropped} dropped:\n{text}"
+    );
+    cmd.stderr_paused.store(false, Relaxed);
+    cmd.signal(libc::SIGTERM);
+    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(ok, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
+    assert_eq!(read_back(&topic, records as usize).len() as u64, records);
+}
+
+/// A tenant whose plugin traps on every event, from more clients than it has instances,
+/// beside a good tenant: its instances start at its start rate (10 a second and a burst of 10
+/// by default; its requests wait for a start, or get 429 with `Retry-After`), and the starts
+/// are counted in `wafka_tenant_instance_starts_total`; the good tenant keeps its rate and
+/// every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_trapping_on_every_event_is_held_to_its_start_rate() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _one = SERIAL.lock().await;
+    let topic = create_topic("trap-loop", 3);
+    let s = Arc::new(
+        serve(&(tenant("trapper", &[], "max_instances = 4") + &tenant("good", &[&topic], "")))
+            .await,
+    );
+    let window = Duration::from_secs(2);
+    let (alone, mut records) = rate(&s, "good", &topic, window).await;
+    let t0 = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..6)
+        .map(|_| keep_posting(&s.http, &s.base, "trapper", "trap", &stop))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (attacked, more) = rate(&s, "good", &topic, window).await;
+    records += more;
+    stop.store(true, Relaxed);
+    let (mut traps, mut refused) = (0u64, 0u64);
+    for a in attackers {
+        for a in a.await.unwrap() {
+            match a.status {
+                200 => {
+                    let error = a.body["errors"][0]["error"].as_str().unwrap_or_default();
+                    assert!(error.contains("panicked"), "{}", a.body);
+                    traps += 1;
+                }
+                429 => {
+                    assert!(a.retry_after.is_some_and(|s| s >= 1), "{}", a.body);
+                    refused += 1;
+                }
+                s => panic!("status {s}: {}", a.body),
+            }
+        }
+    }
+    let took = t0.elapsed();
+    let m = s.get("/metrics", Some(ADMIN)).await;
+    let text = m.body.as_str().unwrap_or_default().to_string();
+    let starts = metric(
+        &text,
+        "wafka_tenant_instance_starts_total{tenant=\"trapper\"}",
+    );
+    eprintln!(
+        "{traps} traps, {refused} refused in {took:?} ({starts} starts counted); good tenant: {alone:.0} requests/s alone, {attacked:.0} beside"
+    );
+    // The burst, then 10 a second (the one started ahead at start came out of the burst):
+    // ten times over is the bound.
+    let expected = 10.0 + 10.0 * took.as_secs_f64();
+    assert!(
+        (traps as f64) < 10.0 * expected,
+        "{traps} traps (each a new instance) in {took:?}, expected about {expected:.0}"
+    );
+    assert!(traps > 0, "{traps} traps, {refused} refused");
+    assert!(
+        starts >= traps as f64 && starts < 10.0 * expected,
+        "{starts} starts counted for {traps} traps:\n{text}"
+    );
+    assert!(
+        attacked >= alone / 5.0,
+        "{alone:.0} requests/s alone, {attacked:.0} beside the trapping tenant"
+    );
+    s.producer.flush().await;
+    assert_eq!(read_back(&topic, records as usize).len() as u64, records);
 }

@@ -1,6 +1,7 @@
 //! What `wafka run` and `wafka test` share, so that a plugin cannot tell them apart except by
 //! where its records go: the plugin's flags (policy, limits, config, input), the engine, and
-//! the event loop with its summary of failures.
+//! the event loop with its summary of failures, the plugin's own output written before
+//! the host's lines about it.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -174,11 +175,13 @@ pub async fn drive(
             Ok(()) => {}
             Err(e @ PluginError::Failed { .. }) => {
                 if shown < SHOWN_FAILURES {
+                    log_caught_up();
                     eprintln!("wafka: event {}: {e}", n + 1);
                     shown += 1;
                 }
             }
             Err(e) => {
+                log_caught_up();
                 eprintln!("wafka: event {}: {e}", n + 1);
                 outcome.stopped = Some(e);
                 break;
@@ -196,6 +199,9 @@ pub async fn drive(
     if outcome.stopped.is_none() {
         let r = instance.finish().await;
         after(instance)?;
+        if r.is_err() {
+            log_caught_up();
+        }
         match r {
             Ok(()) => {}
             Err(e @ PluginError::Failed { .. }) => {
@@ -228,4 +234,12 @@ pub fn plugin_name(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into())
+}
+
+/// Waits (a second at most) until what the plugin wrote to stdout and stderr so far is in the
+/// log, which a thread of its own writes: its panic message comes before the host's line about
+/// the call ("see its stderr above"). One plugin, the operator's own terminal: a short wait
+/// here stalls nobody else.
+pub fn log_caught_up() {
+    wafka::runtime::log_writer::flush(Duration::from_secs(1));
 }

@@ -41,6 +41,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut next_progress = Instant::now() + Duration::from_secs(2);
     let stopped = match instance.init(&setup.config).await {
         Err(e) => {
+            super::plugin_args::log_caught_up();
             eprintln!("wafka: init: {e}");
             true
         }

@@ -70,6 +70,7 @@ pub async fn run(args: TestArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let stopped = match instance.init(&setup.config).await {
         Err(e) => {
+            super::plugin_args::log_caught_up();
             eprintln!("wafka: init: {e}");
             true
         }

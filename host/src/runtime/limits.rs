@@ -28,7 +28,9 @@ pub const MAX_CORE_INSTANCES: usize = 16;
 /// Instances that share one instance's worth of CPU when they all spin (a tenant's): each
 /// yields its thread once per tick for every call of the group running at that moment, so a
 /// group with k calls running gets about what a group with one gets, and a party cannot take
-/// more of the host by keeping more instances busy. Cheap to share (`Arc`).
+/// more of the host by keeping more instances busy. An instantiation counts as a call (its
+/// start functions run under the same epoch callback), so a party starting instances over and
+/// over (a plugin that traps on every event) shares the same turns. Cheap to share (`Arc`).
 #[derive(Debug, Default)]
 pub struct CpuGroup {
     running: std::sync::atomic::AtomicUsize,
@@ -53,6 +55,23 @@ impl CpuGroup {
     pub(crate) fn leave(&self) {
         self.running
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one call (or instantiation) running until the guard is dropped.
+    pub(crate) fn join(self: &std::sync::Arc<Self>) -> InGroup {
+        self.enter();
+        InGroup(self.clone())
+    }
+}
+
+/// One call of a [`CpuGroup`] running; it leaves the group when dropped (also when the future
+/// it lives in is dropped midway).
+#[derive(Debug)]
+pub(crate) struct InGroup(std::sync::Arc<CpuGroup>);
+
+impl Drop for InGroup {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 

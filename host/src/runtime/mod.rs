@@ -15,12 +15,15 @@
 //!   and [`messaging`] binds wasi:messaging@0.2.0-draft into the same linker, onto the same
 //!   publish paths, for plugins of that proposal's `messaging-core` world;
 //! - [`plugin`] runs instances (one store each) within their limits; `trap` says in one line
-//!   why a call failed; `output` carries plugins' stdout and stderr to the log;
+//!   why a call failed; [`output`] carries plugins' stdout and stderr to the log, within a
+//!   budget per call and a tenant's [`output::OutputRate`] ([`bucket`]), and [`log_writer`]
+//!   writes them on a thread of its own;
 //! - [`engine`] compiles plugins (once per machine, with the [`cache`] on disk) and keeps the
 //!   epoch clock that meters CPU time.
 
 pub mod acl;
 pub mod bindings;
+pub mod bucket;
 pub mod cache;
 pub mod capture;
 pub mod engine;
@@ -28,10 +31,11 @@ pub mod faults;
 pub mod gate;
 pub mod limits;
 pub(crate) mod linker;
+pub mod log_writer;
 pub(crate) mod message;
 pub mod messaging;
 pub mod options;
-mod output;
+pub mod output;
 pub mod plugin;
 pub(crate) mod publish;
 pub(crate) mod route;

@@ -11,6 +11,7 @@ use wafka_producer::MemoryShare;
 use crate::runtime::acl::TopicAcl;
 use crate::runtime::gate::PublishGate;
 use crate::runtime::limits::{CpuGroup, Limits};
+use crate::runtime::output::OutputRate;
 
 /// Who decides whether `publish` waits for the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +70,9 @@ pub struct PluginOptions {
     pub cpu_group: Option<Arc<CpuGroup>>,
     /// Told how each instance's records end once queued (delivered, failed), if set.
     pub outcomes: Option<Arc<dyn wafka_producer::Outcomes>>,
+    /// The byte rate its stdout and stderr are held to, shared with every plugin given the
+    /// same one (a tenant's); `None`: only the budget per call.
+    pub output_rate: Option<Arc<OutputRate>>,
 }
 
 impl PluginOptions {
@@ -86,6 +90,7 @@ impl PluginOptions {
             gate: None,
             cpu_group: None,
             outcomes: None,
+            output_rate: None,
         }
     }
 }

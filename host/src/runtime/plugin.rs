@@ -18,7 +18,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::runtime::bindings;
 use crate::runtime::capture::{CaptureOptions, CapturedRecord};
-use crate::runtime::limits::{ResourceUse, StoreBudget};
+use crate::runtime::limits::{CpuGroup, ResourceUse, StoreBudget};
 use crate::runtime::messaging::{self, HeldMessage, MessagingError};
 use crate::runtime::output::{OutputBudget, PluginLog, Stream};
 use crate::runtime::route;
@@ -215,8 +215,18 @@ impl Plugin {
         // explicitly so that a change of wasmtime-wasi's defaults cannot open it: only the
         // clocks, random numbers, and stdout/stderr into the host's log.
         let wasi = WasiCtxBuilder::new()
-            .stdout(PluginLog::new(name.clone(), Stream::Stdout, output.clone()))
-            .stderr(PluginLog::new(name.clone(), Stream::Stderr, output.clone()))
+            .stdout(PluginLog::new(
+                name.clone(),
+                Stream::Stdout,
+                output.clone(),
+                self.options.output_rate.clone(),
+            ))
+            .stderr(PluginLog::new(
+                name.clone(),
+                Stream::Stderr,
+                output.clone(),
+                self.options.output_rate.clone(),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -276,6 +286,9 @@ impl Plugin {
             }
         });
         store.set_epoch_deadline(1);
+        // Instantiating runs the plugin's start functions: it counts in the CPU group as a
+        // call does (a plugin trapping on every event is instantiated on every event).
+        let in_group = self.options.cpu_group.as_ref().map(CpuGroup::join);
         let finish_export = self.finish;
         let world = &self.world;
         let instantiate = async {
@@ -311,7 +324,9 @@ impl Plugin {
             };
             Ok::<_, wasmtime::Error>((bindings, finish))
         };
-        let (bindings, finish) = match tokio::time::timeout(limits.call_time, instantiate).await {
+        let instantiated = tokio::time::timeout(limits.call_time, instantiate).await;
+        drop(in_group);
+        let (bindings, finish) = match instantiated {
             Ok(r) => r.map_err(|e| PluginError::Instantiate {
                 plugin: name.to_string(),
                 reason: describe(&e, &limits),

@@ -137,6 +137,16 @@ pub struct TenantConfig {
     /// Its share of `buffer.memory`, as a fraction; `None`: an equal share (in bytes: see
     /// [`ServeConfig::buffer_shares`]).
     pub buffer_memory_share: Option<f64>,
+    /// Bytes per second its plugins' stdout and stderr may put in the host's log, all of them
+    /// together (0: none).
+    pub output_bytes_per_second: u64,
+    /// Bytes of output at once above that rate.
+    pub output_burst_bytes: u64,
+    /// Instances its plugins may start per second, all of them together (each trap or timeout
+    /// costs a start).
+    pub instance_starts_per_second: u64,
+    /// Starts at once above that rate.
+    pub instance_start_burst: u64,
     /// Its own Kafka identity (`[tenants.NAME.kafka]`), over `[kafka]`: empty, it publishes
     /// through the host's producer.
     pub kafka: KafkaIdentity,
@@ -311,6 +321,10 @@ struct RawTenant {
     producer_byte_rate: Option<u64>,
     producer_record_rate: Option<u64>,
     buffer_memory_share: Option<f64>,
+    output_bytes_per_second: Option<u64>,
+    output_burst_bytes: Option<u64>,
+    instance_starts_per_second: Option<u64>,
+    instance_start_burst: Option<u64>,
     #[serde(default)]
     kafka: toml::Table,
     #[serde(default)]
@@ -342,6 +356,18 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
 pub const DEFAULT_AUTHENTICATED_SHARE: f64 = 0.25;
 /// Default of [`TenantConfig::max_instances`].
 pub const DEFAULT_MAX_INSTANCES: usize = 4;
+/// Default of [`TenantConfig::output_bytes_per_second`]: 64 KiB.
+pub const DEFAULT_OUTPUT_BYTES_PER_SECOND: u64 = 64 << 10;
+/// Default of [`TenantConfig::output_burst_bytes`]: 256 KiB.
+pub const DEFAULT_OUTPUT_BURST_BYTES: u64 = 256 << 10;
+/// Least [`TenantConfig::output_burst_bytes`]: 16 KiB, so that any line of plugin output (cut
+/// at `runtime::output::MAX_LINE`, 8 KiB) can pass.
+pub const MIN_OUTPUT_BURST_BYTES: u64 = 16 << 10;
+/// Default of [`TenantConfig::instance_starts_per_second`].
+pub const DEFAULT_INSTANCE_STARTS_PER_SECOND: u64 = 10;
+/// Least default of [`TenantConfig::instance_start_burst`] (otherwise `max_instances` ×
+/// plugins: all its instances at once).
+pub const MIN_DEFAULT_INSTANCE_START_BURST: u64 = 10;
 
 impl ServeConfig {
     /// Reads and checks `file`; plugin files are read to fingerprint them.
@@ -505,6 +531,28 @@ impl ServeConfig {
                     return Err(invalid(key(k), "must be at least 1".into()));
                 }
             }
+            let output_bytes_per_second = t
+                .output_bytes_per_second
+                .unwrap_or(DEFAULT_OUTPUT_BYTES_PER_SECOND);
+            let output_burst_bytes = t.output_burst_bytes.unwrap_or(DEFAULT_OUTPUT_BURST_BYTES);
+            if output_burst_bytes < MIN_OUTPUT_BURST_BYTES {
+                return Err(invalid(
+                    key("output_burst_bytes"),
+                    format!(
+                        "{output_burst_bytes}: at least {MIN_OUTPUT_BURST_BYTES} (any line of plugin output, at most 8 KiB, must pass)"
+                    ),
+                ));
+            }
+            let instance_starts_per_second = one(
+                t.instance_starts_per_second,
+                DEFAULT_INSTANCE_STARTS_PER_SECOND,
+                "instance_starts_per_second",
+            )?;
+            let instance_start_burst = one(
+                t.instance_start_burst,
+                (max_instances * plugin_count).max(MIN_DEFAULT_INSTANCE_START_BURST),
+                "instance_start_burst",
+            )?;
             if let Some(s) = t.buffer_memory_share {
                 if !(s > 0.0 && s <= 1.0) {
                     return Err(invalid(
@@ -575,6 +623,10 @@ impl ServeConfig {
                     producer_byte_rate: t.producer_byte_rate,
                     producer_record_rate: t.producer_record_rate,
                     buffer_memory_share: t.buffer_memory_share,
+                    output_bytes_per_second,
+                    output_burst_bytes,
+                    instance_starts_per_second,
+                    instance_start_burst,
                     kafka: identity,
                     plugins,
                 },
@@ -926,6 +978,14 @@ config = {{ topic = "acme-x", n = 3 }}
         assert_eq!(t.max_memory_mb, 64);
         assert_eq!(t.max_instances, DEFAULT_MAX_INSTANCES);
         assert_eq!(t.producer_byte_rate, Some(1000));
+        assert_eq!(
+            (t.output_bytes_per_second, t.output_burst_bytes),
+            (64 << 10, 256 << 10)
+        );
+        assert_eq!(
+            (t.instance_starts_per_second, t.instance_start_burst),
+            (10, 10)
+        );
         let p = &t.plugins["hello"];
         assert_eq!(p.path, base().join("p.wasm"));
         assert_eq!(
@@ -1139,6 +1199,30 @@ config = {{ topic = "acme-x", n = 3 }}
         ));
         assert!(
             e.contains("`tenants.a.max_cpu_ms`: must be at least 1"),
+            "{e}"
+        );
+        // Output and start rates: 0 bytes a second logs nothing (allowed); a burst must pass
+        // any line; a tenant must be able to start an instance.
+        let tenant = |extra: &str| {
+            format!("{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n{extra}\n")
+        };
+        let c = parse(&tenant("output_bytes_per_second = 0\nmax_instances = 12")).unwrap();
+        assert_eq!(c.tenants["a"].output_bytes_per_second, 0);
+        // The start burst: every instance at once.
+        assert_eq!(c.tenants["a"].instance_start_burst, 12);
+        let e = err(&tenant("output_burst_bytes = 100"));
+        assert!(
+            e.contains("`tenants.a.output_burst_bytes`: 100: at least 16384"),
+            "{e}"
+        );
+        let e = err(&tenant("instance_starts_per_second = 0"));
+        assert!(
+            e.contains("`tenants.a.instance_starts_per_second`: must be at least 1"),
+            "{e}"
+        );
+        let e = err(&tenant("instance_start_burst = 0"));
+        assert!(
+            e.contains("`tenants.a.instance_start_burst`: must be at least 1"),
             "{e}"
         );
         let e = err(&format!("{http}[tenants.a]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n[tenants.b]\ntoken_sha256 = \"{TOKEN}\"\ntopics = []\n"));

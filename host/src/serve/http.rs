@@ -652,6 +652,11 @@ async fn run_events(
             pool.metrics.error("start-failed");
             return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
+        Err(
+            e @ LeaseError::Throttled {
+                retry_after: wait, ..
+            },
+        ) => return retry_after(refuse(StatusCode::TOO_MANY_REQUESTS, e.to_string()), wait),
     };
     let acks = tenant.config.autoflush != Autoflush::Off;
     let metrics = &pool.metrics;

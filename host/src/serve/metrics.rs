@@ -70,6 +70,8 @@ pub struct Metrics {
     requests: Family<Vec<(String, String)>, Counter>,
     refused: Family<Vec<(String, String)>, Counter>,
     outcomes: TenantOutcomes,
+    /// A tenant's plugin output and instance starts (the block at the end).
+    limits: TenantLimitFamilies,
 }
 
 /// Every kind of error counted: the contract's `produce-error` cases, then what can happen to
@@ -202,8 +204,10 @@ impl Metrics {
             requests: Family::default(),
             refused: Family::default(),
             outcomes: TenantOutcomes::default(),
+            limits: TenantLimitFamilies::default(),
             registry: Registry::default(),
         };
+        m.limits.register(&mut registry);
         registry.register("wafka_tenant_events", "Events handled", m.events.clone());
         registry.register("wafka_tenant_records", "Records queued", m.records.clone());
         registry.register(
@@ -539,5 +543,80 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+}
+
+// A tenant's plugin output and instance starts: its own families, registered with the others.
+
+/// The families of what a tenant's plugins wrote to the log and the instances they started.
+#[derive(Debug, Default)]
+struct TenantLimitFamilies {
+    output_bytes: Family<TenantLabels, Counter>,
+    output_dropped: Family<TenantLabels, Counter>,
+    starts: Family<TenantLabels, Counter>,
+    starts_refused: Family<TenantLabels, Counter>,
+}
+
+impl TenantLimitFamilies {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "wafka_tenant_output_bytes",
+            "Bytes of its plugins' stdout and stderr written to the host's log",
+            self.output_bytes.clone(),
+        );
+        registry.register(
+            "wafka_tenant_output_dropped_bytes",
+            "Bytes of its plugins' stdout and stderr dropped: over its output rate, over a call's 1 MiB, or the log's queue full",
+            self.output_dropped.clone(),
+        );
+        registry.register(
+            "wafka_tenant_instance_starts",
+            "Plugin instances started, those that failed to instantiate or init included (a trap or timeout costs one more)",
+            self.starts.clone(),
+        );
+        registry.register(
+            "wafka_tenant_instance_starts_refused",
+            "Instance starts refused by its start rate (answered 429)",
+            self.starts_refused.clone(),
+        );
+    }
+}
+
+/// The handles a tenant's plugin output and instance starts are counted with.
+#[derive(Debug, Clone)]
+pub struct TenantLimitMetrics {
+    /// Bytes of output written to the log.
+    pub output_bytes: Counter,
+    /// Bytes of output dropped.
+    pub output_dropped_bytes: Counter,
+    /// Instances started.
+    pub instance_starts: Counter,
+    /// Starts refused by the start rate.
+    pub instance_starts_refused: Counter,
+}
+
+impl Metrics {
+    /// The handles of `tenant`'s plugin output and instance starts.
+    pub fn tenant_limits(&self, tenant: &str) -> TenantLimitMetrics {
+        let labels = TenantLabels {
+            tenant: tenant.to_string(),
+        };
+        let f = &self.limits;
+        TenantLimitMetrics {
+            output_bytes: f.output_bytes.get_or_create_owned(&labels),
+            output_dropped_bytes: f.output_dropped.get_or_create_owned(&labels),
+            instance_starts: f.starts.get_or_create_owned(&labels),
+            instance_starts_refused: f.starts_refused.get_or_create_owned(&labels),
+        }
+    }
+}
+
+impl crate::runtime::output::OutputCounts for TenantLimitMetrics {
+    fn logged(&self, bytes: u64) {
+        self.output_bytes.inc_by(bytes);
+    }
+
+    fn dropped(&self, bytes: u64) {
+        self.output_dropped_bytes.inc_by(bytes);
     }
 }

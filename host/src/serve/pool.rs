@@ -1,10 +1,11 @@
 //! A pool of instances of one tenant's plugin.
 //!
 //! Owns the instances of one plugin (at most the tenant's `max_instances`): an event is handed
-//! to a free instance, started from the pooling allocator and `init`ed when none is idle; an
-//! instance that trapped or overran its wall time is dropped and replaced by the next lease.
-//! A dropped instance's records stay queued in the producer and are delivered. It must not
-//! read HTTP requests or parse events (see `http`).
+//! to a free instance, started from the pooling allocator and `init`ed when none is idle once
+//! the tenant's start rate allows one more start (waited for within the lease's wait, else
+//! [`LeaseError::Throttled`]); an instance that trapped or overran its wall time is dropped
+//! and replaced by the next lease. A dropped instance's records stay queued in the producer
+//! and are delivered. It must not read HTTP requests or parse events (see `http`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wafka_producer::Producer;
 
 use crate::runtime::plugin::{Plugin, PluginError, PluginInstance};
-use crate::serve::metrics::PluginMetrics;
+use crate::serve::metrics::{PluginMetrics, TenantLimitMetrics};
+use crate::serve::quota::StartRate;
 
 /// Why no instance could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +27,29 @@ pub enum LeaseError {
     /// A new instance could not start, or its `init` failed.
     #[error("{0}")]
     Start(PluginError),
+    /// The tenant started instances faster than its start rate: none may start for the time
+    /// given.
+    #[error("tenant `{tenant}` starts instances faster than its start rate ({rate}): no start for {} ms more", .retry_after.as_millis().max(1))]
+    Throttled {
+        /// The tenant.
+        tenant: String,
+        /// Its start rate, as configured.
+        rate: String,
+        /// Until the next start is allowed.
+        retry_after: Duration,
+    },
+}
+
+/// What a tenant's pools share about starting instances: its start rate, and where starts are
+/// counted.
+#[derive(Debug, Clone)]
+pub struct Starts {
+    /// The tenant's name.
+    pub tenant: String,
+    /// Its start rate.
+    pub rate: Arc<StartRate>,
+    /// Its counters.
+    pub metrics: TenantLimitMetrics,
 }
 
 /// The instances of one plugin of one tenant.
@@ -41,6 +66,7 @@ pub struct PluginPool {
     /// Woken when the last live instance is dropped (a finishing pool waits for it).
     emptied: tokio::sync::Notify,
     pub(crate) metrics: PluginMetrics,
+    starts: Starts,
 }
 
 /// The idle instances, and whether the pool is finishing: one lock, so that an instance a
@@ -64,7 +90,7 @@ impl std::fmt::Debug for PluginPool {
 
 impl PluginPool {
     /// A pool of at most `max` instances of `plugin`, each `init`ed with `config`, publishing
-    /// through `producer`.
+    /// through `producer`, started within `starts`.
     pub fn new(
         plugin: Plugin,
         config: Vec<(String, String)>,
@@ -72,6 +98,7 @@ impl PluginPool {
         max: usize,
         metrics: PluginMetrics,
         host_live: Arc<AtomicUsize>,
+        starts: Starts,
     ) -> Arc<PluginPool> {
         Arc::new(PluginPool {
             plugin,
@@ -84,6 +111,7 @@ impl PluginPool {
             host_live,
             emptied: tokio::sync::Notify::new(),
             metrics,
+            starts,
         })
     }
 
@@ -104,8 +132,12 @@ impl PluginPool {
         Ok(())
     }
 
-    /// A free instance, waiting at most `wait` for one (then [`LeaseError::Busy`]).
+    /// A free instance, waiting at most `wait` for one (then [`LeaseError::Busy`]) and, when
+    /// one must start, for the tenant's start rate to allow it within the same `wait` (then
+    /// [`LeaseError::Throttled`]): a tenant over its start rate has its requests held, as
+    /// Kafka holds a throttled client's answers, not answered at once for it to send again.
     pub async fn lease(self: &Arc<Self>, wait: Duration) -> Result<Lease, LeaseError> {
+        let deadline = tokio::time::Instant::now() + wait;
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => tokio::time::timeout(wait, self.slots.clone().acquire_owned())
@@ -113,24 +145,22 @@ impl PluginPool {
                 .map_err(|_| LeaseError::Busy(self.max))?
                 .map_err(|_| LeaseError::Busy(self.max))?,
         };
-        let idle = self.idle().instances.pop();
-        let instance = match idle {
-            Some(i) => i,
-            None => {
-                let mut i = self
-                    .plugin
-                    .instantiate(&self.producer)
-                    .await
-                    .map_err(LeaseError::Start)?;
-                self.count(1);
-                // Un-counted again if `init` fails or the request goes away meanwhile.
-                let uncount = Uncount(self);
-                let started = i.init(&self.config).await;
-                if let Err(e) = started {
-                    return Err(LeaseError::Start(e));
+        let instance = loop {
+            // An instance given back meanwhile serves without a start.
+            if let Some(i) = self.idle().instances.pop() {
+                break i;
+            }
+            match self.starts.rate.start(std::time::Instant::now()) {
+                Ok(()) => break self.start().await?,
+                Err(retry_after) if tokio::time::Instant::now() + retry_after > deadline => {
+                    self.starts.metrics.instance_starts_refused.inc();
+                    return Err(LeaseError::Throttled {
+                        tenant: self.starts.tenant.clone(),
+                        rate: self.starts.rate.describe(),
+                        retry_after,
+                    });
                 }
-                std::mem::forget(uncount);
-                i
+                Err(retry_after) => tokio::time::sleep(retry_after).await,
             }
         };
         Ok(Lease {
@@ -138,6 +168,22 @@ impl PluginPool {
             instance: Some(instance),
             permit: Some(permit),
         })
+    }
+
+    /// Starts and `init`s a new instance (the start rate allowed it), counted.
+    async fn start(&self) -> Result<PluginInstance, LeaseError> {
+        self.starts.metrics.instance_starts.inc();
+        let mut i = self
+            .plugin
+            .instantiate(&self.producer)
+            .await
+            .map_err(LeaseError::Start)?;
+        self.count(1);
+        // Un-counted again if `init` fails or the request goes away meanwhile.
+        let uncount = Uncount(self);
+        i.init(&self.config).await.map_err(LeaseError::Start)?;
+        std::mem::forget(uncount);
+        Ok(i)
     }
 }
 

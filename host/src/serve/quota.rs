@@ -6,7 +6,8 @@
 //! are refused. As in Kafka's `ClientQuotaManager` (KIP-219), a quota is not checked before a
 //! record but after it: once the measured rate passes the quota, the tenant is throttled for
 //! `(rate - quota) / quota × window` (uncapped) and its publishes answer `quota-exceeded` (HTTP: 429 with
-//! `Retry-After`) until then. A leaf: no HTTP, no wasm.
+//! `Retry-After`) until then. Beside them, [`StartRate`]: how many instances a tenant's plugins
+//! may start per second (a token bucket, checked before each start). A leaf: no HTTP, no wasm.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -169,6 +170,41 @@ impl Throttle {
             parts.push(format!("producer_record_rate = {q}"));
         }
         parts.join(", ")
+    }
+}
+
+/// How many instances a tenant's plugins may start: a rate with a burst, over all its plugins.
+/// A start is instantiation, `init`, and later the reset of the instance's memory when it is
+/// dropped: work for the host that no call's CPU budget covers, so a plugin that traps on every
+/// event (and so starts an instance for every event) is held to this rate.
+#[derive(Debug)]
+pub struct StartRate {
+    bucket: crate::runtime::bucket::TokenBucket,
+}
+
+impl StartRate {
+    /// `per_second` starts a second, `burst` at once.
+    pub fn new(per_second: u64, burst: u64) -> Self {
+        StartRate {
+            bucket: crate::runtime::bucket::TokenBucket::new(per_second, burst),
+        }
+    }
+
+    /// Takes one start at `now`, or answers how long until one is allowed.
+    pub fn start(&self, now: Instant) -> Result<(), Duration> {
+        self.bucket
+            .take(1, now)
+            // The burst is at least 1 and the rate at least 1 a second (config.rs).
+            .map_err(|wait| wait.unwrap_or(WINDOW))
+    }
+
+    /// The rate, for messages: `instance_starts_per_second = N, instance_start_burst = B`.
+    pub fn describe(&self) -> String {
+        format!(
+            "instance_starts_per_second = {}, instance_start_burst = {}",
+            self.bucket.per_second(),
+            self.bucket.burst()
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Owns [`Tenants`] (the set in effect, built from a [`ServeConfig`], reusing the tenants a
 //! reload did not change), [`Tenant`] (token, limits, rate quotas, share of `buffer.memory`,
-//! plugin pools) and [`TenantGate`], which the runtime asks before and tells after every
+//! output rate, start rate, plugin pools) and [`TenantGate`], which the runtime asks before and tells after every
 //! publish of a tenant's plugin (quotas, metrics). A plugin file is compiled once however many
 //! tenants use it. It must not read HTTP requests (see `http`).
 
@@ -21,11 +21,12 @@ use crate::runtime::engine::Engine;
 use crate::runtime::gate::{PublishGate, Published};
 use crate::runtime::limits::{CpuGroup, Limits};
 use crate::runtime::options::PluginOptions;
+use crate::runtime::output::OutputRate;
 use crate::runtime::plugin::Plugin;
 use crate::serve::config::{ConfigError, ServeConfig, TenantConfig};
 use crate::serve::metrics::{Metrics, PluginMetrics};
-use crate::serve::pool::PluginPool;
-use crate::serve::quota::Throttle;
+use crate::serve::pool::{PluginPool, Starts};
+use crate::serve::quota::{StartRate, Throttle};
 
 /// One tenant in effect.
 #[derive(Debug)]
@@ -46,6 +47,10 @@ pub struct Tenant {
     pub max_requests: usize,
     /// The CPU group of all its instances.
     pub cpu_group: Option<Arc<CpuGroup>>,
+    /// The byte rate of all its plugins' stdout and stderr.
+    pub output_rate: Arc<OutputRate>,
+    /// How many instances its plugins may start.
+    pub start_rate: Arc<StartRate>,
 }
 
 impl Tenant {
@@ -211,6 +216,44 @@ impl Tenants {
             };
             // All of a tenant's instances, every plugin, share one instance's worth of CPU.
             let cpu_group = old.and_then(|o| o.cpu_group.clone()).unwrap_or_default();
+            // Its output and start rates, kept where they did not change (a reload does not
+            // give a flooding tenant a new burst).
+            let limit_metrics = metrics.tenant_limits(name);
+            let output_rate = match old {
+                Some(o)
+                    if (
+                        o.config.output_bytes_per_second,
+                        o.config.output_burst_bytes,
+                    ) == (t.output_bytes_per_second, t.output_burst_bytes) =>
+                {
+                    o.output_rate.clone()
+                }
+                _ => Arc::new(OutputRate::new(
+                    format!("tenant `{name}`"),
+                    t.output_bytes_per_second,
+                    t.output_burst_bytes,
+                    Arc::new(limit_metrics.clone()),
+                )),
+            };
+            let start_rate = match old {
+                Some(o)
+                    if (
+                        o.config.instance_starts_per_second,
+                        o.config.instance_start_burst,
+                    ) == (t.instance_starts_per_second, t.instance_start_burst) =>
+                {
+                    o.start_rate.clone()
+                }
+                _ => Arc::new(StartRate::new(
+                    t.instance_starts_per_second,
+                    t.instance_start_burst,
+                )),
+            };
+            let starts = Starts {
+                tenant: name.clone(),
+                rate: start_rate.clone(),
+                metrics: limit_metrics,
+            };
             // Its identity's producer core (the host's when it has none of its own).
             let producer =
                 producers
@@ -232,6 +275,7 @@ impl Tenants {
                 options.max_record_bytes = t.max_record_bytes;
                 options.memory_share = Some(share.clone());
                 options.cpu_group = Some(cpu_group.clone());
+                options.output_rate = Some(output_rate.clone());
                 options.limits = Limits {
                     memory_bytes: t.max_memory_mb << 20,
                     cpu_time: Duration::from_millis(t.max_cpu_ms),
@@ -284,6 +328,7 @@ impl Tenants {
                         t.max_instances,
                         metrics,
                         host_live.clone(),
+                        starts.clone(),
                     ),
                 );
             }
@@ -298,6 +343,8 @@ impl Tenants {
                     requests: Arc::new(tokio::sync::Semaphore::new(t.max_requests)),
                     cpu_group: Some(cpu_group),
                     max_requests: t.max_requests,
+                    output_rate,
+                    start_rate,
                 }),
             );
         }

@@ -30,6 +30,7 @@
 //! | `udp ADDR` | binds a UDP socket and sends one datagram to ADDR; succeeds if it was sent, fails with the error. |
 //! | `read-file PATH` | reads the file at PATH; succeeds if it could, fails with the error. |
 //! | `stdout KIB` | writes KIB lines of 1 KiB each to stdout, then succeeds. |
+//! | `stderr KIB` | writes KIB lines of 1 KiB each to stderr, then succeeds. |
 //!
 //! Configuration: with `publish-init=TOPIC`, `init` first publishes one record (value `init`)
 //! to TOPIC; with `sleep-init=MS`, it then sleeps MS milliseconds; with `fail-init=MESSAGE`, it
@@ -156,6 +157,13 @@ fn dispatch(event: &[u8]) -> Result<(), String> {
             let line = "o".repeat(1023);
             for _ in 0..number::<u64>(kib)? {
                 println!("{line}");
+            }
+            Ok(())
+        }
+        ("stderr", [kib]) => {
+            let line = "e".repeat(1023);
+            for _ in 0..number::<u64>(kib)? {
+                eprintln!("{line}");
             }
             Ok(())
         }
