@@ -3,7 +3,8 @@
 //!
 //! Owns the registry and its families: per tenant and plugin, events, records, bytes, errors
 //! by kind, traps, instances, publish and event latency; per tenant, throttled time and
-//! buffered bytes; HTTP answers and refused connections; the producer's own counters.
+//! buffered bytes; HTTP answers and refused connections; the producer's own counters; the
+//! tasks alive on the host's runtime.
 //! Counters are handed out as handles ([`PluginMetrics`]) so the hot path never looks a
 //! label set up; gauges that mirror state (instances, buffered bytes, throttled time) are set
 //! when scraped. It must not decide anything: it only counts.
@@ -177,6 +178,16 @@ impl Collector for ProducerCollector {
             None,
             cores.metric_type(),
         )?)?;
+        // Scraped on the host's runtime (the HTTP handler): its tasks, for soaks to see leaks.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = ConstGauge::new(runtime.metrics().num_alive_tasks() as i64);
+            tasks.encode(encoder.encode_descriptor(
+                "wafka_runtime_tasks",
+                "Tasks alive on the host's runtime (connections, requests, reloads; not the producer's I/O threads)",
+                None,
+                tasks.metric_type(),
+            )?)?;
+        }
         Ok(())
     }
 }
