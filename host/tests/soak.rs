@@ -179,15 +179,18 @@ async fn soak() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicU64::new(0));
+    // The first failures' status and answer.
+    let reasons = Arc::new(Mutex::new(Vec::<String>::new()));
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
     let mut clients = Vec::new();
     for t in 0..tenants {
-        let (http, base, stop, failed, latencies) = (
+        let (http, base, stop, failed, latencies, reasons) = (
             http.clone(),
             base.clone(),
             stop.clone(),
             failed.clone(),
             latencies.clone(),
+            reasons.clone(),
         );
         clients.push(tokio::spawn(async move {
             let url = format!("{base}/v1/tenants/t{t}/plugins/hello/events");
@@ -207,21 +210,32 @@ async fn soak() {
                     .collect();
                 let t0 = Instant::now();
                 let r = http.post(&url).bearer_auth(&token).body(body).send().await;
-                let ok = match r {
-                    Ok(r) if r.status() == 200 => {
+                let why = match r {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
                         let text = r.text().await.unwrap_or_default();
                         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                        v["failed"].as_u64() == Some(0)
+                        (status != 200 || v["failed"].as_u64() != Some(0))
+                            .then(|| format!("{status} {text}"))
                     }
-                    _ => false,
+                    Err(e) => Some(format!("{e:?}")),
                 };
-                if ok {
-                    latencies
+                match why {
+                    None => latencies
                         .lock()
                         .unwrap()
-                        .push(t0.elapsed().as_micros() as u64);
-                } else if !stop.load(Ordering::Relaxed) {
-                    failed.fetch_add(1, Ordering::Relaxed);
+                        .push(t0.elapsed().as_micros() as u64),
+                    Some(why) if !stop.load(Ordering::Relaxed) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        let mut reasons = reasons.lock().unwrap();
+                        if reasons.len() < 5 {
+                            reasons.push(format!(
+                                "t{t}: {}",
+                                why.chars().take(300).collect::<String>()
+                            ));
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
         }));
@@ -296,6 +310,10 @@ async fn soak() {
         tasks_range.map_or("not exposed".to_string(), |(lo, hi)| format!("{lo}..{hi}")),
         failed.load(Ordering::Relaxed)
     );
+
+    for why in reasons.lock().unwrap().iter() {
+        eprintln!("soak: failed request: {why}");
+    }
 
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
