@@ -282,6 +282,15 @@ async fn tokens_are_checked_before_anything_runs() {
     ] {
         assert!(text.contains(want), "`{want}` not in:\n{text}");
     }
+    // The host's runtime's tasks: at least this scrape's connection and request.
+    let tasks: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("wafka_runtime_tasks "))
+        .unwrap_or_else(|| panic!("no wafka_runtime_tasks in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(tasks >= 1, "{tasks}");
     s.server.drain(Duration::from_secs(10)).await;
 }
 

@@ -11,7 +11,7 @@
 //! idempotence checks (sequences, duplicates) apply to everything that reaches it.
 //!
 //! Faults ([`Fault`]) are set per virtual broker and apply to its connections at once:
-//! refusing connections, swallowing requests, not reading, holding answers, hostile answers
+//! refusing connections, swallowing requests, not reading, holding answers, stalling both ways, hostile answers
 //! (a huge length prefix, garbage), dropping connections on Produce. [`Proxy::drop_connections`]
 //! cuts live connections; [`Proxy::set_upstream`] points new connections at another broker
 //! (a restarted one). [`Proxy::set_metadata_hook`] lets a test corrupt Metadata answers.
@@ -51,6 +51,9 @@ pub enum Fault {
     StopReading,
     /// Forwards requests but holds every answer until the fault changes.
     HoldAnswers,
+    /// Moves no byte either way until the fault changes: stops reading what clients send and
+    /// holds every answer (a stalled network path; connections stay open).
+    Stall,
     /// Answers a Produce request with a length prefix of 2 GiB and nothing more.
     HugeLength,
     /// Answers a Produce request with 64 KiB of garbage.
@@ -430,7 +433,10 @@ async fn requests(
     let node = &shared.nodes[index];
     let mut fault = node.fault.subscribe();
     loop {
-        if *fault.borrow_and_update() == Fault::StopReading {
+        if matches!(
+            *fault.borrow_and_update(),
+            Fault::StopReading | Fault::Stall
+        ) {
             // Wait for another fault without reading anything.
             if fault.changed().await.is_err() {
                 return;
@@ -566,7 +572,10 @@ async fn answers(
         match item {
             Next::Inject(bytes) => {
                 // An injected answer is an answer: held like the others, in order.
-                while *fault.borrow_and_update() == Fault::HoldAnswers {
+                while matches!(
+                    *fault.borrow_and_update(),
+                    Fault::HoldAnswers | Fault::Stall
+                ) {
                     if fault.changed().await.is_err() {
                         return;
                     }
@@ -586,7 +595,10 @@ async fn answers(
                 let Some(frame) = upstream.next().await else {
                     return;
                 };
-                while *fault.borrow_and_update() == Fault::HoldAnswers {
+                while matches!(
+                    *fault.borrow_and_update(),
+                    Fault::HoldAnswers | Fault::Stall
+                ) {
                     if fault.changed().await.is_err() {
                         return;
                     }

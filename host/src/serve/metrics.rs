@@ -5,9 +5,9 @@
 //! by kind, traps, instances, publish and event latency, records delivered and failed (by
 //! kind, told by the producer as they settle: [`Deliveries`]); per tenant, throttled time,
 //! buffered bytes, answers by code and request latency; HTTP answers, refused connections and
-//! reloads by outcome; the producer's own counters. Labels are bounded: tenant and plugin
-//! names from the config, codes, kinds and outcomes from fixed lists — never a topic, a
-//! request id or a name from a URL.
+//! reloads by outcome; the producer's own counters; the tasks alive on the host's runtime.
+//! Labels are bounded: tenant and plugin names from the config, codes, kinds and outcomes
+//! from fixed lists — never a topic, a request id or a name from a URL.
 //! Counters are handed out as handles ([`PluginMetrics`]) so the hot path never looks a
 //! label set up; gauges that mirror state (instances, buffered bytes, throttled time) are set
 //! when scraped. It must not decide anything: it only counts.
@@ -183,6 +183,16 @@ impl Collector for ProducerCollector {
             None,
             cores.metric_type(),
         )?)?;
+        // Scraped on the host's runtime (the HTTP handler): its tasks, for soaks to see leaks.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = ConstGauge::new(runtime.metrics().num_alive_tasks() as i64);
+            tasks.encode(encoder.encode_descriptor(
+                "wafka_runtime_tasks",
+                "Tasks alive on the host's runtime (connections, requests, reloads; not the producer's I/O threads)",
+                None,
+                tasks.metric_type(),
+            )?)?;
+        }
         Ok(())
     }
 }
