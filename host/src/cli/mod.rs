@@ -51,7 +51,8 @@ pub(crate) fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // Queued for one writer thread: a stuck stderr (a full pipe) stalls no request.
+        .with_writer(wafka::runtime::log_writer::Stderr);
     match format {
         LogFormat::Text => builder
             // Colors only for a person at a terminal, not in files, pipes or CI logs.

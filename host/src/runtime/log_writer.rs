@@ -1,12 +1,17 @@
-//! The one thread that writes plugins' output into the host's log.
+//! The one thread that writes plugins' output into the host's log, and the host's own log
+//! lines to stderr.
 //!
 //! Owns a bounded queue (at most [`QUEUE_LINES`] lines and [`QUEUE_BYTES`] bytes) and the
-//! thread `wafka-plugin-log` that takes lines off it and logs them through `tracing` (target
-//! `wafka::plugin`, the plugin's name as a field). Whoever queues (a runtime thread, in a
-//! plugin's host call) only ever tries: when the queue is full the line is refused at once and
-//! the caller counts it as dropped, so a log that is slow or stuck (a full pipe) stalls this
-//! thread only, never a runtime thread. [`flush`] lets a command wait, before it exits, for
-//! what it queued. It must not decide what a plugin may write (see `output`).
+//! thread `wafka-plugin-log` that takes lines off it: a plugin's lines it logs through
+//! `tracing` (target `wafka::plugin`, the plugin's name as a field, inside the span the line
+//! was written in, so a request's id stays on it); the host's own formatted log lines
+//! ([`Stderr`], the command's log writer) it writes to stderr. Whoever queues (a runtime
+//! thread in a plugin's host call, a request's task logging its access line) only ever tries:
+//! when the queue is full the line is refused at once (a plugin's caller counts it as
+//! dropped; the host's lines are counted in [`host_lines_dropped`]), so a log that is slow or
+//! stuck (a full pipe) stalls this thread only, never a runtime thread or a request. [`flush`]
+//! lets a command wait, before it exits, for what it queued. It must not decide what a plugin
+//! may write (see `output`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -34,7 +39,11 @@ enum Message {
         plugin: Option<Arc<str>>,
         level: Level,
         text: Vec<u8>,
+        /// Where it was written (a request's span, say).
+        span: tracing::Span,
     },
+    /// A log line of the host's, formatted: written to stderr as it is.
+    Formatted(Vec<u8>),
     /// Answered once everything queued before it is written.
     Flush(SyncSender<()>),
 }
@@ -76,6 +85,7 @@ pub(crate) fn send(plugin: Option<&Arc<str>>, level: Level, text: Vec<u8>) -> bo
         plugin: plugin.cloned(),
         level,
         text,
+        span: tracing::Span::current(),
     };
     match q.tx.try_send(line) {
         Ok(()) => true,
@@ -112,14 +122,17 @@ pub fn flush(timeout: Duration) -> bool {
 
 /// The writer thread: every line, in order, into the log.
 fn write_all(rx: Receiver<Message>, bytes: Arc<AtomicUsize>) {
+    WRITER.with(|w| w.set(true));
     for message in rx {
         match message {
             Message::Line {
                 plugin,
                 level,
                 text,
+                span,
             } => {
                 bytes.fetch_sub(text.len(), Ordering::Relaxed);
+                let _in = span.enter();
                 let text = String::from_utf8_lossy(&text);
                 let text = text.trim_end_matches('\r');
                 match (plugin.as_deref(), level) {
@@ -133,9 +146,71 @@ fn write_all(rx: Receiver<Message>, bytes: Arc<AtomicUsize>) {
                     (None, Level::Warn) => tracing::warn!(target: "wafka::plugin", "{text}"),
                 }
             }
+            Message::Formatted(line) => {
+                bytes.fetch_sub(line.len(), Ordering::Relaxed);
+                let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &line);
+            }
             Message::Flush(done) => {
                 let _ = done.try_send(());
             }
         }
+    }
+}
+
+thread_local! {
+    /// Whether this is the writer thread (its own log lines go straight to stderr).
+    static WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The host's log lines dropped because the queue was full (a stuck or slow stderr).
+static HOST_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many of the host's own log lines were dropped because the log could not keep up.
+pub fn host_lines_dropped() -> usize {
+    HOST_DROPPED.load(Ordering::Relaxed)
+}
+
+/// The log writer a command installs (`tracing_subscriber::fmt().with_writer(Stderr)`): each
+/// formatted line is queued for the writer thread, never written on the caller's thread, and
+/// dropped (counted) when the queue is full.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Stderr
+    }
+}
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The writer thread logging a plugin's line: it is the one that writes anyway.
+        if WRITER.with(|w| w.get()) {
+            return std::io::stderr().lock().write(buf);
+        }
+        let queued = queue().is_some_and(|q| {
+            let len = buf.len();
+            if q.bytes.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES {
+                q.bytes.fetch_sub(len, Ordering::Relaxed);
+                return false;
+            }
+            match q.tx.try_send(Message::Formatted(buf.to_vec())) {
+                Ok(()) => true,
+                Err(_) => {
+                    q.bytes.fetch_sub(len, Ordering::Relaxed);
+                    false
+                }
+            }
+        });
+        if !queued {
+            HOST_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
