@@ -2969,6 +2969,13 @@ async fn serve_cli_a_stalled_log_stalls_no_tenant() {
         ),
     );
     eprintln!("{calls} calls: {logged} bytes queued for the stalled log, {dropped} dropped");
+    // The host's own lines (an access line per request) met the full queue too: dropped and
+    // counted, not waited for.
+    let host_dropped = metric(&text, "wafka_log_lines_dropped_total");
+    assert!(
+        host_dropped > 0.0,
+        "host lines dropped: {host_dropped}\n{text}"
+    );
     // Each call passes 1 MiB (its budget) on to the log: past the queue (4 MiB) and what the
     // pipe took (64 KiB), the queue drops; a call's other 3 MiB are dropped at once.
     assert!(calls >= 10, "the flood ran: {calls} calls");

@@ -183,6 +183,15 @@ impl Collector for ProducerCollector {
             None,
             cores.metric_type(),
         )?)?;
+        // The host's own log lines a stuck or slow stderr made the log writer drop (process
+        // wide: the writer is the process's).
+        let dropped = ConstCounter::new(crate::runtime::log_writer::host_lines_dropped() as u64);
+        dropped.encode(encoder.encode_descriptor(
+            "wafka_log_lines_dropped",
+            "The host's own log lines (access lines, warnings) dropped because the log could not keep up",
+            None,
+            dropped.metric_type(),
+        )?)?;
         // Scraped on the host's runtime (the HTTP handler): its tasks, for soaks to see leaks.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let tasks = ConstGauge::new(runtime.metrics().num_alive_tasks() as i64);
