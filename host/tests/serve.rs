@@ -791,6 +791,22 @@ impl Command {
     }
 
     /// Waits for the exit (at most `timeout`); its success and stderr.
+    /// SIGTERM, then waits (up to 60 s) for the drain to exit 0; its stderr (the test fails,
+    /// with the end of it, if it does not exit 0).
+    async fn drain(self) -> String {
+        self.signal(libc::SIGTERM);
+        let (ok, stderr) =
+            tokio::task::spawn_blocking(move || self.finish(Duration::from_secs(60)))
+                .await
+                .unwrap();
+        assert!(
+            ok,
+            "exit 0 after a drain:\n{}",
+            &stderr[stderr.len().saturating_sub(2000)..]
+        );
+        stderr
+    }
+
     fn finish(mut self, timeout: Duration) -> (bool, String) {
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -923,11 +939,7 @@ async fn serve_cli_reloads_on_sighup_and_drains_on_sigterm() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    cmd.signal(libc::SIGTERM);
-    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert!(ok, "exit 0 after a drain:\n{stderr}");
+    let stderr = cmd.drain().await;
     assert!(stderr.contains("drained in"), "{stderr}");
     let mut records = 1; // beta's
     for c in clients {
@@ -1819,11 +1831,7 @@ async fn serve_cli_queues_a_sighup_during_a_reload_and_refuses_a_plugin_that_can
         "the running configuration stays: {}",
         beta.body
     );
-    cmd.signal(libc::SIGTERM);
-    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert!(ok, "exit 0 after a drain:\n{stderr}");
+    cmd.drain().await;
     assert_eq!(read_back(&topic, 3).len(), 3);
 }
 
@@ -2212,11 +2220,7 @@ async fn serve_cli_keeps_descriptors_for_the_producer_and_reloads() {
     );
     drop(flood);
     drop(kept);
-    cmd.signal(libc::SIGTERM);
-    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert!(ok, "{stderr}");
+    cmd.drain().await;
     let values: Vec<_> = read_back(&topic, 3)
         .iter()
         .map(|c| c.value.clone().unwrap())
@@ -2650,11 +2654,7 @@ async fn serve_cli_logs_json_with_request_ids() {
     let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(!made.is_empty() && made != "req-test-42", "{made}");
     cmd.wait_for_count("\"status\":200", 2, Duration::from_secs(30));
-    cmd.signal(libc::SIGTERM);
-    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert!(ok, "{stderr}");
+    let stderr = cmd.drain().await;
     let logged: Vec<Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -2908,11 +2908,7 @@ async fn serve_cli_a_plugin_flooding_stderr_leaves_the_log_bounded() {
         attacked >= alone / 5.0,
         "{alone:.0} requests/s alone, {attacked:.0} beside the flood"
     );
-    cmd.signal(libc::SIGTERM);
-    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert!(ok, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
+    cmd.drain().await;
     assert_eq!(read_back(&topic, records as usize).len() as u64, records);
 }
 
@@ -2984,11 +2980,7 @@ async fn serve_cli_a_stalled_log_stalls_no_tenant() {
         "{calls} calls of 4 MiB: {logged} bytes queued, {dropped} dropped:\n{text}"
     );
     cmd.stderr_paused.store(false, Relaxed);
-    cmd.signal(libc::SIGTERM);
-    let (ok, stderr) = tokio::task::spawn_blocking(move || cmd.finish(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert!(ok, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
+    cmd.drain().await;
     assert_eq!(read_back(&topic, records as usize).len() as u64, records);
 }
 
